@@ -1,0 +1,10 @@
+//! SCIM 2.0 protocol: resource schemas, errors, the filter language, PATCH and projection.
+//!
+//! Nothing in this module performs I/O: it turns bytes and JSON into validated values and back,
+//! so the HTTP layer, the store and the client all share one understanding of the protocol.
+
+pub mod error;
+pub mod filter;
+pub mod schema;
+
+pub use error::{ScimError, ScimType};
