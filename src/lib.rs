@@ -1,3 +1,14 @@
 //! scim-operator: a SCIM 2.0 service provider and the Kubernetes operator that provisions into it.
+//!
+//! - [`scim`]: the protocol (schemas, filters, PATCH, projection), free of I/O.
+//! - [`store`]: the database behind a trait (SQLite embedded, PostgreSQL shared).
+//! - [`provisioning`]: the product's rules applied to users and teams.
+//! - [`server`]: the HTTP layer.
+//! - [`cli`]: the `scim-operator` command.
 
+pub mod cli;
+pub mod clock;
+pub mod provisioning;
 pub mod scim;
+pub mod server;
+pub mod store;

@@ -1,0 +1,458 @@
+//! Managed teams: SCIM Groups linked to teams, membership kept as rows.
+//!
+//! A POST whose displayName equals an existing unmanaged team's name exactly links that team;
+//! DELETE unlinks (the team stays, without members). Members must be existing users.
+
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+
+use super::view::group_json;
+use super::*;
+use crate::scim::filter::{AttrPath, CompareOp, Filter, matches, parse_attr_path, parse_filter};
+use crate::scim::list::ListQuery;
+use crate::scim::patch::{MultiValueOp, apply_patch, parse_patch_request};
+use crate::scim::projection::Projection;
+use crate::scim::resource::normalize;
+use crate::store::{ListSpec, TeamRecord};
+
+/// How many member ids an audit event lists before it only counts.
+const AUDIT_MEMBER_LIST: usize = 100;
+
+/// Derives a team handle from its name: lower-case ASCII letters and digits joined by dashes.
+pub fn handle_from_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let trimmed: String = out.trim_end_matches('-').chars().take(64).collect();
+    if trimmed.is_empty() { "team".to_string() } else { trimmed }
+}
+
+/// Member ids named by SCIM member values (`{"value": id, ...}`), refusing non-user members.
+fn member_ids(values: &[Value]) -> Result<Vec<String>, ScimError> {
+    let mut ids = Vec::with_capacity(values.len());
+    for v in values {
+        let id = v.get("value").and_then(Value::as_str).ok_or_else(|| {
+            ScimError::invalid_value(format!("a member must be an object with a string 'value', got {v}"))
+        })?;
+        if let Some(t) = v.get("type").and_then(Value::as_str) {
+            if !t.eq_ignore_ascii_case("User") {
+                return Err(ScimError::invalid_value(format!(
+                    "member {id} has type '{t}': teams contain users only"
+                )));
+            }
+        }
+        ids.push(id.to_string());
+    }
+    let mut seen = BTreeSet::new();
+    ids.retain(|i| seen.insert(i.clone()));
+    Ok(ids)
+}
+
+fn listed(ids: &[String]) -> Value {
+    json!({"count": ids.len(), "ids": ids.iter().take(AUDIT_MEMBER_LIST).collect::<Vec<_>>()})
+}
+
+fn group_not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("Group {id} not found"))
+}
+
+impl Directory {
+    /// Refuses member ids that are not live users, naming them; nothing is applied then.
+    async fn require_users(&self, tx: &mut dyn Tx, ids: &[String]) -> OpResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let found: BTreeSet<String> = tx.existing_user_ids(ids).await?.into_iter().collect();
+        let missing: Vec<&String> = ids.iter().filter(|i| !found.contains(*i)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            let shown: Vec<&str> = missing.iter().take(20).map(|s| s.as_str()).collect();
+            Err(ScimError::invalid_value(format!(
+                "members must be existing users; unknown: {}{}",
+                shown.join(", "),
+                if missing.len() > shown.len() { format!(" and {} more", missing.len() - shown.len()) } else { String::new() }
+            ))
+            .into())
+        }
+    }
+
+    async fn unique_handle(&self, tx: &mut dyn Tx, name: &str) -> OpResult<String> {
+        let base = handle_from_name(name);
+        let mut candidate = base.clone();
+        let mut n = 1;
+        while tx.handle_taken(&candidate).await? {
+            n += 1;
+            candidate = format!("{base}-{n}");
+        }
+        Ok(candidate)
+    }
+
+    fn group_resource(&self, team: &TeamRecord, members: Option<&[String]>, ctx: &RequestContext) -> Resource {
+        let scim_id = team.scim_id.clone().unwrap_or_default();
+        Resource { id: scim_id.clone(), version: team.version, json: group_json(team, &scim_id, members, &ctx.base_url) }
+    }
+
+    /// Creates a group, or links the unmanaged team of exactly that name (POST /Groups).
+    pub async fn create_group(
+        &self,
+        ctx: &RequestContext,
+        body: &Value,
+        projection: &Projection,
+    ) -> Result<Resource, ScimError> {
+        let mut doc = normalize(&self.types.group, body)?;
+        let members = member_ids(&match doc.remove("members") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        })?;
+        let name = doc_str(&doc, "displayName").filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+            ScimError::invalid_value("displayName is required and must be a non-empty string")
+        })?;
+        let with_members = projection.includes_top_level(&self.types.group, "members");
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            self.require_users(tx.as_mut(), &members).await?;
+            let now = self.now();
+            let scim_id = uuid::Uuid::new_v4().to_string();
+            let team = match tx.team_by_name(&name).await? {
+                Some(existing) if existing.scim_id.is_some() => {
+                    return Err(ScimError::uniqueness(format!(
+                        "a group named '{name}' already exists and is managed by an identity provider"
+                    ))
+                    .into());
+                }
+                Some(existing) => {
+                    // Link: the team becomes managed; its membership is replaced by the request's.
+                    let team = TeamRecord {
+                        scim_id: Some(scim_id.clone()),
+                        external_id: doc_str(&doc, "externalId"),
+                        data: doc.clone(),
+                        last_modified: now.clone(),
+                        version: existing.version + 1,
+                        ..existing
+                    };
+                    tx.update_team(&team).await?;
+                    let removed = tx.clear_team_members(&team.id).await?;
+                    tx.add_team_members(&team.id, &members).await?;
+                    self.audit(
+                        tx.as_mut(),
+                        ctx,
+                        "group.link",
+                        "group",
+                        &scim_id,
+                        json!({"team": team.id, "handle": team.handle, "name": name, "previousMembers": removed, "members": listed(&members)}),
+                    )
+                    .await?;
+                    team
+                }
+                None => {
+                    let handle = self.unique_handle(tx.as_mut(), &name).await?;
+                    let team = TeamRecord {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        name: name.clone(),
+                        handle,
+                        scim_id: Some(scim_id.clone()),
+                        external_id: doc_str(&doc, "externalId"),
+                        data: doc.clone(),
+                        created: now.clone(),
+                        last_modified: now,
+                        version: 1,
+                    };
+                    tx.insert_team(&team).await?;
+                    tx.add_team_members(&team.id, &members).await?;
+                    self.audit(
+                        tx.as_mut(),
+                        ctx,
+                        "group.create",
+                        "group",
+                        &scim_id,
+                        json!({"team": team.id, "handle": team.handle, "name": name, "members": listed(&members)}),
+                    )
+                    .await?;
+                    team
+                }
+            };
+            let stored = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
+            tx.commit().await?;
+            Ok(self.group_resource(&team, stored.as_deref(), ctx))
+        })
+        .await
+    }
+
+    /// Reads a group (GET /Groups/{id}); members are read only when they will be returned.
+    pub async fn get_group(&self, ctx: &RequestContext, id: &str, projection: &Projection) -> Result<Resource, ScimError> {
+        let mut tx = self.store.begin_read().await?;
+        let team = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+        let members = if projection.includes_top_level(&self.types.group, "members") {
+            Some(tx.team_members(&team.id).await?)
+        } else {
+            None
+        };
+        Ok(self.group_resource(&team, members.as_deref(), ctx))
+    }
+
+    /// Replaces a group (PUT /Groups/{id}); only membership differences are written.
+    pub async fn replace_group(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        projection: &Projection,
+    ) -> Result<Resource, ScimError> {
+        let mut doc = normalize(&self.types.group, body)?;
+        let wanted = member_ids(&match doc.remove("members") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        })?;
+        let with_members = projection.includes_top_level(&self.types.group, "members");
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            self.require_users(tx.as_mut(), &wanted).await?;
+            let current: BTreeSet<String> = tx.team_members(&before.id).await?.into_iter().collect();
+            let wanted_set: BTreeSet<String> = wanted.iter().cloned().collect();
+            let add: Vec<String> = wanted_set.difference(&current).cloned().collect();
+            let remove: Vec<String> = current.difference(&wanted_set).cloned().collect();
+            let team = self.write_group(tx.as_mut(), ctx, &before, doc.clone(), &add, &remove, "group.replace").await?;
+            let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
+            tx.commit().await?;
+            Ok(self.group_resource(&team, members.as_deref(), ctx))
+        })
+        .await
+    }
+
+    /// Applies a PATCH (PATCH /Groups/{id}); member operations become row inserts and deletes.
+    pub async fn patch_group(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        projection: &Projection,
+    ) -> Result<Resource, ScimError> {
+        let request = parse_patch_request(body)?;
+        let with_members = projection.includes_top_level(&self.types.group, "members");
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            let mut doc = before.data.clone();
+            let outcome = apply_patch(&self.types.group, &mut doc, &request, &["members"])?;
+            // Resolve member operations in order against a working view of the membership,
+            // loading the full member list only when an operation needs it.
+            let mut add: BTreeSet<String> = BTreeSet::new();
+            let mut remove: BTreeSet<String> = BTreeSet::new();
+            for op in outcome.external.iter().map(|e| &e.op) {
+                match op {
+                    MultiValueOp::Add(values) => {
+                        for m in member_ids(values)? {
+                            remove.remove(&m);
+                            add.insert(m);
+                        }
+                    }
+                    MultiValueOp::RemoveValues(values) => {
+                        for m in member_ids(values)? {
+                            add.remove(&m);
+                            remove.insert(m);
+                        }
+                    }
+                    MultiValueOp::Remove(filter) => {
+                        let targets = match filter.as_ref().and_then(simple_member_ids) {
+                            Some(ids) => ids,
+                            None => {
+                                let all = self.current_members(tx.as_mut(), &before.id, &add, &remove).await?;
+                                match filter {
+                                    None => all,
+                                    Some(f) => all.into_iter().filter(|m| member_matches(&self.types.group, f, m)).collect(),
+                                }
+                            }
+                        };
+                        for m in targets {
+                            add.remove(&m);
+                            remove.insert(m);
+                        }
+                    }
+                    MultiValueOp::Replace(values) => {
+                        let wanted: BTreeSet<String> = member_ids(values)?.into_iter().collect();
+                        let all = self.current_members(tx.as_mut(), &before.id, &add, &remove).await?;
+                        remove.extend(all.into_iter().filter(|m| !wanted.contains(m)));
+                        for m in &wanted {
+                            remove.remove(m);
+                        }
+                        add = wanted;
+                    }
+                }
+            }
+            let add: Vec<String> = add.into_iter().collect();
+            let remove: Vec<String> = remove.into_iter().collect();
+            self.require_users(tx.as_mut(), &add).await?;
+            let team = self.write_group(tx.as_mut(), ctx, &before, doc, &add, &remove, "group.patch").await?;
+            let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
+            tx.commit().await?;
+            Ok(self.group_resource(&team, members.as_deref(), ctx))
+        })
+        .await
+    }
+
+    /// The membership as pending operations would leave it.
+    async fn current_members(
+        &self,
+        tx: &mut dyn Tx,
+        team_id: &str,
+        add: &BTreeSet<String>,
+        remove: &BTreeSet<String>,
+    ) -> OpResult<Vec<String>> {
+        let mut all: BTreeSet<String> = tx.team_members(team_id).await?.into_iter().collect();
+        all.extend(add.iter().cloned());
+        all.retain(|m| !remove.contains(m));
+        Ok(all.into_iter().collect())
+    }
+
+    /// Writes a group change: document, then only the membership rows that change.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_group(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        before: &TeamRecord,
+        doc: Map<String, Value>,
+        add: &[String],
+        remove: &[String],
+        action: &str,
+    ) -> OpResult<TeamRecord> {
+        let name = doc_str(&doc, "displayName")
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| ScimError::invalid_value("displayName is required and must be a non-empty string"))?;
+        if name != before.name {
+            if let Some(other) = tx.team_by_name(&name).await? {
+                if other.id != before.id {
+                    return Err(ScimError::uniqueness(format!("a team named '{name}' already exists")).into());
+                }
+            }
+        }
+        let removed = if remove.is_empty() { 0 } else { tx.remove_team_members(&before.id, remove).await? };
+        let added = if add.is_empty() { 0 } else { tx.add_team_members(&before.id, add).await? };
+        if doc == before.data && name == before.name && added == 0 && removed == 0 {
+            return Ok(before.clone());
+        }
+        let team = TeamRecord {
+            name: name.clone(),
+            external_id: doc_str(&doc, "externalId"),
+            data: doc,
+            last_modified: self.now(),
+            version: before.version + 1,
+            ..before.clone()
+        };
+        tx.update_team(&team).await?;
+        let scim_id = team.scim_id.clone().unwrap_or_default();
+        self.audit(
+            tx,
+            ctx,
+            action,
+            "group",
+            &scim_id,
+            json!({"team": team.id, "name": name, "renamedFrom": (name != before.name).then_some(&before.name),
+                   "membersAdded": listed(add), "membersRemoved": listed(remove)}),
+        )
+        .await?;
+        Ok(team)
+    }
+
+    /// Unlinks a group (DELETE /Groups/{id}): members removed, the team stays, unmanaged.
+    pub async fn delete_group(&self, ctx: &RequestContext, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            let removed = tx.clear_team_members(&before.id).await?;
+            let team = TeamRecord { scim_id: None, last_modified: self.now(), version: before.version + 1, ..before.clone() };
+            tx.update_team(&team).await?;
+            self.audit(
+                tx.as_mut(),
+                ctx,
+                "group.unlink",
+                "group",
+                id,
+                json!({"team": team.id, "handle": team.handle, "name": team.name, "membersRemoved": removed}),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Lists groups (GET /Groups, POST /Groups/.search).
+    pub async fn list_groups(
+        &self,
+        ctx: &RequestContext,
+        query: &ListQuery,
+        projection: &Projection,
+    ) -> Result<(u64, Vec<Resource>), ScimError> {
+        let filter: Option<Filter> = query.filter.as_deref().map(parse_filter).transpose()?;
+        let sort_by = query.sort_by.as_deref().map(parse_attr_path).transpose()?;
+        let spec = ListSpec {
+            resource_type: &self.types.group,
+            filter: filter.as_ref(),
+            sort_by: sort_by.as_ref(),
+            sort_order: query.sort_order,
+            offset: query.start_index.saturating_sub(1),
+            limit: query.count,
+        };
+        let mut tx = self.store.begin_read().await?;
+        let (total, rows) = tx.list_groups(&spec).await?;
+        let with_members = projection.includes_top_level(&self.types.group, "members");
+        let mut out = Vec::with_capacity(rows.len());
+        for team in &rows {
+            let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
+            out.push(self.group_resource(team, members.as_deref(), ctx));
+        }
+        Ok((total, out))
+    }
+}
+
+/// Member ids of a filter made only of `value eq "id"` terms joined by `or` (the common case),
+/// so removal needs no member list.
+fn simple_member_ids(f: &Filter) -> Option<Vec<String>> {
+    match f {
+        Filter::Compare { path, op: CompareOp::Eq, value: Value::String(id) }
+            if path.uri.is_none() && path.sub_attr.is_none() && path.attr.eq_ignore_ascii_case("value") =>
+        {
+            Some(vec![id.clone()])
+        }
+        Filter::Or(a, b) => {
+            let mut ids = simple_member_ids(a)?;
+            ids.extend(simple_member_ids(b)?);
+            Some(ids)
+        }
+        _ => None,
+    }
+}
+
+/// Evaluates a member value filter against one member.
+fn member_matches(rt: &crate::scim::schema::ResourceType, filter: &Filter, member_id: &str) -> bool {
+    let whole = Filter::ValuePath {
+        path: AttrPath { uri: None, attr: "members".into(), sub_attr: None },
+        filter: Box::new(filter.clone()),
+    };
+    matches(&whole, rt, &json!({"members": [{"value": member_id, "type": "User"}]}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_slugs() {
+        assert_eq!(handle_from_name("Identity Team"), "identity-team");
+        assert_eq!(handle_from_name("  SRE / On-call!! "), "sre-on-call");
+        assert_eq!(handle_from_name("???"), "team");
+    }
+}

@@ -1,0 +1,184 @@
+//! The directory: users and managed teams as identity providers provision them, with the rules
+//! of the product (role provisioning, team linking, offboarding, audit) applied in the same
+//! transaction as each change.
+
+mod error;
+mod groups;
+pub mod keys;
+mod users;
+pub mod view;
+
+pub use error::scim_from_store;
+
+use serde_json::{Map, Value};
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::clock::{Clock, format_time};
+use crate::scim::schema::{ResourceType, group_resource_type, user_resource_type};
+use crate::scim::ScimError;
+use crate::store::{AuditEvent, SharedStore, StoreError, Tx};
+
+/// How many times a write is retried when it lost a race with another writer.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Who is asking, for authorisation decisions and the audit trail.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The application key id (or `cli`, `system`).
+    pub actor: String,
+    pub request_id: Option<String>,
+    /// Base URL of the SCIM API, for `meta.location` and `$ref`.
+    pub base_url: String,
+}
+
+/// A resource as returned to a client, with what HTTP needs besides the body.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub id: String,
+    pub version: i64,
+    pub json: Map<String, Value>,
+}
+
+/// The resource types this server serves.
+#[derive(Debug, Clone)]
+pub struct ResourceTypes {
+    pub user: ResourceType,
+    pub group: ResourceType,
+}
+
+impl Default for ResourceTypes {
+    fn default() -> Self {
+        Self { user: user_resource_type(), group: group_resource_type() }
+    }
+}
+
+/// The provisioning service.
+#[derive(Clone)]
+pub struct Directory {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    types: Arc<ResourceTypes>,
+}
+
+/// A failure inside one attempt of a write: either final, or a lost race worth retrying.
+#[derive(Debug)]
+enum OpError {
+    Scim(ScimError),
+    Store(StoreError),
+}
+
+impl From<ScimError> for OpError {
+    fn from(e: ScimError) -> Self {
+        OpError::Scim(e)
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Store(e)
+    }
+}
+
+impl OpError {
+    fn retryable(&self) -> bool {
+        match self {
+            OpError::Store(StoreError::Concurrent(_)) => true,
+            OpError::Store(StoreError::Database(sqlx::Error::Database(db))) => {
+                // PostgreSQL serialization failure / deadlock; SQLite busy.
+                matches!(db.code().as_deref(), Some("40001") | Some("40P01") | Some("5") | Some("517"))
+            }
+            _ => false,
+        }
+    }
+    fn into_scim(self) -> ScimError {
+        match self {
+            OpError::Scim(e) => e,
+            OpError::Store(e) => scim_from_store(e),
+        }
+    }
+}
+
+type OpResult<T> = Result<T, OpError>;
+
+impl Directory {
+    /// A directory over `store`, reading time from `clock`.
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, types: Arc::new(ResourceTypes::default()) }
+    }
+
+    /// The resource types served.
+    pub fn types(&self) -> &ResourceTypes {
+        &self.types
+    }
+
+    /// The store.
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    /// Now, in the stored form.
+    fn now(&self) -> String {
+        format_time(self.clock.now())
+    }
+
+    /// Runs one write attempt after another until it does not lose a race.
+    async fn retry<T, F, Fut>(&self, mut attempt: F) -> Result<T, ScimError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = OpResult<T>>,
+    {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retryable() && n < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt = n, error = ?e, "write lost a race; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(2u64 << n.min(6))).await;
+                }
+                Err(e) => return Err(e.into_scim()),
+            }
+        }
+    }
+
+    /// Appends an audit event inside `tx`.
+    async fn audit(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+        details: Value,
+    ) -> OpResult<()> {
+        let event = AuditEvent {
+            id: uuid::Uuid::new_v4().to_string(),
+            time: self.now(),
+            actor: ctx.actor.clone(),
+            action: action.to_string(),
+            target_type: target_type.to_string(),
+            target_id: target_id.to_string(),
+            request_id: ctx.request_id.clone(),
+            details,
+        };
+        tx.append_audit(&event).await?;
+        Ok(())
+    }
+}
+
+/// Checks an `If-Match` precondition against the stored version (RFC 7644 §3.14).
+fn check_if_match(if_match: Option<&str>, version: i64) -> OpResult<()> {
+    match if_match {
+        Some(h) if !view::etag_matches(h, version) => Err(OpError::Scim(ScimError::precondition_failed(format!(
+            "the resource is at version {} and the request expected {h}",
+            view::etag(version)
+        )))),
+        _ => Ok(()),
+    }
+}
+
+/// A string attribute of a normalised document.
+fn doc_str(doc: &Map<String, Value>, key: &str) -> Option<String> {
+    doc.get(key).and_then(Value::as_str).map(str::to_string)
+}

@@ -1,0 +1,250 @@
+//! Users: create, read, replace, patch, deactivate, delete, list.
+
+use serde_json::{Map, Value, json};
+
+use super::view::user_json;
+use super::*;
+use crate::scim::filter::{Filter, parse_attr_path, parse_filter};
+use crate::scim::list::ListQuery;
+use crate::scim::patch::{apply_patch, parse_patch_request};
+use crate::scim::projection::Projection;
+use crate::scim::resource::normalize;
+use crate::store::{ListSpec, UserRecord};
+
+/// Columns mirrored from a user document.
+struct UserColumns {
+    user_name: String,
+    external_id: Option<String>,
+    display_name: Option<String>,
+    active: bool,
+}
+
+fn columns(doc: &Map<String, Value>) -> Result<UserColumns, ScimError> {
+    let user_name = doc_str(doc, "userName")
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| ScimError::invalid_value("userName is required and must be a non-empty string"))?;
+    Ok(UserColumns {
+        user_name,
+        external_id: doc_str(doc, "externalId"),
+        display_name: doc_str(doc, "displayName"),
+        active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
+    })
+}
+
+impl Directory {
+    fn user_resource(&self, rec: &UserRecord, groups: &[(String, String)], ctx: &RequestContext) -> Resource {
+        Resource { id: rec.id.clone(), version: rec.version, json: user_json(rec, groups, &ctx.base_url) }
+    }
+
+    /// Creates a user (POST /Users).
+    pub async fn create_user(&self, ctx: &RequestContext, body: &Value) -> Result<Resource, ScimError> {
+        let mut doc = normalize(&self.types.user, body)?;
+        // A new user is active unless the request says otherwise.
+        doc.entry("active").or_insert(Value::Bool(true));
+        let cols = columns(&doc)?;
+        self.retry(|| self.try_create_user(ctx, &doc, &cols)).await
+    }
+
+    async fn try_create_user(&self, ctx: &RequestContext, doc: &Map<String, Value>, cols: &UserColumns) -> OpResult<Resource> {
+        let mut tx = self.store.begin_write().await?;
+        if tx.user_by_name(&cols.user_name).await?.is_some() {
+            return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
+        }
+        let now = self.now();
+        let rec = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_name: cols.user_name.clone(),
+            external_id: cols.external_id.clone(),
+            display_name: cols.display_name.clone(),
+            active: cols.active,
+            data: doc.clone(),
+            created: now.clone(),
+            last_modified: now,
+            version: 1,
+        };
+        tx.insert_user(&rec).await?;
+        self.audit(tx.as_mut(), ctx, "user.create", "user", &rec.id, json!({"userName": rec.user_name, "active": rec.active}))
+            .await?;
+        tx.commit().await?;
+        Ok(self.user_resource(&rec, &[], ctx))
+    }
+
+    /// Reads a user (GET /Users/{id}).
+    pub async fn get_user(&self, ctx: &RequestContext, id: &str, projection: &Projection) -> Result<Resource, ScimError> {
+        let mut tx = self.store.begin_read().await?;
+        let rec = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+        let groups = if projection.includes_top_level(&self.types.user, "groups") {
+            tx.groups_of_user(id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(self.user_resource(&rec, &groups, ctx))
+    }
+
+    /// Replaces a user (PUT /Users/{id}).
+    pub async fn replace_user(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Resource, ScimError> {
+        let mut doc = normalize(&self.types.user, body)?;
+        doc.entry("active").or_insert(Value::Bool(true));
+        let cols = columns(&doc)?;
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            let rec = self.write_user(tx.as_mut(), ctx, &before, doc.clone(), &cols, "user.replace").await?;
+            let groups = tx.groups_of_user(id).await?;
+            tx.commit().await?;
+            Ok(self.user_resource(&rec, &groups, ctx))
+        })
+        .await
+    }
+
+    /// Applies a PATCH (PATCH /Users/{id}).
+    pub async fn patch_user(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Resource, ScimError> {
+        let request = parse_patch_request(body)?;
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            let mut doc = before.data.clone();
+            let outcome = apply_patch(&self.types.user, &mut doc, &request, &[])?;
+            let rec = if outcome.changed {
+                let cols = columns(&doc)?;
+                self.write_user(tx.as_mut(), ctx, &before, doc, &cols, "user.patch").await?
+            } else {
+                before
+            };
+            let groups = tx.groups_of_user(id).await?;
+            tx.commit().await?;
+            Ok(self.user_resource(&rec, &groups, ctx))
+        })
+        .await
+    }
+
+    /// Writes a changed user document, with the audit event and the offboarding rules.
+    async fn write_user(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        before: &UserRecord,
+        doc: Map<String, Value>,
+        cols: &UserColumns,
+        action: &str,
+    ) -> OpResult<UserRecord> {
+        if !cols.user_name.eq_ignore_ascii_case(&before.user_name) {
+            if let Some(other) = tx.user_by_name(&cols.user_name).await? {
+                if other.id != before.id {
+                    return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
+                }
+            }
+        }
+        if doc == before.data {
+            return Ok(before.clone());
+        }
+        let rec = UserRecord {
+            id: before.id.clone(),
+            user_name: cols.user_name.clone(),
+            external_id: cols.external_id.clone(),
+            display_name: cols.display_name.clone(),
+            active: cols.active,
+            data: doc,
+            created: before.created.clone(),
+            last_modified: self.now(),
+            version: before.version + 1,
+        };
+        tx.update_user(&rec).await?;
+        let changed: Vec<&String> = changed_keys(&before.data, &rec.data);
+        self.audit(tx, ctx, action, "user", &rec.id, json!({"changed": changed})).await?;
+        if before.active && !rec.active {
+            self.on_deactivated(tx, ctx, &rec).await?;
+        } else if !before.active && rec.active {
+            self.audit(tx, ctx, "user.reactivate", "user", &rec.id, json!({})).await?;
+        }
+        Ok(rec)
+    }
+
+    /// Offboarding: a deactivated user loses every access path it had.
+    async fn on_deactivated(&self, tx: &mut dyn Tx, ctx: &RequestContext, rec: &UserRecord) -> OpResult<()> {
+        let now = self.now();
+        let revoked = tx.revoke_user_keys(&rec.id, &now, "owner deactivated").await?;
+        self.audit(tx, ctx, "user.deactivate", "user", &rec.id, json!({"revokedKeys": revoked})).await?;
+        Ok(())
+    }
+
+    /// Deletes a user (DELETE /Users/{id}): disabled, memberships removed, gone from SCIM.
+    pub async fn delete_user(&self, ctx: &RequestContext, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            let now = self.now();
+            let groups = tx.groups_of_user(id).await?;
+            let revoked = tx.revoke_user_keys(id, &now, "owner deleted").await?;
+            tx.delete_user(id, &now).await?;
+            let teams: Vec<&String> = groups.iter().map(|(g, _)| g).collect();
+            self.audit(
+                tx.as_mut(),
+                ctx,
+                "user.delete",
+                "user",
+                id,
+                json!({"userName": before.user_name, "removedFromGroups": teams, "revokedKeys": revoked}),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Lists users (GET /Users, POST /Users/.search).
+    pub async fn list_users(
+        &self,
+        ctx: &RequestContext,
+        query: &ListQuery,
+        projection: &Projection,
+    ) -> Result<(u64, Vec<Resource>), ScimError> {
+        let filter: Option<Filter> = query.filter.as_deref().map(parse_filter).transpose()?;
+        let sort_by = query.sort_by.as_deref().map(parse_attr_path).transpose()?;
+        let spec = ListSpec {
+            resource_type: &self.types.user,
+            filter: filter.as_ref(),
+            sort_by: sort_by.as_ref(),
+            sort_order: query.sort_order,
+            offset: query.start_index.saturating_sub(1),
+            limit: query.count,
+        };
+        let mut tx = self.store.begin_read().await?;
+        let (total, rows) = tx.list_users(&spec).await?;
+        let with_groups = projection.includes_top_level(&self.types.user, "groups");
+        let mut out = Vec::with_capacity(rows.len());
+        for rec in &rows {
+            let groups = if with_groups { tx.groups_of_user(&rec.id).await? } else { Vec::new() };
+            out.push(self.user_resource(rec, &groups, ctx));
+        }
+        Ok((total, out))
+    }
+}
+
+fn user_not_found(id: &str) -> ScimError {
+    ScimError::not_found(format!("User {id} not found"))
+}
+
+/// Top-level keys whose values differ between two documents.
+fn changed_keys<'a>(a: &'a Map<String, Value>, b: &'a Map<String, Value>) -> Vec<&'a String> {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}

@@ -1,0 +1,316 @@
+//! SCIM resource endpoints: HTTP in, directory call, HTTP out.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::AppState;
+use super::auth::AuthenticatedKey;
+use super::response::{ApiError, ApiResult, ScimJson};
+use crate::provisioning::{RequestContext, Resource};
+use crate::scim::list::{ListQuery, list_response};
+use crate::scim::projection::Projection;
+use crate::scim::schema::ResourceType;
+use crate::scim::ScimError;
+
+/// The request's query parameters as pairs; undecodable text is a SCIM 400.
+pub(super) fn query_pairs(raw: &Option<String>) -> Result<Vec<(String, String)>, ScimError> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(q) => serde_urlencoded::from_str(q)
+            .map_err(|e| ScimError::invalid_value(format!("query string could not be decoded: {e}"))),
+    }
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// Base URL of the SCIM API as the client addressed it.
+pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(b) = &state.config.base_url {
+        return b.trim_end_matches('/').to_string();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    format!("{proto}://{host}/scim/v2")
+}
+
+fn context(state: &AppState, key: &AuthenticatedKey, headers: &HeaderMap) -> RequestContext {
+    RequestContext {
+        actor: key.id.clone(),
+        request_id: headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string),
+        base_url: base_url(state, headers),
+    }
+}
+
+/// Parses a JSON request body; any media type is read as JSON (identity providers differ).
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ScimError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ScimError::new(413, None, "the request body is larger than the server accepts")
+        } else {
+            ScimError::invalid_syntax(format!("the request body could not be read: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers.get(header::IF_MATCH).and_then(|h| h.to_str().ok()).map(str::to_string)
+}
+
+fn projection(pairs: &[(String, String)], rt: &ResourceType) -> Result<Projection, ScimError> {
+    Projection::parse(param(pairs, "attributes"), param(pairs, "excludedAttributes"), rt)
+}
+
+/// One resource with ETag and, on creation, Location.
+fn resource_response(mut r: Resource, status: StatusCode, rt: &ResourceType, p: &Projection) -> ScimJson {
+    let etag = crate::provisioning::view::etag(r.version);
+    let location = r.json.get("meta").and_then(|m| m.get("location")).and_then(Value::as_str).map(str::to_string);
+    p.apply(rt, &mut r.json);
+    let mut out = ScimJson::ok(Value::Object(r.json)).status(status).header(header::ETAG, &etag);
+    if status == StatusCode::CREATED {
+        if let Some(loc) = location {
+            out = out.header(header::LOCATION, &loc);
+        }
+    }
+    out
+}
+
+fn list_out(total: u64, start_index: u64, items: Vec<Resource>, rt: &ResourceType, p: &Projection) -> ScimJson {
+    let resources = items
+        .into_iter()
+        .map(|mut r| {
+            p.apply(rt, &mut r.json);
+            Value::Object(r.json)
+        })
+        .collect();
+    ScimJson::ok(list_response(total, start_index, resources))
+}
+
+/// Answers a GET with 304 when `If-None-Match` names the current version.
+fn not_modified(headers: &HeaderMap, r: &Resource) -> Option<Response> {
+    let h = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    crate::provisioning::view::etag_matches(h, r.version).then(|| {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = crate::provisioning::view::etag(r.version).parse() {
+            resp.headers_mut().insert(header::ETAG, v);
+        }
+        resp
+    })
+}
+
+// ---------------------------------------------------------------- users
+
+pub async fn create_user(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().user;
+    let pairs = query_pairs(&q)?;
+    let p = projection(&pairs, rt)?;
+    let body = json_body(body)?;
+    let r = s.directory.create_user(&context(&s, &key, &headers), &body).await?;
+    Ok(resource_response(r, StatusCode::CREATED, rt, &p))
+}
+
+pub async fn get_user(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = &s.directory.types().user;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let r = s.directory.get_user(&context(&s, &key, &headers), &id, &p).await?;
+    if let Some(resp) = not_modified(&headers, &r) {
+        return Ok(resp);
+    }
+    Ok(resource_response(r, StatusCode::OK, rt, &p).into_response())
+}
+
+pub async fn replace_user(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().user;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let body = json_body(body)?;
+    let r = s.directory.replace_user(&context(&s, &key, &headers), &id, &body, if_match(&headers).as_deref()).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &p))
+}
+
+pub async fn patch_user(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().user;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let body = json_body(body)?;
+    let r = s.directory.patch_user(&context(&s, &key, &headers), &id, &body, if_match(&headers).as_deref()).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &p))
+}
+
+pub async fn delete_user(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    s.directory.delete_user(&context(&s, &key, &headers), &id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_users(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
+    let query = ListQuery::from_query(&query_pairs(&q)?, s.config.default_count, s.config.max_count)?;
+    users_page(&s, &key, &headers, query).await
+}
+
+pub async fn search_users(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    users_page(&s, &key, &headers, query).await
+}
+
+async fn users_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+    let rt = &s.directory.types().user;
+    let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
+    let (total, items) = s.directory.list_users(&context(s, key, headers), &query, &p).await?;
+    Ok(list_out(total, query.start_index, items, rt, &p))
+}
+
+// ---------------------------------------------------------------- groups
+
+pub async fn create_group(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().group;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let body = json_body(body)?;
+    let r = s.directory.create_group(&context(&s, &key, &headers), &body, &p).await?;
+    Ok(resource_response(r, StatusCode::CREATED, rt, &p))
+}
+
+pub async fn get_group(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rt = &s.directory.types().group;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let r = s.directory.get_group(&context(&s, &key, &headers), &id, &p).await?;
+    if let Some(resp) = not_modified(&headers, &r) {
+        return Ok(resp);
+    }
+    Ok(resource_response(r, StatusCode::OK, rt, &p).into_response())
+}
+
+pub async fn replace_group(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().group;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let body = json_body(body)?;
+    let ctx = context(&s, &key, &headers);
+    let r = s.directory.replace_group(&ctx, &id, &body, if_match(&headers).as_deref(), &p).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &p))
+}
+
+pub async fn patch_group(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().group;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let body = json_body(body)?;
+    let ctx = context(&s, &key, &headers);
+    let r = s.directory.patch_group(&ctx, &id, &body, if_match(&headers).as_deref(), &p).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &p))
+}
+
+pub async fn delete_group(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    s.directory.delete_group(&context(&s, &key, &headers), &id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_groups(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
+    let query = ListQuery::from_query(&query_pairs(&q)?, s.config.default_count, s.config.max_count)?;
+    groups_page(&s, &key, &headers, query).await
+}
+
+pub async fn search_groups(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    groups_page(&s, &key, &headers, query).await
+}
+
+async fn groups_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+    let rt = &s.directory.types().group;
+    let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
+    let (total, items) = s.directory.list_groups(&context(s, key, headers), &query, &p).await?;
+    Ok(list_out(total, query.start_index, items, rt, &p))
+}
+
+// ---------------------------------------------------------------- others
+
+pub async fn not_implemented() -> ApiError {
+    ApiError(ScimError::not_implemented("this endpoint is not supported by this service provider"))
+}
+
+pub async fn unknown_endpoint() -> ApiError {
+    ApiError(ScimError::not_found("no such SCIM endpoint"))
+}

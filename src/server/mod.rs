@@ -1,0 +1,150 @@
+//! The HTTP layer: routes, authentication, limits and metrics around the directory. Handlers
+//! only translate between HTTP and `crate::provisioning`.
+
+mod auth;
+mod discovery;
+mod handlers;
+pub mod metrics;
+mod response;
+
+pub use auth::AuthenticatedKey;
+pub use response::SCIM_MEDIA_TYPE;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::provisioning::Directory;
+use crate::scim::ScimError;
+use metrics::{HttpLabels, Metrics, RouteLabels};
+use response::ApiError;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public base URL of the SCIM API (e.g. `https://scim.example.com/scim/v2`); derived from
+    /// the Host header when unset.
+    pub base_url: Option<String>,
+    /// Page size when a list request names none.
+    pub default_count: u64,
+    /// Largest page served (`filter.maxResults`).
+    pub max_count: u64,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Time after which a request is abandoned (its transaction rolled back).
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            default_count: 100,
+            max_count: 1000,
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub directory: Directory,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<ServerConfig>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The application: SCIM under `/scim/v2`, health and metrics beside it.
+pub fn router(state: AppState) -> Router {
+    let scim = Router::new()
+        .route("/ServiceProviderConfig", get(discovery::service_provider_config))
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema))
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route("/ResourceTypes/{id}", get(discovery::resource_type))
+        .route("/Users", get(handlers::list_users).post(handlers::create_user))
+        .route("/Users/.search", axum::routing::post(handlers::search_users))
+        .route(
+            "/Users/{id}",
+            get(handlers::get_user).put(handlers::replace_user).patch(handlers::patch_user).delete(handlers::delete_user),
+        )
+        .route("/Groups", get(handlers::list_groups).post(handlers::create_group))
+        .route("/Groups/.search", axum::routing::post(handlers::search_groups))
+        .route(
+            "/Groups/{id}",
+            get(handlers::get_group).put(handlers::replace_group).patch(handlers::patch_group).delete(handlers::delete_group),
+        )
+        .route("/Bulk", axum::routing::any(handlers::not_implemented))
+        .route("/Me", axum::routing::any(handlers::not_implemented))
+        .fallback(handlers::unknown_endpoint)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .nest("/scim/v2", scim)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Counts, times and bounds every request; a request past its deadline is dropped, which rolls
+/// back its transaction, and answered 503.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(%route, %method, "request timed out");
+            ApiError(ScimError::new(503, None, "the request took too long and was abandoned; nothing was changed"))
+                .into_response()
+        }
+    };
+    let status = resp.status().as_u16();
+    state.metrics.requests.get_or_create(&HttpLabels { method: method.clone(), route: route.clone(), status }).inc();
+    state.metrics.durations.get_or_create(&RouteLabels { method, route }).observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.directory.store().ping().await {
+        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})))
+                .into_response()
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}

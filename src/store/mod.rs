@@ -1,0 +1,161 @@
+//! Persistence: one SQL store behind the [`Store`] trait, serving SQLite (embedded default) and
+//! PostgreSQL (shared by several replicas).
+//!
+//! The store knows rows, not rules: provisioning decisions live in `crate::provisioning`, which
+//! runs each request as one [`Tx`] so that a change, its memberships and its audit event commit
+//! together or not at all.
+
+mod dialect;
+mod filter_sql;
+mod records;
+mod sql;
+
+pub use dialect::Dialect;
+pub use filter_sql::{ResourceTable, SqlValue};
+pub use records::*;
+pub use sql::SqlStore;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+use crate::scim::filter::Filter;
+use crate::scim::list::SortOrder;
+use crate::scim::schema::ResourceType;
+
+/// Errors of the store. Callers map them to SCIM errors in one place (`provisioning::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write (e.g. userName taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The row changed since it was read (optimistic concurrency).
+    #[error("concurrent modification of {0}")]
+    Concurrent(String),
+    /// The request cannot be expressed against this store (e.g. an unsupported filter).
+    #[error("{0}")]
+    Unsupported(String),
+    /// A filter or sort named something the store cannot evaluate.
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
+    /// Any database failure.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored document could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a list query asks of the store: already-parsed filter, sort, and the page.
+#[derive(Debug, Clone)]
+pub struct ListSpec<'a> {
+    /// The resource type the filter's attribute names resolve against.
+    pub resource_type: &'a ResourceType,
+    pub filter: Option<&'a Filter>,
+    pub sort_by: Option<&'a crate::scim::filter::AttrPath>,
+    pub sort_order: SortOrder,
+    /// Zero-based offset.
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// A database holding users, teams, keys and the audit trail.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which SQL dialect serves this store.
+    fn dialect(&self) -> Dialect;
+    /// Starts a transaction that may write. On SQLite, writers queue for the single write lock.
+    async fn begin_write(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Starts a read-only transaction: a consistent snapshot for a list and its count.
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Closes the pool, waiting for connections to be returned.
+    async fn close(&self);
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// One database transaction. Dropping it without [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    // ---- users
+    /// A live (not deleted) user by id.
+    async fn user(&mut self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// A live user by userName, compared without regard to case.
+    async fn user_by_name(&mut self, user_name: &str) -> StoreResult<Option<UserRecord>>;
+    /// Inserts a user; a taken userName is [`StoreError::Conflict`].
+    async fn insert_user(&mut self, user: &UserRecord) -> StoreResult<()>;
+    /// Writes a user whose `version` was incremented by the caller; fails with
+    /// [`StoreError::Concurrent`] when the stored version is not `version - 1`.
+    async fn update_user(&mut self, user: &UserRecord) -> StoreResult<()>;
+    /// Marks a user deleted (invisible to SCIM) and drops its memberships.
+    async fn delete_user(&mut self, id: &str, now: &str) -> StoreResult<bool>;
+    /// A page of live users and the total count.
+    async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)>;
+    /// Which of `ids` are live users.
+    async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>>;
+    /// The managed teams a user belongs to, as (group id, display name).
+    async fn groups_of_user(&mut self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
+
+    // ---- teams
+    /// A team by its team id.
+    async fn team(&mut self, team_id: &str) -> StoreResult<Option<TeamRecord>>;
+    /// A managed team by its SCIM Group id.
+    async fn group(&mut self, scim_id: &str) -> StoreResult<Option<TeamRecord>>;
+    /// A team whose name equals `name` exactly.
+    async fn team_by_name(&mut self, name: &str) -> StoreResult<Option<TeamRecord>>;
+    /// Whether `handle` is taken.
+    async fn handle_taken(&mut self, handle: &str) -> StoreResult<bool>;
+    /// Inserts a team.
+    async fn insert_team(&mut self, team: &TeamRecord) -> StoreResult<()>;
+    /// Writes a team whose version was incremented by the caller (optimistic, as for users).
+    async fn update_team(&mut self, team: &TeamRecord) -> StoreResult<()>;
+    /// A page of managed teams (SCIM Groups) and the total count.
+    async fn list_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<TeamRecord>)>;
+    /// Every team, managed or not, by name.
+    async fn list_teams(&mut self) -> StoreResult<Vec<TeamRecord>>;
+    /// Member user ids of a team, in insertion-independent stable order.
+    async fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<String>>;
+    /// Number of members of a team.
+    async fn team_member_count(&mut self, team_id: &str) -> StoreResult<u64>;
+    /// Adds members (already present ones are kept once); returns how many were new.
+    async fn add_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64>;
+    /// Removes members; returns how many were removed.
+    async fn remove_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64>;
+    /// Removes every member; returns how many were removed.
+    async fn clear_team_members(&mut self, team_id: &str) -> StoreResult<u64>;
+
+    // ---- application keys
+    /// Stores a new key.
+    async fn insert_key(&mut self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// An unrevoked key by the hash of its secret.
+    async fn key_by_hash(&mut self, secret_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Every key, revoked ones included.
+    async fn list_keys(&mut self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes a key by id or name; returns whether one was revoked.
+    async fn revoke_key(&mut self, id_or_name: &str, now: &str, reason: &str) -> StoreResult<bool>;
+    /// Revokes every unrevoked key owned by a user; returns their ids.
+    async fn revoke_user_keys(&mut self, user_id: &str, now: &str, reason: &str) -> StoreResult<Vec<String>>;
+
+    // ---- audit trail
+    /// Appends an event.
+    async fn append_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
+    /// Events matching the query, oldest first.
+    async fn list_audit(&mut self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Makes the transaction's writes durable.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Opens (creating and migrating) the database named by `url`: a file path or `sqlite://...`
+/// for SQLite, `postgres://...` for PostgreSQL.
+pub async fn open(url: &str) -> StoreResult<SharedStore> {
+    Ok(Arc::new(SqlStore::open(url).await?))
+}

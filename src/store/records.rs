@@ -1,0 +1,122 @@
+//! Rows as the rest of the program sees them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A user row. `data` is the normalised SCIM document without `id`, `meta` and `groups`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub id: String,
+    pub user_name: String,
+    pub external_id: Option<String>,
+    pub display_name: Option<String>,
+    pub active: bool,
+    pub data: Map<String, Value>,
+    /// RFC 3339 timestamps (see [`crate::clock::format_time`]).
+    pub created: String,
+    pub last_modified: String,
+    /// Incremented on every change; the ETag is derived from it.
+    pub version: i64,
+}
+
+/// A team row. A team is a SCIM Group while `scim_id` is set (managed by an identity provider).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeamRecord {
+    pub id: String,
+    pub name: String,
+    pub handle: String,
+    pub scim_id: Option<String>,
+    pub external_id: Option<String>,
+    /// Group document without `id`, `meta` and `members`.
+    pub data: Map<String, Value>,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+}
+
+/// Who controls an application key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyOwner {
+    /// A service account: survives any user's offboarding (recommended for SCIM).
+    ServiceAccount,
+    /// A user: revoked when that user is deactivated or deleted.
+    User,
+}
+
+impl KeyOwner {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOwner::ServiceAccount => "service_account",
+            KeyOwner::User => "user",
+        }
+    }
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "service_account" => Some(KeyOwner::ServiceAccount),
+            "user" => Some(KeyOwner::User),
+            _ => None,
+        }
+    }
+}
+
+/// An application key. Only the SHA-256 of the secret is kept.
+#[derive(Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub owner: KeyOwner,
+    pub owner_user_id: Option<String>,
+    pub secret_hash: String,
+    /// The first characters of the secret, enough to recognise it, too few to use it.
+    pub hint: String,
+    pub permissions: Vec<String>,
+    pub created: String,
+    pub revoked_at: Option<String>,
+    pub revoked_reason: Option<String>,
+}
+
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash is not the secret, but it is what an attacker with the log would match against.
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("owner", &self.owner)
+            .field("owner_user_id", &self.owner_user_id)
+            .field("secret_hash", &"<redacted>")
+            .field("hint", &self.hint)
+            .field("permissions", &self.permissions)
+            .field("created", &self.created)
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
+}
+
+/// One append-only audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub time: String,
+    /// The key id that acted, or `cli:<user>` / `system`.
+    pub actor: String,
+    /// Dotted action name, e.g. `user.create`, `role.unmatched`.
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub request_id: Option<String>,
+    /// What changed.
+    pub details: Value,
+}
+
+/// Filters for reading the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only events at or after this RFC 3339 time.
+    pub since: Option<String>,
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+    pub limit: Option<u64>,
+}

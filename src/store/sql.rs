@@ -1,0 +1,676 @@
+//! [`Store`] implementation on sqlx's `Any` driver: one body of SQL for SQLite and PostgreSQL,
+//! with the few dialect differences in [`Dialect`].
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::filter_sql::{ResourceTable, SqlValue, sort_expression, translate};
+use super::*;
+use crate::scim::list::SortOrder;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Largest number of bind parameters put in one IN list or multi-row insert.
+const CHUNK: usize = 400;
+
+/// The SQL store.
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// SQLite has one writer: queue writers here instead of failing with SQLITE_BUSY.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: never print it.
+        f.debug_struct("SqlStore").field("dialect", &self.dialect).finish_non_exhaustive()
+    }
+}
+
+/// Turns a `--db` argument into a connection URL and its dialect.
+pub fn database_url(arg: &str) -> (String, Dialect) {
+    if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+        (arg.to_string(), Dialect::Postgres)
+    } else if arg.starts_with("sqlite:") {
+        let url = if arg.contains('?') { arg.to_string() } else { format!("{arg}?mode=rwc") };
+        (url, Dialect::Sqlite)
+    } else {
+        (format!("sqlite://{arg}?mode=rwc"), Dialect::Sqlite)
+    }
+}
+
+impl SqlStore {
+    /// Connects, configures and migrates.
+    pub async fn open(arg: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, dialect) = database_url(arg);
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL: readers never block the writer; NORMAL sync is safe against
+                            // process crashes (a killed server loses nothing it acknowledged).
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            conn.execute("SET statement_timeout = '15s'").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        match dialect {
+            Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        let write_lock = (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self { pool, dialect, write_lock })
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn begin_write(&self) -> StoreResult<Box<dyn Tx>> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        };
+        Ok(Box::new(SqlTx { tx, d: self.dialect, _guard: guard }))
+    }
+
+    async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.pool.begin().await?;
+        Ok(Box::new(SqlTx { tx, d: self.dialect, _guard: None }))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+struct SqlTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    d: Dialect,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+type AnyQuery = sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn q(sql: String) -> AnyQuery {
+    sqlx::query(AssertSqlSafe(sql))
+}
+
+fn bind_all(mut query: AnyQuery, params: Vec<SqlValue>) -> AnyQuery {
+    for p in params {
+        query = match p {
+            SqlValue::Text(s) => query.bind(s),
+            SqlValue::Int(i) => query.bind(i),
+            SqlValue::Float(f) => query.bind(f),
+            SqlValue::Null => query.bind(Option::<String>::None),
+        };
+    }
+    query
+}
+
+fn map_unique(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn doc_from(text: &str) -> StoreResult<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(StoreError::Corrupt("document is not a JSON object".into())),
+        Err(e) => Err(StoreError::Corrupt(e.to_string())),
+    }
+}
+
+fn doc_text(doc: &Map<String, Value>) -> String {
+    Value::Object(doc.clone()).to_string()
+}
+
+fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+impl SqlTx {
+    fn user_cols(&self) -> String {
+        format!(
+            "u.id, u.user_name, u.external_id, u.display_name, u.active, {} AS data, u.created, u.last_modified, u.version",
+            self.d.json_out("u.data")
+        )
+    }
+
+    fn team_cols(&self) -> String {
+        format!(
+            "t.id, t.name, t.handle, t.scim_id, t.external_id, {} AS data, t.created, t.last_modified, t.version",
+            self.d.json_out("t.data")
+        )
+    }
+
+    fn user_from(row: &AnyRow) -> StoreResult<UserRecord> {
+        Ok(UserRecord {
+            id: row.try_get("id")?,
+            user_name: row.try_get("user_name")?,
+            external_id: row.try_get("external_id")?,
+            display_name: row.try_get("display_name")?,
+            active: row.try_get::<i64, _>("active")? != 0,
+            data: doc_from(&row.try_get::<String, _>("data")?)?,
+            created: row.try_get("created")?,
+            last_modified: row.try_get("last_modified")?,
+            version: row.try_get("version")?,
+        })
+    }
+
+    fn team_from(row: &AnyRow) -> StoreResult<TeamRecord> {
+        Ok(TeamRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            handle: row.try_get("handle")?,
+            scim_id: row.try_get("scim_id")?,
+            external_id: row.try_get("external_id")?,
+            data: doc_from(&row.try_get::<String, _>("data")?)?,
+            created: row.try_get("created")?,
+            last_modified: row.try_get("last_modified")?,
+            version: row.try_get("version")?,
+        })
+    }
+
+    fn key_from(row: &AnyRow) -> StoreResult<ApiKeyRecord> {
+        let owner: String = row.try_get("owner_kind")?;
+        let permissions: String = row.try_get("permissions")?;
+        Ok(ApiKeyRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            owner: KeyOwner::parse(&owner).ok_or_else(|| StoreError::Corrupt(format!("key owner kind '{owner}'")))?,
+            owner_user_id: row.try_get("owner_user_id")?,
+            secret_hash: row.try_get("secret_hash")?,
+            hint: row.try_get("hint")?,
+            permissions: permissions.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
+            created: row.try_get("created")?,
+            revoked_at: row.try_get("revoked_at")?,
+            revoked_reason: row.try_get("revoked_reason")?,
+        })
+    }
+
+    async fn fetch_users(&mut self, sql: String, params: Vec<SqlValue>) -> StoreResult<Vec<UserRecord>> {
+        let rows = bind_all(q(sql), params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(Self::user_from).collect()
+    }
+
+    async fn fetch_teams(&mut self, sql: String, params: Vec<SqlValue>) -> StoreResult<Vec<TeamRecord>> {
+        let rows = bind_all(q(sql), params).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(Self::team_from).collect()
+    }
+
+    async fn count(&mut self, sql: String, params: Vec<SqlValue>) -> StoreResult<u64> {
+        let row = bind_all(q(sql), params).fetch_one(&mut *self.tx).await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// WHERE clause and ORDER BY for a list, with parameters.
+    fn list_clauses(&self, spec: &ListSpec<'_>, table: ResourceTable) -> StoreResult<(String, String, Vec<SqlValue>)> {
+        let (base, alias) = match table {
+            ResourceTable::Users => ("u.deleted_at IS NULL", "u"),
+            ResourceTable::Groups => ("t.scim_id IS NOT NULL", "t"),
+        };
+        let (mut where_sql, mut params) = (base.to_string(), Vec::new());
+        if let Some(f) = spec.filter {
+            let c = translate(f, spec.resource_type, table, self.d, 1)?;
+            where_sql = format!("{base} AND ({})", c.sql);
+            params = c.params;
+        }
+        let dir = match spec.sort_order {
+            SortOrder::Ascending => "ASC",
+            SortOrder::Descending => "DESC",
+        };
+        let order = match spec.sort_by {
+            Some(path) => {
+                let expr = sort_expression(path, spec.resource_type, table, self.d)?;
+                // Resources without the attribute come last either way (RFC 7644 §3.4.2.3).
+                format!("CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END, {expr} {dir}, {alias}.seq")
+            }
+            None => format!("{alias}.seq"),
+        };
+        Ok((where_sql, order, params))
+    }
+}
+
+#[async_trait]
+impl Tx for SqlTx {
+    async fn user(&mut self, id: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL", self.user_cols());
+        Ok(self.fetch_users(sql, vec![SqlValue::Text(id.to_string())]).await?.pop())
+    }
+
+    async fn user_by_name(&mut self, user_name: &str) -> StoreResult<Option<UserRecord>> {
+        let sql = format!("SELECT {} FROM users u WHERE u.user_name_key = $1 AND u.deleted_at IS NULL", self.user_cols());
+        Ok(self.fetch_users(sql, vec![SqlValue::Text(user_name.to_lowercase())]).await?.pop())
+    }
+
+    async fn insert_user(&mut self, u: &UserRecord) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO users (id, user_name, user_name_key, external_id, display_name, active, data, created, last_modified, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, {}, $8, $9, $10)",
+            self.d.json_in(7)
+        );
+        q(sql)
+            .bind(u.id.clone())
+            .bind(u.user_name.clone())
+            .bind(u.user_name.to_lowercase())
+            .bind(u.external_id.clone())
+            .bind(u.display_name.clone())
+            .bind(u.active as i64)
+            .bind(doc_text(&u.data))
+            .bind(u.created.clone())
+            .bind(u.last_modified.clone())
+            .bind(u.version)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("userName '{}' is already taken", u.user_name)))?;
+        Ok(())
+    }
+
+    async fn update_user(&mut self, u: &UserRecord) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE users SET user_name = $2, user_name_key = $3, external_id = $4, display_name = $5, active = $6, \
+             data = {}, last_modified = $8, version = $9 WHERE id = $1 AND version = $10 AND deleted_at IS NULL",
+            self.d.json_in(7)
+        );
+        let done = q(sql)
+            .bind(u.id.clone())
+            .bind(u.user_name.clone())
+            .bind(u.user_name.to_lowercase())
+            .bind(u.external_id.clone())
+            .bind(u.display_name.clone())
+            .bind(u.active as i64)
+            .bind(doc_text(&u.data))
+            .bind(u.last_modified.clone())
+            .bind(u.version)
+            .bind(u.version - 1)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("userName '{}' is already taken", u.user_name)))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Concurrent(format!("user {}", u.id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&mut self, id: &str, now: &str) -> StoreResult<bool> {
+        let done = q("UPDATE users SET deleted_at = $2, active = 0, version = version + 1, last_modified = $2 \
+                      WHERE id = $1 AND deleted_at IS NULL"
+            .into())
+        .bind(id.to_string())
+        .bind(now.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // Teams that lose a member change version too (their ETag must not lie).
+        q("UPDATE teams SET version = version + 1, last_modified = $2 \
+           WHERE id IN (SELECT team_id FROM team_members WHERE user_id = $1)"
+            .into())
+        .bind(id.to_string())
+        .bind(now.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        q("DELETE FROM team_members WHERE user_id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+        Ok(true)
+    }
+
+    async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)> {
+        let (where_sql, order, params) = self.list_clauses(spec, ResourceTable::Users)?;
+        let total = self.count(format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"), params.clone()).await?;
+        if spec.limit == 0 || spec.offset >= total {
+            return Ok((total, Vec::new()));
+        }
+        let n = params.len();
+        let sql = format!(
+            "SELECT {} FROM users u WHERE {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            self.user_cols(),
+            n + 1,
+            n + 2
+        );
+        let mut params = params;
+        params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
+        params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
+        Ok((total, self.fetch_users(sql, params).await?))
+    }
+
+    async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id FROM users WHERE deleted_at IS NULL AND id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let params = chunk.iter().map(|i| SqlValue::Text(i.clone())).collect();
+            for row in bind_all(q(sql), params).fetch_all(&mut *self.tx).await? {
+                found.push(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn groups_of_user(&mut self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
+        let rows = q("SELECT t.scim_id, t.name FROM team_members m JOIN teams t ON t.id = m.team_id \
+                      WHERE m.user_id = $1 AND t.scim_id IS NOT NULL ORDER BY t.name, t.scim_id"
+            .into())
+        .bind(user_id.to_string())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn team(&mut self, team_id: &str) -> StoreResult<Option<TeamRecord>> {
+        let sql = format!("SELECT {} FROM teams t WHERE t.id = $1", self.team_cols());
+        Ok(self.fetch_teams(sql, vec![SqlValue::Text(team_id.to_string())]).await?.pop())
+    }
+
+    async fn group(&mut self, scim_id: &str) -> StoreResult<Option<TeamRecord>> {
+        let sql = format!("SELECT {} FROM teams t WHERE t.scim_id = $1", self.team_cols());
+        Ok(self.fetch_teams(sql, vec![SqlValue::Text(scim_id.to_string())]).await?.pop())
+    }
+
+    async fn team_by_name(&mut self, name: &str) -> StoreResult<Option<TeamRecord>> {
+        let sql = format!("SELECT {} FROM teams t WHERE t.name = $1 ORDER BY t.seq LIMIT 1", self.team_cols());
+        Ok(self.fetch_teams(sql, vec![SqlValue::Text(name.to_string())]).await?.pop())
+    }
+
+    async fn handle_taken(&mut self, handle: &str) -> StoreResult<bool> {
+        let n = self.count("SELECT COUNT(*) FROM teams WHERE handle = $1".into(), vec![SqlValue::Text(handle.into())]).await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_team(&mut self, t: &TeamRecord) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO teams (id, name, handle, scim_id, external_id, data, created, last_modified, version) \
+             VALUES ($1, $2, $3, $4, $5, {}, $7, $8, $9)",
+            self.d.json_in(6)
+        );
+        q(sql)
+            .bind(t.id.clone())
+            .bind(t.name.clone())
+            .bind(t.handle.clone())
+            .bind(t.scim_id.clone())
+            .bind(t.external_id.clone())
+            .bind(doc_text(&t.data))
+            .bind(t.created.clone())
+            .bind(t.last_modified.clone())
+            .bind(t.version)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
+        Ok(())
+    }
+
+    async fn update_team(&mut self, t: &TeamRecord) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE teams SET name = $2, handle = $3, scim_id = $4, external_id = $5, data = {}, last_modified = $7, \
+             version = $8 WHERE id = $1 AND version = $9",
+            self.d.json_in(6)
+        );
+        let done = q(sql)
+            .bind(t.id.clone())
+            .bind(t.name.clone())
+            .bind(t.handle.clone())
+            .bind(t.scim_id.clone())
+            .bind(t.external_id.clone())
+            .bind(doc_text(&t.data))
+            .bind(t.last_modified.clone())
+            .bind(t.version)
+            .bind(t.version - 1)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Concurrent(format!("team {}", t.id)));
+        }
+        Ok(())
+    }
+
+    async fn list_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<TeamRecord>)> {
+        let (where_sql, order, params) = self.list_clauses(spec, ResourceTable::Groups)?;
+        let total = self.count(format!("SELECT COUNT(*) FROM teams t WHERE {where_sql}"), params.clone()).await?;
+        if spec.limit == 0 || spec.offset >= total {
+            return Ok((total, Vec::new()));
+        }
+        let n = params.len();
+        let sql = format!(
+            "SELECT {} FROM teams t WHERE {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            self.team_cols(),
+            n + 1,
+            n + 2
+        );
+        let mut params = params;
+        params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
+        params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
+        Ok((total, self.fetch_teams(sql, params).await?))
+    }
+
+    async fn list_teams(&mut self) -> StoreResult<Vec<TeamRecord>> {
+        let sql = format!("SELECT {} FROM teams t ORDER BY t.name, t.seq", self.team_cols());
+        self.fetch_teams(sql, Vec::new()).await
+    }
+
+    async fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<String>> {
+        let rows = q("SELECT user_id FROM team_members WHERE team_id = $1 ORDER BY user_id".into())
+            .bind(team_id.to_string())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    async fn team_member_count(&mut self, team_id: &str) -> StoreResult<u64> {
+        self.count("SELECT COUNT(*) FROM team_members WHERE team_id = $1".into(), vec![SqlValue::Text(team_id.into())]).await
+    }
+
+    async fn add_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64> {
+        let mut added = 0;
+        for chunk in user_ids.chunks(CHUNK) {
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${})", i + 2)).collect();
+            let sql = format!(
+                "INSERT INTO team_members (team_id, user_id) VALUES {} ON CONFLICT DO NOTHING",
+                values.join(", ")
+            );
+            let mut params = vec![SqlValue::Text(team_id.to_string())];
+            params.extend(chunk.iter().map(|u| SqlValue::Text(u.clone())));
+            added += bind_all(q(sql), params).execute(&mut *self.tx).await?.rows_affected();
+        }
+        Ok(added)
+    }
+
+    async fn remove_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64> {
+        let mut removed = 0;
+        for chunk in user_ids.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM team_members WHERE team_id = $1 AND user_id IN ({})",
+                placeholders(2, chunk.len())
+            );
+            let mut params = vec![SqlValue::Text(team_id.to_string())];
+            params.extend(chunk.iter().map(|u| SqlValue::Text(u.clone())));
+            removed += bind_all(q(sql), params).execute(&mut *self.tx).await?.rows_affected();
+        }
+        Ok(removed)
+    }
+
+    async fn clear_team_members(&mut self, team_id: &str) -> StoreResult<u64> {
+        let done = q("DELETE FROM team_members WHERE team_id = $1".into())
+            .bind(team_id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_key(&mut self, k: &ApiKeyRecord) -> StoreResult<()> {
+        q("INSERT INTO api_keys (id, name, owner_kind, owner_user_id, secret_hash, hint, permissions, created) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            .into())
+        .bind(k.id.clone())
+        .bind(k.name.clone())
+        .bind(k.owner.as_str())
+        .bind(k.owner_user_id.clone())
+        .bind(k.secret_hash.clone())
+        .bind(k.hint.clone())
+        .bind(k.permissions.join(","))
+        .bind(k.created.clone())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, "key collision"))?;
+        Ok(())
+    }
+
+    async fn key_by_hash(&mut self, secret_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = q("SELECT * FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL".into())
+            .bind(secret_hash.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(Self::key_from).transpose()
+    }
+
+    async fn list_keys(&mut self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = q("SELECT * FROM api_keys ORDER BY seq".into()).fetch_all(&mut *self.tx).await?;
+        rows.iter().map(Self::key_from).collect()
+    }
+
+    async fn revoke_key(&mut self, id_or_name: &str, now: &str, reason: &str) -> StoreResult<bool> {
+        let done = q("UPDATE api_keys SET revoked_at = $2, revoked_reason = $3 \
+                      WHERE (id = $1 OR name = $1) AND revoked_at IS NULL"
+            .into())
+        .bind(id_or_name.to_string())
+        .bind(now.to_string())
+        .bind(reason.to_string())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_user_keys(&mut self, user_id: &str, now: &str, reason: &str) -> StoreResult<Vec<String>> {
+        let rows = q("SELECT id FROM api_keys WHERE owner_user_id = $1 AND revoked_at IS NULL ORDER BY seq".into())
+            .bind(user_id.to_string())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+        if !ids.is_empty() {
+            q("UPDATE api_keys SET revoked_at = $2, revoked_reason = $3 WHERE owner_user_id = $1 AND revoked_at IS NULL"
+                .into())
+            .bind(user_id.to_string())
+            .bind(now.to_string())
+            .bind(reason.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(ids)
+    }
+
+    async fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO audit_events (id, time, actor, action, target_type, target_id, request_id, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, {})",
+            self.d.json_in(8)
+        );
+        q(sql)
+            .bind(e.id.clone())
+            .bind(e.time.clone())
+            .bind(e.actor.clone())
+            .bind(e.action.clone())
+            .bind(e.target_type.clone())
+            .bind(e.target_id.clone())
+            .bind(e.request_id.clone())
+            .bind(e.details.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&mut self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let mut conds = vec!["1 = 1".to_string()];
+        let mut params = Vec::new();
+        if let Some(s) = &query.since {
+            params.push(SqlValue::Text(crate::clock::normalize_time(s)));
+            conds.push(format!("time >= ${}", params.len()));
+        }
+        if let Some(a) = &query.action {
+            params.push(SqlValue::Text(a.clone()));
+            conds.push(format!("action = ${}", params.len()));
+        }
+        if let Some(t) = &query.target_id {
+            params.push(SqlValue::Text(t.clone()));
+            conds.push(format!("target_id = ${}", params.len()));
+        }
+        let mut sql = format!(
+            "SELECT id, time, actor, action, target_type, target_id, request_id, {} AS details FROM audit_events WHERE {} ORDER BY seq",
+            self.d.json_out("details"),
+            conds.join(" AND ")
+        );
+        if let Some(limit) = query.limit {
+            params.push(SqlValue::Int(limit.min(i64::MAX as u64) as i64));
+            sql.push_str(&format!(" LIMIT ${}", params.len()));
+        }
+        let rows = bind_all(q(sql), params).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| {
+                let details: String = r.try_get("details")?;
+                Ok(AuditEvent {
+                    id: r.try_get("id")?,
+                    time: r.try_get("time")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target_type: r.try_get("target_type")?,
+                    target_id: r.try_get("target_id")?,
+                    request_id: r.try_get("request_id")?,
+                    details: serde_json::from_str(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! Test support: a real SCIM server on loopback over a real database, and an HTTP client.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use std::sync::Arc;
+
+use scim_operator::clock::{Clock, SystemClock, format_time};
+use scim_operator::provisioning::Directory;
+use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
+use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
+use scim_operator::store::{KeyOwner, SharedStore};
+
+/// A running server and what a test needs to talk to it.
+pub struct TestServer {
+    pub base: String,
+    pub token: String,
+    pub store: SharedStore,
+    pub http: reqwest::Client,
+    pub db_url: String,
+    _dir: Option<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The database the tests run on: `SCIM_TEST_DATABASE_URL` (PostgreSQL) or a fresh SQLite file.
+pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
+    if let Ok(url) = std::env::var("SCIM_TEST_DATABASE_URL") {
+        return (url, None);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("scim.db");
+    (path.to_string_lossy().into_owned(), Some(dir))
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 with a fresh database and one service-account key.
+    pub async fn start() -> Self {
+        Self::start_with(ServerConfig::default()).await
+    }
+
+    /// Same, with server settings.
+    pub async fn start_with(config: ServerConfig) -> Self {
+        let (db_url, dir) = fresh_database().await;
+        let store = scim_operator::store::open(&db_url).await.expect("open store");
+        let token = create_key(&store, "test", None).await;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let state = AppState {
+            directory: Directory::new(store.clone(), clock),
+            metrics: Arc::new(Metrics::default()),
+            config: Arc::new(config),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            scim_operator::server::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        Self {
+            base: format!("http://{addr}/scim/v2"),
+            token,
+            store,
+            http: reqwest::Client::new(),
+            db_url,
+            _dir: dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Root URL (without `/scim/v2`).
+    pub fn root(&self) -> String {
+        self.base.trim_end_matches("/scim/v2").to_string()
+    }
+
+    /// Sends a SCIM request with the test key; returns status, headers and the JSON body (Null if none).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    /// Same, with another bearer token.
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.base, path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, headers, json)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::GET, path, None).await;
+        (s, b)
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::POST, path, Some(body)).await;
+        (s, b)
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::PUT, path, Some(body)).await;
+        (s, b)
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::PATCH, path, Some(body)).await;
+        (s, b)
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let (s, _, b) = self.call(Method::DELETE, path, None).await;
+        (s, b)
+    }
+
+    /// Creates a user and returns its id.
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let (s, b) = self
+            .post("/Users", serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "create {user_name}: {b}");
+        b["id"].as_str().expect("id").to_string()
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Creates an application key directly in the store and returns its secret.
+pub async fn create_key(store: &SharedStore, name: &str, user_id: Option<String>) -> String {
+    let secret = Secret::generate();
+    let owner = if user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
+    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
+    let rec = new_key_record(&secret, name, owner, user_id, perms, &format_time(SystemClock.now()));
+    let mut tx = store.begin_write().await.expect("tx");
+    tx.insert_key(&rec).await.expect("insert key");
+    tx.commit().await.expect("commit");
+    secret.expose().to_string()
+}
+
+/// The SCIM error body's fields, asserting the shape of RFC 7644 §3.12.
+pub fn assert_scim_error(body: &Value, status: u16, scim_type: Option<&str>) {
+    assert_eq!(body["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "not a SCIM error: {body}");
+    assert_eq!(body["status"], Value::String(status.to_string()), "status in {body}");
+    match scim_type {
+        Some(t) => assert_eq!(body["scimType"], t, "scimType in {body}"),
+        None => assert!(body.get("scimType").is_none(), "unexpected scimType in {body}"),
+    }
+}
