@@ -351,21 +351,19 @@ impl ResourceType {
             }
             None => (self.schemas().collect(), true),
         };
-        if with_common {
-            if let Some(attr) = self
-                .common
-                .iter()
-                .find(|a| a.name.eq_ignore_ascii_case(&path.attr))
-            {
-                let sub = sub_of(attr, path.sub_attr.as_deref())?;
-                return Some(Resolved {
-                    schema: &self.schema,
-                    extension: false,
-                    common: true,
-                    attr,
-                    sub,
-                });
-            }
+        let common = self
+            .common
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(&path.attr));
+        if let Some(attr) = common.filter(|_| with_common) {
+            let sub = sub_of(attr, path.sub_attr.as_deref())?;
+            return Some(Resolved {
+                schema: &self.schema,
+                extension: false,
+                common: true,
+                attr,
+                sub,
+            });
         }
         for (schema, extension) in schemas {
             if let Some(attr) = schema.attr(&path.attr) {
