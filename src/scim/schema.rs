@@ -1,62 +1,178 @@
 //! Resource schemas (RFC 7643 §2, §4, §7): the attribute model every other part consults.
+//!
+//! The model lives here; the RFC definitions of the User, Enterprise User and Group schemas and
+//! of the common attributes are in submodules, and [`discovery`] renders the `/Schemas`,
+//! `/ResourceTypes` and `/ServiceProviderConfig` documents.
+
+use super::filter::AttrPath;
+
+mod common;
+// pub mod discovery;
+mod group;
+mod user;
+
+pub use common::common_attributes;
+pub use group::{group_resource_type, group_schema};
+pub use user::{enterprise_user_schema, user_resource_type, user_schema};
+
+/// Core User schema URN (RFC 7643 §4.1).
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// Enterprise User extension URN (RFC 7643 §4.3).
+pub const ENTERPRISE_USER_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+/// Core Group schema URN (RFC 7643 §4.2).
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+/// List response message URN (RFC 7644 §3.4.2).
+pub const LIST_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+/// PATCH request message URN (RFC 7644 §3.5.2).
+pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// Search request message URN (RFC 7644 §3.4.3).
+pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+/// Service provider configuration schema URN (RFC 7643 §5).
+pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str =
+    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+/// Resource type schema URN (RFC 7643 §6).
+pub const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+/// Schema definition schema URN (RFC 7643 §7).
+pub const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 
 /// Attribute data types of RFC 7643 §2.3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttrType {
+    /// `string`.
     String,
+    /// `boolean`.
     Boolean,
+    /// `decimal`.
     Decimal,
+    /// `integer`.
     Integer,
+    /// `dateTime` (xsd:dateTime).
     DateTime,
+    /// `binary` (base64).
     Binary,
+    /// `reference` (a URI).
     Reference,
+    /// `complex`: has sub-attributes.
     Complex,
 }
 
 /// RFC 7643 §7 `mutability`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutability {
+    /// Set by the service provider only.
     ReadOnly,
+    /// May be updated and read.
     ReadWrite,
+    /// May be set on creation (or when empty), never changed afterwards.
     Immutable,
+    /// May be set, never returned.
     WriteOnly,
 }
 
 /// RFC 7643 §7 `returned`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Returned {
+    /// Returned whatever `attributes`/`excludedAttributes` say.
     Always,
+    /// Never returned.
     Never,
+    /// Returned unless excluded.
     Default,
+    /// Returned only when named in `attributes`.
     Request,
 }
 
 /// RFC 7643 §7 `uniqueness`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Uniqueness {
+    /// No uniqueness required.
     None,
+    /// Unique within this service provider.
     Server,
+    /// Globally unique.
     Global,
 }
 
-/// One attribute definition.
-#[derive(Debug, Clone)]
-pub struct AttributeDef {
-    pub name: &'static str,
-    pub attr_type: AttrType,
-    pub multi_valued: bool,
-    pub description: &'static str,
-    pub required: bool,
-    pub case_exact: bool,
-    pub mutability: Mutability,
-    pub returned: Returned,
-    pub uniqueness: Uniqueness,
-    pub canonical_values: Vec<String>,
-    pub reference_types: Vec<&'static str>,
-    pub sub_attributes: Vec<AttributeDef>,
+impl AttrType {
+    /// The keyword used in schema representations (RFC 7643 §7 `type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttrType::String => "string",
+            AttrType::Boolean => "boolean",
+            AttrType::Decimal => "decimal",
+            AttrType::Integer => "integer",
+            AttrType::DateTime => "dateTime",
+            AttrType::Binary => "binary",
+            AttrType::Reference => "reference",
+            AttrType::Complex => "complex",
+        }
+    }
 }
 
-use super::filter::AttrPath;
+impl Mutability {
+    /// The keyword used in schema representations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutability::ReadOnly => "readOnly",
+            Mutability::ReadWrite => "readWrite",
+            Mutability::Immutable => "immutable",
+            Mutability::WriteOnly => "writeOnly",
+        }
+    }
+}
+
+impl Returned {
+    /// The keyword used in schema representations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Returned::Always => "always",
+            Returned::Never => "never",
+            Returned::Default => "default",
+            Returned::Request => "request",
+        }
+    }
+}
+
+impl Uniqueness {
+    /// The keyword used in schema representations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Uniqueness::None => "none",
+            Uniqueness::Server => "server",
+            Uniqueness::Global => "global",
+        }
+    }
+}
+
+/// One attribute definition with the characteristics of RFC 7643 §2.2 and §7.
+#[derive(Debug, Clone)]
+pub struct AttributeDef {
+    /// Attribute name as the RFC spells it (lookups ignore case).
+    pub name: &'static str,
+    /// Data type.
+    pub attr_type: AttrType,
+    /// Whether the value is a JSON array.
+    pub multi_valued: bool,
+    /// Human-readable description, published in `/Schemas`.
+    pub description: &'static str,
+    /// Whether a value must be supplied.
+    pub required: bool,
+    /// Whether string comparisons are case-sensitive.
+    pub case_exact: bool,
+    /// Who may change the value.
+    pub mutability: Mutability,
+    /// When the value is returned.
+    pub returned: Returned,
+    /// Uniqueness scope.
+    pub uniqueness: Uniqueness,
+    /// Canonical values; may be replaced at run time (see [`ResourceType::set_canonical_values`]).
+    pub canonical_values: Vec<String>,
+    /// Resource types a `reference` may point to (`User`, `Group`, `external`, `uri`).
+    pub reference_types: Vec<&'static str>,
+    /// Sub-attributes of a complex attribute.
+    pub sub_attributes: Vec<AttributeDef>,
+}
 
 impl AttributeDef {
     /// A single-valued, optional, read-write string with default return; adjust with the builders.
@@ -78,11 +194,26 @@ impl AttributeDef {
     }
     /// Same as [`AttributeDef::string`] with another type.
     pub fn of_type(name: &'static str, attr_type: AttrType, description: &'static str) -> Self {
-        Self { attr_type, ..Self::string(name, description) }
+        Self {
+            attr_type,
+            ..Self::string(name, description)
+        }
+    }
+    /// A `reference` attribute pointing at the given resource types.
+    pub fn reference(
+        name: &'static str,
+        types: &[&'static str],
+        description: &'static str,
+    ) -> Self {
+        Self::of_type(name, AttrType::Reference, description).reference_types(types)
     }
     /// A complex attribute with sub-attributes.
     pub fn complex(name: &'static str, description: &'static str, subs: Vec<AttributeDef>) -> Self {
-        Self { attr_type: AttrType::Complex, sub_attributes: subs, ..Self::string(name, description) }
+        Self {
+            attr_type: AttrType::Complex,
+            sub_attributes: subs,
+            ..Self::string(name, description)
+        }
     }
     /// Marks the attribute multi-valued.
     pub fn multi(mut self) -> Self {
@@ -126,23 +257,34 @@ impl AttributeDef {
     }
     /// Finds a sub-attribute by name, ignoring case.
     pub fn sub(&self, name: &str) -> Option<&AttributeDef> {
-        self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.sub_attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
 /// A schema (core or extension): its URN and top-level attributes.
+///
+/// The common attributes `id`, `externalId` and `meta` are not listed here (RFC 7643 §3.1);
+/// they belong to [`ResourceType::common`].
 #[derive(Debug, Clone)]
 pub struct SchemaDef {
+    /// Schema URN.
     pub id: &'static str,
+    /// Short name, e.g. `User`.
     pub name: &'static str,
+    /// Human-readable description.
     pub description: &'static str,
+    /// Top-level attributes.
     pub attributes: Vec<AttributeDef>,
 }
 
 impl SchemaDef {
     /// Finds a top-level attribute by name, ignoring case.
     pub fn attr(&self, name: &str) -> Option<&AttributeDef> {
-        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -153,11 +295,14 @@ pub struct ResourceType {
     pub name: &'static str,
     /// Endpoint relative to the base URL, e.g. `/Users`.
     pub endpoint: &'static str,
+    /// Human-readable description.
     pub description: &'static str,
     /// Core schema.
     pub schema: SchemaDef,
     /// Extension schemas and whether each is required.
     pub extensions: Vec<(SchemaDef, bool)>,
+    /// Common attributes (`id`, `externalId`, `meta`): resolvable, but published in no schema.
+    pub common: Vec<AttributeDef>,
 }
 
 /// The result of resolving an attribute path against a resource type.
@@ -167,6 +312,9 @@ pub struct Resolved<'a> {
     pub schema: &'a SchemaDef,
     /// True when that schema is an extension (its attributes live under the URN key in JSON).
     pub extension: bool,
+    /// True for a common attribute (`id`, `externalId`, `meta`); `schema` is then the core schema,
+    /// since common attributes sit at the top level of the resource next to the core ones.
+    pub common: bool,
     /// The top-level attribute.
     pub attr: &'a AttributeDef,
     /// The sub-attribute, when the path names one.
@@ -191,22 +339,138 @@ impl ResourceType {
         self.schemas().find(|(s, _)| s.id.eq_ignore_ascii_case(urn))
     }
 
-    /// Resolves `[uri:]attr[.sub]` case-insensitively. Without a URI, the core schema is tried
-    /// first, then the extensions (so `employeeNumber` finds the Enterprise User attribute).
+    /// Resolves `[uri:]attr[.sub]` case-insensitively. Without a URI, the common attributes are
+    /// tried first, then the core schema, then the extensions (so `employeeNumber` finds the
+    /// Enterprise User attribute). With the core schema's URI, common attributes resolve too,
+    /// because clients sometimes qualify `externalId` that way.
     pub fn resolve(&self, path: &AttrPath) -> Option<Resolved<'_>> {
-        let candidates: Vec<(&SchemaDef, bool)> = match &path.uri {
-            Some(uri) => vec![self.schema_by_urn(uri)?],
-            None => self.schemas().collect(),
+        let (schemas, with_common): (Vec<(&SchemaDef, bool)>, bool) = match &path.uri {
+            Some(uri) => {
+                let found = self.schema_by_urn(uri)?;
+                (vec![found], !found.1)
+            }
+            None => (self.schemas().collect(), true),
         };
-        for (schema, extension) in candidates {
+        let common = self
+            .common
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(&path.attr));
+        if let Some(attr) = common.filter(|_| with_common) {
+            let sub = sub_of(attr, path.sub_attr.as_deref())?;
+            return Some(Resolved {
+                schema: &self.schema,
+                extension: false,
+                common: true,
+                attr,
+                sub,
+            });
+        }
+        for (schema, extension) in schemas {
             if let Some(attr) = schema.attr(&path.attr) {
-                let sub = match &path.sub_attr {
-                    Some(name) => Some(attr.sub(name)?),
-                    None => None,
-                };
-                return Some(Resolved { schema, extension, attr, sub });
+                let sub = sub_of(attr, path.sub_attr.as_deref())?;
+                return Some(Resolved {
+                    schema,
+                    extension,
+                    common: false,
+                    attr,
+                    sub,
+                });
             }
         }
         None
     }
+
+    /// Splits a textual reference `[uri:]attr[.sub]` into an [`AttrPath`] without resolving it.
+    ///
+    /// A URI prefix is recognised by the schemas of this type first (their URNs contain dots
+    /// and colons), else as everything before the last colon. Returns `None` when the text is
+    /// not a well-formed attribute reference (empty name, more than one dot, characters outside
+    /// RFC 7643 §2.1 `ATTRNAME` other than a leading `$` for `$ref`).
+    pub fn split_path(&self, text: &str) -> Option<AttrPath> {
+        let text = text.trim();
+        let (uri, rest) = match self.schemas().find(|(s, _)| has_urn_prefix(text, s.id)) {
+            Some((s, _)) => (
+                Some(text[..s.id.len()].to_string()),
+                &text[s.id.len() + 1..],
+            ),
+            None if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") => {
+                let colon = text.rfind(':')?;
+                (Some(text[..colon].to_string()), &text[colon + 1..])
+            }
+            None => (None, text),
+        };
+        let mut parts = rest.split('.');
+        let attr = parts.next().filter(|a| is_attr_name(a))?.to_string();
+        let sub_attr = match parts.next() {
+            Some(sub) if is_attr_name(sub) => Some(sub.to_string()),
+            Some(_) => return None,
+            None => None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(AttrPath {
+            uri,
+            attr,
+            sub_attr,
+        })
+    }
+
+    /// Replaces the canonical values of the attribute at `path` (e.g. `roles.value`, where the
+    /// server advertises its role catalogue). Returns false when the path names no attribute.
+    pub fn set_canonical_values(&mut self, path: &str, values: Vec<String>) -> bool {
+        let Some(p) = self.split_path(path) else {
+            return false;
+        };
+        let Some(r) = self.resolve(&p) else {
+            return false;
+        };
+        // Re-find mutably by the names `resolve` matched: it only hands out shared references.
+        let (schema_id, common, attr, sub) =
+            (r.schema.id, r.common, r.attr.name, r.sub.map(|s| s.name));
+        let top = if common {
+            self.common.iter_mut().find(|a| a.name == attr)
+        } else {
+            std::iter::once(&mut self.schema)
+                .chain(self.extensions.iter_mut().map(|(s, _)| s))
+                .find(|s| s.id == schema_id)
+                .and_then(|s| s.attributes.iter_mut().find(|a| a.name == attr))
+        };
+        let target = match (top, sub) {
+            (Some(a), Some(sub)) => a.sub_attributes.iter_mut().find(|s| s.name == sub),
+            (top, None) => top,
+            (None, Some(_)) => None,
+        };
+        match target {
+            Some(def) => {
+                def.canonical_values = values;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The sub-attribute `name` of `attr`: `Some(None)` without a name, `None` when unknown.
+fn sub_of<'a>(attr: &'a AttributeDef, name: Option<&str>) -> Option<Option<&'a AttributeDef>> {
+    match name {
+        Some(name) => attr.sub(name).map(Some),
+        None => Some(None),
+    }
+}
+
+/// True when `text` starts with `urn` (ignoring case) followed by `:` and something more.
+fn has_urn_prefix(text: &str, urn: &str) -> bool {
+    text.len() > urn.len() + 1
+        && text.is_char_boundary(urn.len())
+        && text[..urn.len()].eq_ignore_ascii_case(urn)
+        && text.as_bytes()[urn.len()] == b':'
+}
+
+/// RFC 7643 §2.1 `ATTRNAME = ALPHA *(nameChar)`, plus `$ref`.
+fn is_attr_name(s: &str) -> bool {
+    let body = s.strip_prefix('$').unwrap_or(s);
+    let mut chars = body.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
