@@ -40,6 +40,124 @@ pub enum Command {
     Keys(KeysCommand),
     /// Print the audit trail as JSON lines.
     Audit(AuditArgs),
+    /// Manage the role catalog and the default role.
+    #[command(subcommand)]
+    Roles(RolesCommand),
+    /// Manage teams that no identity provider manages (yet).
+    #[command(subcommand)]
+    Teams(TeamsCommand),
+    /// List and resend invitations.
+    #[command(subcommand)]
+    Invites(InvitesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesCommand {
+    /// Add a custom role.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Role name (matched by identity providers without regard to case).
+        name: String,
+        /// What the role is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List roles as JSON lines; the default role is marked.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Delete a custom role.
+    Delete {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Role id or name.
+        role: String,
+    },
+    /// Set the default role given when no requested role matches, or `--none`.
+    Default {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Role id or name.
+        #[arg(required_unless_present = "none")]
+        role: Option<String>,
+        /// No default role: users whose requested roles all fail to match keep their roles.
+        #[arg(long, conflicts_with = "role")]
+        none: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    /// Create an unmanaged team.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Team name (an identity provider group of exactly this name links it).
+        name: String,
+    },
+    /// List teams as JSON lines.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Add a user to an unmanaged team.
+    AddMember {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Team id, name or handle.
+        team: String,
+        /// User id or userName.
+        user: String,
+    },
+    /// Remove a user from an unmanaged team.
+    RemoveMember {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Team id, name or handle.
+        team: String,
+        /// User id or userName.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvitesCommand {
+    /// List invitations and the messages waiting in the outbox (with their links) as JSON lines.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Cancel a user's pending invitation and issue a fresh link.
+    Resend {
+        #[command(flatten)]
+        db: DbArgs,
+        #[command(flatten)]
+        invitations: InvitationArgs,
+        /// User id or userName.
+        user: String,
+    },
+}
+
+/// Invitation settings.
+#[derive(Debug, Args, Clone)]
+pub struct InvitationArgs {
+    /// Hours an invitation link stays valid.
+    #[arg(long, env = "SCIM_OPERATOR_INVITATION_TTL_HOURS", default_value_t = 48)]
+    pub invitation_ttl_hours: i64,
+    /// Base URL of invitation links (the server answers them at `/invitations/<token>`).
+    #[arg(long, env = "SCIM_OPERATOR_INVITATION_URL", default_value = "http://localhost:8080/invitations")]
+    pub invitation_url: String,
+}
+
+impl InvitationArgs {
+    fn settings(&self) -> crate::provisioning::Settings {
+        crate::provisioning::Settings {
+            invitation_ttl: chrono::Duration::hours(self.invitation_ttl_hours.max(1)),
+            invitation_url: self.invitation_url.clone(),
+        }
+    }
 }
 
 /// The database to use.
@@ -73,6 +191,18 @@ pub struct ServeArgs {
     /// Seconds after which a request is abandoned and rolled back.
     #[arg(long, env = "SCIM_OPERATOR_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    #[command(flatten)]
+    pub invitations: InvitationArgs,
+    /// SMTP server for invitation e-mails, e.g. `smtp://relay:25` or `smtps://user:pass@host`.
+    /// Without it, invitations wait in the outbox (`scim-operator invites list`).
+    #[arg(long, env = "SCIM_OPERATOR_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of invitation e-mails.
+    #[arg(long, env = "SCIM_OPERATOR_SMTP_FROM", default_value = "scim-operator <noreply@localhost>")]
+    pub smtp_from: String,
+    /// StatsD address (`host:port`) for role provisioning events.
+    #[arg(long, env = "SCIM_OPERATOR_STATSD")]
+    pub statsd: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +268,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Keys(cmd) => keys(cmd).await,
         Command::Audit(args) => audit(args).await,
+        Command::Roles(cmd) => roles(cmd).await,
+        Command::Teams(cmd) => teams(cmd).await,
+        Command::Invites(cmd) => invites(cmd).await,
     }
 }
 
@@ -162,10 +295,32 @@ pub fn redact_url(url: &str) -> String {
 async fn serve(args: ServeArgs) -> Result<()> {
     let store = open(&args.db).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let directory = Directory::new(store.clone(), clock);
+    let metrics = Arc::new(Metrics::default());
+    let statsd = match &args.statsd {
+        Some(addr) => Some(crate::server::metrics::statsd_client(addr).with_context(|| format!("StatsD address {addr}"))?),
+        None => None,
+    };
+    let observer = Arc::new(crate::server::metrics::MetricsObserver { metrics: metrics.clone(), statsd });
+    let directory = Directory::new(store.clone(), clock.clone())
+        .with_settings(args.invitations.settings())
+        .with_observer(observer);
+    let ctx = RequestContext { actor: "system".into(), request_id: None, base_url: String::new() };
+    for warning in crate::server::key_warnings(&directory).await? {
+        tracing::warn!("{warning}");
+        directory.record_warning(&ctx, &warning).await?;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let delivery = match &args.smtp_url {
+        Some(url) => {
+            let config = crate::delivery::SmtpConfig { url: url.clone(), from: args.smtp_from.clone() };
+            let deliverer = crate::delivery::Deliverer::new(&config, store.clone(), clock.clone())?;
+            Some(tokio::spawn(deliverer.run(Duration::from_secs(5), stop_rx)))
+        }
+        None => None,
+    };
     let state = AppState {
         directory,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         config: Arc::new(ServerConfig {
             base_url: args.base_url,
             default_count: args.default_count,
@@ -178,6 +333,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "SCIM server listening on /scim/v2");
     crate::server::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    if let Some(d) = delivery {
+        let _ = d.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -297,6 +456,93 @@ async fn audit(args: AuditArgs) -> Result<()> {
     let events = store.begin_read().await?.list_audit(&query).await?;
     for e in events {
         println!("{}", serde_json::to_string(&e)?);
+    }
+    Ok(())
+}
+
+fn print_json(v: serde_json::Value) {
+    println!("{v}");
+}
+
+async fn directory_for(db: &DbArgs) -> Result<Directory> {
+    Ok(Directory::new(open(db).await?, Arc::new(SystemClock)))
+}
+
+async fn roles(cmd: RolesCommand) -> Result<()> {
+    let ctx = cli_context();
+    match cmd {
+        RolesCommand::Create { db, name, description } => {
+            let role = directory_for(&db).await?.create_role(&ctx, &name, &description).await?;
+            println!("created role {} ({})", role.name, role.id);
+        }
+        RolesCommand::List { db } => {
+            let (roles, default) = directory_for(&db).await?.role_catalog().await?;
+            for r in roles {
+                print_json(serde_json::json!({"id": r.id, "name": r.name, "builtin": r.builtin,
+                    "default": default.as_deref() == Some(r.id.as_str()), "description": r.description}));
+            }
+        }
+        RolesCommand::Delete { db, role } => {
+            directory_for(&db).await?.delete_role(&ctx, &role).await?;
+            println!("deleted role {role}");
+        }
+        RolesCommand::Default { db, role, none } => {
+            let wanted = if none { None } else { role.as_deref() };
+            match directory_for(&db).await?.set_default_role(&ctx, wanted).await? {
+                Some(r) => println!("default role: {}", r.name),
+                None => println!("no default role"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn teams(cmd: TeamsCommand) -> Result<()> {
+    let ctx = cli_context();
+    match cmd {
+        TeamsCommand::Create { db, name } => {
+            let team = directory_for(&db).await?.create_team(&ctx, &name).await?;
+            println!("created team {} (handle {}, id {})", team.name, team.handle, team.id);
+        }
+        TeamsCommand::List { db } => {
+            for (t, members) in directory_for(&db).await?.teams().await? {
+                print_json(serde_json::json!({"id": t.id, "name": t.name, "handle": t.handle,
+                    "managed": t.scim_id.is_some(), "groupId": t.scim_id, "members": members}));
+            }
+        }
+        TeamsCommand::AddMember { db, team, user } => {
+            directory_for(&db).await?.change_team_member(&ctx, &team, &user, true).await?;
+            println!("added {user} to {team}");
+        }
+        TeamsCommand::RemoveMember { db, team, user } => {
+            directory_for(&db).await?.change_team_member(&ctx, &team, &user, false).await?;
+            println!("removed {user} from {team}");
+        }
+    }
+    Ok(())
+}
+
+async fn invites(cmd: InvitesCommand) -> Result<()> {
+    match cmd {
+        InvitesCommand::List { db } => {
+            let store = open(&db).await?;
+            let mut tx = store.begin_read().await?;
+            for i in tx.invitations(None).await? {
+                print_json(serde_json::json!({"invitation": i.id, "user": i.user_id, "email": i.email,
+                    "created": i.created, "expiresAt": i.expires_at, "status": i.status.as_str()}));
+            }
+            for m in tx.outbox(1000).await? {
+                print_json(serde_json::json!({"message": m.id, "kind": m.kind, "to": m.recipient, "subject": m.subject,
+                    "created": m.created, "sent": m.sent_at, "attempts": m.attempts, "lastError": m.last_error, "body": m.body}));
+            }
+        }
+        InvitesCommand::Resend { db, invitations, user } => {
+            let directory = directory_for(&db).await?.with_settings(invitations.settings());
+            match directory.resend_invitation(&cli_context(), &user).await? {
+                Some(id) => println!("issued invitation {id} to {user}"),
+                None => bail!("user {user} has no e-mail address to invite"),
+            }
+        }
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! - [`cli`]: the `scim-operator` command.
 
 pub mod cli;
+pub mod delivery;
 pub mod clock;
 pub mod provisioning;
 pub mod scim;

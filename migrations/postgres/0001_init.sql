@@ -77,3 +77,91 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_events_time ON audit_events (time);
 CREATE INDEX audit_events_target ON audit_events (target_id);
 CREATE INDEX audit_events_action ON audit_events (action);
+
+-- Role catalog: built-in roles have fixed ids; one role may be the default.
+CREATE TABLE roles (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    builtin BIGINT NOT NULL DEFAULT 0,
+    description TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL
+);
+
+-- Server-wide settings (e.g. the default role).
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT
+);
+
+-- Effective roles of each user and why it has them ('scim', 'mapping', 'default', 'kept').
+CREATE TABLE user_roles (
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role_id TEXT NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    PRIMARY KEY (user_id, role_id)
+);
+CREATE INDEX user_roles_role ON user_roles (role_id);
+
+-- Role mapping rules: members of the named teams receive the roles.
+CREATE TABLE role_mappings (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    external_id TEXT,
+    data JSONB NOT NULL,
+    created TEXT NOT NULL,
+    last_modified TEXT NOT NULL,
+    version BIGINT NOT NULL DEFAULT 1
+);
+CREATE UNIQUE INDEX role_mappings_name ON role_mappings (lower(display_name));
+
+CREATE TABLE role_mapping_roles (
+    mapping_id TEXT NOT NULL REFERENCES role_mappings (id) ON DELETE CASCADE,
+    role_id TEXT NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+    PRIMARY KEY (mapping_id, role_id)
+);
+
+CREATE TABLE role_mapping_teams (
+    mapping_id TEXT NOT NULL REFERENCES role_mappings (id) ON DELETE CASCADE,
+    team_name TEXT NOT NULL,
+    PRIMARY KEY (mapping_id, team_name)
+);
+CREATE INDEX role_mapping_teams_name ON role_mapping_teams (team_name);
+
+-- Invitations: a link valid for a limited time; only the hash of its token is kept.
+CREATE TABLE invitations (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    email TEXT NOT NULL,
+    created TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    -- 'pending', 'accepted', 'cancelled'
+    status TEXT NOT NULL,
+    status_at TEXT
+);
+CREATE INDEX invitations_user ON invitations (user_id);
+
+-- Messages waiting for delivery (e-mail), written in the same transaction as their cause.
+CREATE TABLE outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at TEXT
+);
+CREATE INDEX outbox_pending ON outbox (sent_at);
+
+INSERT INTO roles (id, name, name_key, builtin, description, created) VALUES
+    ('7a1d0000-0000-4000-8000-000000000001', 'Admin', 'admin', 1, 'Full access, including user and role management', '1970-01-01T00:00:00.000Z'),
+    ('7a1d0000-0000-4000-8000-000000000002', 'Standard', 'standard', 1, 'Read and write access to the product, no administration', '1970-01-01T00:00:00.000Z'),
+    ('7a1d0000-0000-4000-8000-000000000003', 'Read Only', 'read only', 1, 'Read access only', '1970-01-01T00:00:00.000Z');
+INSERT INTO settings (name, value) VALUES ('default_role', '7a1d0000-0000-4000-8000-000000000002');

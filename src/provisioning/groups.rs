@@ -137,8 +137,15 @@ impl Directory {
                         ..existing
                     };
                     tx.update_team(&team).await?;
+                    let mapped = tx.team_is_mapped(&team.name).await?;
+                    let previous = if mapped { tx.team_members(&team.id).await? } else { Vec::new() };
                     let removed = tx.clear_team_members(&team.id).await?;
                     tx.add_team_members(&team.id, &members).await?;
+                    if mapped {
+                        let mut affected = previous;
+                        affected.extend(members.iter().cloned());
+                        self.recompute_roles(tx.as_mut(), ctx, &affected).await?;
+                    }
                     self.audit(
                         tx.as_mut(),
                         ctx,
@@ -165,6 +172,9 @@ impl Directory {
                     };
                     tx.insert_team(&team).await?;
                     tx.add_team_members(&team.id, &members).await?;
+                    if tx.team_is_mapped(&team.name).await? {
+                        self.recompute_roles(tx.as_mut(), ctx, &members).await?;
+                    }
                     self.audit(
                         tx.as_mut(),
                         ctx,
@@ -351,6 +361,19 @@ impl Directory {
             ..before.clone()
         };
         tx.update_team(&team).await?;
+        // Role mappings name teams: members who joined or left, or all of them on a rename,
+        // may have different roles now.
+        let renamed = name != before.name;
+        let mapped_before = tx.team_is_mapped(&before.name).await?;
+        let mapped_now = if renamed { tx.team_is_mapped(&name).await? } else { mapped_before };
+        if renamed && (mapped_before || mapped_now) {
+            let mut affected = tx.team_members(&team.id).await?;
+            affected.extend(remove.iter().cloned());
+            self.recompute_roles(tx, ctx, &affected).await?;
+        } else if mapped_now && (!add.is_empty() || !remove.is_empty()) {
+            let affected: Vec<String> = add.iter().chain(remove.iter()).cloned().collect();
+            self.recompute_roles(tx, ctx, &affected).await?;
+        }
         let scim_id = team.scim_id.clone().unwrap_or_default();
         self.audit(
             tx,
@@ -371,7 +394,10 @@ impl Directory {
             let mut tx = self.store.begin_write().await?;
             let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
             check_if_match(if_match, before.version)?;
+            let mapped = tx.team_is_mapped(&before.name).await?;
+            let previous = if mapped { tx.team_members(&before.id).await? } else { Vec::new() };
             let removed = tx.clear_team_members(&before.id).await?;
+            self.recompute_roles(tx.as_mut(), ctx, &previous).await?;
             let team = TeamRecord { scim_id: None, last_modified: self.now(), version: before.version + 1, ..before.clone() };
             tx.update_team(&team).await?;
             self.audit(

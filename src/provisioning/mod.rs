@@ -2,9 +2,14 @@
 //! of the product (role provisioning, team linking, offboarding, audit) applied in the same
 //! transaction as each change.
 
+mod admin;
 mod error;
-mod groups;
+pub mod groups;
+pub mod invitations;
 pub mod keys;
+pub mod observer;
+pub mod roles;
+mod user_roles;
 mod users;
 pub mod view;
 
@@ -59,6 +64,23 @@ pub struct Directory {
     store: SharedStore,
     clock: Arc<dyn Clock>,
     types: Arc<ResourceTypes>,
+    observer: Arc<dyn observer::Observer>,
+    settings: Arc<Settings>,
+}
+
+/// Tunables of the provisioning rules.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long an invitation link stays valid.
+    pub invitation_ttl: chrono::Duration,
+    /// Base URL of invitation links; the token is appended as a path segment.
+    pub invitation_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { invitation_ttl: chrono::Duration::days(2), invitation_url: "http://localhost:8080/invitations".into() }
+    }
 }
 
 /// A failure inside one attempt of a write: either final, or a lost race worth retrying.
@@ -104,7 +126,22 @@ type OpResult<T> = Result<T, OpError>;
 impl Directory {
     /// A directory over `store`, reading time from `clock`.
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, types: Arc::new(ResourceTypes::default()) }
+        Self { store, clock, types: Arc::new(ResourceTypes::default()),
+            observer: Arc::new(observer::NoopObserver),
+            settings: Arc::new(Settings::default()),
+        }
+    }
+
+    /// Uses these provisioning settings.
+    pub fn with_settings(mut self, settings: Settings) -> Self {
+        self.settings = Arc::new(settings);
+        self
+    }
+
+    /// Reports provisioning events to `observer` (metrics, StatsD).
+    pub fn with_observer(mut self, observer: Arc<dyn observer::Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The resource types served.
@@ -163,6 +200,18 @@ impl Directory {
             details,
         };
         tx.append_audit(&event).await?;
+        Ok(())
+    }
+}
+
+impl Directory {
+    /// Records an operational warning in the audit trail (e.g. a SCIM key owned by a user).
+    pub async fn record_warning(&self, ctx: &RequestContext, warning: &str) -> Result<(), ScimError> {
+        let mut tx = self.store.begin_write().await?;
+        self.audit(tx.as_mut(), ctx, "warning", "server", "scim", serde_json::json!({"message": warning}))
+            .await
+            .map_err(OpError::into_scim)?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -32,8 +32,21 @@ fn columns(doc: &Map<String, Value>) -> Result<UserColumns, ScimError> {
 }
 
 impl Directory {
-    fn user_resource(&self, rec: &UserRecord, groups: &[(String, String)], ctx: &RequestContext) -> Resource {
-        Resource { id: rec.id.clone(), version: rec.version, json: user_json(rec, groups, &ctx.base_url) }
+    /// The SCIM representation of a user: its document with effective roles and, when they will
+    /// be returned, its groups.
+    async fn user_view(&self, tx: &mut dyn Tx, rec: &UserRecord, with_groups: bool, ctx: &RequestContext) -> OpResult<Resource> {
+        let groups = if with_groups { tx.groups_of_user(&rec.id).await? } else { Vec::new() };
+        let roles = self.roles_value(tx, &rec.id).await?;
+        let mut json = user_json(rec, &groups, &ctx.base_url);
+        match roles {
+            Some(r) => {
+                json.insert("roles".into(), r);
+            }
+            None => {
+                json.remove("roles");
+            }
+        }
+        Ok(Resource { id: rec.id.clone(), version: rec.version, json })
     }
 
     /// Creates a user (POST /Users).
@@ -51,34 +64,38 @@ impl Directory {
             return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
         }
         let now = self.now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut doc = doc.clone();
+        let explicit = self.match_requested_roles(tx.as_mut(), ctx, &id, &cols.user_name, &mut doc).await?;
         let rec = UserRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             user_name: cols.user_name.clone(),
             external_id: cols.external_id.clone(),
             display_name: cols.display_name.clone(),
             active: cols.active,
-            data: doc.clone(),
+            data: doc,
             created: now.clone(),
             last_modified: now,
             version: 1,
         };
         tx.insert_user(&rec).await?;
+        self.write_effective_roles(tx.as_mut(), ctx, &rec.id, explicit).await?;
+        if rec.active {
+            self.issue_invitation(tx.as_mut(), ctx, &rec).await?;
+        }
         self.audit(tx.as_mut(), ctx, "user.create", "user", &rec.id, json!({"userName": rec.user_name, "active": rec.active}))
             .await?;
+        let view = self.user_view(tx.as_mut(), &rec, false, ctx).await?;
         tx.commit().await?;
-        Ok(self.user_resource(&rec, &[], ctx))
+        Ok(view)
     }
 
     /// Reads a user (GET /Users/{id}).
     pub async fn get_user(&self, ctx: &RequestContext, id: &str, projection: &Projection) -> Result<Resource, ScimError> {
         let mut tx = self.store.begin_read().await?;
         let rec = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
-        let groups = if projection.includes_top_level(&self.types.user, "groups") {
-            tx.groups_of_user(id).await?
-        } else {
-            Vec::new()
-        };
-        Ok(self.user_resource(&rec, &groups, ctx))
+        let with_groups = projection.includes_top_level(&self.types.user, "groups");
+        self.user_view(tx.as_mut(), &rec, with_groups, ctx).await.map_err(OpError::into_scim)
     }
 
     /// Replaces a user (PUT /Users/{id}).
@@ -97,9 +114,9 @@ impl Directory {
             let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
             check_if_match(if_match, before.version)?;
             let rec = self.write_user(tx.as_mut(), ctx, &before, doc.clone(), &cols, "user.replace").await?;
-            let groups = tx.groups_of_user(id).await?;
+            let view = self.user_view(tx.as_mut(), &rec, true, ctx).await?;
             tx.commit().await?;
-            Ok(self.user_resource(&rec, &groups, ctx))
+            Ok(view)
         })
         .await
     }
@@ -125,9 +142,9 @@ impl Directory {
             } else {
                 before
             };
-            let groups = tx.groups_of_user(id).await?;
+            let view = self.user_view(tx.as_mut(), &rec, true, ctx).await?;
             tx.commit().await?;
-            Ok(self.user_resource(&rec, &groups, ctx))
+            Ok(view)
         })
         .await
     }
@@ -138,7 +155,7 @@ impl Directory {
         tx: &mut dyn Tx,
         ctx: &RequestContext,
         before: &UserRecord,
-        doc: Map<String, Value>,
+        mut doc: Map<String, Value>,
         cols: &UserColumns,
         action: &str,
     ) -> OpResult<UserRecord> {
@@ -149,6 +166,7 @@ impl Directory {
                 }
             }
         }
+        let explicit = self.match_requested_roles(tx, ctx, &before.id, &cols.user_name, &mut doc).await?;
         if doc == before.data {
             return Ok(before.clone());
         }
@@ -164,6 +182,7 @@ impl Directory {
             version: before.version + 1,
         };
         tx.update_user(&rec).await?;
+        self.write_effective_roles(tx, ctx, &rec.id, explicit).await?;
         let changed: Vec<&String> = changed_keys(&before.data, &rec.data);
         self.audit(tx, ctx, action, "user", &rec.id, json!({"changed": changed})).await?;
         if before.active && !rec.active {
@@ -178,7 +197,16 @@ impl Directory {
     async fn on_deactivated(&self, tx: &mut dyn Tx, ctx: &RequestContext, rec: &UserRecord) -> OpResult<()> {
         let now = self.now();
         let revoked = tx.revoke_user_keys(&rec.id, &now, "owner deactivated").await?;
-        self.audit(tx, ctx, "user.deactivate", "user", &rec.id, json!({"revokedKeys": revoked})).await?;
+        let cancelled = tx.cancel_invitations(&rec.id, &now).await?;
+        self.audit(
+            tx,
+            ctx,
+            "user.deactivate",
+            "user",
+            &rec.id,
+            json!({"revokedKeys": revoked, "cancelledInvitations": cancelled}),
+        )
+        .await?;
         Ok(())
     }
 
@@ -191,6 +219,7 @@ impl Directory {
             let now = self.now();
             let groups = tx.groups_of_user(id).await?;
             let revoked = tx.revoke_user_keys(id, &now, "owner deleted").await?;
+            tx.cancel_invitations(id, &now).await?;
             tx.delete_user(id, &now).await?;
             let teams: Vec<&String> = groups.iter().map(|(g, _)| g).collect();
             self.audit(
@@ -230,8 +259,7 @@ impl Directory {
         let with_groups = projection.includes_top_level(&self.types.user, "groups");
         let mut out = Vec::with_capacity(rows.len());
         for rec in &rows {
-            let groups = if with_groups { tx.groups_of_user(&rec.id).await? } else { Vec::new() };
-            out.push(self.user_resource(rec, &groups, ctx));
+            out.push(self.user_view(tx.as_mut(), rec, with_groups, ctx).await.map_err(OpError::into_scim)?);
         }
         Ok((total, out))
     }

@@ -27,12 +27,19 @@ pub struct AuthLabels {
     pub reason: String,
 }
 
+/// Labels of role provisioning events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    pub outcome: String,
+}
+
 /// The server's metrics and the registry that exposes them.
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<HttpLabels, Counter>,
     pub durations: Family<RouteLabels, Histogram>,
     pub auth_failures: Family<AuthLabels, Counter>,
+    pub role_events: Family<RoleLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -43,10 +50,16 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         let auth_failures = Family::<AuthLabels, Counter>::default();
+        let role_events = Family::<RoleLabels, Counter>::default();
+        registry.register(
+            "role_provisioning",
+            "Role provisioning events by outcome (matched, unmatched, default, mapping, kept)",
+            role_events.clone(),
+        );
         registry.register("http_requests", "SCIM HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "SCIM HTTP request latency", durations.clone());
         registry.register("auth_failures", "Requests refused for authentication", auth_failures.clone());
-        Self { registry, requests, durations, auth_failures }
+        Self { registry, requests, durations, auth_failures, role_events }
     }
 }
 
@@ -59,4 +72,32 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Reports role provisioning events to Prometheus and, when configured, to StatsD.
+pub struct MetricsObserver {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub statsd: Option<cadence::StatsdClient>,
+}
+
+impl crate::provisioning::observer::Observer for MetricsObserver {
+    fn role_event(&self, outcome: crate::provisioning::observer::RoleOutcome, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.metrics.role_events.get_or_create(&RoleLabels { outcome: outcome.as_str().into() }).inc_by(count);
+        if let Some(client) = &self.statsd {
+            use cadence::prelude::*;
+            // Fire and forget: metrics must never fail a provisioning request.
+            let _ = client.count_with_tags("role_provisioning", count as i64).with_tag("outcome", outcome.as_str()).try_send();
+        }
+    }
+}
+
+/// A StatsD client sending UDP datagrams to `addr` (`host:port`).
+pub fn statsd_client(addr: &str) -> std::io::Result<cadence::StatsdClient> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_nonblocking(true)?;
+    let sink = cadence::UdpMetricSink::from(addr, socket).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(cadence::StatsdClient::from_sink("scim", sink))
 }

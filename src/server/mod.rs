@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/scim/v2", scim)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/invitations/{token}", get(accept_invitation))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -120,15 +121,64 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
+/// Warnings an operator should act on: SCIM keys owned by users stop working when that user is
+/// offboarded, and with them all provisioning.
+pub async fn key_warnings(directory: &Directory) -> Result<Vec<String>, crate::store::StoreError> {
+    let keys = directory.store().begin_read().await?.list_keys().await?;
+    Ok(keys
+        .iter()
+        .filter(|k| k.revoked_at.is_none() && k.owner == crate::store::KeyOwner::User && crate::provisioning::keys::allows_scim(k))
+        .map(|k| {
+            format!(
+                "SCIM key '{}' ({}) belongs to user {}: deactivating that user revokes the key and breaks provisioning; use a service-account key",
+                k.name,
+                k.id,
+                k.owner_user_id.as_deref().unwrap_or("?")
+            )
+        })
+        .collect())
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.directory.store().ping().await {
-        Ok(()) => (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok"}))).into_response(),
+        Ok(()) => {
+            let warnings = key_warnings(&state.directory).await.unwrap_or_default();
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok", "warnings": warnings})))
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})))
                 .into_response()
         }
     }
+}
+
+/// The link of an invitation e-mail: accepted once, before it expires.
+async fn accept_invitation(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use crate::provisioning::invitations::InvitationError;
+    let ctx = crate::provisioning::RequestContext {
+        actor: "invitee".into(),
+        request_id: headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string),
+        base_url: String::new(),
+    };
+    let (status, body) = match state.directory.accept_invitation(&ctx, &token).await {
+        Ok(user) => (StatusCode::OK, serde_json::json!({"status": "accepted", "user": user})),
+        Err(e) => {
+            let status = match e {
+                InvitationError::Unknown => StatusCode::NOT_FOUND,
+                InvitationError::Expired(_) | InvitationError::NotPending(_) => StatusCode::GONE,
+                InvitationError::UserInactive => StatusCode::FORBIDDEN,
+                InvitationError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, serde_json::json!({"status": "refused", "detail": e.to_string()}))
+        }
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

@@ -295,7 +295,7 @@ impl<'r> Translator<'r> {
                         display_path(path)
                     )));
                 }
-                if resolved.schema.id == "common" || attr.name == "meta" {
+                if resolved.common && attr.name == "meta" {
                     // meta.resourceType / meta.location / meta.version are not stored as such.
                     return Ok(self.dialect.false_cond().into());
                 }

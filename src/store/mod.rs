@@ -18,6 +18,7 @@ pub use sql::SqlStore;
 use async_trait::async_trait;
 use std::sync::Arc;
 
+use crate::provisioning::roles::Role;
 use crate::scim::filter::Filter;
 use crate::scim::list::SortOrder;
 use crate::scim::schema::ResourceType;
@@ -149,6 +150,62 @@ pub trait Tx: Send {
     async fn append_audit(&mut self, event: &AuditEvent) -> StoreResult<()>;
     /// Events matching the query, oldest first.
     async fn list_audit(&mut self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>>;
+
+    // ---- roles
+    /// The role catalog, built-in roles first.
+    async fn roles(&mut self) -> StoreResult<Vec<Role>>;
+    /// Adds a role; a taken name is [`StoreError::Conflict`].
+    async fn insert_role(&mut self, role: &Role, now: &str) -> StoreResult<()>;
+    /// Deletes a custom role by id or name; returns whether one was deleted.
+    async fn delete_role(&mut self, id_or_name: &str) -> StoreResult<bool>;
+    /// A server setting.
+    async fn setting(&mut self, name: &str) -> StoreResult<Option<String>>;
+    /// Sets (or clears, with `None`) a server setting.
+    async fn set_setting(&mut self, name: &str, value: Option<&str>) -> StoreResult<()>;
+    /// A user's effective roles with the source of each.
+    async fn user_roles(&mut self, user_id: &str) -> StoreResult<Vec<(Role, String)>>;
+    /// Replaces a user's effective roles.
+    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)]) -> StoreResult<()>;
+    /// Roles that role mappings grant to a user through its teams.
+    async fn mapped_roles_of_user(&mut self, user_id: &str) -> StoreResult<Vec<Role>>;
+    /// Whether any role mapping names this team.
+    async fn team_is_mapped(&mut self, team_name: &str) -> StoreResult<bool>;
+    /// Ids of live users who belong to any team with one of these names.
+    async fn members_of_team_names(&mut self, names: &[String]) -> StoreResult<Vec<String>>;
+
+    // ---- role mappings
+    /// A role mapping by id.
+    async fn role_mapping(&mut self, id: &str) -> StoreResult<Option<RoleMappingRecord>>;
+    /// Every role mapping.
+    async fn role_mappings(&mut self) -> StoreResult<Vec<RoleMappingRecord>>;
+    /// Inserts a role mapping.
+    async fn insert_role_mapping(&mut self, m: &RoleMappingRecord) -> StoreResult<()>;
+    /// Writes a role mapping whose version the caller incremented (optimistic).
+    async fn update_role_mapping(&mut self, m: &RoleMappingRecord) -> StoreResult<()>;
+    /// Deletes a role mapping.
+    async fn delete_role_mapping(&mut self, id: &str) -> StoreResult<bool>;
+
+    // ---- invitations and outbox
+    /// Stores an invitation.
+    async fn insert_invitation(&mut self, inv: &InvitationRecord) -> StoreResult<()>;
+    /// An invitation by the hash of its token.
+    async fn invitation_by_token_hash(&mut self, token_hash: &str) -> StoreResult<Option<InvitationRecord>>;
+    /// Invitations, newest first, optionally of one user.
+    async fn invitations(&mut self, user_id: Option<&str>) -> StoreResult<Vec<InvitationRecord>>;
+    /// Sets the status of an invitation.
+    async fn set_invitation_status(&mut self, id: &str, status: InvitationStatus, now: &str) -> StoreResult<()>;
+    /// Cancels every pending invitation of a user; returns how many.
+    async fn cancel_invitations(&mut self, user_id: &str, now: &str) -> StoreResult<u64>;
+    /// Queues a message.
+    async fn insert_outbox(&mut self, m: &OutboxMessage) -> StoreResult<()>;
+    /// Unsent messages, oldest first.
+    async fn pending_outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>>;
+    /// Every message, newest first.
+    async fn outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>>;
+    /// Marks a message sent.
+    async fn mark_outbox_sent(&mut self, id: &str, now: &str) -> StoreResult<()>;
+    /// Records a failed delivery attempt.
+    async fn mark_outbox_failed(&mut self, id: &str, error: &str) -> StoreResult<()>;
 
     /// Makes the transaction's writes durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -120,3 +120,87 @@ pub struct AuditQuery {
     pub target_id: Option<String>,
     pub limit: Option<u64>,
 }
+
+/// A role mapping rule: members of `teams` (team names) receive `role_ids`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleMappingRecord {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    /// The SCIM document without id, meta, roles and teams.
+    pub data: Map<String, Value>,
+    pub role_ids: Vec<String>,
+    pub teams: Vec<String>,
+    pub created: String,
+    pub last_modified: String,
+    pub version: i64,
+}
+
+/// State of an invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationStatus {
+    Pending,
+    Accepted,
+    Cancelled,
+}
+
+impl InvitationStatus {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationStatus::Pending => "pending",
+            InvitationStatus::Accepted => "accepted",
+            InvitationStatus::Cancelled => "cancelled",
+        }
+    }
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(InvitationStatus::Pending),
+            "accepted" => Some(InvitationStatus::Accepted),
+            "cancelled" => Some(InvitationStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// An invitation to sign in for the first time.
+#[derive(Clone, PartialEq)]
+pub struct InvitationRecord {
+    pub id: String,
+    pub user_id: String,
+    pub token_hash: String,
+    pub email: String,
+    pub created: String,
+    pub expires_at: String,
+    pub status: InvitationStatus,
+    pub status_at: Option<String>,
+}
+
+impl std::fmt::Debug for InvitationRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvitationRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("token_hash", &"<redacted>")
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .field("status", &self.status)
+            .finish()
+    }
+}
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub kind: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub created: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<String>,
+}

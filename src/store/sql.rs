@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::filter_sql::{ResourceTable, SqlValue, sort_expression, translate};
 use super::*;
+use crate::provisioning::roles::Role;
 use crate::scim::list::SortOrder;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -275,6 +276,87 @@ impl SqlTx {
             None => format!("{alias}.seq"),
         };
         Ok((where_sql, order, params))
+    }
+}
+
+
+fn role_from(row: &AnyRow) -> StoreResult<Role> {
+    Ok(Role {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        builtin: row.try_get::<i64, _>("builtin")? != 0,
+        description: row.try_get("description")?,
+    })
+}
+
+fn invitation_from(row: &AnyRow) -> StoreResult<InvitationRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(InvitationRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        token_hash: row.try_get("token_hash")?,
+        email: row.try_get("email")?,
+        created: row.try_get("created")?,
+        expires_at: row.try_get("expires_at")?,
+        status: InvitationStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("invitation status '{status}'")))?,
+        status_at: row.try_get("status_at")?,
+    })
+}
+
+fn outbox_from(row: &AnyRow) -> StoreResult<OutboxMessage> {
+    Ok(OutboxMessage {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        recipient: row.try_get("recipient")?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        created: row.try_get("created")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        sent_at: row.try_get("sent_at")?,
+    })
+}
+
+impl SqlTx {
+    async fn mapping_from(&mut self, r: &AnyRow) -> StoreResult<RoleMappingRecord> {
+        let id: String = r.try_get("id")?;
+        let role_rows = q("SELECT role_id FROM role_mapping_roles WHERE mapping_id = $1 ORDER BY role_id".into())
+            .bind(id.clone())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let team_rows = q("SELECT team_name FROM role_mapping_teams WHERE mapping_id = $1 ORDER BY team_name".into())
+            .bind(id.clone())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        Ok(RoleMappingRecord {
+            id,
+            display_name: r.try_get("display_name")?,
+            external_id: r.try_get("external_id")?,
+            data: doc_from(&r.try_get::<String, _>("data")?)?,
+            role_ids: role_rows.iter().map(|x| x.try_get(0)).collect::<Result<_, _>>()?,
+            teams: team_rows.iter().map(|x| x.try_get(0)).collect::<Result<_, _>>()?,
+            created: r.try_get("created")?,
+            last_modified: r.try_get("last_modified")?,
+            version: r.try_get("version")?,
+        })
+    }
+
+    async fn write_mapping_links(&mut self, m: &RoleMappingRecord) -> StoreResult<()> {
+        for role in &m.role_ids {
+            q("INSERT INTO role_mapping_roles (mapping_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING".into())
+                .bind(m.id.clone())
+                .bind(role.clone())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        for team in &m.teams {
+            q("INSERT INTO role_mapping_teams (mapping_id, team_name) VALUES ($1, $2) ON CONFLICT DO NOTHING".into())
+                .bind(m.id.clone())
+                .bind(team.clone())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -667,6 +749,296 @@ impl Tx for SqlTx {
                 })
             })
             .collect()
+    }
+
+    async fn roles(&mut self) -> StoreResult<Vec<Role>> {
+        let rows = q("SELECT id, name, builtin, description FROM roles ORDER BY builtin DESC, seq".into())
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(role_from).collect()
+    }
+
+    async fn insert_role(&mut self, r: &Role, now: &str) -> StoreResult<()> {
+        q("INSERT INTO roles (id, name, name_key, builtin, description, created) VALUES ($1, $2, $3, $4, $5, $6)".into())
+            .bind(r.id.clone())
+            .bind(r.name.clone())
+            .bind(r.name.to_lowercase())
+            .bind(r.builtin as i64)
+            .bind(r.description.clone())
+            .bind(now.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("a role named '{}' already exists", r.name)))?;
+        Ok(())
+    }
+
+    async fn delete_role(&mut self, id_or_name: &str) -> StoreResult<bool> {
+        let done = q("DELETE FROM roles WHERE builtin = 0 AND (id = $1 OR name_key = $2)".into())
+            .bind(id_or_name.to_string())
+            .bind(id_or_name.to_lowercase())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {
+        let row = q("SELECT value FROM settings WHERE name = $1".into())
+            .bind(name.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>(0)?,
+            None => None,
+        })
+    }
+
+    async fn set_setting(&mut self, name: &str, value: Option<&str>) -> StoreResult<()> {
+        q("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value".into())
+            .bind(name.to_string())
+            .bind(value.map(str::to_string))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn user_roles(&mut self, user_id: &str) -> StoreResult<Vec<(Role, String)>> {
+        let rows = q("SELECT r.id, r.name, r.builtin, r.description, ur.source FROM user_roles ur \
+                      JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.builtin DESC, r.seq"
+            .into())
+        .bind(user_id.to_string())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|r| Ok((role_from(r)?, r.try_get("source")?))).collect()
+    }
+
+    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)]) -> StoreResult<()> {
+        q("DELETE FROM user_roles WHERE user_id = $1".into()).bind(user_id.to_string()).execute(&mut *self.tx).await?;
+        for (role_id, source) in roles {
+            q("INSERT INTO user_roles (user_id, role_id, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING".into())
+                .bind(user_id.to_string())
+                .bind(role_id.clone())
+                .bind(source.clone())
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn mapped_roles_of_user(&mut self, user_id: &str) -> StoreResult<Vec<Role>> {
+        let rows = q("SELECT DISTINCT r.id, r.name, r.builtin, r.description, r.seq FROM team_members m \
+                      JOIN teams t ON t.id = m.team_id \
+                      JOIN role_mapping_teams mt ON mt.team_name = t.name \
+                      JOIN role_mapping_roles mr ON mr.mapping_id = mt.mapping_id \
+                      JOIN roles r ON r.id = mr.role_id \
+                      WHERE m.user_id = $1 ORDER BY r.builtin DESC, r.seq"
+            .into())
+        .bind(user_id.to_string())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(role_from).collect()
+    }
+
+    async fn team_is_mapped(&mut self, team_name: &str) -> StoreResult<bool> {
+        let n = self
+            .count("SELECT COUNT(*) FROM role_mapping_teams WHERE team_name = $1".into(), vec![SqlValue::Text(team_name.into())])
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn members_of_team_names(&mut self, names: &[String]) -> StoreResult<Vec<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for chunk in names.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT DISTINCT m.user_id FROM team_members m JOIN teams t ON t.id = m.team_id WHERE t.name IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let params = chunk.iter().map(|n| SqlValue::Text(n.clone())).collect();
+            for row in bind_all(q(sql), params).fetch_all(&mut *self.tx).await? {
+                out.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    async fn role_mapping(&mut self, id: &str) -> StoreResult<Option<RoleMappingRecord>> {
+        let sql = format!(
+            "SELECT id, display_name, external_id, {} AS data, created, last_modified, version FROM role_mappings WHERE id = $1",
+            self.d.json_out("data")
+        );
+        let row = q(sql).bind(id.to_string()).fetch_optional(&mut *self.tx).await?;
+        match row {
+            Some(r) => Ok(Some(self.mapping_from(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn role_mappings(&mut self) -> StoreResult<Vec<RoleMappingRecord>> {
+        let sql = format!(
+            "SELECT id, display_name, external_id, {} AS data, created, last_modified, version FROM role_mappings ORDER BY seq",
+            self.d.json_out("data")
+        );
+        let rows = q(sql).fetch_all(&mut *self.tx).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.mapping_from(r).await?);
+        }
+        Ok(out)
+    }
+
+    async fn insert_role_mapping(&mut self, m: &RoleMappingRecord) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO role_mappings (id, display_name, external_id, data, created, last_modified, version) \
+             VALUES ($1, $2, $3, {}, $5, $6, $7)",
+            self.d.json_in(4)
+        );
+        q(sql)
+            .bind(m.id.clone())
+            .bind(m.display_name.clone())
+            .bind(m.external_id.clone())
+            .bind(doc_text(&m.data))
+            .bind(m.created.clone())
+            .bind(m.last_modified.clone())
+            .bind(m.version)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("a role mapping named '{}' already exists", m.display_name)))?;
+        self.write_mapping_links(m).await
+    }
+
+    async fn update_role_mapping(&mut self, m: &RoleMappingRecord) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE role_mappings SET display_name = $2, external_id = $3, data = {}, last_modified = $5, version = $6 \
+             WHERE id = $1 AND version = $7",
+            self.d.json_in(4)
+        );
+        let done = q(sql)
+            .bind(m.id.clone())
+            .bind(m.display_name.clone())
+            .bind(m.external_id.clone())
+            .bind(doc_text(&m.data))
+            .bind(m.last_modified.clone())
+            .bind(m.version)
+            .bind(m.version - 1)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| map_unique(e, &format!("a role mapping named '{}' already exists", m.display_name)))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Concurrent(format!("role mapping {}", m.id)));
+        }
+        q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into()).bind(m.id.clone()).execute(&mut *self.tx).await?;
+        q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into()).bind(m.id.clone()).execute(&mut *self.tx).await?;
+        self.write_mapping_links(m).await
+    }
+
+    async fn delete_role_mapping(&mut self, id: &str) -> StoreResult<bool> {
+        q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+        q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+        let done = q("DELETE FROM role_mappings WHERE id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_invitation(&mut self, i: &InvitationRecord) -> StoreResult<()> {
+        q("INSERT INTO invitations (id, user_id, token_hash, email, created, expires_at, status, status_at) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            .into())
+        .bind(i.id.clone())
+        .bind(i.user_id.clone())
+        .bind(i.token_hash.clone())
+        .bind(i.email.clone())
+        .bind(i.created.clone())
+        .bind(i.expires_at.clone())
+        .bind(i.status.as_str())
+        .bind(i.status_at.clone())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn invitation_by_token_hash(&mut self, token_hash: &str) -> StoreResult<Option<InvitationRecord>> {
+        let row = q("SELECT * FROM invitations WHERE token_hash = $1".into())
+            .bind(token_hash.to_string())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(invitation_from).transpose()
+    }
+
+    async fn invitations(&mut self, user_id: Option<&str>) -> StoreResult<Vec<InvitationRecord>> {
+        let rows = match user_id {
+            Some(u) => {
+                q("SELECT * FROM invitations WHERE user_id = $1 ORDER BY seq DESC".into())
+                    .bind(u.to_string())
+                    .fetch_all(&mut *self.tx)
+                    .await?
+            }
+            None => q("SELECT * FROM invitations ORDER BY seq DESC".into()).fetch_all(&mut *self.tx).await?,
+        };
+        rows.iter().map(invitation_from).collect()
+    }
+
+    async fn set_invitation_status(&mut self, id: &str, status: InvitationStatus, now: &str) -> StoreResult<()> {
+        q("UPDATE invitations SET status = $2, status_at = $3 WHERE id = $1".into())
+            .bind(id.to_string())
+            .bind(status.as_str())
+            .bind(now.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn cancel_invitations(&mut self, user_id: &str, now: &str) -> StoreResult<u64> {
+        let done = q("UPDATE invitations SET status = 'cancelled', status_at = $2 WHERE user_id = $1 AND status = 'pending'".into())
+            .bind(user_id.to_string())
+            .bind(now.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_outbox(&mut self, m: &OutboxMessage) -> StoreResult<()> {
+        q("INSERT INTO outbox (id, kind, recipient, subject, body, created, attempts) VALUES ($1, $2, $3, $4, $5, $6, 0)".into())
+            .bind(m.id.clone())
+            .bind(m.kind.clone())
+            .bind(m.recipient.clone())
+            .bind(m.subject.clone())
+            .bind(m.body.clone())
+            .bind(m.created.clone())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn pending_outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>> {
+        let rows = q("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1".into())
+            .bind(limit.min(i64::MAX as u64) as i64)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(outbox_from).collect()
+    }
+
+    async fn outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>> {
+        let rows = q("SELECT * FROM outbox ORDER BY seq DESC LIMIT $1".into())
+            .bind(limit.min(i64::MAX as u64) as i64)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(outbox_from).collect()
+    }
+
+    async fn mark_outbox_sent(&mut self, id: &str, now: &str) -> StoreResult<()> {
+        q("UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1".into())
+            .bind(id.to_string())
+            .bind(now.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_outbox_failed(&mut self, id: &str, error: &str) -> StoreResult<()> {
+        q("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1".into())
+            .bind(id.to_string())
+            .bind(error.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -1,0 +1,114 @@
+//! Effective roles of users: explicit SCIM roles win, else role mapping rules, else the default
+//! role, else the roles the user already had. Recomputed in the transaction that changes them.
+
+use serde_json::{Map, Value, json};
+
+use super::observer::RoleOutcome;
+use super::roles::{Role, match_roles, roles_attribute};
+use super::*;
+
+/// Setting that names the default role (by id); absent or empty means no default role.
+pub const DEFAULT_ROLE_SETTING: &str = "default_role";
+
+impl Directory {
+    /// Matches the `roles` a request put in `doc` against the catalog: keeps only matched roles
+    /// there (as the explicit roles), audits every unmatched one, and returns the matched roles.
+    pub(super) async fn match_requested_roles(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user_id: &str,
+        user_name: &str,
+        doc: &mut Map<String, Value>,
+    ) -> OpResult<Vec<Role>> {
+        let requested: Vec<Value> = match doc.get("roles") {
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        let mut explicit: Vec<Role> = Vec::new();
+        if !requested.is_empty() {
+            let catalog = tx.roles().await?;
+            let m = match_roles(&requested, &catalog);
+            for raw in &m.unmatched {
+                self.audit(
+                    tx,
+                    ctx,
+                    "role.unmatched",
+                    "user",
+                    user_id,
+                    json!({"userName": user_name, "requestedRole": raw}),
+                )
+                .await?;
+            }
+            self.observer.role_event(RoleOutcome::Unmatched, m.unmatched.len() as u64);
+            self.observer.role_event(RoleOutcome::Matched, m.matched.len() as u64);
+            explicit = m.matched;
+        }
+        if explicit.is_empty() {
+            doc.remove("roles");
+        } else {
+            doc.insert("roles".into(), roles_attribute(&explicit));
+        }
+        Ok(explicit)
+    }
+
+    /// Recomputes the effective roles of users whose team memberships changed, when a role
+    /// mapping could be involved. Users with explicit SCIM roles are left alone.
+    pub(super) async fn recompute_roles(&self, tx: &mut dyn Tx, ctx: &RequestContext, user_ids: &[String]) -> OpResult<()> {
+        for id in user_ids {
+            let Some(user) = tx.user(id).await? else { continue };
+            if user.data.get("roles").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+                continue;
+            }
+            self.write_effective_roles(tx, ctx, id, Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the user's effective roles (see the module docs); the user row must exist.
+    pub(super) async fn write_effective_roles(&self, tx: &mut dyn Tx, ctx: &RequestContext, user_id: &str, explicit: Vec<Role>) -> OpResult<()> {
+        let previous = tx.user_roles(user_id).await?;
+        let (roles, source) = if !explicit.is_empty() {
+            (explicit, "scim")
+        } else {
+            let mapped = tx.mapped_roles_of_user(user_id).await?;
+            if !mapped.is_empty() {
+                self.observer.role_event(RoleOutcome::Mapping, mapped.len() as u64);
+                (mapped, "mapping")
+            } else {
+                match self.default_role(tx).await? {
+                    Some(role) => {
+                        self.observer.role_event(RoleOutcome::DefaultRole, 1);
+                        (vec![role], "default")
+                    }
+                    None => {
+                        self.observer.role_event(RoleOutcome::Kept, 1);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let new: Vec<(String, String)> = roles.iter().map(|r| (r.id.clone(), source.to_string())).collect();
+        let old: Vec<(String, String)> = previous.iter().map(|(r, s)| (r.id.clone(), s.clone())).collect();
+        if new != old {
+            tx.set_user_roles(user_id, &new).await?;
+            let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
+            let before: Vec<&str> = previous.iter().map(|(r, _)| r.name.as_str()).collect();
+            self.audit(tx, ctx, "role.provision", "user", user_id, json!({"roles": names, "source": source, "previous": before}))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The configured default role, if any.
+    pub(super) async fn default_role(&self, tx: &mut dyn Tx) -> OpResult<Option<Role>> {
+        let Some(id) = tx.setting(DEFAULT_ROLE_SETTING).await?.filter(|s| !s.is_empty()) else { return Ok(None) };
+        Ok(tx.roles().await?.into_iter().find(|r| r.id == id))
+    }
+
+    /// A user's effective roles as a SCIM `roles` value.
+    pub(super) async fn roles_value(&self, tx: &mut dyn Tx, user_id: &str) -> OpResult<Option<Value>> {
+        let roles: Vec<Role> = tx.user_roles(user_id).await?.into_iter().map(|(r, _)| r).collect();
+        Ok((!roles.is_empty()).then(|| roles_attribute(&roles)))
+    }
+}
