@@ -7,11 +7,15 @@
 use super::filter::AttrPath;
 
 mod common;
-// pub mod discovery;
+pub mod discovery;
 mod group;
 mod user;
 
 pub use common::common_attributes;
+pub use discovery::{
+    AuthenticationScheme, ServiceProviderConfig, attribute_json, resource_type_json, schema_json,
+    service_provider_config_json,
+};
 pub use group::{group_resource_type, group_schema};
 pub use user::{enterprise_user_schema, user_resource_type, user_schema};
 
@@ -394,7 +398,8 @@ impl ResourceType {
                 &text[s.id.len() + 1..],
             ),
             None if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") => {
-                let colon = text.rfind(':')?;
+                // `urn:` alone is no URI: the namespace part must be non-empty.
+                let colon = text.rfind(':').filter(|&c| c > 4)?;
                 (Some(text[..colon].to_string()), &text[colon + 1..])
             }
             None => (None, text),
@@ -473,4 +478,152 @@ fn is_attr_name(s: &str) -> bool {
     let mut chars = body.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(text: &str) -> AttrPath {
+        user_resource_type()
+            .split_path(text)
+            .expect("well-formed path")
+    }
+
+    #[test]
+    fn resolves_core_attributes_ignoring_case() {
+        let rt = user_resource_type();
+        let r = rt.resolve(&path("USERNAME")).unwrap();
+        assert_eq!(r.attr.name, "userName");
+        assert!(!r.extension && !r.common);
+        let r = rt.resolve(&path("name.GIVENNAME")).unwrap();
+        assert_eq!(r.target().name, "givenName");
+        let r = rt
+            .resolve(&path(
+                "urn:ietf:params:scim:schemas:core:2.0:user:emails.value",
+            ))
+            .unwrap();
+        assert_eq!((r.attr.name, r.target().name), ("emails", "value"));
+        assert!(rt.resolve(&path("name.nonsense")).is_none());
+        assert!(rt.resolve(&path("nonsense")).is_none());
+    }
+
+    #[test]
+    fn resolves_extension_attributes_with_and_without_urn() {
+        let rt = user_resource_type();
+        let r = rt.resolve(&path("employeeNumber")).unwrap();
+        assert!(r.extension);
+        assert_eq!(r.schema.id, ENTERPRISE_USER_SCHEMA);
+        let r = rt
+            .resolve(&path(&format!("{ENTERPRISE_USER_SCHEMA}:manager.value")))
+            .unwrap();
+        assert_eq!((r.attr.name, r.target().name), ("manager", "value"));
+        // The core URN does not reach into the extension.
+        assert!(
+            rt.resolve(&path(&format!("{USER_SCHEMA}:employeeNumber")))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn common_attributes_resolve_but_belong_to_no_schema() {
+        for rt in [user_resource_type(), group_resource_type()] {
+            for (text, name) in [
+                ("id", "id"),
+                ("EXTERNALID", "externalId"),
+                ("meta.lastModified", "lastModified"),
+            ] {
+                let r = rt
+                    .resolve(&path(text))
+                    .unwrap_or_else(|| panic!("{text} resolves"));
+                assert!(r.common && !r.extension, "{text}");
+                assert_eq!(r.schema.id, rt.schema.id);
+                assert_eq!(r.target().name, name);
+            }
+            for (schema, _) in rt.schemas() {
+                for common in ["id", "externalId", "meta"] {
+                    assert!(
+                        schema.attr(common).is_none(),
+                        "{common} listed in {}",
+                        schema.id
+                    );
+                }
+            }
+        }
+        let rt = user_resource_type();
+        let id = rt.resolve(&path("id")).unwrap().attr;
+        assert!(id.case_exact);
+        assert_eq!(
+            (id.mutability, id.returned),
+            (Mutability::ReadOnly, Returned::Always)
+        );
+        assert!(rt.resolve(&path("externalId")).unwrap().attr.case_exact);
+        let modified = rt.resolve(&path("meta.lastModified")).unwrap().target();
+        assert_eq!(modified.attr_type, AttrType::DateTime);
+        assert!(
+            rt.resolve(&path(&format!("{USER_SCHEMA}:externalId")))
+                .unwrap()
+                .common
+        );
+        assert!(
+            rt.resolve(&path(&format!("{ENTERPRISE_USER_SCHEMA}:id")))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn split_path_recognises_urns_and_rejects_malformed_text() {
+        let rt = user_resource_type();
+        let p = rt
+            .split_path(" urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.$ref ")
+            .unwrap();
+        assert_eq!(p.uri.as_deref(), Some(ENTERPRISE_USER_SCHEMA));
+        assert_eq!(
+            (p.attr.as_str(), p.sub_attr.as_deref()),
+            ("manager", Some("$ref"))
+        );
+        let p = rt.split_path("urn:example:unknown:2.0:Thing:attr").unwrap();
+        assert_eq!(
+            (p.uri.as_deref(), p.attr.as_str()),
+            (Some("urn:example:unknown:2.0:Thing"), "attr")
+        );
+        let p = rt.split_path("members.value").unwrap();
+        assert_eq!(
+            (p.uri, p.attr.as_str(), p.sub_attr.as_deref()),
+            (None, "members", Some("value"))
+        );
+        for bad in [
+            "",
+            "a.b.c",
+            "1abc",
+            "name.",
+            ".x",
+            "emails[type eq \"work\"]",
+            "a b",
+            "urn:x",
+        ] {
+            assert!(rt.split_path(bad).is_none(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn canonical_values_can_be_set_at_run_time() {
+        let mut rt = user_resource_type();
+        assert!(rt.set_canonical_values("ROLES.value", vec!["admin".into(), "viewer".into()]));
+        let r = rt.resolve(&path("roles.value")).unwrap();
+        assert_eq!(r.target().canonical_values, ["admin", "viewer"]);
+        assert!(rt.set_canonical_values(
+            &format!("{ENTERPRISE_USER_SCHEMA}:department"),
+            vec!["R&D".into()]
+        ));
+        assert_eq!(
+            rt.resolve(&path("department"))
+                .unwrap()
+                .attr
+                .canonical_values,
+            ["R&D"]
+        );
+        assert!(!rt.set_canonical_values("roles.nonsense", vec![]));
+        assert!(!rt.set_canonical_values("not a path", vec![]));
+    }
 }

@@ -62,3 +62,45 @@ pub fn group_schema() -> SchemaDef {
         ],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::schema::{AttrType, Returned};
+
+    #[test]
+    fn display_name_is_required() {
+        let schema = group_schema();
+        let a = schema.attr("displayName").unwrap();
+        assert!(a.required && !a.case_exact);
+        assert_eq!(a.returned, Returned::Default);
+    }
+
+    #[test]
+    fn members_follow_rfc() {
+        let rt = group_resource_type();
+        assert!(rt.extensions.is_empty());
+        assert_eq!((rt.name, rt.endpoint), ("Group", "/Groups"));
+        let members = rt.schema.attr("members").unwrap();
+        assert!(members.multi_valued && members.attr_type == AttrType::Complex);
+        assert_eq!(members.mutability, Mutability::ReadWrite);
+        let subs: Vec<&str> = members.sub_attributes.iter().map(|s| s.name).collect();
+        assert_eq!(subs, ["value", "$ref", "display", "type"]);
+        assert_eq!(
+            members.sub("value").unwrap().mutability,
+            Mutability::Immutable
+        );
+        assert_eq!(
+            members.sub("$ref").unwrap().reference_types,
+            ["User", "Group"]
+        );
+        assert_eq!(
+            members.sub("display").unwrap().mutability,
+            Mutability::ReadOnly
+        );
+        assert_eq!(
+            members.sub("type").unwrap().canonical_values,
+            ["User", "Group"]
+        );
+    }
+}

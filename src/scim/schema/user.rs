@@ -220,3 +220,192 @@ pub fn enterprise_user_schema() -> SchemaDef {
         ],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr<'a>(schema: &'a SchemaDef, name: &str) -> &'a AttributeDef {
+        schema
+            .attr(name)
+            .unwrap_or_else(|| panic!("{name} defined"))
+    }
+
+    #[test]
+    fn user_name_is_required_unique_and_case_insensitive() {
+        let schema = user_schema();
+        let a = attr(&schema, "userName");
+        assert!(a.required && !a.case_exact && !a.multi_valued);
+        assert_eq!(
+            (a.uniqueness, a.mutability, a.returned),
+            (Uniqueness::Server, Mutability::ReadWrite, Returned::Default)
+        );
+    }
+
+    #[test]
+    fn password_is_write_only_and_never_returned() {
+        let a = attr(&user_schema(), "password").clone();
+        assert_eq!(
+            (a.mutability, a.returned),
+            (Mutability::WriteOnly, Returned::Never)
+        );
+    }
+
+    #[test]
+    fn user_attributes_follow_rfc_8_7_1() {
+        let schema = user_schema();
+        let names: Vec<&str> = schema.attributes.iter().map(|a| a.name).collect();
+        assert_eq!(
+            names,
+            [
+                "userName",
+                "name",
+                "displayName",
+                "nickName",
+                "profileUrl",
+                "title",
+                "userType",
+                "preferredLanguage",
+                "locale",
+                "timezone",
+                "active",
+                "password",
+                "emails",
+                "phoneNumbers",
+                "ims",
+                "photos",
+                "addresses",
+                "groups",
+                "entitlements",
+                "roles",
+                "x509Certificates",
+            ]
+        );
+        assert_eq!(attr(&schema, "active").attr_type, AttrType::Boolean);
+        assert_eq!(attr(&schema, "profileUrl").reference_types, ["external"]);
+        for multi in [
+            "emails",
+            "phoneNumbers",
+            "ims",
+            "photos",
+            "entitlements",
+            "roles",
+            "x509Certificates",
+        ] {
+            let a = attr(&schema, multi);
+            assert!(
+                a.multi_valued && a.attr_type == AttrType::Complex,
+                "{multi}"
+            );
+            let subs: Vec<&str> = a.sub_attributes.iter().map(|s| s.name).collect();
+            assert_eq!(subs, ["value", "display", "type", "primary"], "{multi}");
+            assert_eq!(a.sub("primary").unwrap().attr_type, AttrType::Boolean);
+        }
+        assert_eq!(
+            attr(&schema, "emails")
+                .sub("type")
+                .unwrap()
+                .canonical_values,
+            ["work", "home", "other"]
+        );
+        assert_eq!(
+            attr(&schema, "phoneNumbers")
+                .sub("type")
+                .unwrap()
+                .canonical_values,
+            ["work", "home", "mobile", "fax", "pager", "other"]
+        );
+        assert_eq!(
+            attr(&schema, "photos")
+                .sub("type")
+                .unwrap()
+                .canonical_values,
+            ["photo", "thumbnail"]
+        );
+        assert_eq!(
+            attr(&schema, "ims")
+                .sub("type")
+                .unwrap()
+                .canonical_values
+                .len(),
+            8
+        );
+        assert_eq!(
+            attr(&schema, "photos").sub("value").unwrap().attr_type,
+            AttrType::Reference
+        );
+        assert_eq!(
+            attr(&schema, "x509Certificates")
+                .sub("value")
+                .unwrap()
+                .attr_type,
+            AttrType::Binary
+        );
+        assert!(
+            attr(&schema, "roles")
+                .sub("value")
+                .unwrap()
+                .canonical_values
+                .is_empty()
+        );
+        let addresses = attr(&schema, "addresses");
+        assert!(addresses.multi_valued);
+        assert_eq!(
+            addresses.sub("type").unwrap().canonical_values,
+            ["work", "home", "other"]
+        );
+        assert!(addresses.sub("postalCode").is_some());
+    }
+
+    #[test]
+    fn groups_is_read_only_throughout() {
+        let schema = user_schema();
+        let groups = attr(&schema, "groups");
+        assert!(groups.multi_valued && groups.mutability == Mutability::ReadOnly);
+        let subs: Vec<&str> = groups.sub_attributes.iter().map(|s| s.name).collect();
+        assert_eq!(subs, ["value", "$ref", "display", "type"]);
+        assert!(
+            groups
+                .sub_attributes
+                .iter()
+                .all(|s| s.mutability == Mutability::ReadOnly)
+        );
+        assert_eq!(groups.sub("$ref").unwrap().attr_type, AttrType::Reference);
+        assert_eq!(
+            groups.sub("type").unwrap().canonical_values,
+            ["direct", "indirect"]
+        );
+    }
+
+    #[test]
+    fn enterprise_extension_is_optional() {
+        let rt = user_resource_type();
+        assert_eq!(rt.extensions.len(), 1);
+        let (ext, required) = &rt.extensions[0];
+        assert!(!required);
+        assert_eq!(
+            (ext.id, ext.name),
+            (ENTERPRISE_USER_SCHEMA, "EnterpriseUser")
+        );
+        for name in [
+            "employeeNumber",
+            "costCenter",
+            "organization",
+            "division",
+            "department",
+        ] {
+            assert_eq!(attr(ext, name).attr_type, AttrType::String, "{name}");
+        }
+        let manager = attr(ext, "manager");
+        assert!(!manager.multi_valued);
+        assert_eq!(manager.sub("$ref").unwrap().reference_types, ["User"]);
+        assert_eq!(
+            manager.sub("displayName").unwrap().mutability,
+            Mutability::ReadOnly
+        );
+        assert_eq!(
+            manager.sub("value").unwrap().mutability,
+            Mutability::ReadWrite
+        );
+    }
+}
