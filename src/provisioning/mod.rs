@@ -9,6 +9,7 @@ pub mod invitations;
 pub mod keys;
 pub mod observer;
 pub mod roles;
+mod role_mappings;
 mod user_roles;
 mod users;
 pub mod view;
@@ -20,7 +21,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::clock::{Clock, format_time};
-use crate::scim::schema::{ResourceType, group_resource_type, user_resource_type};
+use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
 use crate::scim::ScimError;
 use crate::store::{AuditEvent, SharedStore, StoreError, Tx};
 
@@ -50,11 +51,12 @@ pub struct Resource {
 pub struct ResourceTypes {
     pub user: ResourceType,
     pub group: ResourceType,
+    pub role_mapping: ResourceType,
 }
 
 impl Default for ResourceTypes {
     fn default() -> Self {
-        Self { user: user_resource_type(), group: group_resource_type() }
+        Self { user: user_resource_type(), group: group_resource_type(), role_mapping: role_mapping_resource_type() }
     }
 }
 

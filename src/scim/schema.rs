@@ -9,9 +9,11 @@ use super::filter::AttrPath;
 mod common;
 pub mod discovery;
 mod group;
+mod role_mapping;
 mod user;
 
 pub use common::common_attributes;
+pub use role_mapping::{ROLE_MAPPING_SCHEMA, role_mapping_resource_type, role_mapping_schema};
 pub use discovery::{
     AuthenticationScheme, ServiceProviderConfig, attribute_json, resource_type_json, schema_json,
     service_provider_config_json,

@@ -23,7 +23,7 @@ fn all_schemas(s: &AppState, base: &str) -> Vec<Value> {
     let types = s.directory.types();
     let mut out: Vec<Value> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
-    for rt in [&types.user, &types.group] {
+    for rt in [&types.user, &types.group, &types.role_mapping] {
         for (schema, _) in rt.schemas() {
             if !seen.contains(&schema.id) {
                 seen.push(schema.id);
@@ -49,7 +49,11 @@ pub async fn schema(State(s): State<AppState>, Path(id): Path<String>, headers: 
 
 fn all_types(s: &AppState, base: &str) -> Vec<Value> {
     let types = s.directory.types();
-    vec![resource_type_json(&types.user, base), resource_type_json(&types.group, base)]
+    vec![
+        resource_type_json(&types.user, base),
+        resource_type_json(&types.group, base),
+        resource_type_json(&types.role_mapping, base),
+    ]
 }
 
 pub async fn resource_types(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {

@@ -305,6 +305,98 @@ async fn groups_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, 
     Ok(list_out(total, query.start_index, items, rt, &p))
 }
 
+// ---------------------------------------------------------------- role mappings
+
+pub async fn create_role_mapping(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().role_mapping;
+    let body = json_body(body)?;
+    let r = s.directory.create_role_mapping(&context(&s, &key, &headers), &body).await?;
+    Ok(resource_response(r, StatusCode::CREATED, rt, &Projection::default()))
+}
+
+pub async fn get_role_mapping(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
+    let rt = &s.directory.types().role_mapping;
+    let p = projection(&query_pairs(&q)?, rt)?;
+    let r = s.directory.get_role_mapping(&context(&s, &key, &headers), &id).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &p))
+}
+
+pub async fn replace_role_mapping(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().role_mapping;
+    let body = json_body(body)?;
+    let ctx = context(&s, &key, &headers);
+    let r = s.directory.replace_role_mapping(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &Projection::default()))
+}
+
+pub async fn patch_role_mapping(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let rt = &s.directory.types().role_mapping;
+    let body = json_body(body)?;
+    let ctx = context(&s, &key, &headers);
+    let r = s.directory.patch_role_mapping(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
+    Ok(resource_response(r, StatusCode::OK, rt, &Projection::default()))
+}
+
+pub async fn delete_role_mapping(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    s.directory.delete_role_mapping(&context(&s, &key, &headers), &id, if_match(&headers).as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_role_mappings(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult {
+    let query = ListQuery::from_query(&query_pairs(&q)?, s.config.default_count, s.config.max_count)?;
+    role_mappings_page(&s, &key, &headers, query).await
+}
+
+pub async fn search_role_mappings(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    role_mappings_page(&s, &key, &headers, query).await
+}
+
+async fn role_mappings_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+    let rt = &s.directory.types().role_mapping;
+    let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
+    let (total, items) = s.directory.list_role_mappings(&context(s, key, headers), &query).await?;
+    Ok(list_out(total, query.start_index, items, rt, &p))
+}
+
 // ---------------------------------------------------------------- others
 
 pub async fn not_implemented() -> ApiError {

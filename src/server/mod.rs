@@ -84,6 +84,15 @@ pub fn router(state: AppState) -> Router {
             "/Groups/{id}",
             get(handlers::get_group).put(handlers::replace_group).patch(handlers::patch_group).delete(handlers::delete_group),
         )
+        .route("/RoleMappings", get(handlers::list_role_mappings).post(handlers::create_role_mapping))
+        .route("/RoleMappings/.search", axum::routing::post(handlers::search_role_mappings))
+        .route(
+            "/RoleMappings/{id}",
+            get(handlers::get_role_mapping)
+                .put(handlers::replace_role_mapping)
+                .patch(handlers::patch_role_mapping)
+                .delete(handlers::delete_role_mapping),
+        )
         .route("/Bulk", axum::routing::any(handlers::not_implemented))
         .route("/Me", axum::routing::any(handlers::not_implemented))
         .fallback(handlers::unknown_endpoint)

@@ -13,6 +13,7 @@ use scim_operator::store::{KeyOwner, SharedStore};
 
 /// A running server and what a test needs to talk to it.
 pub struct TestServer {
+    pub directory: Directory,
     pub base: String,
     pub token: String,
     pub store: SharedStore,
@@ -41,15 +42,19 @@ impl TestServer {
 
     /// Same, with server settings.
     pub async fn start_with(config: ServerConfig) -> Self {
+        Self::start_full(config, Arc::new(SystemClock), None).await
+    }
+
+    /// Same, with a clock the test controls and, optionally, a StatsD address.
+    pub async fn start_full(config: ServerConfig, clock: Arc<dyn Clock>, statsd: Option<String>) -> Self {
         let (db_url, dir) = fresh_database().await;
         let store = scim_operator::store::open(&db_url).await.expect("open store");
         let token = create_key(&store, "test", None).await;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let state = AppState {
-            directory: Directory::new(store.clone(), clock),
-            metrics: Arc::new(Metrics::default()),
-            config: Arc::new(config),
-        };
+        let metrics = Arc::new(Metrics::default());
+        let statsd = statsd.map(|a| scim_operator::server::metrics::statsd_client(&a).expect("statsd"));
+        let observer = Arc::new(scim_operator::server::metrics::MetricsObserver { metrics: metrics.clone(), statsd });
+        let directory = Directory::new(store.clone(), clock).with_observer(observer);
+        let state = AppState { directory: directory.clone(), metrics, config: Arc::new(config) };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -61,6 +66,7 @@ impl TestServer {
             .expect("server");
         });
         Self {
+            directory,
             base: format!("http://{addr}/scim/v2"),
             token,
             store,

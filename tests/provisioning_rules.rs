@@ -1,0 +1,341 @@
+//! The provisioning rules of the product, over real HTTP: roles with fallback, managed teams,
+//! offboarding, keys, invitations, audit trail and metrics.
+
+mod common;
+
+use chrono::TimeZone;
+use common::{TestServer, assert_scim_error, create_key};
+use reqwest::StatusCode;
+use scim_operator::clock::ManualClock;
+use scim_operator::provisioning::RequestContext;
+use scim_operator::server::ServerConfig;
+use scim_operator::store::AuditQuery;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+const ROLE_MAPPING: &str = "urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping";
+
+fn patch(ops: Value) -> Value {
+    json!({"schemas": [PATCH_OP], "Operations": ops})
+}
+
+fn cli() -> RequestContext {
+    RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() }
+}
+
+fn role_names(user: &Value) -> Vec<String> {
+    user["roles"].as_array().map(|a| a.iter().map(|r| r["value"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+}
+
+async fn audit(s: &TestServer, action: &str) -> Vec<scim_operator::store::AuditEvent> {
+    let q = AuditQuery { action: Some(action.into()), ..Default::default() };
+    s.store.begin_read().await.unwrap().list_audit(&q).await.unwrap()
+}
+
+#[tokio::test]
+async fn unknown_roles_fall_back_to_the_default_and_are_audited() {
+    let s = TestServer::start().await;
+    let (status, u) = s.post("/Users", json!({"schemas": [USER], "userName": "r1", "roles": [{"value": "Wizard"}]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{u}");
+    assert_eq!(role_names(&u), ["Standard"]);
+    let events = audit(&s, "role.unmatched").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].details["requestedRole"], "Wizard");
+    assert_eq!(events[0].target_id, u["id"]);
+
+    // Matched roles only; unmatched ones are reported.
+    let (_, u2) = s
+        .post("/Users", json!({"schemas": [USER], "userName": "r2", "roles": [{"value": "read only"}, {"value": "Nope"}]}))
+        .await;
+    assert_eq!(role_names(&u2), ["Read Only"]);
+    assert_eq!(audit(&s, "role.unmatched").await.len(), 2);
+
+    let text = s.http.get(format!("{}/metrics", s.root())).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("scim_role_provisioning_total{outcome=\"unmatched\"} 2"), "{text}");
+    assert!(text.contains("scim_role_provisioning_total{outcome=\"default\"} 1"), "{text}");
+}
+
+#[tokio::test]
+async fn entra_string_encoded_roles_are_accepted_in_add_only_patches() {
+    let s = TestServer::start().await;
+    let id = s.create_user("entra-role").await;
+    let (status, u) = s
+        .patch(
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "Add", "path": "roles", "value": [
+                {"value": "{\"id\":\"8b9c5a8e-1111-4d2e-9f43-abcdefabcdef\",\"value\":\"Admin\",\"displayName\":\"Admin\"}"}
+            ]}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(role_names(&u), ["Admin"]);
+    let (_, again) = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(role_names(&again), ["Admin"]);
+}
+
+#[tokio::test]
+async fn without_a_default_role_users_keep_their_roles() {
+    let s = TestServer::start().await;
+    s.directory.set_default_role(&cli(), None).await.unwrap();
+    let (_, u) = s.post("/Users", json!({"schemas": [USER], "userName": "keeper", "roles": [{"value": "Admin"}]})).await;
+    let id = u["id"].as_str().unwrap();
+    assert_eq!(role_names(&u), ["Admin"]);
+    let (status, u) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "roles", "value": [{"value": "Ghost"}]}]))).await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(role_names(&u), ["Admin"], "kept the roles it had");
+    let (_, fresh) = s.post("/Users", json!({"schemas": [USER], "userName": "noroles"})).await;
+    assert!(role_names(&fresh).is_empty());
+}
+
+#[tokio::test]
+async fn linking_by_exact_name_and_unlinking_keeps_the_team() {
+    let s = TestServer::start().await;
+    let team = s.directory.create_team(&cli(), "Identity Team").await.unwrap();
+    let a = s.create_user("a@x.test").await;
+    let b = s.create_user("b@x.test").await;
+    s.directory.change_team_member(&cli(), "Identity Team", "a@x.test", true).await.unwrap();
+
+    // Another case is another name: a new team is created, nothing is linked.
+    let (status, other) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "identity team"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    // The exact name links the existing team; its membership becomes the request's.
+    let (status, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team", "members": [{"value": b}]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    let members: Vec<&str> = g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    assert_eq!(members, [b.as_str()]);
+    let teams = s.directory.teams().await.unwrap();
+    let linked = teams.iter().find(|(t, _)| t.id == team.id).unwrap();
+    assert_eq!(linked.0.scim_id.as_deref(), Some(gid.as_str()));
+    assert_eq!(teams.len(), 2);
+
+    // Already linked: 409.
+    let (status, body) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_scim_error(&body, 409, Some("uniqueness"));
+
+    // While managed, the command line may not change membership.
+    let err = s.directory.change_team_member(&cli(), "Identity Team", "a@x.test", true).await.unwrap_err();
+    assert_eq!(err.status, 400);
+    assert!(err.detail.contains("managed by an identity provider"), "{}", err.detail);
+
+    // Unlink: the team stays, without members, unmanaged; the group id is gone.
+    let (status, _) = s.delete(&format!("/Groups/{gid}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s.get(&format!("/Groups/{gid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let teams = s.directory.teams().await.unwrap();
+    let (kept, count) = teams.iter().find(|(t, _)| t.id == team.id).unwrap();
+    assert!(kept.scim_id.is_none());
+    assert_eq!(*count, 0);
+    assert_eq!(kept.handle, "identity-team");
+
+    // And it can be linked again by exact name.
+    let (status, again) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team", "members": [{"value": a}]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    assert_ne!(again["id"], gid);
+    let teams = s.directory.teams().await.unwrap();
+    assert_eq!(teams.iter().find(|(t, _)| t.id == team.id).unwrap().1, 1);
+    assert_eq!(audit(&s, "group.link").await.len(), 2);
+    assert_eq!(audit(&s, "group.unlink").await.len(), 1);
+}
+
+#[tokio::test]
+async fn deactivation_revokes_the_users_keys_and_reactivation_does_not_restore_them() {
+    let s = TestServer::start().await;
+    let id = s.create_user("owner@x.test").await;
+    let user_key = create_key(&s.store, "personal", Some(id.clone())).await;
+    let (status, _, _) = s.call_as(&user_key, reqwest::Method::GET, "/Users", None).await;
+    assert_eq!(status, StatusCode::OK);
+    // The server warns about a SCIM key owned by a user.
+    let ready: Value = s.http.get(format!("{}/readyz", s.root())).send().await.unwrap().json().await.unwrap();
+    assert!(ready["warnings"][0].as_str().unwrap().contains("belongs to user"), "{ready}");
+
+    let (status, u) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "value": {"active": false}}]))).await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    let (status, _, body) = s.call_as(&user_key, reqwest::Method::GET, "/Users", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_scim_error(&body, 401, None);
+    let events = audit(&s, "user.deactivate").await;
+    assert_eq!(events[0].details["revokedKeys"].as_array().unwrap().len(), 1);
+
+    let (status, _) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "active", "value": true}]))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = s.call_as(&user_key, reqwest::Method::GET, "/Users", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stays revoked");
+    // The service-account key was never affected.
+    assert_eq!(s.get("/Users").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn two_keys_are_valid_at_once_for_rotation() {
+    let s = TestServer::start().await;
+    let second = create_key(&s.store, "next", None).await;
+    assert_eq!(s.call_as(&second, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
+    assert_eq!(s.get("/Users").await.0, StatusCode::OK);
+    let mut tx = s.store.begin_write().await.unwrap();
+    assert!(tx.revoke_key("test", "2030-01-01T00:00:00.000Z", "rotated").await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(s.get("/Users").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.call_as(&second, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn concurrent_patches_to_one_group_all_land() {
+    let s = Arc::new(TestServer::start().await);
+    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Busy"})).await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        ids.push(s.create_user(&format!("c{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for id in ids.clone() {
+        let s = s.clone();
+        let gid = gid.clone();
+        tasks.push(tokio::spawn(async move {
+            s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]))).await.0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let (_, g) = s.get(&format!("/Groups/{gid}")).await;
+    let mut members: Vec<String> = g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+    members.sort();
+    ids.sort();
+    assert_eq!(members, ids);
+    assert_eq!(g["meta"]["version"], "W/\"25\"");
+}
+
+#[tokio::test]
+async fn invitations_are_valid_two_days_once_and_cancelled_on_deactivation() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap()));
+    let s = TestServer::start_full(ServerConfig::default(), clock.clone(), None).await;
+    let (_, u) = s
+        .post("/Users", json!({"schemas": [USER], "userName": "inv@x.test", "emails": [{"value": "inv@work.test", "primary": true}]}))
+        .await;
+    let id = u["id"].as_str().unwrap().to_string();
+    let mut tx = s.store.begin_read().await.unwrap();
+    let invs = tx.invitations(Some(&id)).await.unwrap();
+    assert_eq!(invs.len(), 1);
+    assert_eq!(invs[0].email, "inv@work.test");
+    assert_eq!(invs[0].expires_at, "2026-01-07T09:00:00.000Z");
+    let outbox = tx.outbox(10).await.unwrap();
+    drop(tx);
+    assert_eq!(outbox[0].recipient, "inv@work.test");
+    let link = outbox[0].body.lines().find(|l| l.contains("/invitations/")).unwrap().trim().to_string();
+    let token = link.rsplit('/').next().unwrap().to_string();
+
+    // Resend: the old link is cancelled, the new one works once.
+    s.directory.resend_invitation(&cli(), "inv@x.test").await.unwrap();
+    let accept = |t: String| {
+        let url = format!("{}/invitations/{t}", s.root());
+        let http = s.http.clone();
+        async move { http.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(accept(token.clone()).await, StatusCode::GONE);
+    let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
+    let newest = outbox[0].body.lines().find(|l| l.contains("/invitations/")).unwrap().trim().rsplit('/').next().unwrap().to_string();
+    clock.advance(chrono::Duration::hours(47));
+    assert_eq!(accept(newest.clone()).await, StatusCode::OK);
+    assert_eq!(accept(newest).await, StatusCode::GONE, "a link works once");
+    assert_eq!(accept("scimop_unknown".into()).await, StatusCode::NOT_FOUND);
+
+    // An expired link is refused.
+    s.directory.resend_invitation(&cli(), &id).await.unwrap();
+    let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
+    let third = outbox[0].body.lines().find(|l| l.contains("/invitations/")).unwrap().trim().rsplit('/').next().unwrap().to_string();
+    clock.advance(chrono::Duration::hours(49));
+    assert_eq!(accept(third).await, StatusCode::GONE);
+
+    // Deactivation cancels what is pending.
+    s.directory.resend_invitation(&cli(), &id).await.unwrap();
+    s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "active", "value": false}]))).await;
+    let invs = s.store.begin_read().await.unwrap().invitations(Some(&id)).await.unwrap();
+    assert!(invs.iter().all(|i| i.status != scim_operator::store::InvitationStatus::Pending), "{invs:?}");
+}
+
+#[tokio::test]
+async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
+    let s = TestServer::start().await;
+    s.directory.create_role(&cli(), "Billing", "").await.unwrap();
+    let alice = s.create_user("alice@x.test").await;
+    let (_, bob) = s.post("/Users", json!({"schemas": [USER], "userName": "bob@x.test", "roles": [{"value": "Admin"}]})).await;
+    let bob = bob["id"].as_str().unwrap().to_string();
+
+    // Unknown roles in a mapping are refused.
+    let (status, body) = s
+        .post("/RoleMappings", json!({"schemas": [ROLE_MAPPING], "displayName": "bad", "roles": [{"value": "Nope"}], "teams": [{"value": "Finance"}]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_scim_error(&body, 400, Some("invalidValue"));
+
+    let (status, m) = s
+        .post("/RoleMappings", json!({"schemas": [ROLE_MAPPING], "displayName": "finance-billing", "roles": [{"value": "billing"}], "teams": [{"value": "Finance"}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let mid = m["id"].as_str().unwrap().to_string();
+    assert_eq!(m["roles"][0]["value"], "Billing");
+
+    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Finance", "members": [{"value": alice}, {"value": bob}]})).await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (_, a) = s.get(&format!("/Users/{alice}")).await;
+    assert_eq!(role_names(&a), ["Billing"]);
+    let (_, b) = s.get(&format!("/Users/{bob}")).await;
+    assert_eq!(role_names(&b), ["Admin"], "explicit SCIM roles win over mappings");
+
+    // Leaving the team falls back to the default role.
+    s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}]))).await;
+    let (_, a) = s.get(&format!("/Users/{alice}")).await;
+    assert_eq!(role_names(&a), ["Standard"]);
+
+    // Rejoin, then delete the mapping: default again.
+    s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": alice}]}]))).await;
+    assert_eq!(role_names(&s.get(&format!("/Users/{alice}")).await.1), ["Billing"]);
+    let (status, listed) = s.get("/RoleMappings?filter=displayName%20eq%20%22finance-billing%22").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["totalResults"], 1);
+    assert_eq!(s.delete(&format!("/RoleMappings/{mid}")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(role_names(&s.get(&format!("/Users/{alice}")).await.1), ["Standard"]);
+    assert_eq!(s.get(&format!("/RoleMappings/{mid}")).await.0, StatusCode::NOT_FOUND);
+    // The type is advertised.
+    let (_, types) = s.get("/ResourceTypes").await;
+    assert!(types["Resources"].as_array().unwrap().iter().any(|t| t["endpoint"] == "/RoleMappings"));
+}
+
+#[tokio::test]
+async fn role_events_reach_statsd() {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap().to_string();
+    let s = TestServer::start_full(ServerConfig::default(), Arc::new(scim_operator::clock::SystemClock), Some(addr)).await;
+    s.post("/Users", json!({"schemas": [USER], "userName": "statsd", "roles": [{"value": "Sorcerer"}]})).await;
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen.contains("outcome:unmatched") && tokio::time::Instant::now() < deadline {
+        if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_millis(500), sock.recv(&mut buf)).await {
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    }
+    assert!(seen.contains("scim.role_provisioning:1|c|#outcome:unmatched"), "{seen}");
+}
+
+#[tokio::test]
+async fn deleting_a_user_keeps_its_history() {
+    let s = TestServer::start().await;
+    let id = s.create_user("gone@x.test").await;
+    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "G", "members": [{"value": id}]})).await;
+    assert_eq!(s.delete(&format!("/Users/{id}")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(s.get(&format!("/Users/{id}")).await.0, StatusCode::NOT_FOUND);
+    let (_, g) = s.get(&format!("/Groups/{}", g["id"].as_str().unwrap())).await;
+    assert_eq!(g["members"].as_array().map(Vec::len).unwrap_or(0), 0);
+    let q = AuditQuery { target_id: Some(id.clone()), ..Default::default() };
+    let history = s.store.begin_read().await.unwrap().list_audit(&q).await.unwrap();
+    let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"user.create") && actions.contains(&"user.delete"), "{actions:?}");
+}
