@@ -474,6 +474,7 @@ cmd_start() {
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 \
     --advertise-address=127.0.0.1 \
+    --endpoint-reconciler-type=none \
     --secure-port="$api_port" \
     --tls-cert-file="$START_DIR/pki/serving.crt" \
     --tls-private-key-file="$START_DIR/pki/serving.key" \
@@ -503,6 +504,7 @@ cmd_start() {
       --kubeconfig="$START_DIR/kubeconfig" \
       --authentication-kubeconfig="$START_DIR/kubeconfig" \
       --authorization-kubeconfig="$START_DIR/kubeconfig" \
+      --authentication-skip-lookup=true \
       --bind-address=127.0.0.1 \
       --secure-port="$kcm_port" \
       --tls-cert-file="$START_DIR/pki/serving.crt" \
