@@ -5,6 +5,8 @@
 
 pub mod error;
 pub mod filter;
+pub mod list;
+pub mod projection;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};

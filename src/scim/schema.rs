@@ -399,7 +399,10 @@ impl ResourceType {
                 Some(text[..s.id.len()].to_string()),
                 &text[s.id.len() + 1..],
             ),
-            None if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") => {
+            None if text
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("urn:")) =>
+            {
                 // `urn:` alone is no URI: the namespace part must be non-empty.
                 let colon = text.rfind(':').filter(|&c| c > 4)?;
                 (Some(text[..colon].to_string()), &text[colon + 1..])
@@ -603,6 +606,11 @@ mod tests {
             "emails[type eq \"work\"]",
             "a b",
             "urn:x",
+            // Non-ASCII must be refused, not panic on a byte slice.
+            "ab€",
+            "€",
+            "é.x",
+            "nämé",
         ] {
             assert!(rt.split_path(bad).is_none(), "{bad:?} accepted");
         }
