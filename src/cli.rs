@@ -203,6 +203,10 @@ pub struct ServeArgs {
     /// StatsD address (`host:port`) for role provisioning events.
     #[arg(long, env = "SCIM_OPERATOR_STATSD")]
     pub statsd: Option<String>,
+    /// File holding a secret to accept as a service-account key (registered on start if new),
+    /// so a deployment can hand the same secret to the operator without running `keys create`.
+    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_FILE")]
+    pub bootstrap_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,14 +301,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Arc::new(Metrics::default());
     let statsd = match &args.statsd {
-        Some(addr) => Some(crate::server::metrics::statsd_client(addr).with_context(|| format!("StatsD address {addr}"))?),
+        Some(addr) => {
+            Some(crate::server::metrics::statsd_client(addr).with_context(|| format!("StatsD address {addr}"))?)
+        }
         None => None,
     };
     let observer = Arc::new(crate::server::metrics::MetricsObserver { metrics: metrics.clone(), statsd });
-    let directory = Directory::new(store.clone(), clock.clone())
-        .with_settings(args.invitations.settings())
-        .with_observer(observer);
+    let directory =
+        Directory::new(store.clone(), clock.clone()).with_settings(args.invitations.settings()).with_observer(observer);
     let ctx = RequestContext { actor: "system".into(), request_id: None, base_url: String::new() };
+    if let Some(path) = &args.bootstrap_key_file {
+        register_bootstrap_key(&store, path).await?;
+    }
     for warning in crate::server::key_warnings(&directory).await? {
         tracing::warn!("{warning}");
         directory.record_warning(&ctx, &warning).await?;
@@ -339,6 +347,50 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Registers the secret in `path` as a service-account key unless it already is one.
+async fn register_bootstrap_key(store: &SharedStore, path: &std::path::Path) -> Result<()> {
+    let secret =
+        std::fs::read_to_string(path).with_context(|| format!("reading the bootstrap key {}", path.display()))?;
+    let secret = secret.trim();
+    if secret.len() < 32 {
+        bail!("the bootstrap key in {} is shorter than 32 characters", path.display());
+    }
+    let hash = crate::provisioning::keys::hash_secret(secret);
+    let mut tx = store.begin_write().await?;
+    if tx.key_by_hash(&hash).await?.is_some() {
+        return Ok(());
+    }
+    let now = format_time(SystemClock.now());
+    let perms: Vec<String> = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
+    let record = crate::store::ApiKeyRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: format!("bootstrap-{}", &hash[..8]),
+        owner: KeyOwner::ServiceAccount,
+        owner_user_id: None,
+        secret_hash: hash,
+        hint: secret.chars().take(4).collect(),
+        permissions: perms,
+        created: now.clone(),
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    tx.insert_key(&record).await?;
+    tx.append_audit(&AuditEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        time: now,
+        actor: "system".into(),
+        action: "key.create".into(),
+        target_type: "key".into(),
+        target_id: record.id.clone(),
+        request_id: None,
+        details: serde_json::json!({"name": record.name, "owner": "service_account", "source": "bootstrap file"}),
+    })
+    .await?;
+    tx.commit().await?;
+    tracing::info!(key = %record.id, "registered the bootstrap key");
     Ok(())
 }
 
@@ -532,8 +584,10 @@ async fn invites(cmd: InvitesCommand) -> Result<()> {
                     "created": i.created, "expiresAt": i.expires_at, "status": i.status.as_str()}));
             }
             for m in tx.outbox(1000).await? {
-                print_json(serde_json::json!({"message": m.id, "kind": m.kind, "to": m.recipient, "subject": m.subject,
-                    "created": m.created, "sent": m.sent_at, "attempts": m.attempts, "lastError": m.last_error, "body": m.body}));
+                print_json(
+                    serde_json::json!({"message": m.id, "kind": m.kind, "to": m.recipient, "subject": m.subject,
+                    "created": m.created, "sent": m.sent_at, "attempts": m.attempts, "lastError": m.last_error, "body": m.body}),
+                );
             }
         }
         InvitesCommand::Resend { db, invitations, user } => {

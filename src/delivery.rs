@@ -43,7 +43,11 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Builds a deliverer; fails on a malformed URL or sender.
-    pub fn new(config: &SmtpConfig, store: SharedStore, clock: std::sync::Arc<dyn Clock>) -> Result<Self, DeliveryError> {
+    pub fn new(
+        config: &SmtpConfig,
+        store: SharedStore,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Result<Self, DeliveryError> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.url)
             .map_err(|e| DeliveryError::Config(format!("SMTP URL: {e}")))?
             .timeout(Some(Duration::from_secs(15)))
@@ -58,7 +62,12 @@ impl Deliverer {
         let mut sent = 0;
         for m in pending {
             let result = match m.recipient.parse::<Mailbox>() {
-                Ok(to) => match Message::builder().from(self.from.clone()).to(to).subject(m.subject.clone()).body(m.body.clone()) {
+                Ok(to) => match Message::builder()
+                    .from(self.from.clone())
+                    .to(to)
+                    .subject(m.subject.clone())
+                    .body(m.body.clone())
+                {
                     Ok(email) => self.transport.send(email).await.map(|_| ()).map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 },

@@ -7,8 +7,8 @@
 //! - [`cli`]: the `scim-operator` command.
 
 pub mod cli;
-pub mod delivery;
 pub mod clock;
+pub mod delivery;
 pub mod provisioning;
 pub mod scim;
 pub mod server;

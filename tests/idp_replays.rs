@@ -21,7 +21,9 @@ fn substitute_json(v: &Value, vars: &HashMap<String, String>) -> Value {
     match v {
         Value::String(s) => Value::String(substitute(s, vars)),
         Value::Array(a) => Value::Array(a.iter().map(|x| substitute_json(x, vars)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (substitute(k, vars), substitute_json(x, vars))).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, x)| (substitute(k, vars), substitute_json(x, vars))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -45,7 +47,9 @@ async fn replay(file: &std::path::Path) {
         }
         if let Some(captures) = step.get("capture").and_then(Value::as_object) {
             for (k, ptr) in captures {
-                let v = resp.pointer(ptr.as_str().unwrap_or("")).unwrap_or_else(|| panic!("{ctx}: nothing at {ptr} in {resp}"));
+                let v = resp
+                    .pointer(ptr.as_str().unwrap_or(""))
+                    .unwrap_or_else(|| panic!("{ctx}: nothing at {ptr} in {resp}"));
                 let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
                 vars.insert(k.clone(), text);
             }
@@ -75,8 +79,14 @@ async fn okta_and_entra_replays_pass() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    assert!(files.iter().any(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("okta"))), "no Okta replays");
-    assert!(files.iter().any(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("entra"))), "no Entra replays");
+    assert!(
+        files.iter().any(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("okta"))),
+        "no Okta replays"
+    );
+    assert!(
+        files.iter().any(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with("entra"))),
+        "no Entra replays"
+    );
     for f in &files {
         replay(f).await;
     }

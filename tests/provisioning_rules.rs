@@ -27,7 +27,10 @@ fn cli() -> RequestContext {
 }
 
 fn role_names(user: &Value) -> Vec<String> {
-    user["roles"].as_array().map(|a| a.iter().map(|r| r["value"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    user["roles"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r["value"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
 }
 
 async fn audit(s: &TestServer, action: &str) -> Vec<scim_operator::store::AuditEvent> {
@@ -38,7 +41,8 @@ async fn audit(s: &TestServer, action: &str) -> Vec<scim_operator::store::AuditE
 #[tokio::test]
 async fn unknown_roles_fall_back_to_the_default_and_are_audited() {
     let s = TestServer::start().await;
-    let (status, u) = s.post("/Users", json!({"schemas": [USER], "userName": "r1", "roles": [{"value": "Wizard"}]})).await;
+    let (status, u) =
+        s.post("/Users", json!({"schemas": [USER], "userName": "r1", "roles": [{"value": "Wizard"}]})).await;
     assert_eq!(status, StatusCode::CREATED, "{u}");
     assert_eq!(role_names(&u), ["Standard"]);
     let events = audit(&s, "role.unmatched").await;
@@ -48,7 +52,10 @@ async fn unknown_roles_fall_back_to_the_default_and_are_audited() {
 
     // Matched roles only; unmatched ones are reported.
     let (_, u2) = s
-        .post("/Users", json!({"schemas": [USER], "userName": "r2", "roles": [{"value": "read only"}, {"value": "Nope"}]}))
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "r2", "roles": [{"value": "read only"}, {"value": "Nope"}]}),
+        )
         .await;
     assert_eq!(role_names(&u2), ["Read Only"]);
     assert_eq!(audit(&s, "role.unmatched").await.len(), 2);
@@ -80,10 +87,16 @@ async fn entra_string_encoded_roles_are_accepted_in_add_only_patches() {
 async fn without_a_default_role_users_keep_their_roles() {
     let s = TestServer::start().await;
     s.directory.set_default_role(&cli(), None).await.unwrap();
-    let (_, u) = s.post("/Users", json!({"schemas": [USER], "userName": "keeper", "roles": [{"value": "Admin"}]})).await;
+    let (_, u) =
+        s.post("/Users", json!({"schemas": [USER], "userName": "keeper", "roles": [{"value": "Admin"}]})).await;
     let id = u["id"].as_str().unwrap();
     assert_eq!(role_names(&u), ["Admin"]);
-    let (status, u) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "roles", "value": [{"value": "Ghost"}]}]))).await;
+    let (status, u) = s
+        .patch(
+            &format!("/Users/{id}"),
+            patch(json!([{"op": "replace", "path": "roles", "value": [{"value": "Ghost"}]}])),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{u}");
     assert_eq!(role_names(&u), ["Admin"], "kept the roles it had");
     let (_, fresh) = s.post("/Users", json!({"schemas": [USER], "userName": "noroles"})).await;
@@ -102,7 +115,8 @@ async fn linking_by_exact_name_and_unlinking_keeps_the_team() {
     let (status, other) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "identity team"})).await;
     assert_eq!(status, StatusCode::CREATED, "{other}");
     // The exact name links the existing team; its membership becomes the request's.
-    let (status, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team", "members": [{"value": b}]})).await;
+    let (status, g) =
+        s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team", "members": [{"value": b}]})).await;
     assert_eq!(status, StatusCode::CREATED, "{g}");
     let gid = g["id"].as_str().unwrap().to_string();
     let members: Vec<&str> = g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
@@ -134,7 +148,8 @@ async fn linking_by_exact_name_and_unlinking_keeps_the_team() {
     assert_eq!(kept.handle, "identity-team");
 
     // And it can be linked again by exact name.
-    let (status, again) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team", "members": [{"value": a}]})).await;
+    let (status, again) =
+        s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Identity Team", "members": [{"value": a}]})).await;
     assert_eq!(status, StatusCode::CREATED, "{again}");
     assert_ne!(again["id"], gid);
     let teams = s.directory.teams().await.unwrap();
@@ -154,7 +169,8 @@ async fn deactivation_revokes_the_users_keys_and_reactivation_does_not_restore_t
     let ready: Value = s.http.get(format!("{}/readyz", s.root())).send().await.unwrap().json().await.unwrap();
     assert!(ready["warnings"][0].as_str().unwrap().contains("belongs to user"), "{ready}");
 
-    let (status, u) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "value": {"active": false}}]))).await;
+    let (status, u) =
+        s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "value": {"active": false}}]))).await;
     assert_eq!(status, StatusCode::OK, "{u}");
     let (status, _, body) = s.call_as(&user_key, reqwest::Method::GET, "/Users", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -162,7 +178,8 @@ async fn deactivation_revokes_the_users_keys_and_reactivation_does_not_restore_t
     let events = audit(&s, "user.deactivate").await;
     assert_eq!(events[0].details["revokedKeys"].as_array().unwrap().len(), 1);
 
-    let (status, _) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "active", "value": true}]))).await;
+    let (status, _) =
+        s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "active", "value": true}]))).await;
     assert_eq!(status, StatusCode::OK);
     let (status, _, _) = s.call_as(&user_key, reqwest::Method::GET, "/Users", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stays revoked");
@@ -197,14 +214,20 @@ async fn concurrent_patches_to_one_group_all_land() {
         let s = s.clone();
         let gid = gid.clone();
         tasks.push(tokio::spawn(async move {
-            s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]))).await.0
+            s.patch(
+                &format!("/Groups/{gid}"),
+                patch(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
+            )
+            .await
+            .0
         }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
     let (_, g) = s.get(&format!("/Groups/{gid}")).await;
-    let mut members: Vec<String> = g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+    let mut members: Vec<String> =
+        g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
     members.sort();
     ids.sort();
     assert_eq!(members, ids);
@@ -239,7 +262,16 @@ async fn invitations_are_valid_two_days_once_and_cancelled_on_deactivation() {
     };
     assert_eq!(accept(token.clone()).await, StatusCode::GONE);
     let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
-    let newest = outbox[0].body.lines().find(|l| l.contains("/invitations/")).unwrap().trim().rsplit('/').next().unwrap().to_string();
+    let newest = outbox[0]
+        .body
+        .lines()
+        .find(|l| l.contains("/invitations/"))
+        .unwrap()
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     clock.advance(chrono::Duration::hours(47));
     assert_eq!(accept(newest.clone()).await, StatusCode::OK);
     assert_eq!(accept(newest).await, StatusCode::GONE, "a link works once");
@@ -248,7 +280,16 @@ async fn invitations_are_valid_two_days_once_and_cancelled_on_deactivation() {
     // An expired link is refused.
     s.directory.resend_invitation(&cli(), &id).await.unwrap();
     let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
-    let third = outbox[0].body.lines().find(|l| l.contains("/invitations/")).unwrap().trim().rsplit('/').next().unwrap().to_string();
+    let third = outbox[0]
+        .body
+        .lines()
+        .find(|l| l.contains("/invitations/"))
+        .unwrap()
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     clock.advance(chrono::Duration::hours(49));
     assert_eq!(accept(third).await, StatusCode::GONE);
 
@@ -264,7 +305,8 @@ async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
     let s = TestServer::start().await;
     s.directory.create_role(&cli(), "Billing", "").await.unwrap();
     let alice = s.create_user("alice@x.test").await;
-    let (_, bob) = s.post("/Users", json!({"schemas": [USER], "userName": "bob@x.test", "roles": [{"value": "Admin"}]})).await;
+    let (_, bob) =
+        s.post("/Users", json!({"schemas": [USER], "userName": "bob@x.test", "roles": [{"value": "Admin"}]})).await;
     let bob = bob["id"].as_str().unwrap().to_string();
 
     // Unknown roles in a mapping are refused.
@@ -281,7 +323,12 @@ async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
     let mid = m["id"].as_str().unwrap().to_string();
     assert_eq!(m["roles"][0]["value"], "Billing");
 
-    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Finance", "members": [{"value": alice}, {"value": bob}]})).await;
+    let (_, g) = s
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Finance", "members": [{"value": alice}, {"value": bob}]}),
+        )
+        .await;
     let gid = g["id"].as_str().unwrap().to_string();
     let (_, a) = s.get(&format!("/Users/{alice}")).await;
     assert_eq!(role_names(&a), ["Billing"]);
@@ -289,12 +336,17 @@ async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
     assert_eq!(role_names(&b), ["Admin"], "explicit SCIM roles win over mappings");
 
     // Leaving the team falls back to the default role.
-    s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}]))).await;
+    s.patch(
+        &format!("/Groups/{gid}"),
+        patch(json!([{"op": "remove", "path": format!("members[value eq \"{alice}\"]")}])),
+    )
+    .await;
     let (_, a) = s.get(&format!("/Users/{alice}")).await;
     assert_eq!(role_names(&a), ["Standard"]);
 
     // Rejoin, then delete the mapping: default again.
-    s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": alice}]}]))).await;
+    s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": alice}]}])))
+        .await;
     assert_eq!(role_names(&s.get(&format!("/Users/{alice}")).await.1), ["Billing"]);
     let (status, listed) = s.get("/RoleMappings?filter=displayName%20eq%20%22finance-billing%22").await;
     assert_eq!(status, StatusCode::OK);
@@ -311,7 +363,8 @@ async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
 async fn role_events_reach_statsd() {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = sock.local_addr().unwrap().to_string();
-    let s = TestServer::start_full(ServerConfig::default(), Arc::new(scim_operator::clock::SystemClock), Some(addr)).await;
+    let s =
+        TestServer::start_full(ServerConfig::default(), Arc::new(scim_operator::clock::SystemClock), Some(addr)).await;
     s.post("/Users", json!({"schemas": [USER], "userName": "statsd", "roles": [{"value": "Sorcerer"}]})).await;
     let mut seen = String::new();
     let mut buf = [0u8; 1024];

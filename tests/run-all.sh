@@ -11,6 +11,8 @@ step() { printf '\n==> %s (+%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 export CARGO_TERM_COLOR=never
 cache="${SCIM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scim-operator}"
 mkdir -p "$cache"
+# Build outputs live in the cache too, so a second run on the same machine is incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
 
 step "toolchain"
 command -v cargo >/dev/null || { echo "cargo is required (install Rust with rustup)"; exit 1; }

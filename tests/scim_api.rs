@@ -65,7 +65,7 @@ async fn discovery_advertises_what_is_supported() {
 
     let (status, types) = s.get("/ResourceTypes").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(types["totalResults"], 2);
+    assert_eq!(types["totalResults"], 3);
     let (status, user_type) = s.get("/ResourceTypes/User").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(user_type["endpoint"], "/Users");
@@ -175,7 +175,8 @@ async fn unknown_ids_of_any_shape_are_404_with_a_scim_body() {
             assert_scim_error(&body, 404, None);
             let (status, _) = s.delete(&path).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
-            let (status, _) = s.patch(&path, patch(json!([{"op": "replace", "path": "displayName", "value": "x"}]))).await;
+            let (status, _) =
+                s.patch(&path, patch(json!([{"op": "replace", "path": "displayName", "value": "x"}]))).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }
     }
@@ -215,10 +216,12 @@ async fn bad_bodies_get_the_right_scim_type() {
     let (status, body) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "remove"}]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_scim_error(&body, 400, Some("noTarget"));
-    let (status, body) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "add", "path": "emails[type eq", "value": "x"}]))).await;
+    let (status, body) =
+        s.patch(&format!("/Users/{id}"), patch(json!([{"op": "add", "path": "emails[type eq", "value": "x"}]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_scim_error(&body, 400, Some("invalidPath"));
-    let (status, body) = s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "id", "value": "x"}]))).await;
+    let (status, body) =
+        s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "id", "value": "x"}]))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_scim_error(&body, 400, Some("mutability"));
 
@@ -232,11 +235,9 @@ async fn bad_bodies_get_the_right_scim_type() {
 #[tokio::test]
 async fn filters_run_with_scim_semantics() {
     let s = TestServer::start().await;
-    for (name, email_type, emp) in [
-        ("alice@example.com", "work", "1"),
-        ("Bob@Example.com", "home", "2"),
-        ("carol@corp.test", "work", "3"),
-    ] {
+    for (name, email_type, emp) in
+        [("alice@example.com", "work", "1"), ("Bob@Example.com", "home", "2"), ("carol@corp.test", "work", "3")]
+    {
         let (status, body) = s
             .post(
                 "/Users",
@@ -266,7 +267,10 @@ async fn filters_run_with_scim_semantics() {
         (r#"not (emails.type eq "home") and userName pr"#, &["alice@example.com", "carol@corp.test"]),
         (r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber eq "2""#, &["Bob@Example.com"]),
         (r#"(userName sw "a" or userName sw "b") and emails co "example""#, &["Bob@Example.com", "alice@example.com"]),
-        (r#"meta.lastModified gt "2000-01-01T00:00:00Z""#, &["Bob@Example.com", "alice@example.com", "carol@corp.test"]),
+        (
+            r#"meta.lastModified gt "2000-01-01T00:00:00Z""#,
+            &["Bob@Example.com", "alice@example.com", "carol@corp.test"],
+        ),
         (r#"title pr"#, &[]),
     ];
     for (filter, expected) in cases {
@@ -301,7 +305,8 @@ async fn pages_are_stable_and_sortable() {
     assert_eq!(dedup.len(), 25, "pages overlap");
 
     let (_, body) = s.get("/Users?sortBy=userName&sortOrder=descending&count=3").await;
-    let first: Vec<&str> = body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap()).collect();
+    let first: Vec<&str> =
+        body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap()).collect();
     assert_eq!(first, ["user24", "user23", "user22"]);
     let (_, body) = s.get("/Users?count=0").await;
     assert_eq!(body["totalResults"], 25);
@@ -325,8 +330,11 @@ async fn attributes_and_excluded_attributes_shape_responses() {
     assert!(without.get("title").is_none());
     assert_eq!(without["userName"], "dora");
     let (status, body) = s
-        .post("/Users/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
-                                       "filter": "userName eq \"dora\"", "attributes": ["title"]}))
+        .post(
+            "/Users/.search",
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                                       "filter": "userName eq \"dora\"", "attributes": ["title"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["totalResults"], 1);
@@ -338,7 +346,10 @@ async fn attributes_and_excluded_attributes_shape_responses() {
 async fn patch_follows_what_identity_providers_send() {
     let s = TestServer::start().await;
     let (_, created) = s
-        .post("/Users", json!({"schemas": [USER], "userName": "erin", "emails": [{"value": "e@x.test", "type": "work"}]}))
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "erin", "emails": [{"value": "e@x.test", "type": "work"}]}),
+        )
         .await;
     let id = created["id"].as_str().unwrap();
     let path = format!("/Users/{id}");
@@ -372,10 +383,13 @@ async fn patch_follows_what_identity_providers_send() {
 
     // Atomic: a failing operation leaves the earlier ones unapplied.
     let (status, body) = s
-        .patch(&path, patch(json!([
-            {"op": "replace", "path": "displayName", "value": "Changed"},
-            {"op": "replace", "path": "emails[type eq \"home\"].value", "value": "h@x.test"}
-        ])))
+        .patch(
+            &path,
+            patch(json!([
+                {"op": "replace", "path": "displayName", "value": "Changed"},
+                {"op": "replace", "path": "emails[type eq \"home\"].value", "value": "h@x.test"}
+            ])),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_scim_error(&body, 400, Some("noTarget"));
@@ -384,7 +398,8 @@ async fn patch_follows_what_identity_providers_send() {
     assert_eq!(now["meta"]["version"], version);
 
     // null means no value (Entra sends it for unmapped attributes).
-    let (status, body) = s.put(&path, json!({"schemas": [USER], "userName": "erin", "title": null, "nickName": "E"})).await;
+    let (status, body) =
+        s.put(&path, json!({"schemas": [USER], "userName": "erin", "title": null, "nickName": "E"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.get("title").is_none());
     assert_eq!(body["nickName"], "E");
@@ -397,14 +412,21 @@ async fn groups_keep_membership_as_rows() {
     let u2 = s.create_user("u2").await;
     let u3 = s.create_user("u3").await;
     let (status, g) = s
-        .post("/Groups", json!({"schemas": [GROUP], "displayName": "Engineering", "members": [{"value": u1}, {"value": u2}]}))
+        .post(
+            "/Groups",
+            json!({"schemas": [GROUP], "displayName": "Engineering", "members": [{"value": u1}, {"value": u2}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{g}");
     let gid = g["id"].as_str().unwrap().to_string();
     assert_eq!(g["members"].as_array().unwrap().len(), 2);
 
     // Entra's membership probe.
-    let q = serde_urlencoded::to_string([("filter", format!("id eq \"{gid}\" and members eq \"{u2}\"")), ("excludedAttributes", "members".into())]).unwrap();
+    let q = serde_urlencoded::to_string([
+        ("filter", format!("id eq \"{gid}\" and members eq \"{u2}\"")),
+        ("excludedAttributes", "members".into()),
+    ])
+    .unwrap();
     let (status, body) = s.get(&format!("/Groups?{q}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["totalResults"], 1);
@@ -420,11 +442,14 @@ async fn groups_keep_membership_as_rows() {
 
     // Add one, remove one by filter, remove one Entra-style by value.
     let (status, body) = s
-        .patch(&format!("/Groups/{gid}"), patch(json!([
-            {"op": "add", "path": "members", "value": [{"value": u3}]},
-            {"op": "remove", "path": format!("members[value eq \"{u1}\"]")},
-            {"op": "Remove", "path": "members", "value": [{"value": u2}]}
-        ])))
+        .patch(
+            &format!("/Groups/{gid}"),
+            patch(json!([
+                {"op": "add", "path": "members", "value": [{"value": u3}]},
+                {"op": "remove", "path": format!("members[value eq \"{u1}\"]")},
+                {"op": "Remove", "path": "members", "value": [{"value": u2}]}
+            ])),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let members: Vec<&str> = body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
@@ -432,10 +457,13 @@ async fn groups_keep_membership_as_rows() {
 
     // An unknown member refuses the whole PATCH and names the id.
     let (status, body) = s
-        .patch(&format!("/Groups/{gid}"), patch(json!([
-            {"op": "add", "path": "members", "value": [{"value": u1}, {"value": "ghost-id"}]},
-            {"op": "replace", "path": "displayName", "value": "Renamed"}
-        ])))
+        .patch(
+            &format!("/Groups/{gid}"),
+            patch(json!([
+                {"op": "add", "path": "members", "value": [{"value": u1}, {"value": "ghost-id"}]},
+                {"op": "replace", "path": "displayName", "value": "Renamed"}
+            ])),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_scim_error(&body, 400, Some("invalidValue"));

@@ -55,7 +55,8 @@ impl Directory {
                 version: 1,
             };
             tx.insert_team(&team).await?;
-            self.audit(tx.as_mut(), ctx, "team.create", "team", &team.id, json!({"name": name, "handle": team.handle})).await?;
+            self.audit(tx.as_mut(), ctx, "team.create", "team", &team.id, json!({"name": name, "handle": team.handle}))
+                .await?;
             tx.commit().await?;
             Ok(team)
         })
@@ -76,7 +77,13 @@ impl Directory {
 
     /// Adds (`add = true`) or removes a member of an unmanaged team. Managed teams change only
     /// through SCIM, so the identity provider stays the source of truth.
-    pub async fn change_team_member(&self, ctx: &RequestContext, team: &str, user: &str, add: bool) -> Result<(), ScimError> {
+    pub async fn change_team_member(
+        &self,
+        ctx: &RequestContext,
+        team: &str,
+        user: &str,
+        add: bool,
+    ) -> Result<(), ScimError> {
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let t = self.find_team(tx.as_mut(), team).await?;
@@ -89,10 +96,13 @@ impl Directory {
             }
             let u = match tx.user(user).await? {
                 Some(u) => u,
-                None => tx.user_by_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?,
+                None => {
+                    tx.user_by_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?
+                }
             };
             let ids = vec![u.id.clone()];
-            let changed = if add { tx.add_team_members(&t.id, &ids).await? } else { tx.remove_team_members(&t.id, &ids).await? };
+            let changed =
+                if add { tx.add_team_members(&t.id, &ids).await? } else { tx.remove_team_members(&t.id, &ids).await? };
             if changed > 0 {
                 let updated = TeamRecord { last_modified: self.now(), version: t.version + 1, ..t.clone() };
                 tx.update_team(&updated).await?;
@@ -100,7 +110,8 @@ impl Directory {
                     self.recompute_roles(tx.as_mut(), ctx, &ids).await?;
                 }
                 let action = if add { "team.member.add" } else { "team.member.remove" };
-                self.audit(tx.as_mut(), ctx, action, "team", &t.id, json!({"user": u.id, "userName": u.user_name})).await?;
+                self.audit(tx.as_mut(), ctx, action, "team", &t.id, json!({"user": u.id, "userName": u.user_name}))
+                    .await?;
             }
             tx.commit().await?;
             Ok(())
@@ -124,7 +135,12 @@ impl Directory {
         }
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
-            let role = Role { id: uuid::Uuid::new_v4().to_string(), name: name.clone(), builtin: false, description: description.to_string() };
+            let role = Role {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: name.clone(),
+                builtin: false,
+                description: description.to_string(),
+            };
             tx.insert_role(&role, &self.now()).await?;
             self.audit(tx.as_mut(), ctx, "role.create", "role", &role.id, json!({"name": name})).await?;
             tx.commit().await?;
@@ -147,7 +163,11 @@ impl Directory {
                 return Err(ScimError::mutability(format!("'{}' is a built-in role", role.name)).into());
             }
             if tx.setting(DEFAULT_ROLE_SETTING).await?.as_deref() == Some(role.id.as_str()) {
-                return Err(ScimError::mutability(format!("'{}' is the default role: choose another default first", role.name)).into());
+                return Err(ScimError::mutability(format!(
+                    "'{}' is the default role: choose another default first",
+                    role.name
+                ))
+                .into());
             }
             tx.delete_role(&role.id).await?;
             self.audit(tx.as_mut(), ctx, "role.delete", "role", &role.id, json!({"name": role.name})).await?;
@@ -158,7 +178,11 @@ impl Directory {
     }
 
     /// Sets the default role (`None`: no default role; users then keep their roles).
-    pub async fn set_default_role(&self, ctx: &RequestContext, id_or_name: Option<&str>) -> Result<Option<Role>, ScimError> {
+    pub async fn set_default_role(
+        &self,
+        ctx: &RequestContext,
+        id_or_name: Option<&str>,
+    ) -> Result<Option<Role>, ScimError> {
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let role = match id_or_name {
@@ -173,7 +197,8 @@ impl Directory {
             };
             tx.set_setting(DEFAULT_ROLE_SETTING, role.as_ref().map(|r| r.id.as_str())).await?;
             let name = role.as_ref().map(|r| r.name.clone());
-            self.audit(tx.as_mut(), ctx, "role.default", "setting", DEFAULT_ROLE_SETTING, json!({"defaultRole": name})).await?;
+            self.audit(tx.as_mut(), ctx, "role.default", "setting", DEFAULT_ROLE_SETTING, json!({"defaultRole": name}))
+                .await?;
             tx.commit().await?;
             Ok(role)
         })

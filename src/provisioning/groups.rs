@@ -39,12 +39,10 @@ fn member_ids(values: &[Value]) -> Result<Vec<String>, ScimError> {
         let id = v.get("value").and_then(Value::as_str).ok_or_else(|| {
             ScimError::invalid_value(format!("a member must be an object with a string 'value', got {v}"))
         })?;
-        if let Some(t) = v.get("type").and_then(Value::as_str) {
-            if !t.eq_ignore_ascii_case("User") {
-                return Err(ScimError::invalid_value(format!(
-                    "member {id} has type '{t}': teams contain users only"
-                )));
-            }
+        if let Some(t) = v.get("type").and_then(Value::as_str)
+            && !t.eq_ignore_ascii_case("User")
+        {
+            return Err(ScimError::invalid_value(format!("member {id} has type '{t}': teams contain users only")));
         }
         ids.push(id.to_string());
     }
@@ -76,7 +74,11 @@ impl Directory {
             Err(ScimError::invalid_value(format!(
                 "members must be existing users; unknown: {}{}",
                 shown.join(", "),
-                if missing.len() > shown.len() { format!(" and {} more", missing.len() - shown.len()) } else { String::new() }
+                if missing.len() > shown.len() {
+                    format!(" and {} more", missing.len() - shown.len())
+                } else {
+                    String::new()
+                }
             ))
             .into())
         }
@@ -95,7 +97,11 @@ impl Directory {
 
     fn group_resource(&self, team: &TeamRecord, members: Option<&[String]>, ctx: &RequestContext) -> Resource {
         let scim_id = team.scim_id.clone().unwrap_or_default();
-        Resource { id: scim_id.clone(), version: team.version, json: group_json(team, &scim_id, members, &ctx.base_url) }
+        Resource {
+            id: scim_id.clone(),
+            version: team.version,
+            json: group_json(team, &scim_id, members, &ctx.base_url),
+        }
     }
 
     /// Creates a group, or links the unmanaged team of exactly that name (POST /Groups).
@@ -110,9 +116,9 @@ impl Directory {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
         })?;
-        let name = doc_str(&doc, "displayName").filter(|n| !n.trim().is_empty()).ok_or_else(|| {
-            ScimError::invalid_value("displayName is required and must be a non-empty string")
-        })?;
+        let name = doc_str(&doc, "displayName")
+            .filter(|n| !n.trim().is_empty())
+            .ok_or_else(|| ScimError::invalid_value("displayName is required and must be a non-empty string"))?;
         let with_members = projection.includes_top_level(&self.types.group, "members");
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
@@ -195,7 +201,12 @@ impl Directory {
     }
 
     /// Reads a group (GET /Groups/{id}); members are read only when they will be returned.
-    pub async fn get_group(&self, ctx: &RequestContext, id: &str, projection: &Projection) -> Result<Resource, ScimError> {
+    pub async fn get_group(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        projection: &Projection,
+    ) -> Result<Resource, ScimError> {
         let mut tx = self.store.begin_read().await?;
         let team = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
         let members = if projection.includes_top_level(&self.types.group, "members") {
@@ -280,7 +291,9 @@ impl Directory {
                                 let all = self.current_members(tx.as_mut(), &before.id, &add, &remove).await?;
                                 match filter {
                                     None => all,
-                                    Some(f) => all.into_iter().filter(|m| member_matches(&self.types.group, f, m)).collect(),
+                                    Some(f) => {
+                                        all.into_iter().filter(|m| member_matches(&self.types.group, f, m)).collect()
+                                    }
                                 }
                             }
                         };
@@ -340,12 +353,11 @@ impl Directory {
         let name = doc_str(&doc, "displayName")
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| ScimError::invalid_value("displayName is required and must be a non-empty string"))?;
-        if name != before.name {
-            if let Some(other) = tx.team_by_name(&name).await? {
-                if other.id != before.id {
-                    return Err(ScimError::uniqueness(format!("a team named '{name}' already exists")).into());
-                }
-            }
+        if name != before.name
+            && let Some(other) = tx.team_by_name(&name).await?
+            && other.id != before.id
+        {
+            return Err(ScimError::uniqueness(format!("a team named '{name}' already exists")).into());
         }
         let removed = if remove.is_empty() { 0 } else { tx.remove_team_members(&before.id, remove).await? };
         let added = if add.is_empty() { 0 } else { tx.add_team_members(&before.id, add).await? };
@@ -398,7 +410,8 @@ impl Directory {
             let previous = if mapped { tx.team_members(&before.id).await? } else { Vec::new() };
             let removed = tx.clear_team_members(&before.id).await?;
             self.recompute_roles(tx.as_mut(), ctx, &previous).await?;
-            let team = TeamRecord { scim_id: None, last_modified: self.now(), version: before.version + 1, ..before.clone() };
+            let team =
+                TeamRecord { scim_id: None, last_modified: self.now(), version: before.version + 1, ..before.clone() };
             tx.update_team(&team).await?;
             self.audit(
                 tx.as_mut(),

@@ -41,7 +41,12 @@ pub fn invitation_address(user: &UserRecord) -> Option<String> {
 impl Directory {
     /// Issues an invitation for `user` and queues its message; returns the invitation id, or
     /// None when the user has no address to invite.
-    pub(super) async fn issue_invitation(&self, tx: &mut dyn Tx, ctx: &RequestContext, user: &UserRecord) -> OpResult<Option<String>> {
+    pub(super) async fn issue_invitation(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user: &UserRecord,
+    ) -> OpResult<Option<String>> {
         let Some(email) = invitation_address(user) else {
             self.audit(tx, ctx, "invitation.skipped", "user", &user.id, json!({"reason": "no e-mail address"})).await?;
             return Ok(None);
@@ -78,8 +83,15 @@ impl Directory {
             sent_at: None,
         })
         .await?;
-        self.audit(tx, ctx, "invitation.create", "user", &user.id, json!({"invitation": inv.id, "email": email, "expiresAt": inv.expires_at}))
-            .await?;
+        self.audit(
+            tx,
+            ctx,
+            "invitation.create",
+            "user",
+            &user.id,
+            json!({"invitation": inv.id, "email": email, "expiresAt": inv.expires_at}),
+        )
+        .await?;
         Ok(Some(inv.id))
     }
 
@@ -89,10 +101,17 @@ impl Directory {
             let mut tx = self.store.begin_write().await?;
             let rec = match tx.user(user).await? {
                 Some(r) => r,
-                None => tx.user_by_name(user).await?.ok_or_else(|| ScimError::not_found(format!("User {user} not found")))?,
+                None => tx
+                    .user_by_name(user)
+                    .await?
+                    .ok_or_else(|| ScimError::not_found(format!("User {user} not found")))?,
             };
             if !rec.active {
-                return Err(ScimError::invalid_value(format!("user {} is deactivated; reactivate it first", rec.user_name)).into());
+                return Err(ScimError::invalid_value(format!(
+                    "user {} is deactivated; reactivate it first",
+                    rec.user_name
+                ))
+                .into());
             }
             let cancelled = tx.cancel_invitations(&rec.id, &self.now()).await?;
             let id = self.issue_invitation(tx.as_mut(), ctx, &rec).await?;
@@ -107,7 +126,8 @@ impl Directory {
     pub async fn accept_invitation(&self, ctx: &RequestContext, token: &str) -> Result<String, InvitationError> {
         let fail = |e: StoreError| InvitationError::Failed(scim_from_store(e).detail);
         let mut tx = self.store.begin_write().await.map_err(fail)?;
-        let inv = tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(fail)?.ok_or(InvitationError::Unknown)?;
+        let inv =
+            tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(fail)?.ok_or(InvitationError::Unknown)?;
         match inv.status {
             InvitationStatus::Pending => {}
             InvitationStatus::Accepted => return Err(InvitationError::NotPending("used")),

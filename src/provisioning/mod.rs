@@ -8,8 +8,8 @@ pub mod groups;
 pub mod invitations;
 pub mod keys;
 pub mod observer;
-pub mod roles;
 mod role_mappings;
+pub mod roles;
 mod user_roles;
 mod users;
 pub mod view;
@@ -21,8 +21,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::clock::{Clock, format_time};
-use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
 use crate::scim::ScimError;
+use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
 use crate::store::{AuditEvent, SharedStore, StoreError, Tx};
 
 /// How many times a write is retried when it lost a race with another writer.
@@ -128,7 +128,10 @@ type OpResult<T> = Result<T, OpError>;
 impl Directory {
     /// A directory over `store`, reading time from `clock`.
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, types: Arc::new(ResourceTypes::default()),
+        Self {
+            store,
+            clock,
+            types: Arc::new(ResourceTypes::default()),
             observer: Arc::new(observer::NoopObserver),
             settings: Arc::new(Settings::default()),
         }

@@ -81,7 +81,13 @@ impl Directory {
     }
 
     /// Recomputes roles of everyone in the teams a mapping named before or names now.
-    async fn mapping_changed(&self, tx: &mut dyn Tx, ctx: &RequestContext, before: &[String], after: &[String]) -> OpResult<()> {
+    async fn mapping_changed(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        before: &[String],
+        after: &[String],
+    ) -> OpResult<()> {
         let teams: BTreeSet<String> = before.iter().chain(after.iter()).cloned().collect();
         let teams: Vec<String> = teams.into_iter().collect();
         let users = tx.members_of_team_names(&teams).await?;
@@ -110,8 +116,15 @@ impl Directory {
             tx.insert_role_mapping(&rec).await?;
             self.mapping_changed(tx.as_mut(), ctx, &[], &rec.teams).await?;
             let out = self.mapping_resource(&rec, &catalog, ctx);
-            self.audit(tx.as_mut(), ctx, "rolemapping.create", "rolemapping", &rec.id, json!({"displayName": name, "roles": out.json["roles"], "teams": rec.teams}))
-                .await?;
+            self.audit(
+                tx.as_mut(),
+                ctx,
+                "rolemapping.create",
+                "rolemapping",
+                &rec.id,
+                json!({"displayName": name, "roles": out.json["roles"], "teams": rec.teams}),
+            )
+            .await?;
             tx.commit().await?;
             Ok(out)
         })
@@ -164,14 +177,25 @@ impl Directory {
                 version: before.version + 1,
                 ..before.clone()
             };
-            if rec.display_name == before.display_name && rec.external_id == before.external_id && rec.role_ids == before.role_ids && rec.teams == before.teams {
+            if rec.display_name == before.display_name
+                && rec.external_id == before.external_id
+                && rec.role_ids == before.role_ids
+                && rec.teams == before.teams
+            {
                 return Ok(self.mapping_resource(&before, &catalog, ctx));
             }
             tx.update_role_mapping(&rec).await?;
             self.mapping_changed(tx.as_mut(), ctx, &before.teams, &rec.teams).await?;
             let out = self.mapping_resource(&rec, &catalog, ctx);
-            self.audit(tx.as_mut(), ctx, "rolemapping.update", "rolemapping", &rec.id, json!({"displayName": rec.display_name, "roles": out.json["roles"], "teams": rec.teams}))
-                .await?;
+            self.audit(
+                tx.as_mut(),
+                ctx,
+                "rolemapping.update",
+                "rolemapping",
+                &rec.id,
+                json!({"displayName": rec.display_name, "roles": out.json["roles"], "teams": rec.teams}),
+            )
+            .await?;
             tx.commit().await?;
             Ok(out)
         })
@@ -179,24 +203,49 @@ impl Directory {
     }
 
     /// Replaces a role mapping (PUT).
-    pub async fn replace_role_mapping(&self, ctx: &RequestContext, id: &str, body: &Value, if_match: Option<&str>) -> Result<Resource, ScimError> {
+    pub async fn replace_role_mapping(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Resource, ScimError> {
         self.change_role_mapping(ctx, id, body, false, if_match).await
     }
 
     /// Patches a role mapping (PATCH).
-    pub async fn patch_role_mapping(&self, ctx: &RequestContext, id: &str, body: &Value, if_match: Option<&str>) -> Result<Resource, ScimError> {
+    pub async fn patch_role_mapping(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Resource, ScimError> {
         self.change_role_mapping(ctx, id, body, true, if_match).await
     }
 
     /// Deletes a role mapping; its members' roles are recomputed.
-    pub async fn delete_role_mapping(&self, ctx: &RequestContext, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+    pub async fn delete_role_mapping(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ScimError> {
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let before = tx.role_mapping(id).await?.ok_or_else(|| mapping_not_found(id))?;
             check_if_match(if_match, before.version)?;
             tx.delete_role_mapping(id).await?;
             self.mapping_changed(tx.as_mut(), ctx, &before.teams, &[]).await?;
-            self.audit(tx.as_mut(), ctx, "rolemapping.delete", "rolemapping", id, json!({"displayName": before.display_name})).await?;
+            self.audit(
+                tx.as_mut(),
+                ctx,
+                "rolemapping.delete",
+                "rolemapping",
+                id,
+                json!({"displayName": before.display_name}),
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })
@@ -204,7 +253,11 @@ impl Directory {
     }
 
     /// Lists role mappings; there are few, so they are filtered in memory.
-    pub async fn list_role_mappings(&self, ctx: &RequestContext, query: &ListQuery) -> Result<(u64, Vec<Resource>), ScimError> {
+    pub async fn list_role_mappings(
+        &self,
+        ctx: &RequestContext,
+        query: &ListQuery,
+    ) -> Result<(u64, Vec<Resource>), ScimError> {
         let filter = query.filter.as_deref().map(parse_filter).transpose()?;
         let mut tx = self.store.begin_read().await?;
         let catalog = tx.roles().await?;
@@ -213,10 +266,13 @@ impl Directory {
             .await?
             .iter()
             .map(|m| self.mapping_resource(m, &catalog, ctx))
-            .filter(|r| filter.as_ref().is_none_or(|f| matches(f, &self.types.role_mapping, &Value::Object(r.json.clone()))))
+            .filter(|r| {
+                filter.as_ref().is_none_or(|f| matches(f, &self.types.role_mapping, &Value::Object(r.json.clone())))
+            })
             .collect();
         let total = all.len() as u64;
-        let page = all.into_iter().skip(query.start_index.saturating_sub(1) as usize).take(query.count as usize).collect();
+        let page =
+            all.into_iter().skip(query.start_index.saturating_sub(1) as usize).take(query.count as usize).collect();
         Ok((total, page))
     }
 }

@@ -117,7 +117,12 @@ mod tests {
     fn catalog() -> Vec<Role> {
         let mut c: Vec<Role> = BUILTIN_ROLES
             .iter()
-            .map(|(id, name, d)| Role { id: id.to_string(), name: name.to_string(), builtin: true, description: d.to_string() })
+            .map(|(id, name, d)| Role {
+                id: id.to_string(),
+                name: name.to_string(),
+                builtin: true,
+                description: d.to_string(),
+            })
             .collect();
         c.push(Role { id: "custom-1".into(), name: "Billing".into(), builtin: false, description: String::new() });
         c
@@ -125,7 +130,10 @@ mod tests {
 
     #[test]
     fn matches_by_name_ignoring_case_and_by_id() {
-        let m = match_roles(&[json!({"value": "admin"}), json!({"value": READ_ONLY_ROLE_ID}), json!({"value": "Admin"})], &catalog());
+        let m = match_roles(
+            &[json!({"value": "admin"}), json!({"value": READ_ONLY_ROLE_ID}), json!({"value": "Admin"})],
+            &catalog(),
+        );
         let names: Vec<&str> = m.matched.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["Admin", "Read Only"]);
         assert!(m.unmatched.is_empty());

@@ -54,7 +54,12 @@ impl Directory {
 
     /// Recomputes the effective roles of users whose team memberships changed, when a role
     /// mapping could be involved. Users with explicit SCIM roles are left alone.
-    pub(super) async fn recompute_roles(&self, tx: &mut dyn Tx, ctx: &RequestContext, user_ids: &[String]) -> OpResult<()> {
+    pub(super) async fn recompute_roles(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user_ids: &[String],
+    ) -> OpResult<()> {
         for id in user_ids {
             let Some(user) = tx.user(id).await? else { continue };
             if user.data.get("roles").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
@@ -66,7 +71,13 @@ impl Directory {
     }
 
     /// Writes the user's effective roles (see the module docs); the user row must exist.
-    pub(super) async fn write_effective_roles(&self, tx: &mut dyn Tx, ctx: &RequestContext, user_id: &str, explicit: Vec<Role>) -> OpResult<()> {
+    pub(super) async fn write_effective_roles(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user_id: &str,
+        explicit: Vec<Role>,
+    ) -> OpResult<()> {
         let previous = tx.user_roles(user_id).await?;
         let (roles, source) = if !explicit.is_empty() {
             (explicit, "scim")
@@ -94,8 +105,15 @@ impl Directory {
             tx.set_user_roles(user_id, &new).await?;
             let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
             let before: Vec<&str> = previous.iter().map(|(r, _)| r.name.as_str()).collect();
-            self.audit(tx, ctx, "role.provision", "user", user_id, json!({"roles": names, "source": source, "previous": before}))
-                .await?;
+            self.audit(
+                tx,
+                ctx,
+                "role.provision",
+                "user",
+                user_id,
+                json!({"roles": names, "source": source, "previous": before}),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -34,7 +34,13 @@ fn columns(doc: &Map<String, Value>) -> Result<UserColumns, ScimError> {
 impl Directory {
     /// The SCIM representation of a user: its document with effective roles and, when they will
     /// be returned, its groups.
-    async fn user_view(&self, tx: &mut dyn Tx, rec: &UserRecord, with_groups: bool, ctx: &RequestContext) -> OpResult<Resource> {
+    async fn user_view(
+        &self,
+        tx: &mut dyn Tx,
+        rec: &UserRecord,
+        with_groups: bool,
+        ctx: &RequestContext,
+    ) -> OpResult<Resource> {
         let groups = if with_groups { tx.groups_of_user(&rec.id).await? } else { Vec::new() };
         let roles = self.roles_value(tx, &rec.id).await?;
         let mut json = user_json(rec, &groups, &ctx.base_url);
@@ -58,7 +64,12 @@ impl Directory {
         self.retry(|| self.try_create_user(ctx, &doc, &cols)).await
     }
 
-    async fn try_create_user(&self, ctx: &RequestContext, doc: &Map<String, Value>, cols: &UserColumns) -> OpResult<Resource> {
+    async fn try_create_user(
+        &self,
+        ctx: &RequestContext,
+        doc: &Map<String, Value>,
+        cols: &UserColumns,
+    ) -> OpResult<Resource> {
         let mut tx = self.store.begin_write().await?;
         if tx.user_by_name(&cols.user_name).await?.is_some() {
             return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
@@ -83,15 +94,27 @@ impl Directory {
         if rec.active {
             self.issue_invitation(tx.as_mut(), ctx, &rec).await?;
         }
-        self.audit(tx.as_mut(), ctx, "user.create", "user", &rec.id, json!({"userName": rec.user_name, "active": rec.active}))
-            .await?;
+        self.audit(
+            tx.as_mut(),
+            ctx,
+            "user.create",
+            "user",
+            &rec.id,
+            json!({"userName": rec.user_name, "active": rec.active}),
+        )
+        .await?;
         let view = self.user_view(tx.as_mut(), &rec, false, ctx).await?;
         tx.commit().await?;
         Ok(view)
     }
 
     /// Reads a user (GET /Users/{id}).
-    pub async fn get_user(&self, ctx: &RequestContext, id: &str, projection: &Projection) -> Result<Resource, ScimError> {
+    pub async fn get_user(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        projection: &Projection,
+    ) -> Result<Resource, ScimError> {
         let mut tx = self.store.begin_read().await?;
         let rec = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
         let with_groups = projection.includes_top_level(&self.types.user, "groups");
@@ -159,12 +182,11 @@ impl Directory {
         cols: &UserColumns,
         action: &str,
     ) -> OpResult<UserRecord> {
-        if !cols.user_name.eq_ignore_ascii_case(&before.user_name) {
-            if let Some(other) = tx.user_by_name(&cols.user_name).await? {
-                if other.id != before.id {
-                    return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
-                }
-            }
+        if !cols.user_name.eq_ignore_ascii_case(&before.user_name)
+            && let Some(other) = tx.user_by_name(&cols.user_name).await?
+            && other.id != before.id
+        {
+            return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
         }
         let explicit = self.match_requested_roles(tx, ctx, &before.id, &cols.user_name, &mut doc).await?;
         if doc == before.data {

@@ -27,9 +27,7 @@ impl SortOrder {
         match text.trim() {
             t if t.eq_ignore_ascii_case("ascending") => Ok(SortOrder::Ascending),
             t if t.eq_ignore_ascii_case("descending") => Ok(SortOrder::Descending),
-            t => Err(ScimError::invalid_value(format!(
-                "sortOrder must be 'ascending' or 'descending', not '{t}'"
-            ))),
+            t => Err(ScimError::invalid_value(format!("sortOrder must be 'ascending' or 'descending', not '{t}'"))),
         }
     }
 }
@@ -72,9 +70,7 @@ impl Raw {
             Some(text) => SortOrder::parse(text)?,
         };
         // Negative and zero values saturate to the bottom of the range (§3.4.2.4).
-        let start_index = self
-            .start_index
-            .map_or(1, |i| u64::try_from(i).unwrap_or(0).max(1));
+        let start_index = self.start_index.map_or(1, |i| u64::try_from(i).unwrap_or(0).max(1));
         let count = match self.count {
             None => default_count,
             Some(c) => u64::try_from(c).unwrap_or(0),
@@ -107,9 +103,7 @@ fn parse_int(name: &str, text: &str) -> Result<Option<i64>, ScimError> {
         Ok(i) => Ok(Some(i)),
         Err(e) if *e.kind() == IntErrorKind::PosOverflow => Ok(Some(i64::MAX)),
         Err(e) if *e.kind() == IntErrorKind::NegOverflow => Ok(Some(i64::MIN)),
-        Err(_) => Err(ScimError::invalid_value(format!(
-            "{name} must be an integer, not '{text}'"
-        ))),
+        Err(_) => Err(ScimError::invalid_value(format!("{name} must be an integer, not '{text}'"))),
     }
 }
 
@@ -119,29 +113,14 @@ impl ListQuery {
     ///
     /// `count` defaults to `default_count` and is clamped to `max_count`; a non-numeric
     /// `startIndex` or `count`, or an unknown `sortOrder`, is a 400 `invalidValue`.
-    pub fn from_query(
-        params: &[(String, String)],
-        default_count: u64,
-        max_count: u64,
-    ) -> Result<ListQuery, ScimError> {
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        };
+    pub fn from_query(params: &[(String, String)], default_count: u64, max_count: u64) -> Result<ListQuery, ScimError> {
+        let get = |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
         let raw = Raw {
             filter: get("filter").map(str::to_string),
             sort_by: get("sortBy").map(str::to_string),
             sort_order: get("sortOrder").map(str::to_string),
-            start_index: get("startIndex")
-                .map(|v| parse_int("startIndex", v))
-                .transpose()?
-                .flatten(),
-            count: get("count")
-                .map(|v| parse_int("count", v))
-                .transpose()?
-                .flatten(),
+            start_index: get("startIndex").map(|v| parse_int("startIndex", v)).transpose()?.flatten(),
+            count: get("count").map(|v| parse_int("count", v)).transpose()?.flatten(),
             attributes: get("attributes").map(str::to_string),
             excluded_attributes: get("excludedAttributes").map(str::to_string),
         };
@@ -154,22 +133,12 @@ impl ListQuery {
     /// are matched ignoring case and `null` counts as absent. `attributes` and
     /// `excludedAttributes` may be arrays of strings or comma-separated strings; `startIndex`
     /// and `count` integers (numeric strings are tolerated). Wrong types are 400 `invalidValue`.
-    pub fn from_search_body(
-        body: &Value,
-        default_count: u64,
-        max_count: u64,
-    ) -> Result<ListQuery, ScimError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| ScimError::invalid_syntax("a search request must be a JSON object"))?;
-        let has_schema = member(obj, "schemas")
-            .and_then(Value::as_array)
-            .is_some_and(|a| {
-                a.iter().any(|s| {
-                    s.as_str()
-                        .is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA))
-                })
-            });
+    pub fn from_search_body(body: &Value, default_count: u64, max_count: u64) -> Result<ListQuery, ScimError> {
+        let obj =
+            body.as_object().ok_or_else(|| ScimError::invalid_syntax("a search request must be a JSON object"))?;
+        let has_schema = member(obj, "schemas").and_then(Value::as_array).is_some_and(|a| {
+            a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_REQUEST_SCHEMA)))
+        });
         if !has_schema {
             return Err(ScimError::invalid_syntax(format!(
                 "a search request must list '{SEARCH_REQUEST_SCHEMA}' in schemas"
@@ -190,10 +159,7 @@ impl ListQuery {
 
 /// A member of a JSON object by name, ignoring case; `null` is absent.
 fn member<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_null())
+    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v).filter(|v| !v.is_null())
 }
 
 fn string_member(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, ScimError> {
@@ -217,15 +183,11 @@ fn int_member(obj: &Map<String, Value>, name: &str) -> Result<Option<i64>, ScimE
                 // A float is accepted only when whole (`10.0`); `as` saturates out-of-range values.
                 match n.as_f64().filter(|f| f.fract() == 0.0) {
                     Some(f) => Ok(Some(f as i64)),
-                    None => Err(ScimError::invalid_value(format!(
-                        "{name} must be an integer, not {n}"
-                    ))),
+                    None => Err(ScimError::invalid_value(format!("{name} must be an integer, not {n}"))),
                 }
             }
         }
-        Some(_) => Err(ScimError::invalid_value(format!(
-            "{name} must be an integer"
-        ))),
+        Some(_) => Err(ScimError::invalid_value(format!("{name} must be an integer"))),
     }
 }
 
@@ -236,17 +198,11 @@ fn list_member(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, S
         Some(Value::Array(items)) => {
             let names = items
                 .iter()
-                .map(|v| {
-                    v.as_str().ok_or_else(|| {
-                        ScimError::invalid_value(format!("{name} must list strings"))
-                    })
-                })
+                .map(|v| v.as_str().ok_or_else(|| ScimError::invalid_value(format!("{name} must list strings"))))
                 .collect::<Result<Vec<&str>, _>>()?;
             Ok(Some(names.join(",")))
         }
-        Some(_) => Err(ScimError::invalid_value(format!(
-            "{name} must be an array of strings"
-        ))),
+        Some(_) => Err(ScimError::invalid_value(format!("{name} must be an array of strings"))),
     }
 }
 
@@ -267,10 +223,7 @@ mod tests {
     use crate::scim::ScimType;
 
     fn q(pairs: &[(&str, &str)]) -> Result<ListQuery, ScimError> {
-        let params: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let params: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ListQuery::from_query(&params, 100, 1000)
     }
 
@@ -330,16 +283,8 @@ mod tests {
         assert_eq!(q(&[("count", "-1")]).unwrap().count, 0);
         assert_eq!(q(&[("count", "0")]).unwrap().count, 0);
         assert_eq!(q(&[("count", "1001")]).unwrap().count, 1000);
-        assert_eq!(
-            q(&[("count", "99999999999999999999999")]).unwrap().count,
-            1000
-        );
-        assert_eq!(
-            q(&[("startIndex", "99999999999999999999999")])
-                .unwrap()
-                .start_index,
-            i64::MAX as u64
-        );
+        assert_eq!(q(&[("count", "99999999999999999999999")]).unwrap().count, 1000);
+        assert_eq!(q(&[("startIndex", "99999999999999999999999")]).unwrap().start_index, i64::MAX as u64);
         assert_eq!(q(&[("count", " 25 ")]).unwrap().count, 25);
     }
 
@@ -352,14 +297,8 @@ mod tests {
 
     #[test]
     fn blank_values_are_absent_and_first_occurrence_wins() {
-        let query = q(&[
-            ("filter", ""),
-            ("attributes", " "),
-            ("sortOrder", ""),
-            ("count", "5"),
-            ("count", "9"),
-        ])
-        .unwrap();
+        let query =
+            q(&[("filter", ""), ("attributes", " "), ("sortOrder", ""), ("count", "5"), ("count", "9")]).unwrap();
         assert_eq!((query.filter, query.attributes), (None, None));
         assert_eq!((query.sort_order, query.count), (SortOrder::Ascending, 5));
     }
@@ -380,10 +319,7 @@ mod tests {
         assert_eq!(query.attributes.as_deref(), Some("displayName,userName"));
         assert_eq!(query.excluded_attributes.as_deref(), Some("emails, groups"));
         assert_eq!(query.filter.as_deref(), Some("displayName sw \"smith\""));
-        assert_eq!(
-            (query.sort_by.as_deref(), query.sort_order),
-            (Some("userName"), SortOrder::Descending)
-        );
+        assert_eq!((query.sort_by.as_deref(), query.sort_order), (Some("userName"), SortOrder::Descending));
         assert_eq!((query.start_index, query.count), (1, 10));
     }
 
@@ -391,55 +327,33 @@ mod tests {
     fn search_body_applies_the_same_paging_rules() {
         let base = |extra: Value| {
             let mut body = json!({ "schemas": [SEARCH_REQUEST_SCHEMA] });
-            body.as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             search(body)
         };
         let query = base(json!({ "startIndex": 0, "count": 5000 })).unwrap();
         assert_eq!((query.start_index, query.count), (1, 1000));
         assert_eq!(base(json!({ "count": -3 })).unwrap().count, 0);
-        assert_eq!(
-            base(json!({ "COUNT": "12", "filter": null }))
-                .unwrap()
-                .count,
-            12
-        );
+        assert_eq!(base(json!({ "COUNT": "12", "filter": null })).unwrap().count, 12);
         assert_eq!(base(json!({ "count": 20.0 })).unwrap().count, 20);
         assert_eq!(base(json!({})).unwrap().count, 100);
         assert_400(base(json!({ "count": "many" })), ScimType::InvalidValue);
         assert_400(base(json!({ "count": 2.5 })), ScimType::InvalidValue);
         assert_400(base(json!({ "startIndex": true })), ScimType::InvalidValue);
         assert_400(base(json!({ "filter": 3 })), ScimType::InvalidValue);
-        assert_400(
-            base(json!({ "attributes": ["userName", 3] })),
-            ScimType::InvalidValue,
-        );
-        assert_400(
-            base(json!({ "excludedAttributes": { "a": 1 } })),
-            ScimType::InvalidValue,
-        );
+        assert_400(base(json!({ "attributes": ["userName", 3] })), ScimType::InvalidValue);
+        assert_400(base(json!({ "excludedAttributes": { "a": 1 } })), ScimType::InvalidValue);
         assert_400(base(json!({ "sortOrder": "up" })), ScimType::InvalidValue);
     }
 
     #[test]
     fn search_body_needs_the_search_request_schema() {
-        assert_400(
-            search(json!({ "filter": "userName pr" })),
-            ScimType::InvalidSyntax,
-        );
+        assert_400(search(json!({ "filter": "userName pr" })), ScimType::InvalidSyntax);
         assert_400(
             search(json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"] })),
             ScimType::InvalidSyntax,
         );
-        assert_400(
-            search(json!({ "schemas": SEARCH_REQUEST_SCHEMA })),
-            ScimType::InvalidSyntax,
-        );
-        assert_400(
-            search(json!([SEARCH_REQUEST_SCHEMA])),
-            ScimType::InvalidSyntax,
-        );
+        assert_400(search(json!({ "schemas": SEARCH_REQUEST_SCHEMA })), ScimType::InvalidSyntax);
+        assert_400(search(json!([SEARCH_REQUEST_SCHEMA])), ScimType::InvalidSyntax);
         assert!(search(json!({ "schemas": [SEARCH_REQUEST_SCHEMA.to_lowercase()] })).is_ok());
     }
 

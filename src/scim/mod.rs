@@ -6,7 +6,9 @@
 pub mod error;
 pub mod filter;
 pub mod list;
+pub mod patch;
 pub mod projection;
+pub mod resource;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};

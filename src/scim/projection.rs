@@ -40,15 +40,12 @@ impl Selection {
 
     /// Whether this entry names `attr` or one of its sub-attributes.
     fn touches(&self, schema: &str, attr: &str) -> bool {
-        self.schema.eq_ignore_ascii_case(schema)
-            && self.attr.is_none_or(|a| a.eq_ignore_ascii_case(attr))
+        self.schema.eq_ignore_ascii_case(schema) && self.attr.is_none_or(|a| a.eq_ignore_ascii_case(attr))
     }
 
     /// The sub-attribute this entry names under `attr`, if any.
     fn sub_of(&self, schema: &str, attr: &str) -> Option<&'static str> {
-        if self.schema.eq_ignore_ascii_case(schema)
-            && self.attr.is_some_and(|a| a.eq_ignore_ascii_case(attr))
-        {
+        if self.schema.eq_ignore_ascii_case(schema) && self.attr.is_some_and(|a| a.eq_ignore_ascii_case(attr)) {
             self.sub
         } else {
             None
@@ -82,11 +79,7 @@ impl Projection {
     /// URN selects that whole schema. Unknown names are ignored; an entry that is not an
     /// attribute path at all (e.g. `a.b.c`, or a value filter) is a 400 `invalidValue`. Empty
     /// parameters count as absent.
-    pub fn parse(
-        attributes: Option<&str>,
-        excluded: Option<&str>,
-        rt: &ResourceType,
-    ) -> Result<Projection, ScimError> {
+    pub fn parse(attributes: Option<&str>, excluded: Option<&str>, rt: &ResourceType) -> Result<Projection, ScimError> {
         let mode = if let Some(list) = parse_list(attributes, rt, "attributes")? {
             Mode::Include(list)
         } else if let Some(list) = parse_list(excluded, rt, "excludedAttributes")? {
@@ -135,9 +128,7 @@ impl Projection {
                 .filter(|s| {
                     let Some(urn) = s.as_str() else { return true };
                     match rt.schema_by_urn(urn) {
-                        Some((ext, true)) => {
-                            resource.keys().any(|k| k.eq_ignore_ascii_case(ext.id))
-                        }
+                        Some((ext, true)) => resource.keys().any(|k| k.eq_ignore_ascii_case(ext.id)),
                         _ => true,
                     }
                 })
@@ -155,12 +146,8 @@ impl Projection {
         if let Some((schema, true)) = rt.schema_by_urn(attr.trim()) {
             return match &self.mode {
                 Mode::Default => true,
-                Mode::Include(sels) => sels
-                    .iter()
-                    .any(|s| s.schema.eq_ignore_ascii_case(schema.id)),
-                Mode::Exclude(sels) => !sels
-                    .iter()
-                    .any(|s| s.attr.is_none() && s.schema == schema.id),
+                Mode::Include(sels) => sels.iter().any(|s| s.schema.eq_ignore_ascii_case(schema.id)),
+                Mode::Exclude(sels) => !sels.iter().any(|s| s.attr.is_none() && s.schema == schema.id),
             };
         }
         let resolved = rt.split_path(attr).and_then(|p| rt.resolve(&p));
@@ -176,8 +163,7 @@ impl Projection {
         match &self.mode {
             Mode::Default => def.returned != Returned::Request,
             Mode::Exclude(sels) => {
-                def.returned != Returned::Request
-                    && !sels.iter().any(|s| s.covers(schema, def.name))
+                def.returned != Returned::Request && !sels.iter().any(|s| s.covers(schema, def.name))
             }
             Mode::Include(sels) => sels.iter().any(|s| s.touches(schema, def.name)),
         }
@@ -213,43 +199,26 @@ impl Projection {
             Returned::Default | Returned::Request => {}
         }
         match &self.mode {
-            Mode::Default => {
-                def.returned != Returned::Request
-                    && trim_subs(def, value, |s| s.is_none_or(default_sub))
-            }
+            Mode::Default => def.returned != Returned::Request && trim_subs(def, value, |s| s.is_none_or(default_sub)),
             Mode::Exclude(sels) => {
-                if def.returned == Returned::Request
-                    || sels.iter().any(|s| s.covers(schema, def.name))
-                {
+                if def.returned == Returned::Request || sels.iter().any(|s| s.covers(schema, def.name)) {
                     return false;
                 }
-                let excluded: Vec<&str> = sels
-                    .iter()
-                    .filter_map(|s| s.sub_of(schema, def.name))
-                    .collect();
+                let excluded: Vec<&str> = sels.iter().filter_map(|s| s.sub_of(schema, def.name)).collect();
                 trim_subs(def, value, |sub| {
-                    sub.is_none_or(|s| {
-                        default_sub(s)
-                            && (s.returned == Returned::Always || !named(&excluded, s.name))
-                    })
+                    sub.is_none_or(|s| default_sub(s) && (s.returned == Returned::Always || !named(&excluded, s.name)))
                 })
             }
             Mode::Include(sels) => {
                 if sels.iter().any(|s| s.covers(schema, def.name)) {
                     // The whole attribute was asked for, `request` sub-attributes included.
-                    return trim_subs(def, value, |sub| {
-                        sub.is_none_or(|s| s.returned != Returned::Never)
-                    });
+                    return trim_subs(def, value, |sub| sub.is_none_or(|s| s.returned != Returned::Never));
                 }
-                let wanted: Vec<&str> = sels
-                    .iter()
-                    .filter_map(|s| s.sub_of(schema, def.name))
-                    .collect();
+                let wanted: Vec<&str> = sels.iter().filter_map(|s| s.sub_of(schema, def.name)).collect();
                 !wanted.is_empty()
                     && trim_subs(def, value, |sub| {
                         sub.is_some_and(|s| {
-                            s.returned == Returned::Always
-                                || (s.returned != Returned::Never && named(&wanted, s.name))
+                            s.returned == Returned::Always || (s.returned != Returned::Never && named(&wanted, s.name))
                         })
                     })
             }
@@ -258,40 +227,24 @@ impl Projection {
 }
 
 /// Parses one comma-separated parameter; `None` when absent or empty.
-fn parse_list(
-    text: Option<&str>,
-    rt: &ResourceType,
-    param: &str,
-) -> Result<Option<Vec<Selection>>, ScimError> {
+fn parse_list(text: Option<&str>, rt: &ResourceType, param: &str) -> Result<Option<Vec<Selection>>, ScimError> {
     let Some(text) = text else { return Ok(None) };
-    let mut items = text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .peekable();
+    let mut items = text.split(',').map(str::trim).filter(|s| !s.is_empty()).peekable();
     if items.peek().is_none() {
         return Ok(None);
     }
     let mut out = Vec::new();
     for item in items {
         if let Some((schema, _)) = rt.schema_by_urn(item) {
-            out.push(Selection {
-                schema: schema.id,
-                attr: None,
-                sub: None,
-            });
+            out.push(Selection { schema: schema.id, attr: None, sub: None });
             continue;
         }
-        let path = rt.split_path(item).ok_or_else(|| {
-            ScimError::invalid_value(format!("{param}: '{item}' is not an attribute path"))
-        })?;
+        let path = rt
+            .split_path(item)
+            .ok_or_else(|| ScimError::invalid_value(format!("{param}: '{item}' is not an attribute path")))?;
         // Unknown attributes are ignored on purpose (see the module documentation).
         if let Some(r) = rt.resolve(&path) {
-            out.push(Selection {
-                schema: r.schema.id,
-                attr: Some(r.attr.name),
-                sub: r.sub.map(|s| s.name),
-            });
+            out.push(Selection { schema: r.schema.id, attr: Some(r.attr.name), sub: r.sub.map(|s| s.name) });
         }
     }
     Ok(Some(out))
@@ -316,11 +269,7 @@ fn default_sub(sub: &AttributeDef) -> bool {
 /// sub-attribute definition (`None` when unknown) passes `keep`. Returns whether the attribute
 /// stays: false only when trimming removed something and left nothing behind, so values that
 /// were empty to begin with are not second-guessed.
-fn trim_subs(
-    def: &AttributeDef,
-    value: &mut Value,
-    keep: impl Fn(Option<&AttributeDef>) -> bool,
-) -> bool {
+fn trim_subs(def: &AttributeDef, value: &mut Value, keep: impl Fn(Option<&AttributeDef>) -> bool) -> bool {
     if def.sub_attributes.is_empty() {
         return true;
     }
@@ -346,9 +295,7 @@ fn trim_subs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scim::schema::{
-        ENTERPRISE_USER_SCHEMA, USER_SCHEMA, group_resource_type, user_resource_type,
-    };
+    use crate::scim::schema::{ENTERPRISE_USER_SCHEMA, USER_SCHEMA, group_resource_type, user_resource_type};
     use serde_json::json;
 
     fn user() -> Map<String, Value> {
@@ -417,10 +364,7 @@ mod tests {
         let r = project(Some("name.givenName,emails.value"), None);
         assert_eq!(keys(&r), ["schemas", "id", "name", "emails"]);
         assert_eq!(r["name"], json!({ "givenName": "Barbara" }));
-        assert_eq!(
-            r["emails"],
-            json!([{ "value": "bjensen@example.com" }, { "value": "babs@example.org" }])
-        );
+        assert_eq!(r["emails"], json!([{ "value": "bjensen@example.com" }, { "value": "babs@example.org" }]));
         // A sub-attribute no value has: the attribute disappears rather than becoming `{}`.
         let r = project(Some("name.middleName"), None);
         assert_eq!(keys(&r), ["schemas", "id"]);
@@ -428,20 +372,11 @@ mod tests {
 
     #[test]
     fn enterprise_attributes_with_and_without_urn() {
-        let r = project(
-            Some(&format!("{ENTERPRISE_USER_SCHEMA}:employeeNumber")),
-            None,
-        );
-        assert_eq!(
-            r[ENTERPRISE_USER_SCHEMA],
-            json!({ "employeeNumber": "701984" })
-        );
+        let r = project(Some(&format!("{ENTERPRISE_USER_SCHEMA}:employeeNumber")), None);
+        assert_eq!(r[ENTERPRISE_USER_SCHEMA], json!({ "employeeNumber": "701984" }));
         assert_eq!(r["schemas"], json!([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]));
         let r = project(Some("department"), None);
-        assert_eq!(
-            r[ENTERPRISE_USER_SCHEMA],
-            json!({ "department": "Tour Operations" })
-        );
+        assert_eq!(r[ENTERPRISE_USER_SCHEMA], json!({ "department": "Tour Operations" }));
         // The whole extension by its URN, in any case.
         let r = project(Some(&ENTERPRISE_USER_SCHEMA.to_lowercase()), None);
         assert_eq!(r[ENTERPRISE_USER_SCHEMA], user()[ENTERPRISE_USER_SCHEMA]);
@@ -456,29 +391,18 @@ mod tests {
         assert!(!r.contains_key(ENTERPRISE_USER_SCHEMA));
         assert_eq!(r["schemas"], json!([USER_SCHEMA]));
         let r = project(None, Some("employeeNumber"));
-        assert_eq!(
-            r[ENTERPRISE_USER_SCHEMA],
-            json!({ "department": "Tour Operations" })
-        );
+        assert_eq!(r[ENTERPRISE_USER_SCHEMA], json!({ "department": "Tour Operations" }));
         assert_eq!(r["schemas"], json!([USER_SCHEMA, ENTERPRISE_USER_SCHEMA]));
     }
 
     #[test]
     fn excluded_attributes_remove_from_default_set() {
-        let r = project(
-            None,
-            Some("emails, name.familyName, urn:ietf:params:scim:schemas:core:2.0:User:active"),
-        );
+        let r = project(None, Some("emails, name.familyName, urn:ietf:params:scim:schemas:core:2.0:User:active"));
         assert!(!r.contains_key("emails") && !r.contains_key("active"));
         assert_eq!(r["name"], json!({ "givenName": "Barbara" }));
-        assert!(
-            r.contains_key("userName") && r.contains_key("meta") && r.contains_key("externalId")
-        );
+        assert!(r.contains_key("userName") && r.contains_key("meta") && r.contains_key("externalId"));
         let r = project(None, Some("emails.type,meta"));
-        assert_eq!(
-            r["emails"][0],
-            json!({ "value": "bjensen@example.com", "primary": true })
-        );
+        assert_eq!(r["emails"][0], json!({ "value": "bjensen@example.com", "primary": true }));
         assert!(!r.contains_key("meta"));
     }
 
@@ -498,20 +422,13 @@ mod tests {
 
     #[test]
     fn unknown_names_are_ignored_malformed_paths_rejected() {
-        let r = project(
-            Some("userName,nonsense,name.nonsense,urn:example:other:1.0:Thing:x"),
-            None,
-        );
+        let r = project(Some("userName,nonsense,name.nonsense,urn:example:other:1.0:Thing:x"), None);
         assert_eq!(keys(&r), ["schemas", "id", "userName"]);
         assert_eq!(project(None, Some("nonsense")), project(None, None));
         let rt = user_resource_type();
         for bad in ["a.b.c", "emails[type eq \"work\"]", "1st"] {
             let e = Projection::parse(Some(bad), None, &rt).unwrap_err();
-            assert_eq!(
-                (e.status, e.scim_type),
-                (400, Some(crate::scim::ScimType::InvalidValue)),
-                "{bad}"
-            );
+            assert_eq!((e.status, e.scim_type), (400, Some(crate::scim::ScimType::InvalidValue)), "{bad}");
             assert!(Projection::parse(None, Some(bad), &rt).is_err());
         }
     }
@@ -557,9 +474,7 @@ mod tests {
             Value::Object(m) => m,
             _ => unreachable!(),
         };
-        Projection::parse(None, Some("members"), &g)
-            .unwrap()
-            .apply(&g, &mut r);
+        Projection::parse(None, Some("members"), &g).unwrap().apply(&g, &mut r);
         assert_eq!(keys(&r), ["schemas", "id", "displayName"]);
     }
 }

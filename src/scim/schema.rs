@@ -13,19 +13,18 @@ mod role_mapping;
 mod user;
 
 pub use common::common_attributes;
-pub use role_mapping::{ROLE_MAPPING_SCHEMA, role_mapping_resource_type, role_mapping_schema};
 pub use discovery::{
     AuthenticationScheme, ServiceProviderConfig, attribute_json, resource_type_json, schema_json,
     service_provider_config_json,
 };
 pub use group::{group_resource_type, group_schema};
+pub use role_mapping::{ROLE_MAPPING_SCHEMA, role_mapping_resource_type, role_mapping_schema};
 pub use user::{enterprise_user_schema, user_resource_type, user_schema};
 
 /// Core User schema URN (RFC 7643 §4.1).
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Enterprise User extension URN (RFC 7643 §4.3).
-pub const ENTERPRISE_USER_SCHEMA: &str =
-    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// Core Group schema URN (RFC 7643 §4.2).
 pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// List response message URN (RFC 7644 §3.4.2).
@@ -35,8 +34,7 @@ pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp
 /// Search request message URN (RFC 7644 §3.4.3).
 pub const SEARCH_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
 /// Service provider configuration schema URN (RFC 7643 §5).
-pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str =
-    "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+pub const SERVICE_PROVIDER_CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 /// Resource type schema URN (RFC 7643 §6).
 pub const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 /// Schema definition schema URN (RFC 7643 §7).
@@ -200,26 +198,15 @@ impl AttributeDef {
     }
     /// Same as [`AttributeDef::string`] with another type.
     pub fn of_type(name: &'static str, attr_type: AttrType, description: &'static str) -> Self {
-        Self {
-            attr_type,
-            ..Self::string(name, description)
-        }
+        Self { attr_type, ..Self::string(name, description) }
     }
     /// A `reference` attribute pointing at the given resource types.
-    pub fn reference(
-        name: &'static str,
-        types: &[&'static str],
-        description: &'static str,
-    ) -> Self {
+    pub fn reference(name: &'static str, types: &[&'static str], description: &'static str) -> Self {
         Self::of_type(name, AttrType::Reference, description).reference_types(types)
     }
     /// A complex attribute with sub-attributes.
     pub fn complex(name: &'static str, description: &'static str, subs: Vec<AttributeDef>) -> Self {
-        Self {
-            attr_type: AttrType::Complex,
-            sub_attributes: subs,
-            ..Self::string(name, description)
-        }
+        Self { attr_type: AttrType::Complex, sub_attributes: subs, ..Self::string(name, description) }
     }
     /// Marks the attribute multi-valued.
     pub fn multi(mut self) -> Self {
@@ -263,9 +250,7 @@ impl AttributeDef {
     }
     /// Finds a sub-attribute by name, ignoring case.
     pub fn sub(&self, name: &str) -> Option<&AttributeDef> {
-        self.sub_attributes
-            .iter()
-            .find(|a| a.name.eq_ignore_ascii_case(name))
+        self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -288,9 +273,7 @@ pub struct SchemaDef {
 impl SchemaDef {
     /// Finds a top-level attribute by name, ignoring case.
     pub fn attr(&self, name: &str) -> Option<&AttributeDef> {
-        self.attributes
-            .iter()
-            .find(|a| a.name.eq_ignore_ascii_case(name))
+        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -357,30 +340,15 @@ impl ResourceType {
             }
             None => (self.schemas().collect(), true),
         };
-        let common = self
-            .common
-            .iter()
-            .find(|a| a.name.eq_ignore_ascii_case(&path.attr));
+        let common = self.common.iter().find(|a| a.name.eq_ignore_ascii_case(&path.attr));
         if let Some(attr) = common.filter(|_| with_common) {
             let sub = sub_of(attr, path.sub_attr.as_deref())?;
-            return Some(Resolved {
-                schema: &self.schema,
-                extension: false,
-                common: true,
-                attr,
-                sub,
-            });
+            return Some(Resolved { schema: &self.schema, extension: false, common: true, attr, sub });
         }
         for (schema, extension) in schemas {
             if let Some(attr) = schema.attr(&path.attr) {
                 let sub = sub_of(attr, path.sub_attr.as_deref())?;
-                return Some(Resolved {
-                    schema,
-                    extension,
-                    common: false,
-                    attr,
-                    sub,
-                });
+                return Some(Resolved { schema, extension, common: false, attr, sub });
             }
         }
         None
@@ -395,14 +363,8 @@ impl ResourceType {
     pub fn split_path(&self, text: &str) -> Option<AttrPath> {
         let text = text.trim();
         let (uri, rest) = match self.schemas().find(|(s, _)| has_urn_prefix(text, s.id)) {
-            Some((s, _)) => (
-                Some(text[..s.id.len()].to_string()),
-                &text[s.id.len() + 1..],
-            ),
-            None if text
-                .get(..4)
-                .is_some_and(|p| p.eq_ignore_ascii_case("urn:")) =>
-            {
+            Some((s, _)) => (Some(text[..s.id.len()].to_string()), &text[s.id.len() + 1..]),
+            None if text.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) => {
                 // `urn:` alone is no URI: the namespace part must be non-empty.
                 let colon = text.rfind(':').filter(|&c| c > 4)?;
                 (Some(text[..colon].to_string()), &text[colon + 1..])
@@ -419,11 +381,7 @@ impl ResourceType {
         if parts.next().is_some() {
             return None;
         }
-        Some(AttrPath {
-            uri,
-            attr,
-            sub_attr,
-        })
+        Some(AttrPath { uri, attr, sub_attr })
     }
 
     /// Replaces the canonical values of the attribute at `path` (e.g. `roles.value`, where the
@@ -436,8 +394,7 @@ impl ResourceType {
             return false;
         };
         // Re-find mutably by the names `resolve` matched: it only hands out shared references.
-        let (schema_id, common, attr, sub) =
-            (r.schema.id, r.common, r.attr.name, r.sub.map(|s| s.name));
+        let (schema_id, common, attr, sub) = (r.schema.id, r.common, r.attr.name, r.sub.map(|s| s.name));
         let top = if common {
             self.common.iter_mut().find(|a| a.name == attr)
         } else {
@@ -490,9 +447,7 @@ mod tests {
     use super::*;
 
     fn path(text: &str) -> AttrPath {
-        user_resource_type()
-            .split_path(text)
-            .expect("well-formed path")
+        user_resource_type().split_path(text).expect("well-formed path")
     }
 
     #[test]
@@ -503,11 +458,7 @@ mod tests {
         assert!(!r.extension && !r.common);
         let r = rt.resolve(&path("name.GIVENNAME")).unwrap();
         assert_eq!(r.target().name, "givenName");
-        let r = rt
-            .resolve(&path(
-                "urn:ietf:params:scim:schemas:core:2.0:user:emails.value",
-            ))
-            .unwrap();
+        let r = rt.resolve(&path("urn:ietf:params:scim:schemas:core:2.0:user:emails.value")).unwrap();
         assert_eq!((r.attr.name, r.target().name), ("emails", "value"));
         assert!(rt.resolve(&path("name.nonsense")).is_none());
         assert!(rt.resolve(&path("nonsense")).is_none());
@@ -519,84 +470,48 @@ mod tests {
         let r = rt.resolve(&path("employeeNumber")).unwrap();
         assert!(r.extension);
         assert_eq!(r.schema.id, ENTERPRISE_USER_SCHEMA);
-        let r = rt
-            .resolve(&path(&format!("{ENTERPRISE_USER_SCHEMA}:manager.value")))
-            .unwrap();
+        let r = rt.resolve(&path(&format!("{ENTERPRISE_USER_SCHEMA}:manager.value"))).unwrap();
         assert_eq!((r.attr.name, r.target().name), ("manager", "value"));
         // The core URN does not reach into the extension.
-        assert!(
-            rt.resolve(&path(&format!("{USER_SCHEMA}:employeeNumber")))
-                .is_none()
-        );
+        assert!(rt.resolve(&path(&format!("{USER_SCHEMA}:employeeNumber"))).is_none());
     }
 
     #[test]
     fn common_attributes_resolve_but_belong_to_no_schema() {
         for rt in [user_resource_type(), group_resource_type()] {
-            for (text, name) in [
-                ("id", "id"),
-                ("EXTERNALID", "externalId"),
-                ("meta.lastModified", "lastModified"),
-            ] {
-                let r = rt
-                    .resolve(&path(text))
-                    .unwrap_or_else(|| panic!("{text} resolves"));
+            for (text, name) in [("id", "id"), ("EXTERNALID", "externalId"), ("meta.lastModified", "lastModified")] {
+                let r = rt.resolve(&path(text)).unwrap_or_else(|| panic!("{text} resolves"));
                 assert!(r.common && !r.extension, "{text}");
                 assert_eq!(r.schema.id, rt.schema.id);
                 assert_eq!(r.target().name, name);
             }
             for (schema, _) in rt.schemas() {
                 for common in ["id", "externalId", "meta"] {
-                    assert!(
-                        schema.attr(common).is_none(),
-                        "{common} listed in {}",
-                        schema.id
-                    );
+                    assert!(schema.attr(common).is_none(), "{common} listed in {}", schema.id);
                 }
             }
         }
         let rt = user_resource_type();
         let id = rt.resolve(&path("id")).unwrap().attr;
         assert!(id.case_exact);
-        assert_eq!(
-            (id.mutability, id.returned),
-            (Mutability::ReadOnly, Returned::Always)
-        );
+        assert_eq!((id.mutability, id.returned), (Mutability::ReadOnly, Returned::Always));
         assert!(rt.resolve(&path("externalId")).unwrap().attr.case_exact);
         let modified = rt.resolve(&path("meta.lastModified")).unwrap().target();
         assert_eq!(modified.attr_type, AttrType::DateTime);
-        assert!(
-            rt.resolve(&path(&format!("{USER_SCHEMA}:externalId")))
-                .unwrap()
-                .common
-        );
-        assert!(
-            rt.resolve(&path(&format!("{ENTERPRISE_USER_SCHEMA}:id")))
-                .is_none()
-        );
+        assert!(rt.resolve(&path(&format!("{USER_SCHEMA}:externalId"))).unwrap().common);
+        assert!(rt.resolve(&path(&format!("{ENTERPRISE_USER_SCHEMA}:id"))).is_none());
     }
 
     #[test]
     fn split_path_recognises_urns_and_rejects_malformed_text() {
         let rt = user_resource_type();
-        let p = rt
-            .split_path(" urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.$ref ")
-            .unwrap();
+        let p = rt.split_path(" urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.$ref ").unwrap();
         assert_eq!(p.uri.as_deref(), Some(ENTERPRISE_USER_SCHEMA));
-        assert_eq!(
-            (p.attr.as_str(), p.sub_attr.as_deref()),
-            ("manager", Some("$ref"))
-        );
+        assert_eq!((p.attr.as_str(), p.sub_attr.as_deref()), ("manager", Some("$ref")));
         let p = rt.split_path("urn:example:unknown:2.0:Thing:attr").unwrap();
-        assert_eq!(
-            (p.uri.as_deref(), p.attr.as_str()),
-            (Some("urn:example:unknown:2.0:Thing"), "attr")
-        );
+        assert_eq!((p.uri.as_deref(), p.attr.as_str()), (Some("urn:example:unknown:2.0:Thing"), "attr"));
         let p = rt.split_path("members.value").unwrap();
-        assert_eq!(
-            (p.uri, p.attr.as_str(), p.sub_attr.as_deref()),
-            (None, "members", Some("value"))
-        );
+        assert_eq!((p.uri, p.attr.as_str(), p.sub_attr.as_deref()), (None, "members", Some("value")));
         for bad in [
             "",
             "a.b.c",
@@ -622,17 +537,8 @@ mod tests {
         assert!(rt.set_canonical_values("ROLES.value", vec!["admin".into(), "viewer".into()]));
         let r = rt.resolve(&path("roles.value")).unwrap();
         assert_eq!(r.target().canonical_values, ["admin", "viewer"]);
-        assert!(rt.set_canonical_values(
-            &format!("{ENTERPRISE_USER_SCHEMA}:department"),
-            vec!["R&D".into()]
-        ));
-        assert_eq!(
-            rt.resolve(&path("department"))
-                .unwrap()
-                .attr
-                .canonical_values,
-            ["R&D"]
-        );
+        assert!(rt.set_canonical_values(&format!("{ENTERPRISE_USER_SCHEMA}:department"), vec!["R&D".into()]));
+        assert_eq!(rt.resolve(&path("department")).unwrap().attr.canonical_values, ["R&D"]);
         assert!(!rt.set_canonical_values("roles.nonsense", vec![]));
         assert!(!rt.set_canonical_values("not a path", vec![]));
     }

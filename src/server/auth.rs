@@ -31,7 +31,10 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         ApiError(err).into_response()
     };
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return refuse("missing", ScimError::unauthorized("authentication required: send 'Authorization: Bearer <key>'"));
+        return refuse(
+            "missing",
+            ScimError::unauthorized("authentication required: send 'Authorization: Bearer <key>'"),
+        );
     };
     let Some(token) = value.to_str().ok().and_then(bearer) else {
         return refuse("malformed", ScimError::unauthorized("malformed Authorization header: expected 'Bearer <key>'"));

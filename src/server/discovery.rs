@@ -64,7 +64,10 @@ pub async fn resource_types(State(s): State<AppState>, headers: HeaderMap) -> Ap
 pub async fn resource_type(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult {
     all_types(&s, &base_url(&s, &headers))
         .into_iter()
-        .find(|v| v.get("id").and_then(Value::as_str) == Some(id.as_str()) || v.get("name").and_then(Value::as_str) == Some(id.as_str()))
+        .find(|v| {
+            v.get("id").and_then(Value::as_str) == Some(id.as_str())
+                || v.get("name").and_then(Value::as_str) == Some(id.as_str())
+        })
         .map(ScimJson::ok)
         .ok_or_else(|| ScimError::not_found(format!("ResourceType {id} not found")).into())
 }

@@ -11,10 +11,10 @@ use super::AppState;
 use super::auth::AuthenticatedKey;
 use super::response::{ApiError, ApiResult, ScimJson};
 use crate::provisioning::{RequestContext, Resource};
+use crate::scim::ScimError;
 use crate::scim::list::{ListQuery, list_response};
 use crate::scim::projection::Projection;
 use crate::scim::schema::ResourceType;
-use crate::scim::ScimError;
 
 /// The request's query parameters as pairs; undecodable text is a SCIM 400.
 pub(super) fn query_pairs(raw: &Option<String>) -> Result<Vec<(String, String)>, ScimError> {
@@ -56,7 +56,8 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ScimError> {
             ScimError::invalid_syntax(format!("the request body could not be read: {e}"))
         }
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -73,10 +74,10 @@ fn resource_response(mut r: Resource, status: StatusCode, rt: &ResourceType, p: 
     let location = r.json.get("meta").and_then(|m| m.get("location")).and_then(Value::as_str).map(str::to_string);
     p.apply(rt, &mut r.json);
     let mut out = ScimJson::ok(Value::Object(r.json)).status(status).header(header::ETAG, &etag);
-    if status == StatusCode::CREATED {
-        if let Some(loc) = location {
-            out = out.header(header::LOCATION, &loc);
-        }
+    if status == StatusCode::CREATED
+        && let Some(loc) = location
+    {
+        out = out.header(header::LOCATION, &loc);
     }
     out
 }

@@ -89,7 +89,10 @@ impl crate::provisioning::observer::Observer for MetricsObserver {
         if let Some(client) = &self.statsd {
             use cadence::prelude::*;
             // Fire and forget: metrics must never fail a provisioning request.
-            let _ = client.count_with_tags("role_provisioning", count as i64).with_tag("outcome", outcome.as_str()).try_send();
+            let _ = client
+                .count_with_tags("role_provisioning", count as i64)
+                .with_tag("outcome", outcome.as_str())
+                .try_send();
         }
     }
 }

@@ -76,13 +76,19 @@ pub fn router(state: AppState) -> Router {
         .route("/Users/.search", axum::routing::post(handlers::search_users))
         .route(
             "/Users/{id}",
-            get(handlers::get_user).put(handlers::replace_user).patch(handlers::patch_user).delete(handlers::delete_user),
+            get(handlers::get_user)
+                .put(handlers::replace_user)
+                .patch(handlers::patch_user)
+                .delete(handlers::delete_user),
         )
         .route("/Groups", get(handlers::list_groups).post(handlers::create_group))
         .route("/Groups/.search", axum::routing::post(handlers::search_groups))
         .route(
             "/Groups/{id}",
-            get(handlers::get_group).put(handlers::replace_group).patch(handlers::patch_group).delete(handlers::delete_group),
+            get(handlers::get_group)
+                .put(handlers::replace_group)
+                .patch(handlers::patch_group)
+                .delete(handlers::delete_group),
         )
         .route("/RoleMappings", get(handlers::list_role_mappings).post(handlers::create_role_mapping))
         .route("/RoleMappings/.search", axum::routing::post(handlers::search_role_mappings))
@@ -113,7 +119,8 @@ pub fn router(state: AppState) -> Router {
 /// Counts, times and bounds every request; a request past its deadline is dropped, which rolls
 /// back its transaction, and answered 503.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
@@ -157,7 +164,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "unavailable", "database": "unreachable"})),
+            )
                 .into_response()
         }
     }

@@ -62,13 +62,24 @@ pub fn translate(
 }
 
 /// The SQL expression to order by for `sortBy`.
-pub fn sort_expression(path: &AttrPath, rt: &ResourceType, table: ResourceTable, dialect: Dialect) -> StoreResult<String> {
+pub fn sort_expression(
+    path: &AttrPath,
+    rt: &ResourceType,
+    table: ResourceTable,
+    dialect: Dialect,
+) -> StoreResult<String> {
     let Some(resolved) = rt.resolve(path) else {
         return Err(StoreError::InvalidFilter(format!("sortBy names an unknown attribute '{}'", display_path(path))));
     };
     let leaf = resolved.target();
-    if let Some((expr, lowered)) = column_for(table, resolved.attr.name, resolved.sub.map(|s| s.name), resolved.extension) {
-        return Ok(if lowered || leaf.case_exact || leaf.attr_type != AttrType::String { expr } else { format!("lower({expr})") });
+    if let Some((expr, lowered)) =
+        column_for(table, resolved.attr.name, resolved.sub.map(|s| s.name), resolved.extension)
+    {
+        return Ok(if lowered || leaf.case_exact || leaf.attr_type != AttrType::String {
+            expr
+        } else {
+            format!("lower({expr})")
+        });
     }
     let a = table.alias();
     let mut keys: Vec<&str> = Vec::new();
@@ -203,7 +214,8 @@ impl<'r> Translator<'r> {
             )));
         }
         let alias = self.alias();
-        let (from, kind) = self.elements_source(resolved.attr.name, resolved.extension.then_some(resolved.schema.id), &alias);
+        let (from, kind) =
+            self.elements_source(resolved.attr.name, resolved.extension.then_some(resolved.schema.id), &alias);
         let c = self.cond(inner, &Ctx::Elem { alias: alias.clone(), parent: resolved.attr, kind })?;
         Ok(format!("EXISTS (SELECT 1 FROM {from} AND {c})"))
     }
@@ -355,18 +367,33 @@ impl<'r> Translator<'r> {
                     Value::String(t) if t.eq_ignore_ascii_case("true") => true,
                     Value::String(t) if t.eq_ignore_ascii_case("false") => false,
                     _ => {
-                        return Err(StoreError::InvalidFilter(format!("'{}' is boolean: compare with true or false", s.def.name)));
+                        return Err(StoreError::InvalidFilter(format!(
+                            "'{}' is boolean: compare with true or false",
+                            s.def.name
+                        )));
                     }
                 };
                 if op != CompareOp::Eq {
-                    return Err(StoreError::InvalidFilter(format!("'{}' is boolean: only eq and ne apply", s.def.name)));
+                    return Err(StoreError::InvalidFilter(format!(
+                        "'{}' is boolean: only eq and ne apply",
+                        s.def.name
+                    )));
                 }
-                let lit = if s.json { d.json_bool(b) } else if b { "1" } else { "0" };
+                let lit = if s.json {
+                    d.json_bool(b)
+                } else if b {
+                    "1"
+                } else {
+                    "0"
+                };
                 Ok(format!("{} = {lit}", s.expr))
             }
             AttrType::Integer | AttrType::Decimal => {
                 let Some(n) = value.as_f64() else {
-                    return Err(StoreError::InvalidFilter(format!("'{}' is numeric: compare with a number", s.def.name)));
+                    return Err(StoreError::InvalidFilter(format!(
+                        "'{}' is numeric: compare with a number",
+                        s.def.name
+                    )));
                 };
                 let sym = match op {
                     CompareOp::Eq => "=",
@@ -395,7 +422,8 @@ impl<'r> Translator<'r> {
                     Value::Bool(b) => b.to_string(),
                     _ => return Err(StoreError::InvalidFilter(format!("'{}' compares with a string", s.def.name))),
                 };
-                let text = if s.def.attr_type == AttrType::DateTime { crate::clock::normalize_time(&text) } else { text };
+                let text =
+                    if s.def.attr_type == AttrType::DateTime { crate::clock::normalize_time(&text) } else { text };
                 let fold = !s.def.case_exact && s.def.attr_type != AttrType::DateTime;
                 let (lhs, rhs) = if fold {
                     let lhs = if s.lowered { s.expr.clone() } else { format!("lower({})", s.expr) };

@@ -279,7 +279,6 @@ impl SqlTx {
     }
 }
 
-
 fn role_from(row: &AnyRow) -> StoreResult<Role> {
     Ok(Role {
         id: row.try_get("id")?,
@@ -298,7 +297,8 @@ fn invitation_from(row: &AnyRow) -> StoreResult<InvitationRecord> {
         email: row.try_get("email")?,
         created: row.try_get("created")?,
         expires_at: row.try_get("expires_at")?,
-        status: InvitationStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("invitation status '{status}'")))?,
+        status: InvitationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("invitation status '{status}'")))?,
         status_at: row.try_get("status_at")?,
     })
 }
@@ -368,7 +368,8 @@ impl Tx for SqlTx {
     }
 
     async fn user_by_name(&mut self, user_name: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = format!("SELECT {} FROM users u WHERE u.user_name_key = $1 AND u.deleted_at IS NULL", self.user_cols());
+        let sql =
+            format!("SELECT {} FROM users u WHERE u.user_name_key = $1 AND u.deleted_at IS NULL", self.user_cols());
         Ok(self.fetch_users(sql, vec![SqlValue::Text(user_name.to_lowercase())]).await?.pop())
     }
 
@@ -466,10 +467,8 @@ impl Tx for SqlTx {
     async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>> {
         let mut found = Vec::new();
         for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT id FROM users WHERE deleted_at IS NULL AND id IN ({})",
-                placeholders(1, chunk.len())
-            );
+            let sql =
+                format!("SELECT id FROM users WHERE deleted_at IS NULL AND id IN ({})", placeholders(1, chunk.len()));
             let params = chunk.iter().map(|i| SqlValue::Text(i.clone())).collect();
             for row in bind_all(q(sql), params).fetch_all(&mut *self.tx).await? {
                 found.push(row.try_get::<String, _>(0)?);
@@ -504,7 +503,9 @@ impl Tx for SqlTx {
     }
 
     async fn handle_taken(&mut self, handle: &str) -> StoreResult<bool> {
-        let n = self.count("SELECT COUNT(*) FROM teams WHERE handle = $1".into(), vec![SqlValue::Text(handle.into())]).await?;
+        let n = self
+            .count("SELECT COUNT(*) FROM teams WHERE handle = $1".into(), vec![SqlValue::Text(handle.into())])
+            .await?;
         Ok(n > 0)
     }
 
@@ -588,7 +589,8 @@ impl Tx for SqlTx {
     }
 
     async fn team_member_count(&mut self, team_id: &str) -> StoreResult<u64> {
-        self.count("SELECT COUNT(*) FROM team_members WHERE team_id = $1".into(), vec![SqlValue::Text(team_id.into())]).await
+        self.count("SELECT COUNT(*) FROM team_members WHERE team_id = $1".into(), vec![SqlValue::Text(team_id.into())])
+            .await
     }
 
     async fn add_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64> {
@@ -759,16 +761,17 @@ impl Tx for SqlTx {
     }
 
     async fn insert_role(&mut self, r: &Role, now: &str) -> StoreResult<()> {
-        q("INSERT INTO roles (id, name, name_key, builtin, description, created) VALUES ($1, $2, $3, $4, $5, $6)".into())
-            .bind(r.id.clone())
-            .bind(r.name.clone())
-            .bind(r.name.to_lowercase())
-            .bind(r.builtin as i64)
-            .bind(r.description.clone())
-            .bind(now.to_string())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(|e| map_unique(e, &format!("a role named '{}' already exists", r.name)))?;
+        q("INSERT INTO roles (id, name, name_key, builtin, description, created) VALUES ($1, $2, $3, $4, $5, $6)"
+            .into())
+        .bind(r.id.clone())
+        .bind(r.name.clone())
+        .bind(r.name.to_lowercase())
+        .bind(r.builtin as i64)
+        .bind(r.description.clone())
+        .bind(now.to_string())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| map_unique(e, &format!("a role named '{}' already exists", r.name)))?;
         Ok(())
     }
 
@@ -793,11 +796,12 @@ impl Tx for SqlTx {
     }
 
     async fn set_setting(&mut self, name: &str, value: Option<&str>) -> StoreResult<()> {
-        q("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value".into())
-            .bind(name.to_string())
-            .bind(value.map(str::to_string))
-            .execute(&mut *self.tx)
-            .await?;
+        q("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+            .into())
+        .bind(name.to_string())
+        .bind(value.map(str::to_string))
+        .execute(&mut *self.tx)
+        .await?;
         Ok(())
     }
 
@@ -840,7 +844,10 @@ impl Tx for SqlTx {
 
     async fn team_is_mapped(&mut self, team_name: &str) -> StoreResult<bool> {
         let n = self
-            .count("SELECT COUNT(*) FROM role_mapping_teams WHERE team_name = $1".into(), vec![SqlValue::Text(team_name.into())])
+            .count(
+                "SELECT COUNT(*) FROM role_mapping_teams WHERE team_name = $1".into(),
+                vec![SqlValue::Text(team_name.into())],
+            )
             .await?;
         Ok(n > 0)
     }
@@ -925,15 +932,28 @@ impl Tx for SqlTx {
         if done.rows_affected() == 0 {
             return Err(StoreError::Concurrent(format!("role mapping {}", m.id)));
         }
-        q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into()).bind(m.id.clone()).execute(&mut *self.tx).await?;
-        q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into()).bind(m.id.clone()).execute(&mut *self.tx).await?;
+        q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into())
+            .bind(m.id.clone())
+            .execute(&mut *self.tx)
+            .await?;
+        q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into())
+            .bind(m.id.clone())
+            .execute(&mut *self.tx)
+            .await?;
         self.write_mapping_links(m).await
     }
 
     async fn delete_role_mapping(&mut self, id: &str) -> StoreResult<bool> {
-        q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
-        q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
-        let done = q("DELETE FROM role_mappings WHERE id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+        q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into())
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into())
+            .bind(id.to_string())
+            .execute(&mut *self.tx)
+            .await?;
+        let done =
+            q("DELETE FROM role_mappings WHERE id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -986,7 +1006,9 @@ impl Tx for SqlTx {
     }
 
     async fn cancel_invitations(&mut self, user_id: &str, now: &str) -> StoreResult<u64> {
-        let done = q("UPDATE invitations SET status = 'cancelled', status_at = $2 WHERE user_id = $1 AND status = 'pending'".into())
+        let done =
+            q("UPDATE invitations SET status = 'cancelled', status_at = $2 WHERE user_id = $1 AND status = 'pending'"
+                .into())
             .bind(user_id.to_string())
             .bind(now.to_string())
             .execute(&mut *self.tx)

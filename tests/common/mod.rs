@@ -84,7 +84,12 @@ impl TestServer {
     }
 
     /// Sends a SCIM request with the test key; returns status, headers and the JSON body (Null if none).
-    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         self.call_as(&self.token, method, path, body).await
     }
 
@@ -104,7 +109,8 @@ impl TestServer {
         let status = resp.status();
         let headers = resp.headers().clone();
         let text = resp.text().await.expect("body");
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, headers, json)
     }
 
@@ -132,7 +138,10 @@ impl TestServer {
     /// Creates a user and returns its id.
     pub async fn create_user(&self, user_name: &str) -> String {
         let (s, b) = self
-            .post("/Users", serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name}))
+            .post(
+                "/Users",
+                serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user_name}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "create {user_name}: {b}");
         b["id"].as_str().expect("id").to_string()

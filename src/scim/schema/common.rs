@@ -9,14 +9,11 @@ use super::{AttrType, AttributeDef, Mutability, Returned, Uniqueness};
 pub fn common_attributes() -> Vec<AttributeDef> {
     let read_only = |a: AttributeDef| a.mutability(Mutability::ReadOnly);
     vec![
-        AttributeDef::string(
-            "id",
-            "A unique identifier for a SCIM resource as defined by the service provider.",
-        )
-        .case_exact()
-        .mutability(Mutability::ReadOnly)
-        .returned(Returned::Always)
-        .uniqueness(Uniqueness::Server),
+        AttributeDef::string("id", "A unique identifier for a SCIM resource as defined by the service provider.")
+            .case_exact()
+            .mutability(Mutability::ReadOnly)
+            .returned(Returned::Always)
+            .uniqueness(Uniqueness::Server),
         AttributeDef::string(
             "externalId",
             "A String that is an identifier for the resource as defined by the provisioning client.",
@@ -27,8 +24,7 @@ pub fn common_attributes() -> Vec<AttributeDef> {
             "A complex attribute containing resource metadata.",
             vec![
                 read_only(
-                    AttributeDef::string("resourceType", "The name of the resource type of the resource.")
-                        .case_exact(),
+                    AttributeDef::string("resourceType", "The name of the resource type of the resource.").case_exact(),
                 ),
                 read_only(AttributeDef::of_type(
                     "created",
@@ -44,9 +40,7 @@ pub fn common_attributes() -> Vec<AttributeDef> {
                     AttributeDef::reference("location", &["uri"], "The URI of the resource being returned.")
                         .case_exact(),
                 ),
-                read_only(
-                    AttributeDef::string("version", "The version of the resource being returned.").case_exact(),
-                ),
+                read_only(AttributeDef::string("version", "The version of the resource being returned.").case_exact()),
             ],
         )),
     ]

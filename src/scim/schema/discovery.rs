@@ -7,8 +7,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    AttrType, AttributeDef, RESOURCE_TYPE_SCHEMA, ResourceType, SCHEMA_SCHEMA,
-    SERVICE_PROVIDER_CONFIG_SCHEMA, SchemaDef,
+    AttrType, AttributeDef, RESOURCE_TYPE_SCHEMA, ResourceType, SCHEMA_SCHEMA, SERVICE_PROVIDER_CONFIG_SCHEMA,
+    SchemaDef,
 };
 
 /// The base URL without a trailing slash, so `{base}/Schemas/...` never doubles it.
@@ -216,12 +216,7 @@ mod tests {
     const BASE: &str = "https://scim.example.com/scim/v2/";
 
     fn find<'a>(attrs: &'a Value, name: &str) -> &'a Value {
-        attrs
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == name)
-            .unwrap_or_else(|| panic!("{name} listed"))
+        attrs.as_array().unwrap().iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("{name} listed"))
     }
 
     /// Every attribute, at every depth, carries every §7 characteristic.
@@ -240,27 +235,13 @@ mod tests {
             assert!(attr.get(key).is_some(), "{} lacks {key}", attr["name"]);
         }
         let complex = attr["type"] == "complex";
-        assert_eq!(
-            attr.get("subAttributes").is_some(),
-            complex,
-            "{}",
-            attr["name"]
-        );
-        assert_eq!(
-            attr.get("referenceTypes").is_some(),
-            attr["type"] == "reference",
-            "{}",
-            attr["name"]
-        );
+        assert_eq!(attr.get("subAttributes").is_some(), complex, "{}", attr["name"]);
+        assert_eq!(attr.get("referenceTypes").is_some(), attr["type"] == "reference", "{}", attr["name"]);
         if let Some(values) = attr.get("canonicalValues") {
             assert!(!values.as_array().unwrap().is_empty());
         }
         if complex {
-            attr["subAttributes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .for_each(assert_complete);
+            attr["subAttributes"].as_array().unwrap().iter().for_each(assert_complete);
         }
     }
 
@@ -269,20 +250,10 @@ mod tests {
         let rt = user_resource_type();
         let v = schema_json(&rt.schema, BASE);
         assert_eq!(v["schemas"], json!([SCHEMA_SCHEMA]));
-        assert_eq!(
-            (v["id"].as_str(), v["name"].as_str()),
-            (Some(USER_SCHEMA), Some("User"))
-        );
+        assert_eq!((v["id"].as_str(), v["name"].as_str()), (Some(USER_SCHEMA), Some("User")));
         assert_eq!(v["meta"]["resourceType"], "Schema");
-        assert_eq!(
-            v["meta"]["location"],
-            format!("https://scim.example.com/scim/v2/Schemas/{USER_SCHEMA}")
-        );
-        v["attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .for_each(assert_complete);
+        assert_eq!(v["meta"]["location"], format!("https://scim.example.com/scim/v2/Schemas/{USER_SCHEMA}"));
+        v["attributes"].as_array().unwrap().iter().for_each(assert_complete);
         let user_name = find(&v["attributes"], "userName");
         assert_eq!(
             *user_name,
@@ -293,27 +264,14 @@ mod tests {
             })
         );
         let password = find(&v["attributes"], "password");
-        assert_eq!(
-            (&password["mutability"], &password["returned"]),
-            (&json!("writeOnly"), &json!("never"))
-        );
+        assert_eq!((&password["mutability"], &password["returned"]), (&json!("writeOnly"), &json!("never")));
         let emails = find(&v["attributes"], "emails");
         assert_eq!(emails["multiValued"], true);
-        assert_eq!(
-            find(&emails["subAttributes"], "type")["canonicalValues"],
-            json!(["work", "home", "other"])
-        );
+        assert_eq!(find(&emails["subAttributes"], "type")["canonicalValues"], json!(["work", "home", "other"]));
         let groups = find(&v["attributes"], "groups");
-        assert_eq!(
-            find(&groups["subAttributes"], "$ref")["referenceTypes"],
-            json!(["User", "Group"])
-        );
+        assert_eq!(find(&groups["subAttributes"], "$ref")["referenceTypes"], json!(["User", "Group"]));
         // roles.value has no canonical values until the server sets its catalogue.
-        assert!(
-            find(&find(&v["attributes"], "roles")["subAttributes"], "value")
-                .get("canonicalValues")
-                .is_none()
-        );
+        assert!(find(&find(&v["attributes"], "roles")["subAttributes"], "value").get("canonicalValues").is_none());
     }
 
     #[test]
@@ -323,11 +281,7 @@ mod tests {
                 let v = schema_json(schema, BASE);
                 for common in ["id", "externalId", "meta"] {
                     assert!(
-                        !v["attributes"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .any(|a| a["name"] == common),
+                        !v["attributes"].as_array().unwrap().iter().any(|a| a["name"] == common),
                         "{common} in {}",
                         schema.id
                     );
@@ -350,36 +304,16 @@ mod tests {
         let rt = user_resource_type();
         let v = schema_json(&rt.extensions[0].0, "https://h");
         assert_eq!(v["id"], ENTERPRISE_USER_SCHEMA);
-        assert_eq!(
-            v["meta"]["location"],
-            format!("https://h/Schemas/{ENTERPRISE_USER_SCHEMA}")
-        );
-        v["attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .for_each(assert_complete);
+        assert_eq!(v["meta"]["location"], format!("https://h/Schemas/{ENTERPRISE_USER_SCHEMA}"));
+        v["attributes"].as_array().unwrap().iter().for_each(assert_complete);
         let manager = find(&v["attributes"], "manager");
-        assert_eq!(
-            find(&manager["subAttributes"], "displayName")["mutability"],
-            "readOnly"
-        );
+        assert_eq!(find(&manager["subAttributes"], "displayName")["mutability"], "readOnly");
         let g = schema_json(&group_schema_for_test(), "https://h");
-        g["attributes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .for_each(assert_complete);
+        g["attributes"].as_array().unwrap().iter().for_each(assert_complete);
         assert_eq!(find(&g["attributes"], "displayName")["required"], true);
         let members = find(&g["attributes"], "members");
-        assert_eq!(
-            find(&members["subAttributes"], "value")["mutability"],
-            "immutable"
-        );
-        assert_eq!(
-            find(&members["subAttributes"], "type")["canonicalValues"],
-            json!(["User", "Group"])
-        );
+        assert_eq!(find(&members["subAttributes"], "value")["mutability"], "immutable");
+        assert_eq!(find(&members["subAttributes"], "type")["canonicalValues"], json!(["User", "Group"]));
     }
 
     fn group_schema_for_test() -> SchemaDef {
@@ -390,24 +324,15 @@ mod tests {
     fn resource_types_render_with_extensions() {
         let v = resource_type_json(&user_resource_type(), BASE);
         assert_eq!(v["schemas"], json!([RESOURCE_TYPE_SCHEMA]));
-        assert_eq!(
-            (&v["id"], &v["name"], &v["endpoint"]),
-            (&json!("User"), &json!("User"), &json!("/Users"))
-        );
+        assert_eq!((&v["id"], &v["name"], &v["endpoint"]), (&json!("User"), &json!("User"), &json!("/Users")));
         assert_eq!(v["schema"], USER_SCHEMA);
-        assert_eq!(
-            v["schemaExtensions"],
-            json!([{ "schema": ENTERPRISE_USER_SCHEMA, "required": false }])
-        );
+        assert_eq!(v["schemaExtensions"], json!([{ "schema": ENTERPRISE_USER_SCHEMA, "required": false }]));
         assert_eq!(
             v["meta"],
             json!({ "resourceType": "ResourceType", "location": "https://scim.example.com/scim/v2/ResourceTypes/User" })
         );
         let g = resource_type_json(&group_resource_type(), BASE);
-        assert_eq!(
-            (&g["endpoint"], &g["schema"]),
-            (&json!("/Groups"), &json!(GROUP_SCHEMA))
-        );
+        assert_eq!((&g["endpoint"], &g["schema"]), (&json!("/Groups"), &json!(GROUP_SCHEMA)));
         assert!(g.get("schemaExtensions").is_none());
     }
 
@@ -422,10 +347,7 @@ mod tests {
         assert_eq!(v["schemas"], json!([SERVICE_PROVIDER_CONFIG_SCHEMA]));
         assert_eq!(v["documentationUri"], "https://docs");
         assert_eq!(v["patch"], json!({ "supported": true }));
-        assert_eq!(
-            v["bulk"],
-            json!({ "supported": false, "maxOperations": 0, "maxPayloadSize": 0 })
-        );
+        assert_eq!(v["bulk"], json!({ "supported": false, "maxOperations": 0, "maxPayloadSize": 0 }));
         assert_eq!(v["filter"], json!({ "supported": true, "maxResults": 200 }));
         assert_eq!(v["changePassword"], json!({ "supported": false }));
         assert_eq!(v["sort"], json!({ "supported": true }));
@@ -435,15 +357,10 @@ mod tests {
         assert_eq!(schemes[0]["type"], "oauthbearertoken");
         assert_eq!(schemes[0]["primary"], true);
         assert!(schemes[0]["name"].is_string() && schemes[0]["description"].is_string());
-        assert_eq!(
-            v["meta"]["location"],
-            "https://scim.example.com/scim/v2/ServiceProviderConfig"
-        );
+        assert_eq!(v["meta"]["location"], "https://scim.example.com/scim/v2/ServiceProviderConfig");
         assert_eq!(v["meta"]["resourceType"], "ServiceProviderConfig");
         assert!(
-            service_provider_config_json(&ServiceProviderConfig::default(), BASE)
-                .get("documentationUri")
-                .is_none()
+            service_provider_config_json(&ServiceProviderConfig::default(), BASE).get("documentationUri").is_none()
         );
     }
 }

@@ -24,19 +24,12 @@ pub fn group_schema() -> SchemaDef {
         attributes: vec![
             // §8.7.1 publishes `required: false`, but §4.2 calls displayName REQUIRED and every
             // identity provider sends it; the stricter reading is the one we enforce.
-            AttributeDef::string(
-                "displayName",
-                "A human-readable name for the Group. REQUIRED.",
-            )
-            .required(),
+            AttributeDef::string("displayName", "A human-readable name for the Group. REQUIRED.").required(),
             AttributeDef::complex(
                 "members",
                 "A list of members of the Group.",
                 vec![
-                    immutable(AttributeDef::string(
-                        "value",
-                        "Identifier of the member of this Group.",
-                    )),
+                    immutable(AttributeDef::string("value", "Identifier of the member of this Group.")),
                     immutable(AttributeDef::reference(
                         "$ref",
                         &["User", "Group"],
@@ -86,21 +79,9 @@ mod tests {
         assert_eq!(members.mutability, Mutability::ReadWrite);
         let subs: Vec<&str> = members.sub_attributes.iter().map(|s| s.name).collect();
         assert_eq!(subs, ["value", "$ref", "display", "type"]);
-        assert_eq!(
-            members.sub("value").unwrap().mutability,
-            Mutability::Immutable
-        );
-        assert_eq!(
-            members.sub("$ref").unwrap().reference_types,
-            ["User", "Group"]
-        );
-        assert_eq!(
-            members.sub("display").unwrap().mutability,
-            Mutability::ReadOnly
-        );
-        assert_eq!(
-            members.sub("type").unwrap().canonical_values,
-            ["User", "Group"]
-        );
+        assert_eq!(members.sub("value").unwrap().mutability, Mutability::Immutable);
+        assert_eq!(members.sub("$ref").unwrap().reference_types, ["User", "Group"]);
+        assert_eq!(members.sub("display").unwrap().mutability, Mutability::ReadOnly);
+        assert_eq!(members.sub("type").unwrap().canonical_values, ["User", "Group"]);
     }
 }

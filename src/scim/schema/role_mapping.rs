@@ -25,13 +25,16 @@ pub fn role_mapping_schema() -> SchemaDef {
         name: "RoleMapping",
         description: "Members of the listed teams receive the listed roles, unless SCIM assigns roles to them explicitly",
         attributes: vec![
-            AttributeDef::string("displayName", "Unique name of the mapping.").required().uniqueness(Uniqueness::Server),
+            AttributeDef::string("displayName", "Unique name of the mapping.")
+                .required()
+                .uniqueness(Uniqueness::Server),
             AttributeDef::complex(
                 "roles",
                 "Roles granted; each value names a role of the catalog by id or name.",
                 vec![
                     AttributeDef::string("value", "Role id or name.").required(),
-                    AttributeDef::string("display", "Role name, filled in by the server.").mutability(Mutability::ReadOnly),
+                    AttributeDef::string("display", "Role name, filled in by the server.")
+                        .mutability(Mutability::ReadOnly),
                 ],
             )
             .multi()

@@ -2,8 +2,8 @@
 //! characteristics of the §8.7.1 representation.
 
 use super::{
-    AttrType, AttributeDef, ENTERPRISE_USER_SCHEMA, Mutability, ResourceType, Returned, SchemaDef,
-    USER_SCHEMA, Uniqueness, common_attributes,
+    AttrType, AttributeDef, ENTERPRISE_USER_SCHEMA, Mutability, ResourceType, Returned, SchemaDef, USER_SCHEMA,
+    Uniqueness, common_attributes,
 };
 
 /// The User resource type: endpoint `/Users`, Enterprise User as an optional extension.
@@ -43,12 +43,7 @@ fn multi(
     kind: AttributeDef,
     primary_description: &'static str,
 ) -> AttributeDef {
-    AttributeDef::complex(
-        name,
-        description,
-        vec![value, display(), kind, primary(primary_description)],
-    )
-    .multi()
+    AttributeDef::complex(name, description, vec![value, display(), kind, primary(primary_description)]).multi()
 }
 
 /// The core User schema (without the common attributes).
@@ -201,20 +196,14 @@ pub fn enterprise_user_schema() -> SchemaDef {
                 "manager",
                 "The User's manager. A complex type that optionally allows service providers to represent organizational hierarchy by referencing the 'id' attribute of another User.",
                 vec![
-                    s(
-                        "value",
-                        "The id of the SCIM resource representing the User's manager. REQUIRED.",
-                    ),
+                    s("value", "The id of the SCIM resource representing the User's manager. REQUIRED."),
                     AttributeDef::reference(
                         "$ref",
                         &["User"],
                         "The URI of the SCIM resource representing the User's manager. REQUIRED.",
                     ),
-                    s(
-                        "displayName",
-                        "The displayName of the User's manager. OPTIONAL and READ-ONLY.",
-                    )
-                    .mutability(Mutability::ReadOnly),
+                    s("displayName", "The displayName of the User's manager. OPTIONAL and READ-ONLY.")
+                        .mutability(Mutability::ReadOnly),
                 ],
             ),
         ],
@@ -226,9 +215,7 @@ mod tests {
     use super::*;
 
     fn attr<'a>(schema: &'a SchemaDef, name: &str) -> &'a AttributeDef {
-        schema
-            .attr(name)
-            .unwrap_or_else(|| panic!("{name} defined"))
+        schema.attr(name).unwrap_or_else(|| panic!("{name} defined"))
     }
 
     #[test]
@@ -245,10 +232,7 @@ mod tests {
     #[test]
     fn password_is_write_only_and_never_returned() {
         let a = attr(&user_schema(), "password").clone();
-        assert_eq!(
-            (a.mutability, a.returned),
-            (Mutability::WriteOnly, Returned::Never)
-        );
+        assert_eq!((a.mutability, a.returned), (Mutability::WriteOnly, Returned::Never));
     }
 
     #[test]
@@ -283,77 +267,26 @@ mod tests {
         );
         assert_eq!(attr(&schema, "active").attr_type, AttrType::Boolean);
         assert_eq!(attr(&schema, "profileUrl").reference_types, ["external"]);
-        for multi in [
-            "emails",
-            "phoneNumbers",
-            "ims",
-            "photos",
-            "entitlements",
-            "roles",
-            "x509Certificates",
-        ] {
+        for multi in ["emails", "phoneNumbers", "ims", "photos", "entitlements", "roles", "x509Certificates"] {
             let a = attr(&schema, multi);
-            assert!(
-                a.multi_valued && a.attr_type == AttrType::Complex,
-                "{multi}"
-            );
+            assert!(a.multi_valued && a.attr_type == AttrType::Complex, "{multi}");
             let subs: Vec<&str> = a.sub_attributes.iter().map(|s| s.name).collect();
             assert_eq!(subs, ["value", "display", "type", "primary"], "{multi}");
             assert_eq!(a.sub("primary").unwrap().attr_type, AttrType::Boolean);
         }
+        assert_eq!(attr(&schema, "emails").sub("type").unwrap().canonical_values, ["work", "home", "other"]);
         assert_eq!(
-            attr(&schema, "emails")
-                .sub("type")
-                .unwrap()
-                .canonical_values,
-            ["work", "home", "other"]
-        );
-        assert_eq!(
-            attr(&schema, "phoneNumbers")
-                .sub("type")
-                .unwrap()
-                .canonical_values,
+            attr(&schema, "phoneNumbers").sub("type").unwrap().canonical_values,
             ["work", "home", "mobile", "fax", "pager", "other"]
         );
-        assert_eq!(
-            attr(&schema, "photos")
-                .sub("type")
-                .unwrap()
-                .canonical_values,
-            ["photo", "thumbnail"]
-        );
-        assert_eq!(
-            attr(&schema, "ims")
-                .sub("type")
-                .unwrap()
-                .canonical_values
-                .len(),
-            8
-        );
-        assert_eq!(
-            attr(&schema, "photos").sub("value").unwrap().attr_type,
-            AttrType::Reference
-        );
-        assert_eq!(
-            attr(&schema, "x509Certificates")
-                .sub("value")
-                .unwrap()
-                .attr_type,
-            AttrType::Binary
-        );
-        assert!(
-            attr(&schema, "roles")
-                .sub("value")
-                .unwrap()
-                .canonical_values
-                .is_empty()
-        );
+        assert_eq!(attr(&schema, "photos").sub("type").unwrap().canonical_values, ["photo", "thumbnail"]);
+        assert_eq!(attr(&schema, "ims").sub("type").unwrap().canonical_values.len(), 8);
+        assert_eq!(attr(&schema, "photos").sub("value").unwrap().attr_type, AttrType::Reference);
+        assert_eq!(attr(&schema, "x509Certificates").sub("value").unwrap().attr_type, AttrType::Binary);
+        assert!(attr(&schema, "roles").sub("value").unwrap().canonical_values.is_empty());
         let addresses = attr(&schema, "addresses");
         assert!(addresses.multi_valued);
-        assert_eq!(
-            addresses.sub("type").unwrap().canonical_values,
-            ["work", "home", "other"]
-        );
+        assert_eq!(addresses.sub("type").unwrap().canonical_values, ["work", "home", "other"]);
         assert!(addresses.sub("postalCode").is_some());
     }
 
@@ -364,17 +297,9 @@ mod tests {
         assert!(groups.multi_valued && groups.mutability == Mutability::ReadOnly);
         let subs: Vec<&str> = groups.sub_attributes.iter().map(|s| s.name).collect();
         assert_eq!(subs, ["value", "$ref", "display", "type"]);
-        assert!(
-            groups
-                .sub_attributes
-                .iter()
-                .all(|s| s.mutability == Mutability::ReadOnly)
-        );
+        assert!(groups.sub_attributes.iter().all(|s| s.mutability == Mutability::ReadOnly));
         assert_eq!(groups.sub("$ref").unwrap().attr_type, AttrType::Reference);
-        assert_eq!(
-            groups.sub("type").unwrap().canonical_values,
-            ["direct", "indirect"]
-        );
+        assert_eq!(groups.sub("type").unwrap().canonical_values, ["direct", "indirect"]);
     }
 
     #[test]
@@ -383,29 +308,14 @@ mod tests {
         assert_eq!(rt.extensions.len(), 1);
         let (ext, required) = &rt.extensions[0];
         assert!(!required);
-        assert_eq!(
-            (ext.id, ext.name),
-            (ENTERPRISE_USER_SCHEMA, "EnterpriseUser")
-        );
-        for name in [
-            "employeeNumber",
-            "costCenter",
-            "organization",
-            "division",
-            "department",
-        ] {
+        assert_eq!((ext.id, ext.name), (ENTERPRISE_USER_SCHEMA, "EnterpriseUser"));
+        for name in ["employeeNumber", "costCenter", "organization", "division", "department"] {
             assert_eq!(attr(ext, name).attr_type, AttrType::String, "{name}");
         }
         let manager = attr(ext, "manager");
         assert!(!manager.multi_valued);
         assert_eq!(manager.sub("$ref").unwrap().reference_types, ["User"]);
-        assert_eq!(
-            manager.sub("displayName").unwrap().mutability,
-            Mutability::ReadOnly
-        );
-        assert_eq!(
-            manager.sub("value").unwrap().mutability,
-            Mutability::ReadWrite
-        );
+        assert_eq!(manager.sub("displayName").unwrap().mutability, Mutability::ReadOnly);
+        assert_eq!(manager.sub("value").unwrap().mutability, Mutability::ReadWrite);
     }
 }

@@ -1,0 +1,620 @@
+//! PATCH (RFC 7644 §3.5.2) applied to a stored document, atomically: on any error the
+//! document is left exactly as it was.
+//!
+//! Attributes kept outside the document (a Group's `members`, stored as rows so one member
+//! change costs the same in any group) are not applied here: their operations are returned as
+//! [`ExternalOp`]s for the store to run.
+
+use serde_json::{Map, Value};
+
+use super::ScimError;
+use super::filter::eval::element_matches;
+use super::filter::{CompareOp, Filter, PatchPath, parse_patch_path};
+use super::resource::coerce_value;
+use super::schema::{AttrType, AttributeDef, Mutability, PATCH_OP_SCHEMA, ResourceType, SchemaDef};
+
+/// The operation of one PATCH step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// One PATCH step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchOperation {
+    pub op: Op,
+    pub path: Option<PatchPath>,
+    /// The path as sent, for error messages.
+    pub path_text: Option<String>,
+    pub value: Option<Value>,
+}
+
+/// A parsed PATCH request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchRequest {
+    pub operations: Vec<PatchOperation>,
+}
+
+/// A change to a multi-valued attribute kept outside the document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MultiValueOp {
+    /// Add these values (already present ones stay once).
+    Add(Vec<Value>),
+    /// Make these the only values.
+    Replace(Vec<Value>),
+    /// Remove the values matching the filter, or all of them.
+    Remove(Option<Filter>),
+    /// Remove these values (Microsoft Entra ID sends `remove` with a `value` list).
+    RemoveValues(Vec<Value>),
+}
+
+/// An operation on an attribute stored outside the document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalOp {
+    /// Canonical attribute name.
+    pub attr: String,
+    pub op: MultiValueOp,
+}
+
+/// What a PATCH did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PatchOutcome {
+    /// Whether the document changed.
+    pub changed: bool,
+    /// Operations on external attributes, in request order.
+    pub external: Vec<ExternalOp>,
+}
+
+fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
+}
+
+/// Parses a PATCH body (`PatchOp` message).
+pub fn parse_patch_request(body: &Value) -> Result<PatchRequest, ScimError> {
+    let obj = body.as_object().ok_or_else(|| ScimError::invalid_syntax("the PATCH body must be a JSON object"))?;
+    let schemas_ok = matches!(get_ci(obj, "schemas"), Some(Value::Array(a))
+        if a.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_OP_SCHEMA))));
+    if !schemas_ok {
+        return Err(ScimError::invalid_syntax(format!("'schemas' must include {PATCH_OP_SCHEMA}")));
+    }
+    let ops = match get_ci(obj, "Operations") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => return Err(ScimError::invalid_syntax("'Operations' must not be empty")),
+        _ => return Err(ScimError::invalid_syntax("'Operations' must be an array of operations")),
+    };
+    let mut operations = Vec::with_capacity(ops.len());
+    for (i, raw) in ops.iter().enumerate() {
+        let o = raw.as_object().ok_or_else(|| ScimError::invalid_syntax(format!("operation {i} must be an object")))?;
+        let op = match get_ci(o, "op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            Some("add") => Op::Add,
+            Some("remove") => Op::Remove,
+            Some("replace") => Op::Replace,
+            Some(other) => {
+                return Err(ScimError::invalid_syntax(format!(
+                    "operation {i}: unknown op '{other}' (add, remove, replace)"
+                )));
+            }
+            None => return Err(ScimError::invalid_syntax(format!("operation {i}: 'op' is required"))),
+        };
+        let path_text = match get_ci(o, "path") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(ScimError::invalid_path(format!("operation {i}: 'path' must be a string"))),
+        };
+        let path = path_text.as_deref().map(parse_patch_path).transpose()?;
+        let value = get_ci(o, "value").cloned();
+        match op {
+            Op::Remove if path.is_none() => {
+                return Err(ScimError::no_target(format!("operation {i}: remove needs a 'path'")));
+            }
+            Op::Add | Op::Replace if value.is_none() => {
+                return Err(ScimError::invalid_syntax(format!("operation {i}: {op:?} needs a 'value'")));
+            }
+            _ => {}
+        }
+        operations.push(PatchOperation { op, path, path_text, value });
+    }
+    Ok(PatchRequest { operations })
+}
+
+/// Applies `req` to `doc` (a normalised document of type `rt`). Operations on attributes listed
+/// in `external` are returned instead of applied. Atomic: `doc` is untouched on error.
+pub fn apply_patch(
+    rt: &ResourceType,
+    doc: &mut Map<String, Value>,
+    req: &PatchRequest,
+    external: &[&str],
+) -> Result<PatchOutcome, ScimError> {
+    let mut work = doc.clone();
+    let mut outcome = PatchOutcome::default();
+    for op in &req.operations {
+        apply_one(rt, &mut work, op, external, &mut outcome.external)?;
+    }
+    outcome.changed = work != *doc;
+    *doc = work;
+    Ok(outcome)
+}
+
+/// Where in the document an attribute lives: its schema and whether that is an extension.
+struct Target<'a> {
+    schema: &'a SchemaDef,
+    extension: bool,
+    attr: &'a AttributeDef,
+    sub: Option<&'a AttributeDef>,
+}
+
+fn container<'d>(doc: &'d mut Map<String, Value>, t: &Target<'_>) -> &'d mut Map<String, Value> {
+    if !t.extension {
+        return doc;
+    }
+    let entry = doc.entry(t.schema.id.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(Map::new());
+    }
+    match entry {
+        Value::Object(m) => m,
+        _ => unreachable!("the extension block was just made an object"),
+    }
+}
+
+fn drop_empty_extensions(doc: &mut Map<String, Value>, rt: &ResourceType) {
+    for (ext, _) in &rt.extensions {
+        if matches!(doc.get(ext.id), Some(Value::Object(m)) if m.is_empty()) {
+            doc.remove(ext.id);
+        }
+    }
+}
+
+fn apply_one(
+    rt: &ResourceType,
+    doc: &mut Map<String, Value>,
+    op: &PatchOperation,
+    external: &[&str],
+    ext_ops: &mut Vec<ExternalOp>,
+) -> Result<(), ScimError> {
+    match &op.path {
+        None => apply_pathless(rt, doc, op, external, ext_ops),
+        Some(path) => {
+            let text = op.path_text.as_deref().unwrap_or("");
+            // A path naming a whole extension schema: like a path-less value under its URN.
+            if path.filter.is_none()
+                && path.attr.sub_attr.is_none()
+                && let Some(uri) = &path.attr.uri
+            {
+                let full = format!("{uri}:{}", path.attr.attr);
+                if let Some((ext, true)) = rt.schema_by_urn(&full) {
+                    return apply_extension_block(rt, doc, op, ext, text);
+                }
+            }
+            let r = rt
+                .resolve(&path.attr)
+                .ok_or_else(|| ScimError::invalid_path(format!("'{text}' names no attribute of {}", rt.name)))?;
+            let target = Target { schema: r.schema, extension: r.extension, attr: r.attr, sub: r.sub };
+            if r.attr.mutability == Mutability::ReadOnly || r.sub.is_some_and(|s| s.mutability == Mutability::ReadOnly)
+            {
+                return Err(ScimError::mutability(format!("'{text}' is read-only")));
+            }
+            if external.iter().any(|e| e.eq_ignore_ascii_case(r.attr.name)) && !r.extension {
+                return external_op(r.attr, op, path, text, ext_ops);
+            }
+            apply_at_path(doc, &target, op, path, text)?;
+            drop_empty_extensions(doc, rt);
+            Ok(())
+        }
+    }
+}
+
+fn apply_extension_block(
+    rt: &ResourceType,
+    doc: &mut Map<String, Value>,
+    op: &PatchOperation,
+    ext: &SchemaDef,
+    text: &str,
+) -> Result<(), ScimError> {
+    match op.op {
+        Op::Remove => {
+            doc.remove(ext.id);
+            Ok(())
+        }
+        Op::Add | Op::Replace => {
+            let value =
+                op.value.as_ref().and_then(Value::as_object).ok_or_else(|| {
+                    ScimError::invalid_value(format!("'{text}' takes an object of extension attributes"))
+                })?;
+            if op.op == Op::Replace {
+                doc.remove(ext.id);
+            }
+            for (k, v) in value {
+                let Some(def) = ext.attr(k) else { continue };
+                if def.mutability == Mutability::ReadOnly {
+                    continue;
+                }
+                let t = Target { schema: ext, extension: true, attr: def, sub: None };
+                let path_text = format!("{}:{}", ext.id, def.name);
+                set_whole(doc, &t, op.op, v, &path_text)?;
+            }
+            drop_empty_extensions(doc, rt);
+            Ok(())
+        }
+    }
+}
+
+/// Path-less add/replace: the value is a partial resource.
+fn apply_pathless(
+    rt: &ResourceType,
+    doc: &mut Map<String, Value>,
+    op: &PatchOperation,
+    external: &[&str],
+    ext_ops: &mut Vec<ExternalOp>,
+) -> Result<(), ScimError> {
+    let value = op
+        .value
+        .as_ref()
+        .and_then(Value::as_object)
+        .ok_or_else(|| ScimError::invalid_value("an operation without 'path' takes an object value"))?;
+    for (key, v) in value {
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        if let Some((ext, true)) = rt.schema_by_urn(key) {
+            // The attributes listed are added or replaced one by one; others stay.
+            for (k, x) in v.as_object().into_iter().flatten() {
+                let Some(def) = ext.attr(k) else { continue };
+                if def.mutability == Mutability::ReadOnly {
+                    continue;
+                }
+                let t = Target { schema: ext, extension: true, attr: def, sub: None };
+                set_whole(doc, &t, op.op, x, &format!("{}:{}", ext.id, def.name))?;
+            }
+            continue;
+        }
+        // `urn:...:attr`, `name.givenName` or `attr`.
+        let path_text = key.as_str();
+        let Ok(path) = parse_patch_path(path_text) else { continue };
+        if path.filter.is_some() {
+            continue;
+        }
+        let Some(r) = rt.resolve(&path.attr) else { continue };
+        if r.attr.mutability == Mutability::ReadOnly || r.sub.is_some_and(|s| s.mutability == Mutability::ReadOnly) {
+            // Read-only attributes in a value (e.g. `id`) are ignored, not refused.
+            continue;
+        }
+        if external.iter().any(|e| e.eq_ignore_ascii_case(r.attr.name)) && !r.extension && r.sub.is_none() {
+            let values = coerce_value(r.attr, v)?.map(as_vec).unwrap_or_default();
+            let mv = match op.op {
+                Op::Add => MultiValueOp::Add(values),
+                _ => MultiValueOp::Replace(values),
+            };
+            ext_ops.push(ExternalOp { attr: r.attr.name.to_string(), op: mv });
+            continue;
+        }
+        let t = Target { schema: r.schema, extension: r.extension, attr: r.attr, sub: r.sub };
+        match r.sub {
+            None => set_whole(doc, &t, op.op, v, path_text)?,
+            Some(_) => {
+                let pp = PatchPath { attr: path.attr.clone(), filter: None, sub_attr: None };
+                apply_at_path(
+                    doc,
+                    &t,
+                    &PatchOperation { op: op.op, path: Some(pp.clone()), path_text: None, value: Some(v.clone()) },
+                    &pp,
+                    path_text,
+                )?;
+            }
+        }
+    }
+    drop_empty_extensions(doc, rt);
+    Ok(())
+}
+
+fn as_vec(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        other => vec![other],
+    }
+}
+
+fn external_op(
+    attr: &AttributeDef,
+    op: &PatchOperation,
+    path: &PatchPath,
+    text: &str,
+    ext_ops: &mut Vec<ExternalOp>,
+) -> Result<(), ScimError> {
+    if path.attr.sub_attr.is_some() || path.sub_attr.is_some() {
+        return Err(ScimError::invalid_path(format!("'{text}': sub-attributes of '{}' cannot be changed", attr.name)));
+    }
+    let values = || -> Result<Vec<Value>, ScimError> {
+        Ok(match &op.value {
+            Some(v) => coerce_value(attr, v)?.map(as_vec).unwrap_or_default(),
+            None => Vec::new(),
+        })
+    };
+    let mv = match (op.op, &path.filter) {
+        (Op::Add, None) => MultiValueOp::Add(values()?),
+        (Op::Replace, None) => MultiValueOp::Replace(values()?),
+        (Op::Remove, None) => match &op.value {
+            Some(v) if !v.is_null() => MultiValueOp::RemoveValues(values()?),
+            _ => MultiValueOp::Remove(None),
+        },
+        (Op::Remove, Some(f)) => MultiValueOp::Remove(Some(f.clone())),
+        (_, Some(_)) => {
+            return Err(ScimError::invalid_path(format!(
+                "'{text}': use add, remove or replace on '{}' itself, or remove with a value filter",
+                attr.name
+            )));
+        }
+    };
+    ext_ops.push(ExternalOp { attr: attr.name.to_string(), op: mv });
+    Ok(())
+}
+
+fn check_immutable(t: &Target<'_>, current: Option<&Value>, new: &Value, text: &str) -> Result<(), ScimError> {
+    if t.attr.mutability == Mutability::Immutable && current.is_some_and(|c| c != new) {
+        return Err(ScimError::mutability(format!("'{text}' is immutable once set")));
+    }
+    Ok(())
+}
+
+/// Sets, adds to or removes a whole top-level attribute.
+fn set_whole(doc: &mut Map<String, Value>, t: &Target<'_>, op: Op, value: &Value, text: &str) -> Result<(), ScimError> {
+    let coerced = coerce_value(t.attr, value)?;
+    let map = container(doc, t);
+    let name = t.attr.name;
+    match (op, coerced) {
+        (Op::Remove, _) | (Op::Replace, None) => {
+            map.remove(name);
+        }
+        (Op::Add, None) => {}
+        (Op::Replace, Some(v)) => {
+            check_immutable(t, map.get(name), &v, text)?;
+            map.insert(name.to_string(), v);
+        }
+        (Op::Add, Some(v)) => {
+            if t.attr.multi_valued {
+                let mut items = match map.remove(name) {
+                    Some(Value::Array(a)) => a,
+                    _ => Vec::new(),
+                };
+                for new in as_vec(v) {
+                    if !items.contains(&new) {
+                        if new.get("primary").and_then(Value::as_bool) == Some(true) {
+                            clear_primary(&mut items);
+                        }
+                        items.push(new);
+                    }
+                }
+                map.insert(name.to_string(), Value::Array(items));
+            } else if t.attr.attr_type == AttrType::Complex {
+                let mut merged = match map.remove(name) {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                if let Value::Object(new) = v {
+                    merged.extend(new);
+                }
+                map.insert(name.to_string(), Value::Object(merged));
+            } else {
+                check_immutable(t, map.get(name), &v, text)?;
+                map.insert(name.to_string(), v);
+            }
+        }
+    }
+    ensure_single_primary(map, t)?;
+    Ok(())
+}
+
+fn clear_primary(items: &mut [Value]) {
+    for item in items {
+        if let Value::Object(o) = item {
+            o.remove("primary");
+        }
+    }
+}
+
+fn ensure_single_primary(map: &Map<String, Value>, t: &Target<'_>) -> Result<(), ScimError> {
+    if let Some(Value::Array(items)) = map.get(t.attr.name) {
+        let n = items.iter().filter(|v| v.get("primary").and_then(Value::as_bool) == Some(true)).count();
+        if n > 1 {
+            return Err(ScimError::invalid_value(format!("at most one value of '{}' may be primary", t.attr.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Values of an `attr eq "literal"` filter (joined by `and`), to build the element Entra expects
+/// an `add` on a value-filtered path to create when none matches.
+fn filter_equalities(f: &Filter, out: &mut Map<String, Value>) -> bool {
+    match f {
+        Filter::Compare { path, op: CompareOp::Eq, value } if path.uri.is_none() && path.sub_attr.is_none() => {
+            out.insert(path.attr.clone(), value.clone());
+            true
+        }
+        Filter::And(a, b) => filter_equalities(a, out) && filter_equalities(b, out),
+        _ => false,
+    }
+}
+
+/// Applies an operation at an explicit path (attribute, sub-attribute, value filter).
+fn apply_at_path(
+    doc: &mut Map<String, Value>,
+    t: &Target<'_>,
+    op: &PatchOperation,
+    path: &PatchPath,
+    text: &str,
+) -> Result<(), ScimError> {
+    let value = op.value.clone().unwrap_or(Value::Null);
+    let attr = t.attr;
+    // Sub-attribute named with a dot and no filter: `name.givenName`.
+    let sub_def =
+        match (&path.sub_attr, t.sub) {
+            (Some(s), _) => Some(attr.sub(s).ok_or_else(|| {
+                ScimError::invalid_path(format!("'{text}': '{}' has no sub-attribute '{s}'", attr.name))
+            })?),
+            (None, Some(s)) => Some(s),
+            (None, None) => None,
+        };
+    if sub_def.is_some_and(|s| s.mutability == Mutability::ReadOnly) {
+        return Err(ScimError::mutability(format!("'{text}' is read-only")));
+    }
+    match &path.filter {
+        None => match sub_def {
+            None => {
+                if op.op == Op::Remove
+                    && attr.multi_valued
+                    && let Some(v) = op.value.as_ref().filter(|v| !v.is_null())
+                {
+                    // Remove the listed values only.
+                    let listed = coerce_value(attr, v)?.map(as_vec).unwrap_or_default();
+                    let map = container(doc, t);
+                    if let Some(Value::Array(items)) = map.get_mut(attr.name) {
+                        items.retain(|x| !listed.contains(x));
+                        if items.is_empty() {
+                            map.remove(attr.name);
+                        }
+                    }
+                    return Ok(());
+                }
+                set_whole(doc, t, op.op, &value, text)
+            }
+            Some(sub) => {
+                let coerced = if op.op == Op::Remove { None } else { coerce_value(sub, &value)? };
+                let map = container(doc, t);
+                match map.get_mut(attr.name) {
+                    Some(Value::Array(items)) if attr.multi_valued => {
+                        for item in items.iter_mut() {
+                            set_sub(item, sub, coerced.clone());
+                        }
+                        items.retain(|i| i.as_object().is_some_and(|o| !o.is_empty()));
+                        if items.is_empty() {
+                            map.remove(attr.name);
+                        }
+                    }
+                    Some(item @ Value::Object(_)) => {
+                        set_sub(item, sub, coerced);
+                        if item.as_object().is_some_and(|o| o.is_empty()) {
+                            map.remove(attr.name);
+                        }
+                    }
+                    _ if attr.multi_valued => {
+                        if op.op == Op::Replace && coerced.is_some() {
+                            return Err(ScimError::no_target(format!("'{text}': '{}' has no values", attr.name)));
+                        }
+                    }
+                    _ => {
+                        if let Some(v) = coerced {
+                            let mut o = Map::new();
+                            o.insert(sub.name.to_string(), v);
+                            map.insert(attr.name.to_string(), Value::Object(o));
+                        }
+                    }
+                }
+                if sub.name == "primary" {
+                    ensure_single_primary(container(doc, t), t)?;
+                }
+                Ok(())
+            }
+        },
+        Some(filter) => {
+            if !attr.multi_valued || attr.attr_type != AttrType::Complex {
+                return Err(ScimError::invalid_path(format!(
+                    "'{text}': value filters apply to multi-valued complex attributes"
+                )));
+            }
+            let map = container(doc, t);
+            let mut items = match map.remove(attr.name) {
+                Some(Value::Array(a)) => a,
+                _ => Vec::new(),
+            };
+            let hits: Vec<usize> =
+                items.iter().enumerate().filter(|(_, e)| element_matches(filter, attr, e)).map(|(i, _)| i).collect();
+            match (op.op, sub_def) {
+                (Op::Remove, None) => {
+                    let mut i = 0;
+                    items.retain(|_| {
+                        let keep = !hits.contains(&i);
+                        i += 1;
+                        keep
+                    });
+                }
+                (Op::Remove, Some(sub)) => {
+                    for &i in &hits {
+                        set_sub(&mut items[i], sub, None);
+                    }
+                    items.retain(|i| i.as_object().is_some_and(|o| !o.is_empty()));
+                }
+                (_, sub) => {
+                    // The new content for each matching element.
+                    let patch: Map<String, Value> = match sub {
+                        Some(s) => {
+                            let mut m = Map::new();
+                            if let Some(v) = coerce_value(s, &value)? {
+                                m.insert(s.name.to_string(), v);
+                            }
+                            m
+                        }
+                        None => match coerce_value(&AttributeDef { multi_valued: false, ..attr.clone() }, &value)? {
+                            Some(Value::Object(m)) => m,
+                            _ => Map::new(),
+                        },
+                    };
+                    if hits.is_empty() {
+                        let mut seed = Map::new();
+                        if op.op == Op::Add && filter_equalities(filter, &mut seed) {
+                            // Entra: add emails[type eq "work"].value creates the work e-mail.
+                            let mut elem = Map::new();
+                            for (k, v) in seed {
+                                if let Some(d) = attr.sub(&k) {
+                                    elem.insert(d.name.to_string(), v);
+                                }
+                            }
+                            elem.extend(patch.clone());
+                            items.push(Value::Object(elem));
+                        } else {
+                            container(doc, t).insert(attr.name.to_string(), Value::Array(items));
+                            return Err(ScimError::no_target(format!("'{text}' matches no value")));
+                        }
+                    }
+                    let sets_primary = patch.get("primary").and_then(Value::as_bool) == Some(true);
+                    if sets_primary {
+                        for (i, item) in items.iter_mut().enumerate() {
+                            if !hits.contains(&i)
+                                && let Value::Object(o) = item
+                            {
+                                o.remove("primary");
+                            }
+                        }
+                    }
+                    for &i in &hits {
+                        if let Value::Object(o) = &mut items[i] {
+                            for (k, v) in &patch {
+                                o.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            let map = container(doc, t);
+            if !items.is_empty() {
+                map.insert(attr.name.to_string(), Value::Array(items));
+            }
+            ensure_single_primary(map, t)
+        }
+    }
+}
+
+fn set_sub(item: &mut Value, sub: &AttributeDef, value: Option<Value>) {
+    if let Value::Object(o) = item {
+        match value {
+            Some(v) => {
+                o.insert(sub.name.to_string(), v);
+            }
+            None => {
+                o.remove(sub.name);
+            }
+        }
+    }
+}
