@@ -618,3 +618,228 @@ fn set_sub(item: &mut Value, sub: &AttributeDef, value: Option<Value>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::ScimType;
+    use crate::scim::schema::{group_resource_type, user_resource_type};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+    fn req(ops: Value) -> PatchRequest {
+        parse_patch_request(&json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops})).expect("request")
+    }
+
+    fn doc(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().expect("object")
+    }
+
+    fn run(d: Value, ops: Value) -> Result<(Map<String, Value>, PatchOutcome), ScimError> {
+        let mut d = doc(d);
+        let out = apply_patch(&user_resource_type(), &mut d, &req(ops), &[])?;
+        Ok((d, out))
+    }
+
+    #[test]
+    fn request_validation() {
+        let bad = |body: Value| parse_patch_request(&body).unwrap_err().scim_type;
+        assert_eq!(bad(json!({"Operations": [{"op": "add", "value": {}}]})), Some(ScimType::InvalidSyntax));
+        assert_eq!(bad(json!({"schemas": [PATCH_OP_SCHEMA], "Operations": []})), Some(ScimType::InvalidSyntax));
+        assert_eq!(
+            bad(json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "move"}]})),
+            Some(ScimType::InvalidSyntax)
+        );
+        assert_eq!(
+            bad(json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "remove"}]})),
+            Some(ScimType::NoTarget)
+        );
+        assert_eq!(
+            bad(json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "add", "path": "x[", "value": 1}]})),
+            Some(ScimType::InvalidPath)
+        );
+        let ok = parse_patch_request(
+            &json!({"schemas": [PATCH_OP_SCHEMA], "Operations": [{"op": "Replace", "path": "active", "value": "False"}]}),
+        );
+        assert_eq!(ok.unwrap().operations[0].op, Op::Replace);
+    }
+
+    #[test]
+    fn rfc_examples_and_identity_provider_habits() {
+        // Path-less replace with Entra's string boolean and a dotted key.
+        let (d, out) = run(
+            json!({"userName": "u", "active": true}),
+            json!([{"op": "Replace", "value": {"active": "False", "name.givenName": "G"}}]),
+        )
+        .unwrap();
+        assert!(out.changed);
+        assert_eq!(d["active"], false);
+        assert_eq!(d["name"]["givenName"], "G");
+        // Read-only attributes in a value are ignored; a read-only path is refused.
+        let (d, _) = run(
+            json!({"userName": "u"}),
+            json!([{"op": "replace", "value": {"id": "x", "meta": {}, "displayName": "D"}}]),
+        )
+        .unwrap();
+        assert!(!d.contains_key("id"));
+        assert_eq!(d["displayName"], "D");
+        assert_eq!(
+            run(json!({"userName": "u"}), json!([{"op": "replace", "path": "groups", "value": []}]))
+                .unwrap_err()
+                .scim_type,
+            Some(ScimType::Mutability)
+        );
+        // Unknown path.
+        assert_eq!(
+            run(json!({"userName": "u"}), json!([{"op": "add", "path": "nope", "value": 1}])).unwrap_err().scim_type,
+            Some(ScimType::InvalidPath)
+        );
+    }
+
+    #[test]
+    fn multi_valued_semantics() {
+        let base = json!({"userName": "u", "emails": [{"value": "a@x", "type": "work", "primary": true}]});
+        // Adding an existing value changes nothing.
+        let (_, out) = run(
+            base.clone(),
+            json!([{"op": "add", "path": "emails", "value": [{"value": "a@x", "type": "work", "primary": true}]}]),
+        )
+        .unwrap();
+        assert!(!out.changed);
+        // A new primary clears the others.
+        let (d, _) = run(
+            base.clone(),
+            json!([{"op": "add", "path": "emails", "value": [{"value": "b@x", "type": "home", "primary": true}]}]),
+        )
+        .unwrap();
+        let prim: Vec<&Value> = d["emails"].as_array().unwrap().iter().filter(|e| e["primary"] == true).collect();
+        assert_eq!(prim.len(), 1);
+        assert_eq!(prim[0]["value"], "b@x");
+        // Filtered sub-attribute replace.
+        let (d, _) =
+            run(base.clone(), json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "c@x"}]))
+                .unwrap();
+        assert_eq!(d["emails"][0]["value"], "c@x");
+        // Replace with no match: noTarget; the document is untouched.
+        let mut d0 = doc(base.clone());
+        let e = apply_patch(
+            &user_resource_type(),
+            &mut d0,
+            &req(json!([{"op": "replace", "path": "emails[type eq \"home\"].value", "value": "h"}])),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.scim_type, Some(ScimType::NoTarget));
+        assert_eq!(Value::Object(d0), base);
+        // Entra: add on a filtered path with no match creates the value.
+        let (d, _) =
+            run(base.clone(), json!([{"op": "Add", "path": "emails[type eq \"home\"].value", "value": "h@x"}]))
+                .unwrap();
+        assert_eq!(d["emails"][1], json!({"type": "home", "value": "h@x"}));
+        // Remove with a filter matching nothing: no change, no error.
+        let (_, out) = run(base.clone(), json!([{"op": "remove", "path": "emails[type eq \"other\"]"}])).unwrap();
+        assert!(!out.changed);
+        // Removing the last value removes the attribute.
+        let (d, _) = run(base, json!([{"op": "remove", "path": "emails[type eq \"work\"]"}])).unwrap();
+        assert!(!d.contains_key("emails"));
+    }
+
+    #[test]
+    fn extension_paths_and_blocks() {
+        let (d, _) = run(
+            json!({"userName": "u"}),
+            json!([
+                {"op": "add", "path": format!("{ENT}:employeeNumber"), "value": "7"},
+                {"op": "add", "value": {ENT: {"department": "Ops"}}},
+                {"op": "replace", "path": format!("{ENT}:manager"), "value": {"value": "boss"}}
+            ]),
+        )
+        .unwrap();
+        assert_eq!(d[ENT], json!({"employeeNumber": "7", "department": "Ops", "manager": {"value": "boss"}}));
+        let (d, _) = run(Value::Object(d), json!([{"op": "remove", "path": format!("{ENT}:employeeNumber")}, {"op": "remove", "path": format!("{ENT}:department")}, {"op": "remove", "path": format!("{ENT}:manager")}])).unwrap();
+        assert!(!d.contains_key(ENT), "an emptied extension disappears: {d:?}");
+    }
+
+    #[test]
+    fn group_members_are_returned_as_external_operations() {
+        let rt = group_resource_type();
+        let mut d = doc(json!({"displayName": "g"}));
+        let out = apply_patch(
+            &rt,
+            &mut d,
+            &req(json!([
+                {"op": "add", "path": "members", "value": [{"value": "u1"}]},
+                {"op": "Remove", "path": "members", "value": [{"value": "u2"}]},
+                {"op": "remove", "path": "members[value eq \"u3\"]"},
+                {"op": "replace", "value": {"displayName": "h", "members": [{"value": "u4"}]}}
+            ])),
+            &["members"],
+        )
+        .unwrap();
+        assert_eq!(d["displayName"], "h");
+        assert!(!d.contains_key("members"));
+        let ops: Vec<&MultiValueOp> = out.external.iter().map(|e| &e.op).collect();
+        assert!(matches!(ops[0], MultiValueOp::Add(v) if v[0]["value"] == "u1"));
+        assert!(matches!(ops[1], MultiValueOp::RemoveValues(v) if v[0]["value"] == "u2"));
+        assert!(matches!(ops[2], MultiValueOp::Remove(Some(_))));
+        assert!(matches!(ops[3], MultiValueOp::Replace(v) if v[0]["value"] == "u4"));
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Value> {
+        let path = prop::sample::select(vec![
+            "",
+            "userName",
+            "displayName",
+            "emails",
+            "emails[type eq \"work\"]",
+            "emails[type eq \"work\"].value",
+            "name.givenName",
+            "active",
+            "id",
+            "groups",
+            "emails[",
+            "nope",
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+        ]);
+        let value = prop_oneof![
+            Just(json!("x")),
+            Just(json!(true)),
+            Just(json!("False")),
+            Just(json!(null)),
+            Just(json!(3)),
+            Just(json!([{"value": "v@x", "type": "work", "primary": true}])),
+            Just(json!({"value": "m"})),
+            Just(json!({"displayName": "d", "emails": [{"value": "e"}]})),
+            Just(json!([1, 2])),
+        ];
+        (prop::sample::select(vec!["add", "remove", "replace", "Replace"]), path, value).prop_map(
+            |(op, path, value)| {
+                if path.is_empty() {
+                    json!({"op": op, "value": value})
+                } else {
+                    json!({"op": op, "path": path, "value": value})
+                }
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn errors_leave_the_document_untouched(ops in prop::collection::vec(op_strategy(), 1..5)) {
+            let body = json!({"schemas": [PATCH_OP_SCHEMA], "Operations": ops});
+            let original = doc(json!({"userName": "u", "emails": [{"value": "a@x", "type": "work"}]}));
+            if let Ok(r) = parse_patch_request(&body) {
+                let mut d = original.clone();
+                match apply_patch(&user_resource_type(), &mut d, &r, &[]) {
+                    Ok(out) => prop_assert_eq!(out.changed, d != original),
+                    Err(e) => {
+                        prop_assert_eq!(&d, &original);
+                        prop_assert_eq!(e.status, 400);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -385,3 +385,182 @@ pub fn parse_patch_path(input: &str) -> Result<PatchPath, ScimError> {
     };
     Ok(PatchPath { attr, filter: Some(filter), sub_attr })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scim::ScimType;
+    use proptest::prelude::*;
+
+    fn p(path: &str) -> AttrPath {
+        split_attr_path(path).expect("path")
+    }
+
+    fn cmp(path: &str, op: CompareOp, value: Value) -> Filter {
+        Filter::Compare { path: p(path), op, value }
+    }
+
+    #[test]
+    fn rfc_7644_examples_parse() {
+        let examples = [
+            r#"userName Eq "john""#,
+            r#"name.familyName co "O'Malley""#,
+            r#"userName sw "J""#,
+            r#"urn:ietf:params:scim:schemas:core:2.0:User:userName sw "J""#,
+            r#"title pr"#,
+            r#"meta.lastModified gt "2011-05-13T04:42:34Z""#,
+            r#"meta.lastModified ge "2011-05-13T04:42:34Z""#,
+            r#"meta.lastModified lt "2011-05-13T04:42:34Z""#,
+            r#"meta.lastModified le "2011-05-13T04:42:34Z""#,
+            r#"title pr and userType eq "Employee""#,
+            r#"title pr or userType eq "Intern""#,
+            r#"schemas eq "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User""#,
+            r#"userType eq "Employee" and (emails co "example.com" or emails.value co "example.org")"#,
+            r#"userType ne "Employee" and not (emails co "example.com" or emails.value co "example.org")"#,
+            r#"userType eq "Employee" and (emails.type eq "work")"#,
+            r#"userType eq "Employee" and emails[type eq "work" and value co "@example.com"]"#,
+            r#"emails[type eq "work" and value co "@example.com"] or ims[type eq "xmpp" and value co "@foo.com"]"#,
+        ];
+        for e in examples {
+            parse_filter(e).unwrap_or_else(|err| panic!("{e}: {err}"));
+        }
+    }
+
+    #[test]
+    fn precedence_and_structure() {
+        let f = parse_filter(r#"a eq 1 or b eq true and not (c pr)"#).unwrap();
+        assert_eq!(
+            f,
+            Filter::Or(
+                Box::new(cmp("a", CompareOp::Eq, Value::from(1))),
+                Box::new(Filter::And(
+                    Box::new(cmp("b", CompareOp::Eq, Value::Bool(true))),
+                    Box::new(Filter::Not(Box::new(Filter::Present(p("c")))))
+                ))
+            )
+        );
+        let urn =
+            parse_filter(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value eq "x""#).unwrap();
+        let Filter::Compare { path, .. } = urn else { panic!("not a comparison") };
+        assert_eq!(path.uri.as_deref(), Some("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"));
+        assert_eq!(path.attr, "manager");
+        assert_eq!(path.sub_attr.as_deref(), Some("value"));
+    }
+
+    #[test]
+    fn entra_value_path_with_trailing_sub_attribute() {
+        let f = parse_filter(r#"emails[type eq "work"].value eq "a@b.c""#).unwrap();
+        assert_eq!(
+            f,
+            Filter::ValuePath {
+                path: p("emails"),
+                filter: Box::new(Filter::And(
+                    Box::new(cmp("type", CompareOp::Eq, Value::from("work"))),
+                    Box::new(cmp("value", CompareOp::Eq, Value::from("a@b.c")))
+                ))
+            }
+        );
+    }
+
+    #[test]
+    fn literals_keywords_and_escapes() {
+        assert_eq!(parse_filter(r#"x EQ NULL"#).unwrap(), cmp("x", CompareOp::Eq, Value::Null));
+        assert_eq!(parse_filter(r#"x eq False"#).unwrap(), cmp("x", CompareOp::Eq, Value::Bool(false)));
+        assert_eq!(parse_filter(r#"x eq -1.5e2"#).unwrap(), cmp("x", CompareOp::Eq, serde_json::json!(-150.0)));
+        assert_eq!(parse_filter(r#"x eq "a\"b\\c""#).unwrap(), cmp("x", CompareOp::Eq, Value::from("a\"b\\c")));
+        assert_eq!(parse_filter("$ref eq \"u\"").unwrap(), cmp("$ref", CompareOp::Eq, Value::from("u")));
+    }
+
+    #[test]
+    fn errors_are_invalid_filter_with_position() {
+        for bad in [
+            "",
+            "userName",
+            "userName eq",
+            "userName xx \"a\"",
+            "(userName eq \"a\"",
+            "userName eq \"a\")",
+            "userName eq \"a",
+            "emails[type eq \"work\"",
+            "a.b.c eq 1",
+            "not userName eq \"a\"",
+            "userName eq 'single'",
+            "a eq 1 and",
+        ] {
+            let e = parse_filter(bad).expect_err(bad);
+            assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{bad}");
+            assert_eq!(e.status, 400);
+        }
+        let deep = format!("{}a pr{}", "(".repeat(200), ")".repeat(200));
+        assert_eq!(parse_filter(&deep).unwrap_err().scim_type, Some(ScimType::InvalidFilter));
+        assert!(parse_filter(&"a pr or ".repeat(5000)).is_err());
+    }
+
+    #[test]
+    fn patch_paths() {
+        let pp = parse_patch_path(r#"members[value eq "2819c223-7f76-453a-919d-413861904646"]"#).unwrap();
+        assert_eq!(pp.attr.attr, "members");
+        assert!(pp.filter.is_some());
+        let pp = parse_patch_path(r#"emails[type eq "work"].value"#).unwrap();
+        assert_eq!(pp.sub_attr.as_deref(), Some("value"));
+        let pp = parse_patch_path("name.familyName").unwrap();
+        assert_eq!(pp.attr.sub_attr.as_deref(), Some("familyName"));
+        let pp = parse_patch_path("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber").unwrap();
+        assert_eq!(pp.attr.attr, "employeeNumber");
+        for bad in ["", "emails[type eq", "emails]", "name.givenName[x eq 1]", "emails[type eq \"w\"]x", "a.b.c"] {
+            assert_eq!(parse_patch_path(bad).unwrap_err().scim_type, Some(ScimType::InvalidPath), "{bad}");
+        }
+    }
+
+    fn token() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "userName",
+                "emails",
+                "(",
+                ")",
+                "[",
+                "]",
+                "eq",
+                "and",
+                "or",
+                "not",
+                "pr",
+                "\"x\"",
+                "1",
+                "true",
+                "null",
+                ".",
+                "value",
+                "urn:a:b:c",
+                "\"",
+                "\\",
+                "co",
+                "]."
+            ])
+            .prop_map(str::to_string),
+            "[ -~]{0,4}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,80}") {
+            if let Err(e) = parse_filter(&s) {
+                prop_assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
+            }
+            if let Err(e) = parse_patch_path(&s) {
+                prop_assert_eq!(e.scim_type, Some(ScimType::InvalidPath));
+            }
+        }
+
+        #[test]
+        fn token_soup_never_panics(toks in prop::collection::vec(token(), 0..24)) {
+            let s = toks.join(" ");
+            if let Err(e) = parse_filter(&s) {
+                prop_assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
+            }
+            let _ = parse_patch_path(&toks.concat());
+        }
+    }
+}
