@@ -26,11 +26,30 @@ fn cli() -> RequestContext {
     RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() }
 }
 
-fn role_names(user: &Value) -> Vec<String> {
-    user["roles"]
+fn values(v: &Value) -> Vec<String> {
+    v.as_array().map(|a| a.iter().map(|r| r["value"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+}
+
+/// The roles a user effectively has (derived state, served at `/api/v1/users/{id}/access`).
+async fn effective_full(s: &TestServer, user: &Value) -> Value {
+    let id = user["id"].as_str().expect("user id");
+    let resp = s.http.get(format!("{}/api/v1/users/{id}/access", s.root())).bearer_auth(&s.token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let access: Value = resp.json().await.unwrap();
+    access["effectiveRoles"].clone()
+}
+
+async fn effective(s: &TestServer, user: &Value) -> Vec<String> {
+    effective_full(s, user)
+        .await
         .as_array()
-        .map(|a| a.iter().map(|r| r["value"].as_str().unwrap_or("").to_string()).collect())
+        .map(|a| a.iter().map(|r| r["name"].as_str().unwrap_or("").to_string()).collect())
         .unwrap_or_default()
+}
+
+/// The roles SCIM assigned (what the identity provider reads back).
+fn assigned(user: &Value) -> Vec<String> {
+    values(&user["roles"])
 }
 
 async fn audit(s: &TestServer, action: &str) -> Vec<scim_operator::store::AuditEvent> {
@@ -44,7 +63,9 @@ async fn unknown_roles_fall_back_to_the_default_and_are_audited() {
     let (status, u) =
         s.post("/Users", json!({"schemas": [USER], "userName": "r1", "roles": [{"value": "Wizard"}]})).await;
     assert_eq!(status, StatusCode::CREATED, "{u}");
-    assert_eq!(role_names(&u), ["Standard"]);
+    assert_eq!(effective(&s, &u).await, ["Standard"]);
+    assert_eq!(effective_full(&s, &u).await[0]["source"], "default");
+    assert!(assigned(&u).is_empty(), "the unknown role is not assigned: {u}");
     let events = audit(&s, "role.unmatched").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].details["requestedRole"], "Wizard");
@@ -57,7 +78,8 @@ async fn unknown_roles_fall_back_to_the_default_and_are_audited() {
             json!({"schemas": [USER], "userName": "r2", "roles": [{"value": "read only"}, {"value": "Nope"}]}),
         )
         .await;
-    assert_eq!(role_names(&u2), ["Read Only"]);
+    assert_eq!(effective(&s, &u2).await, ["Read Only"]);
+    assert_eq!(assigned(&u2), ["Read Only"]);
     assert_eq!(audit(&s, "role.unmatched").await.len(), 2);
 
     let text = s.http.get(format!("{}/metrics", s.root())).send().await.unwrap().text().await.unwrap();
@@ -78,9 +100,10 @@ async fn entra_string_encoded_roles_are_accepted_in_add_only_patches() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{u}");
-    assert_eq!(role_names(&u), ["Admin"]);
+    assert_eq!(effective(&s, &u).await, ["Admin"]);
+    assert_eq!(assigned(&u), ["Admin"], "the JSON-encoded value reads back as the role name");
     let (_, again) = s.get(&format!("/Users/{id}")).await;
-    assert_eq!(role_names(&again), ["Admin"]);
+    assert_eq!(effective(&s, &again).await, ["Admin"]);
 }
 
 #[tokio::test]
@@ -90,7 +113,7 @@ async fn without_a_default_role_users_keep_their_roles() {
     let (_, u) =
         s.post("/Users", json!({"schemas": [USER], "userName": "keeper", "roles": [{"value": "Admin"}]})).await;
     let id = u["id"].as_str().unwrap();
-    assert_eq!(role_names(&u), ["Admin"]);
+    assert_eq!(effective(&s, &u).await, ["Admin"]);
     let (status, u) = s
         .patch(
             &format!("/Users/{id}"),
@@ -98,9 +121,9 @@ async fn without_a_default_role_users_keep_their_roles() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{u}");
-    assert_eq!(role_names(&u), ["Admin"], "kept the roles it had");
+    assert_eq!(effective(&s, &u).await, ["Admin"], "kept the roles it had");
     let (_, fresh) = s.post("/Users", json!({"schemas": [USER], "userName": "noroles"})).await;
-    assert!(role_names(&fresh).is_empty());
+    assert!(effective(&s, &fresh).await.is_empty());
 }
 
 #[tokio::test]
@@ -331,9 +354,9 @@ async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
         .await;
     let gid = g["id"].as_str().unwrap().to_string();
     let (_, a) = s.get(&format!("/Users/{alice}")).await;
-    assert_eq!(role_names(&a), ["Billing"]);
+    assert_eq!(effective(&s, &a).await, ["Billing"]);
     let (_, b) = s.get(&format!("/Users/{bob}")).await;
-    assert_eq!(role_names(&b), ["Admin"], "explicit SCIM roles win over mappings");
+    assert_eq!(effective(&s, &b).await, ["Admin"], "explicit SCIM roles win over mappings");
 
     // Leaving the team falls back to the default role.
     s.patch(
@@ -342,17 +365,17 @@ async fn role_mappings_grant_roles_through_teams_and_scim_roles_win() {
     )
     .await;
     let (_, a) = s.get(&format!("/Users/{alice}")).await;
-    assert_eq!(role_names(&a), ["Standard"]);
+    assert_eq!(effective(&s, &a).await, ["Standard"]);
 
     // Rejoin, then delete the mapping: default again.
     s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": alice}]}])))
         .await;
-    assert_eq!(role_names(&s.get(&format!("/Users/{alice}")).await.1), ["Billing"]);
+    assert_eq!(effective(&s, &s.get(&format!("/Users/{alice}")).await.1).await, ["Billing"]);
     let (status, listed) = s.get("/RoleMappings?filter=displayName%20eq%20%22finance-billing%22").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed["totalResults"], 1);
     assert_eq!(s.delete(&format!("/RoleMappings/{mid}")).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(role_names(&s.get(&format!("/Users/{alice}")).await.1), ["Standard"]);
+    assert_eq!(effective(&s, &s.get(&format!("/Users/{alice}")).await.1).await, ["Standard"]);
     assert_eq!(s.get(&format!("/RoleMappings/{mid}")).await.0, StatusCode::NOT_FOUND);
     // The type is advertised.
     let (_, types) = s.get("/ResourceTypes").await;
@@ -391,4 +414,16 @@ async fn deleting_a_user_keeps_its_history() {
     let history = s.store.begin_read().await.unwrap().list_audit(&q).await.unwrap();
     let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
     assert!(actions.contains(&"user.create") && actions.contains(&"user.delete"), "{actions:?}");
+}
+
+#[tokio::test]
+async fn the_role_catalog_is_advertised_as_canonical_values() {
+    let s = TestServer::start().await;
+    s.directory.create_role(&cli(), "Billing", "").await.unwrap();
+    let (_, schema) = s.get(&format!("/Schemas/{USER}")).await;
+    let roles = schema["attributes"].as_array().unwrap().iter().find(|a| a["name"] == "roles").unwrap();
+    let value = roles["subAttributes"].as_array().unwrap().iter().find(|a| a["name"] == "value").unwrap();
+    assert_eq!(value["canonicalValues"], json!(["Admin", "Standard", "Read Only", "Billing"]));
+    let unauthenticated = s.http.get(format!("{}/api/v1/users/x/access", s.root())).send().await.unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
 }

@@ -154,6 +154,17 @@ impl Directory {
         &self.types
     }
 
+    /// The resource types as discovery advertises them: the role catalog's names become the
+    /// canonical values of `roles.value` (of users and of role mappings).
+    pub async fn advertised_types(&self) -> Result<ResourceTypes, ScimError> {
+        let (roles, _) = self.role_catalog().await?;
+        let names: Vec<String> = roles.into_iter().map(|r| r.name).collect();
+        let mut types = (*self.types).clone();
+        types.user.set_canonical_values("roles.value", names.clone());
+        types.role_mapping.set_canonical_values("roles.value", names);
+        Ok(types)
+    }
+
     /// The store.
     pub fn store(&self) -> &SharedStore {
         &self.store

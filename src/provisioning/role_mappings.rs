@@ -64,7 +64,7 @@ impl Directory {
             .role_ids
             .iter()
             .filter_map(|id| catalog.iter().find(|r| &r.id == id))
-            .map(|r| json!({"value": r.name, "display": r.name}))
+            .map(|r| json!({"value": r.name}))
             .collect();
         out.insert("roles".into(), Value::Array(roles));
         out.insert("teams".into(), Value::Array(m.teams.iter().map(|t| json!({"value": t})).collect()));

@@ -37,6 +37,9 @@ pub const DEFAULT_ROLE_NAME: &str = "Standard";
 pub struct RoleMatch {
     /// Catalog roles requested, without duplicates, in request order.
     pub matched: Vec<Role>,
+    /// The request's values for the matched roles, with `value` set to the role's name (so an
+    /// Entra JSON-encoded value or a role id reads back as the name).
+    pub assigned: Vec<Value>,
     /// Requested role values that match nothing, as sent.
     pub unmatched: Vec<String>,
 }
@@ -86,6 +89,12 @@ pub fn match_roles(requested: &[Value], catalog: &[Role]) -> RoleMatch {
             Some(role) => {
                 if !out.matched.iter().any(|m| m.id == role.id) {
                     out.matched.push(role.clone());
+                    let mut assigned = match entry {
+                        Value::Object(o) => o.clone(),
+                        _ => serde_json::Map::new(),
+                    };
+                    assigned.insert("value".into(), Value::String(role.name.clone()));
+                    out.assigned.push(Value::Object(assigned));
                 }
             }
             None => {
@@ -96,17 +105,6 @@ pub fn match_roles(requested: &[Value], catalog: &[Role]) -> RoleMatch {
         }
     }
     out
-}
-
-/// SCIM `roles` values for granted roles.
-pub fn roles_attribute(roles: &[Role]) -> Value {
-    Value::Array(
-        roles
-            .iter()
-            .enumerate()
-            .map(|(i, r)| serde_json::json!({"value": r.name, "display": r.name, "type": if r.builtin { "builtin" } else { "custom" }, "primary": i == 0}))
-            .collect(),
-    )
 }
 
 #[cfg(test)]
@@ -160,10 +158,9 @@ mod tests {
     }
 
     #[test]
-    fn roles_attribute_marks_the_first_primary() {
-        let v = roles_attribute(&catalog()[..2]);
-        assert_eq!(v[0]["primary"], true);
-        assert_eq!(v[1]["primary"], false);
-        assert_eq!(v[1]["value"], "Standard");
+    fn assigned_values_keep_the_request_but_name_the_role() {
+        let m = match_roles(&[json!({"value": "admin", "display": "Boss", "primary": true}), json!({"value": READ_ONLY_ROLE_ID})], &catalog());
+        assert_eq!(m.assigned[0], json!({"value": "Admin", "display": "Boss", "primary": true}));
+        assert_eq!(m.assigned[1], json!({"value": "Read Only"}));
     }
 }

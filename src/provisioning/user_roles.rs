@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::observer::RoleOutcome;
-use super::roles::{Role, match_roles, roles_attribute};
+use super::roles::{Role, match_roles};
 use super::*;
 
 /// Setting that names the default role (by id); absent or empty means no default role.
@@ -43,11 +43,11 @@ impl Directory {
             self.observer.role_event(RoleOutcome::Unmatched, m.unmatched.len() as u64);
             self.observer.role_event(RoleOutcome::Matched, m.matched.len() as u64);
             explicit = m.matched;
-        }
-        if explicit.is_empty() {
-            doc.remove("roles");
-        } else {
-            doc.insert("roles".into(), roles_attribute(&explicit));
+            if explicit.is_empty() {
+                doc.remove("roles");
+            } else {
+                doc.insert("roles".into(), Value::Array(m.assigned));
+            }
         }
         Ok(explicit)
     }
@@ -122,11 +122,5 @@ impl Directory {
     pub(super) async fn default_role(&self, tx: &mut dyn Tx) -> OpResult<Option<Role>> {
         let Some(id) = tx.setting(DEFAULT_ROLE_SETTING).await?.filter(|s| !s.is_empty()) else { return Ok(None) };
         Ok(tx.roles().await?.into_iter().find(|r| r.id == id))
-    }
-
-    /// A user's effective roles as a SCIM `roles` value.
-    pub(super) async fn roles_value(&self, tx: &mut dyn Tx, user_id: &str) -> OpResult<Option<Value>> {
-        let roles: Vec<Role> = tx.user_roles(user_id).await?.into_iter().map(|(r, _)| r).collect();
-        Ok((!roles.is_empty()).then(|| roles_attribute(&roles)))
     }
 }

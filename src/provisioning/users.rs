@@ -42,16 +42,7 @@ impl Directory {
         ctx: &RequestContext,
     ) -> OpResult<Resource> {
         let groups = if with_groups { tx.groups_of_user(&rec.id).await? } else { Vec::new() };
-        let roles = self.roles_value(tx, &rec.id).await?;
-        let mut json = user_json(rec, &groups, &ctx.base_url);
-        match roles {
-            Some(r) => {
-                json.insert("roles".into(), r);
-            }
-            None => {
-                json.remove("roles");
-            }
-        }
+        let json = user_json(rec, &groups, &ctx.base_url);
         Ok(Resource { id: rec.id.clone(), version: rec.version, json })
     }
 
@@ -284,6 +275,24 @@ impl Directory {
             out.push(self.user_view(tx.as_mut(), rec, with_groups, ctx).await.map_err(OpError::into_scim)?);
         }
         Ok((total, out))
+    }
+}
+
+impl Directory {
+    /// The access a user effectively has: its effective roles (with the reason for each) and
+    /// its teams. This is derived state, served outside SCIM (`/api/v1/users/{id}/access`).
+    pub async fn user_access(&self, id: &str) -> Result<Value, ScimError> {
+        let mut tx = self.store.begin_read().await?;
+        let rec = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+        let roles = tx.user_roles(id).await?;
+        let groups = tx.groups_of_user(id).await?;
+        Ok(json!({
+            "id": rec.id,
+            "userName": rec.user_name,
+            "active": rec.active,
+            "effectiveRoles": roles.iter().map(|(r, source)| json!({"id": r.id, "name": r.name, "source": source})).collect::<Vec<_>>(),
+            "groups": groups.iter().map(|(g, name)| json!({"id": g, "name": name})).collect::<Vec<_>>(),
+        }))
     }
 }
 

@@ -19,8 +19,8 @@ pub async fn service_provider_config(State(s): State<AppState>, headers: HeaderM
     Ok(ScimJson::ok(service_provider_config_json(&provider_config(&s), &base_url(&s, &headers))))
 }
 
-fn all_schemas(s: &AppState, base: &str) -> Vec<Value> {
-    let types = s.directory.types();
+async fn all_schemas(s: &AppState, base: &str) -> Result<Vec<Value>, ScimError> {
+    let types = s.directory.advertised_types().await?;
     let mut out: Vec<Value> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for rt in [&types.user, &types.group, &types.role_mapping] {
@@ -31,16 +31,17 @@ fn all_schemas(s: &AppState, base: &str) -> Vec<Value> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 pub async fn schemas(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
-    let all = all_schemas(&s, &base_url(&s, &headers));
+    let all = all_schemas(&s, &base_url(&s, &headers)).await?;
     Ok(ScimJson::ok(list_response(all.len() as u64, 1, all)))
 }
 
 pub async fn schema(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult {
     all_schemas(&s, &base_url(&s, &headers))
+        .await?
         .into_iter()
         .find(|v| v.get("id").and_then(Value::as_str) == Some(id.as_str()))
         .map(ScimJson::ok)

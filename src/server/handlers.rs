@@ -398,6 +398,58 @@ async fn role_mappings_page(s: &AppState, key: &AuthenticatedKey, headers: &Head
     Ok(list_out(total, query.start_index, items, rt, &p))
 }
 
+// ---------------------------------------------------------------- all resource types
+
+/// POST /.search: Users, then Groups, then RoleMappings, one page across them (RFC 7644 §3.4.3).
+pub async fn search_all(
+    State(s): State<AppState>,
+    Extension(key): Extension<AuthenticatedKey>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    let ctx = context(&s, &key, &headers);
+    let types = s.directory.types();
+    let pu = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.user)?;
+    let pg = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.group)?;
+    let skip = query.start_index.saturating_sub(1);
+    let (user_total, users) = s.directory.list_users(&ctx, &query, &pu).await?;
+    let group_query = ListQuery {
+        start_index: skip.saturating_sub(user_total) + 1,
+        count: query.count.saturating_sub(users.len() as u64),
+        ..query.clone()
+    };
+    let (group_total, groups) = s.directory.list_groups(&ctx, &group_query, &pg).await?;
+    let pm = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.role_mapping)?;
+    let mapping_query = ListQuery {
+        start_index: skip.saturating_sub(user_total + group_total) + 1,
+        count: group_query.count.saturating_sub(groups.len() as u64),
+        ..query.clone()
+    };
+    let (mapping_total, mappings) = s.directory.list_role_mappings(&ctx, &mapping_query).await?;
+    let mut resources: Vec<Value> = users
+        .into_iter()
+        .map(|mut r| {
+            pu.apply(&types.user, &mut r.json);
+            Value::Object(r.json)
+        })
+        .collect();
+    resources.extend(groups.into_iter().map(|mut r| {
+        pg.apply(&types.group, &mut r.json);
+        Value::Object(r.json)
+    }));
+    resources.extend(mappings.into_iter().map(|mut r| {
+        pm.apply(&types.role_mapping, &mut r.json);
+        Value::Object(r.json)
+    }));
+    Ok(ScimJson::ok(list_response(user_total + group_total + mapping_total, query.start_index, resources)))
+}
+
+/// GET /api/v1/users/{id}/access: effective roles (with their source) and teams.
+pub async fn user_access(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    Ok(ScimJson::ok(s.directory.user_access(&id).await?).header(header::CONTENT_TYPE, "application/json"))
+}
+
 // ---------------------------------------------------------------- others
 
 pub async fn not_implemented() -> ApiError {

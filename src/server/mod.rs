@@ -99,12 +99,18 @@ pub fn router(state: AppState) -> Router {
                 .patch(handlers::patch_role_mapping)
                 .delete(handlers::delete_role_mapping),
         )
+        .route("/.search", axum::routing::post(handlers::search_all))
         .route("/Bulk", axum::routing::any(handlers::not_implemented))
         .route("/Me", axum::routing::any(handlers::not_implemented))
         .fallback(handlers::unknown_endpoint)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    // Derived state that SCIM has no place for, behind the same keys.
+    let api = Router::new()
+        .route("/users/{id}/access", get(handlers::user_access))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .nest("/scim/v2", scim)
+        .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/invitations/{token}", get(accept_invitation))
