@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn assigned_values_keep_the_request_but_name_the_role() {
-        let m = match_roles(&[json!({"value": "admin", "display": "Boss", "primary": true}), json!({"value": READ_ONLY_ROLE_ID})], &catalog());
+        let m = match_roles(
+            &[json!({"value": "admin", "display": "Boss", "primary": true}), json!({"value": READ_ONLY_ROLE_ID})],
+            &catalog(),
+        );
         assert_eq!(m.assigned[0], json!({"value": "Admin", "display": "Boss", "primary": true}));
         assert_eq!(m.assigned[1], json!({"value": "Read Only"}));
     }

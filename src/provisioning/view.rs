@@ -61,7 +61,8 @@ pub fn group_json(rec: &TeamRecord, scim_id: &str, members: Option<&[String]>, b
         }
     }
     out.insert("displayName".into(), Value::String(rec.name.clone()));
-    if let Some(members) = members {
+    // No members: the attribute is unassigned and left out (RFC 7643 §2.5), not `[]`.
+    if let Some(members) = members.filter(|m| !m.is_empty()) {
         let ms = members
             .iter()
             .map(|id| json!({"value": id, "$ref": format!("{base_url}/Users/{id}"), "type": "User"}))

@@ -144,6 +144,18 @@ fn coerce_single(def: &AttributeDef, value: &Value) -> Result<Option<Value>, Sci
     Ok(match def.attr_type {
         _ if value.is_null() => None,
         AttrType::Complex => {
+            // Microsoft Entra ID sends a bare value for complex attributes such as `manager`:
+            // read `"x"` as `{"value": "x"}` where the attribute has a `value`.
+            let wrapped;
+            let value = match (value, def.sub("value")) {
+                (Value::String(_) | Value::Number(_) | Value::Bool(_), Some(_)) => {
+                    let mut m = Map::new();
+                    m.insert("value".into(), value.clone());
+                    wrapped = Value::Object(m);
+                    &wrapped
+                }
+                _ => value,
+            };
             let obj = value.as_object().ok_or_else(|| wrong("an object"))?;
             let mut out = Map::new();
             for (k, v) in obj {

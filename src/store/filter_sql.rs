@@ -283,6 +283,14 @@ impl<'r> Translator<'r> {
                     let alias = self.alias();
                     let (from, kind) =
                         self.elements_source(attr.name, resolved.extension.then_some(resolved.schema.id), &alias);
+                    if matches!(test, Leaf::Compare(CompareOp::Eq, Value::Null)) {
+                        // `attr eq null`: no value at all, which includes having no elements.
+                        let present = match sub.and_then(|s| self.element_scalar(&alias, kind, s)) {
+                            Some(s) => format!("{} IS NOT NULL", s.expr),
+                            None => self.dialect.true_cond().to_string(),
+                        };
+                        return Ok(format!("NOT EXISTS (SELECT 1 FROM {from} AND {present})"));
+                    }
                     let inner = match (sub, matches!(test, Leaf::Present)) {
                         (None, true) if attr.attr_type == AttrType::Complex => self.dialect.true_cond().to_string(),
                         (Some(sub), _) => match self.element_scalar(&alias, kind, sub) {
@@ -422,8 +430,19 @@ impl<'r> Translator<'r> {
                     Value::Bool(b) => b.to_string(),
                     _ => return Err(StoreError::InvalidFilter(format!("'{}' compares with a string", s.def.name))),
                 };
-                let text =
-                    if s.def.attr_type == AttrType::DateTime { crate::clock::normalize_time(&text) } else { text };
+                let text = if s.def.attr_type == AttrType::DateTime {
+                    match crate::clock::parse_time(&text) {
+                        Some(t) => crate::clock::format_time(t),
+                        None => {
+                            return Err(StoreError::InvalidFilter(format!(
+                                "'{}' is a dateTime: compare with an RFC 3339 timestamp, not '{text}'",
+                                s.def.name
+                            )));
+                        }
+                    }
+                } else {
+                    text
+                };
                 let fold = !s.def.case_exact && s.def.attr_type != AttrType::DateTime;
                 let (lhs, rhs) = if fold {
                     let lhs = if s.lowered { s.expr.clone() } else { format!("lower({})", s.expr) };
@@ -431,6 +450,10 @@ impl<'r> Translator<'r> {
                 } else {
                     (s.expr.clone(), text)
                 };
+                if rhs.is_empty() && matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
+                    // Every string contains, starts and ends with the empty string.
+                    return Ok(format!("{lhs} IS NOT NULL"));
+                }
                 let p = self.param(SqlValue::Text(rhs));
                 Ok(match op {
                     CompareOp::Eq => format!("{lhs} = {p}"),
