@@ -49,6 +49,14 @@ pub enum Command {
     /// List and resend invitations.
     #[command(subcommand)]
     Invites(InvitesCommand),
+    /// Write the CustomResourceDefinitions, one YAML file per kind.
+    Crds {
+        /// Directory to write into (created if missing).
+        #[arg(long, default_value = "crds")]
+        out: std::path::PathBuf,
+    },
+    /// Run the Kubernetes controllers that reconcile ScimUser, ManagedTeam and RoleMapping.
+    Controller(crate::operator::ControllerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +283,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Roles(cmd) => roles(cmd).await,
         Command::Teams(cmd) => teams(cmd).await,
         Command::Invites(cmd) => invites(cmd).await,
+        Command::Crds { out } => write_crds(&out),
+        Command::Controller(args) => crate::operator::run(args, shutdown_signal()).await,
     }
 }
 
@@ -508,6 +518,16 @@ async fn audit(args: AuditArgs) -> Result<()> {
     let events = store.begin_read().await?.list_audit(&query).await?;
     for e in events {
         println!("{}", serde_json::to_string(&e)?);
+    }
+    Ok(())
+}
+
+fn write_crds(out: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, yaml) in crate::operator::crd::crd_documents()? {
+        let path = out.join(name);
+        std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
     }
     Ok(())
 }

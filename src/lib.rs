@@ -7,8 +7,10 @@
 //! - [`cli`]: the `scim-operator` command.
 
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod delivery;
+pub mod operator;
 pub mod provisioning;
 pub mod scim;
 pub mod server;

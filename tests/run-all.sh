@@ -18,11 +18,9 @@ step "toolchain"
 command -v cargo >/dev/null || { echo "cargo is required (install Rust with rustup)"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
 
-if [ -x tests/env/python-tools.sh ] || [ -f tests/env/python-tools.sh ]; then
-  step "conformance tools (Python virtual environment)"
-  venv_bin=$(bash tests/env/python-tools.sh | tail -n 1)
-  export SCIM_CONFORMANCE_BIN="$venv_bin"
-fi
+step "conformance suites (pinned, in a cached Python virtual environment)"
+SCIM_CONFORMANCE_BIN=$(bash tests/env/python-tools.sh | tail -n 1)
+export SCIM_CONFORMANCE_BIN SCIM_CONFORMANCE_REQUIRED=1
 
 if [ -f tests/env/control-plane.sh ]; then
   step "control plane (kube-apiserver, etcd, kubectl, helm from Go modules; cached)"

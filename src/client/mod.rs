@@ -1,0 +1,388 @@
+//! A SCIM 2.0 client (RFC 7644) on reqwest with rustls: what the operator uses to talk to the
+//! SCIM server. Users and groups work against any RFC 7644 server; role mappings and effective
+//! roles are this server's extensions and degrade gracefully elsewhere.
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+use crate::scim::ScimType;
+
+/// Schema URNs the client sends.
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+/// Core Group schema.
+pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+/// PATCH message schema.
+pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// This server's RoleMapping schema.
+pub const ROLE_MAPPING_SCHEMA: &str = "urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping";
+
+/// Members changed per PATCH request.
+const MEMBER_CHUNK: usize = 200;
+
+/// What went wrong talking to the SCIM server, by what the caller should do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    #[error("bad request ({scim_type:?}): {detail}")]
+    BadRequest { scim_type: Option<ScimType>, detail: String },
+    /// The server is down, overloaded or unreachable; retry after `retry_after` if given.
+    #[error("SCIM server unavailable: {message}")]
+    Unavailable { message: String, retry_after: Option<Duration> },
+    #[error("unexpected answer: {0}")]
+    Other(String),
+}
+
+impl ClientError {
+    /// Stable label for metrics and condition reasons.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ClientError::NotFound => "not_found",
+            ClientError::Conflict(_) => "conflict",
+            ClientError::Unauthorized(_) => "unauthorized",
+            ClientError::BadRequest { .. } => "bad_request",
+            ClientError::Unavailable { .. } => "unavailable",
+            ClientError::Other(_) => "other",
+        }
+    }
+}
+
+/// Result alias.
+pub type ClientResult<T> = Result<T, ClientError>;
+
+/// Observes request latencies (for metrics).
+pub trait RequestObserver: Send + Sync {
+    /// One request finished.
+    fn observe(&self, method: &str, resource: &str, outcome: &str, elapsed: Duration);
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL of the SCIM API, e.g. `http://scim:8080/scim/v2`.
+    pub base_url: String,
+    /// File holding the bearer token; re-read when it changes (key rotation).
+    pub token_file: PathBuf,
+    pub timeout: Duration,
+    /// Requests in flight at most.
+    pub max_concurrency: usize,
+    /// Requests per second at most.
+    pub rate_limit: u32,
+}
+
+/// The SCIM client. Cheap to clone.
+#[derive(Clone)]
+pub struct ScimClient {
+    http: reqwest::Client,
+    config: Arc<ClientConfig>,
+    token: Arc<std::sync::Mutex<(String, Option<std::time::SystemTime>)>>,
+    limiter: Arc<DefaultDirectRateLimiter>,
+    in_flight: Arc<Semaphore>,
+    observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl std::fmt::Debug for ScimClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimClient").field("base_url", &self.config.base_url).finish_non_exhaustive()
+    }
+}
+
+fn scim_error(status: StatusCode, body: &Value, retry_after: Option<Duration>) -> ClientError {
+    let detail = body.get("detail").and_then(Value::as_str).unwrap_or("").to_string();
+    let scim_type = body.get("scimType").and_then(Value::as_str).and_then(ScimType::parse);
+    match status {
+        StatusCode::NOT_FOUND => ClientError::NotFound,
+        StatusCode::CONFLICT => ClientError::Conflict(detail),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ClientError::Unauthorized(format!("{status}: {detail}")),
+        StatusCode::TOO_MANY_REQUESTS
+        | StatusCode::SERVICE_UNAVAILABLE
+        | StatusCode::BAD_GATEWAY
+        | StatusCode::GATEWAY_TIMEOUT => {
+            ClientError::Unavailable { message: format!("{status}: {detail}"), retry_after }
+        }
+        s if s.is_server_error() => ClientError::Unavailable { message: format!("{status}: {detail}"), retry_after },
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::PRECONDITION_FAILED => {
+            ClientError::BadRequest { scim_type, detail }
+        }
+        s => ClientError::Other(format!("{s}: {detail}")),
+    }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A SCIM filter string literal.
+pub fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+impl ScimClient {
+    /// Builds a client; the token file is read on first use.
+    pub fn new(config: ClientConfig) -> ClientResult<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("scim-operator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Other(format!("building the HTTP client: {e}")))?;
+        let rate = NonZeroU32::new(config.rate_limit.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            http,
+            limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
+            in_flight: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
+            config: Arc::new(config),
+            token: Arc::new(std::sync::Mutex::new((String::new(), None))),
+            observer: None,
+        })
+    }
+
+    /// Reports request latencies to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The token, re-read when the file changed.
+    fn token(&self) -> ClientResult<String> {
+        let path = &self.config.token_file;
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0.is_empty() || cached.1 != modified {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ClientError::Unauthorized(format!("cannot read the token file {}: {e}", path.display()))
+            })?;
+            *cached = (text.trim().to_string(), modified);
+        }
+        Ok(cached.0.clone())
+    }
+
+    /// Sends one request; JSON in, JSON out (Null for empty bodies).
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> ClientResult<Value> {
+        let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
+        self.limiter.until_ready().await;
+        let token = self.token()?;
+        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
+        let mut req =
+            self.http.request(method.clone(), &url).bearer_auth(token).header("accept", "application/scim+json");
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        let start = Instant::now();
+        let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
+        let result = match req.send().await {
+            Err(e) => Err(ClientError::Unavailable { message: e.to_string(), retry_after: None }),
+            Ok(resp) => {
+                let status = resp.status();
+                let ra = retry_after(resp.headers());
+                let text = resp.text().await.unwrap_or_default();
+                let json: Value = if text.trim().is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&text).unwrap_or(Value::String(text))
+                };
+                if status.is_success() { Ok(json) } else { Err(scim_error(status, &json, ra)) }
+            }
+        };
+        if let Some(o) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.class(),
+            };
+            o.observe(method.as_str(), &resource, outcome, start.elapsed());
+        }
+        result
+    }
+
+    /// Resources of a list response.
+    async fn list(&self, path: &str) -> ClientResult<Vec<Value>> {
+        let v = self.request(Method::GET, path, None).await?;
+        Ok(v.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default())
+    }
+
+    fn encode(filter: &str) -> String {
+        serde_urlencoded::to_string([("filter", filter)]).unwrap_or_default()
+    }
+
+    // ---- users
+
+    /// A user by id.
+    pub async fn get_user(&self, id: &str) -> ClientResult<Value> {
+        self.request(Method::GET, &format!("/Users/{id}"), None).await
+    }
+
+    /// The user with this userName (compared without regard to case by the server).
+    pub async fn find_user_by_name(&self, user_name: &str) -> ClientResult<Option<Value>> {
+        let q = Self::encode(&format!("userName eq {}", quote(user_name)));
+        Ok(self.list(&format!("/Users?{q}")).await?.into_iter().next())
+    }
+
+    /// Creates a user.
+    pub async fn create_user(&self, user: &Value) -> ClientResult<Value> {
+        self.request(Method::POST, "/Users", Some(user)).await
+    }
+
+    /// Replaces a user.
+    pub async fn replace_user(&self, id: &str, user: &Value) -> ClientResult<Value> {
+        self.request(Method::PUT, &format!("/Users/{id}"), Some(user)).await
+    }
+
+    /// Sets `active`.
+    pub async fn set_active(&self, id: &str, active: bool) -> ClientResult<Value> {
+        let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": active}]});
+        self.request(Method::PATCH, &format!("/Users/{id}"), Some(&body)).await
+    }
+
+    /// Deletes a user.
+    pub async fn delete_user(&self, id: &str) -> ClientResult<()> {
+        self.request(Method::DELETE, &format!("/Users/{id}"), None).await.map(|_| ())
+    }
+
+    /// Effective roles as this server computes them (`/api/v1/users/{id}/access`); `None` from
+    /// servers that do not offer it.
+    pub async fn effective_roles(&self, id: &str) -> ClientResult<Option<Vec<String>>> {
+        let base = self.config.base_url.trim_end_matches('/').trim_end_matches("/scim/v2");
+        let url = format!("{base}/api/v1/users/{id}/access");
+        let token = self.token()?;
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
+        if !resp.status().is_success() {
+            return Ok(None);
+        }
+        let v: Value = resp.json().await.map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(v.get("effectiveRoles")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_string)).collect()))
+    }
+
+    // ---- groups
+
+    /// A group by id, without its members.
+    pub async fn get_group(&self, id: &str) -> ClientResult<Value> {
+        self.request(Method::GET, &format!("/Groups/{id}?excludedAttributes=members"), None).await
+    }
+
+    /// Member ids of a group.
+    pub async fn group_members(&self, id: &str) -> ClientResult<Vec<String>> {
+        let g = self.request(Method::GET, &format!("/Groups/{id}?attributes=members"), None).await?;
+        Ok(g.get("members")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_string)).collect())
+            .unwrap_or_default())
+    }
+
+    /// The group with this displayName.
+    pub async fn find_group_by_name(&self, name: &str) -> ClientResult<Option<Value>> {
+        let q = Self::encode(&format!("displayName eq {}", quote(name)));
+        Ok(self.list(&format!("/Groups?{q}&excludedAttributes=members")).await?.into_iter().next())
+    }
+
+    /// Creates a group (or, on this server, links the unmanaged team of that exact name).
+    pub async fn create_group(&self, display_name: &str, external_id: &str, members: &[String]) -> ClientResult<Value> {
+        let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+        let body = json!({"schemas": [GROUP_SCHEMA], "displayName": display_name, "externalId": external_id, "members": members});
+        self.request(Method::POST, "/Groups?excludedAttributes=members", Some(&body)).await
+    }
+
+    /// Renames a group.
+    pub async fn rename_group(&self, id: &str, display_name: &str) -> ClientResult<()> {
+        let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": display_name}]});
+        self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body)).await.map(|_| ())
+    }
+
+    /// Adds and removes members with PATCH, only the changes, in chunks.
+    pub async fn change_members(&self, id: &str, add: &[String], remove: &[String]) -> ClientResult<()> {
+        for chunk in add.chunks(MEMBER_CHUNK) {
+            let values: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
+            let body =
+                json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": values}]});
+            self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body)).await?;
+        }
+        for chunk in remove.chunks(MEMBER_CHUNK) {
+            let ops: Vec<Value> = chunk
+                .iter()
+                .map(|m| json!({"op": "remove", "path": format!("members[value eq {}]", quote(m))}))
+                .collect();
+            let body = json!({"schemas": [PATCH_OP], "Operations": ops});
+            self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body)).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a group (on this server: unlinks the team and removes its members).
+    pub async fn delete_group(&self, id: &str) -> ClientResult<()> {
+        self.request(Method::DELETE, &format!("/Groups/{id}"), None).await.map(|_| ())
+    }
+
+    // ---- role mappings
+
+    /// A role mapping by id.
+    pub async fn get_role_mapping(&self, id: &str) -> ClientResult<Value> {
+        self.request(Method::GET, &format!("/RoleMappings/{id}"), None).await
+    }
+
+    /// The role mapping with this displayName.
+    pub async fn find_role_mapping(&self, name: &str) -> ClientResult<Option<Value>> {
+        let q = Self::encode(&format!("displayName eq {}", quote(name)));
+        Ok(self.list(&format!("/RoleMappings?{q}")).await?.into_iter().next())
+    }
+
+    /// The body of a role mapping.
+    pub fn role_mapping_body(name: &str, external_id: &str, roles: &[String], teams: &[String]) -> Value {
+        json!({
+            "schemas": [ROLE_MAPPING_SCHEMA],
+            "displayName": name,
+            "externalId": external_id,
+            "roles": roles.iter().map(|r| json!({"value": r})).collect::<Vec<_>>(),
+            "teams": teams.iter().map(|t| json!({"value": t})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Creates a role mapping.
+    pub async fn create_role_mapping(&self, body: &Value) -> ClientResult<Value> {
+        self.request(Method::POST, "/RoleMappings", Some(body)).await
+    }
+
+    /// Replaces a role mapping.
+    pub async fn replace_role_mapping(&self, id: &str, body: &Value) -> ClientResult<Value> {
+        self.request(Method::PUT, &format!("/RoleMappings/{id}"), Some(body)).await
+    }
+
+    /// Deletes a role mapping.
+    pub async fn delete_role_mapping(&self, id: &str) -> ClientResult<()> {
+        self.request(Method::DELETE, &format!("/RoleMappings/{id}"), None).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified_by_what_to_do() {
+        let body = json!({"detail": "taken", "scimType": "uniqueness"});
+        assert!(matches!(scim_error(StatusCode::CONFLICT, &body, None), ClientError::Conflict(d) if d == "taken"));
+        assert!(matches!(scim_error(StatusCode::NOT_FOUND, &Value::Null, None), ClientError::NotFound));
+        let e = scim_error(StatusCode::TOO_MANY_REQUESTS, &Value::Null, Some(Duration::from_secs(7)));
+        assert!(matches!(e, ClientError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(7)));
+        assert_eq!(scim_error(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null, None).class(), "unavailable");
+        let bad = scim_error(StatusCode::BAD_REQUEST, &json!({"scimType": "invalidValue", "detail": "x"}), None);
+        assert!(matches!(bad, ClientError::BadRequest { scim_type: Some(ScimType::InvalidValue), .. }));
+        assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+    }
+}

@@ -1,0 +1,289 @@
+//! The Kubernetes operator: `ScimUser`, `ManagedTeam` and `RoleMapping` reconciled into the
+//! SCIM server through [`crate::client::ScimClient`], with status conditions written back.
+//!
+//! Each controller runs its reconcile as a pipeline: fetch what is referenced, validate (pure),
+//! build the desired SCIM document (pure), apply it, write status (only when it changed).
+
+pub mod conditions;
+pub mod crd;
+mod leader;
+mod managed_team;
+mod metrics;
+mod role_mapping;
+mod scim_user;
+mod user_doc;
+
+pub use metrics::OperatorMetrics;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::client::{ClientConfig, ClientError, ScimClient};
+use crd::{ManagedTeam, RoleMapping, ScimUser};
+
+/// Finalizer the operator puts on its resources.
+pub const FINALIZER: &str = "scim.dev/cleanup";
+/// Annotation that releases a resource without touching the SCIM server (for a server that is
+/// gone for good): set it to `"true"` and delete the resource.
+pub const RELEASE_ANNOTATION: &str = "scim.dev/release";
+
+/// Flags of `scim-operator controller`.
+#[derive(Debug, Clone, Args)]
+pub struct ControllerArgs {
+    /// Base URL of the SCIM API, e.g. `http://scim-operator:8080/scim/v2`.
+    #[arg(long, env = "SCIM_OPERATOR_SCIM_URL")]
+    pub scim_url: String,
+    /// File holding the bearer key (re-read when it changes).
+    #[arg(long, env = "SCIM_OPERATOR_TOKEN_FILE")]
+    pub token_file: std::path::PathBuf,
+    /// Namespaces whose ScimUsers may assign roles explicitly (comma-separated; `*` for all).
+    #[arg(long, env = "SCIM_OPERATOR_TRUSTED_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub trusted_namespaces: Vec<String>,
+    /// Reconciles in flight per controller.
+    #[arg(long, env = "SCIM_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// SCIM requests per second at most.
+    #[arg(long, env = "SCIM_OPERATOR_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// SCIM requests in flight at most.
+    #[arg(long, env = "SCIM_OPERATOR_MAX_IN_FLIGHT", default_value_t = 16)]
+    pub max_in_flight: usize,
+    /// Seconds between resyncs of a healthy resource (drift detection); jittered by up to 20%.
+    #[arg(long, env = "SCIM_OPERATOR_RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+    /// Address of the health and metrics endpoints.
+    #[arg(long, env = "SCIM_OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:8081")]
+    pub metrics_listen: SocketAddr,
+    /// Elect a leader with a coordination.k8s.io Lease, so several replicas can run.
+    #[arg(long, env = "SCIM_OPERATOR_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "SCIM_OPERATOR_LEASE_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Identity of this replica in the Lease (default: host name and process id).
+    #[arg(long, env = "SCIM_OPERATOR_IDENTITY")]
+    pub identity: Option<String>,
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub kube: Client,
+    pub scim: ScimClient,
+    pub args: ControllerArgs,
+    pub metrics: Arc<OperatorMetrics>,
+    pub recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// ScimUsers as the watch sees them, for team member resolution.
+    pub users: reflector::Store<ScimUser>,
+}
+
+impl Context {
+    /// Whether ScimUsers of `namespace` may assign roles.
+    pub fn trusted(&self, namespace: &str) -> bool {
+        self.args.trusted_namespaces.iter().any(|n| n == "*" || n == namespace)
+    }
+
+    /// Delay before retrying a failing object: 1 s doubling to 5 min, or what the server asked.
+    pub fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300));
+        retry_after.unwrap_or(exp)
+    }
+
+    /// Forgets the failures of an object that reconciled.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// The resync interval with jitter, so resources do not resync in lockstep.
+    pub fn resync(&self) -> Action {
+        let base = self.args.resync_seconds.max(1);
+        let jitter = rand::random::<u64>() % (base / 5 + 1);
+        Action::requeue(Duration::from_secs(base + jitter))
+    }
+
+    /// Publishes an event about `obj`; failures to publish are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let ev = Event {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: reason.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::debug!(error = %e, "could not publish an event");
+        }
+    }
+}
+
+/// Now, as a Kubernetes timestamp.
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Key of an object for backoff bookkeeping.
+pub fn key<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or(""))
+}
+
+/// Errors that end a reconcile without a status (Kubernetes API failures).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    #[error("SCIM: {0}")]
+    Scim(#[from] ClientError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ReconcileError {
+    /// Metric label.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(_) => "kube",
+            ReconcileError::Finalizer(_) => "finalizer",
+            ReconcileError::Scim(e) => e.class(),
+            ReconcileError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+fn error_policy<K: Resource>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>, kind: &'static str) -> Action {
+    ctx.metrics.error(kind, err.class());
+    tracing::warn!(kind, object = %key(obj.as_ref()), error = %err, "reconcile failed");
+    let retry_after = match err {
+        ReconcileError::Scim(ClientError::Unavailable { retry_after, .. }) => *retry_after,
+        _ => None,
+    };
+    Action::requeue(ctx.backoff(&key(obj.as_ref()), retry_after))
+}
+
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    let kube = Client::try_default().await.context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
+    let metrics = Arc::new(OperatorMetrics::default());
+    let scim = ScimClient::new(ClientConfig {
+        base_url: args.scim_url.clone(),
+        token_file: args.token_file.clone(),
+        timeout: Duration::from_secs(15),
+        max_concurrency: args.max_in_flight,
+        rate_limit: args.rate_limit,
+    })?
+    .with_observer(metrics.clone());
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-operator".into()), std::process::id())
+    });
+    let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown_task = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let lease = if args.leader_election {
+        let lease = leader::Lease::new(kube.clone(), &args.lease_namespace, "scim-operator", &identity);
+        tracing::info!(%identity, "waiting for leadership");
+        let mut stop = stop_rx.clone();
+        tokio::select! {
+            r = lease.acquire() => r?,
+            _ = stop.changed() => return Ok(()),
+        }
+        tracing::info!(%identity, "leading");
+        Some(lease)
+    } else {
+        None
+    };
+    metrics.set_leader(true);
+    let lost = match &lease {
+        Some(l) => l.clone().keep_renewing(),
+        None => tokio::spawn(std::future::pending()),
+    };
+    let reporter = Reporter { controller: "scim-operator".into(), instance: Some(identity.clone()) };
+    let recorder = Recorder::new(kube.clone(), reporter);
+    let users_api: Api<ScimUser> = Api::all(kube.clone());
+    let (users_store, users_writer) = reflector::store();
+    let users_stream = reflector(users_writer, watcher(users_api.clone(), watcher::Config::default()))
+        .applied_objects()
+        .filter_map(|r| async move { r.ok() });
+    // Keeps the ScimUser store (used to resolve team members) filled.
+    let users_reflector = tokio::spawn(users_stream.for_each(|_| async {}));
+    let ctx = Arc::new(Context {
+        kube: kube.clone(),
+        scim,
+        args: args.clone(),
+        metrics: metrics.clone(),
+        recorder,
+        failures: Mutex::new(HashMap::new()),
+        users: users_store,
+    });
+    let config = controller::Config::default().concurrency(args.concurrency);
+    let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
+        let mut rx = rx;
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let users = Controller::new(users_api.clone(), watcher::Config::default())
+        .with_config(config.clone())
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
+        .for_each(|_| async {});
+
+    let teams_controller = Controller::new(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default());
+    let teams_store = teams_controller.store();
+    let teams = teams_controller
+        .with_config(config.clone())
+        // A ScimUser that becomes ready (or changes labels) reconciles the teams that may name it.
+        .watches(users_api.clone(), watcher::Config::default(), move |user: ScimUser| {
+            let ns = user.namespace().unwrap_or_default();
+            teams_store
+                .state()
+                .into_iter()
+                .filter(|t| t.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|t| managed_team::may_reference(t, &user))
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(managed_team::reconcile, |o, e, c| error_policy(o, e, c, "ManagedTeam"), ctx.clone())
+        .for_each(|_| async {});
+
+    let mappings = Controller::new(Api::<RoleMapping>::all(kube.clone()), watcher::Config::default())
+        .with_config(config)
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
+        .for_each(|_| async {});
+
+    metrics.set_ready(true);
+    tracing::info!(scim = %args.scim_url, "controllers running");
+    tokio::select! {
+        _ = futures::future::join3(users, teams, mappings) => {}
+        _ = lost => {
+            // Another replica leads now: stop at once so no two replicas write.
+            anyhow::bail!("lost the leader lease");
+        }
+    }
+    if let Some(l) = lease {
+        l.release().await;
+    }
+    shutdown_task.abort();
+    users_reflector.abort();
+    health.abort();
+    Ok(())
+}
