@@ -20,7 +20,7 @@ use scim_operator::provisioning::Directory;
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,10 +200,10 @@ struct Operator {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-fn start_operator(scim: &Scim, token_file: &PathBuf, trusted: &str, lease_ns: &str) -> Operator {
+fn start_operator(scim: &Scim, token_file: &Path, trusted: &str, lease_ns: &str) -> Operator {
     let args = ControllerArgs {
         scim_url: scim.url(),
-        token_file: token_file.clone(),
+        token_file: token_file.to_path_buf(),
         trusted_namespaces: vec![trusted.to_string()],
         concurrency: 4,
         rate_limit: 500,
