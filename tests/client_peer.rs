@@ -66,7 +66,10 @@ async fn client_works_against_the_python_reference_server() {
     client.set_active(&id, false).await.unwrap();
     assert_eq!(client.get_user(&id).await.unwrap()["active"], false);
 
-    let other = client.create_user(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.two"})).await.unwrap();
+    let other = client
+        .create_user(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.two"}))
+        .await
+        .unwrap();
     let other_id = other["id"].as_str().unwrap().to_string();
     let group = client.create_group("Peers", "k8s:g", &[id.clone()]).await.unwrap();
     let gid = group["id"].as_str().unwrap().to_string();

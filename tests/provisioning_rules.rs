@@ -427,3 +427,23 @@ async fn the_role_catalog_is_advertised_as_canonical_values() {
     let unauthenticated = s.http.get(format!("{}/api/v1/users/x/access", s.root())).send().await.unwrap();
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn keys_without_the_scim_permissions_are_forbidden() {
+    let s = TestServer::start().await;
+    let secret = scim_operator::provisioning::keys::Secret::generate();
+    let rec = scim_operator::provisioning::keys::new_key_record(
+        &secret,
+        "invite-only",
+        scim_operator::store::KeyOwner::ServiceAccount,
+        None,
+        vec!["user_access_invite".into()],
+        "2026-01-01T00:00:00.000Z",
+    );
+    let mut tx = s.store.begin_write().await.unwrap();
+    tx.insert_key(&rec).await.unwrap();
+    tx.commit().await.unwrap();
+    let (status, _, body) = s.call_as(secret.expose(), reqwest::Method::GET, "/Users", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_scim_error(&body, 403, None);
+}
