@@ -71,9 +71,9 @@ async fn client_works_against_the_python_reference_server() {
         .await
         .unwrap();
     let other_id = other["id"].as_str().unwrap().to_string();
-    let group = client.create_group("Peers", "k8s:g", &[id.clone()]).await.unwrap();
+    let group = client.create_group("Peers", "k8s:g", std::slice::from_ref(&id)).await.unwrap();
     let gid = group["id"].as_str().unwrap().to_string();
-    client.change_members(&gid, &[other_id.clone()], &[id.clone()]).await.unwrap();
+    client.change_members(&gid, std::slice::from_ref(&other_id), std::slice::from_ref(&id)).await.unwrap();
     assert_eq!(client.group_members(&gid).await.unwrap(), vec![other_id.clone()]);
     client.rename_group(&gid, "Peers 2").await.unwrap();
     assert_eq!(client.find_group_by_name("Peers 2").await.unwrap().unwrap()["id"], gid.as_str());
