@@ -57,6 +57,15 @@ pub enum Command {
     },
     /// Run the Kubernetes controllers that reconcile ScimUser, ManagedTeam and RoleMapping.
     Controller(crate::operator::ControllerArgs),
+    /// Copy a SQLite database into an empty PostgreSQL database (one transaction, counts checked).
+    Migrate {
+        /// The SQLite database file (or `sqlite://` URL).
+        #[arg(long, env = "SCIM_OPERATOR_MIGRATE_FROM")]
+        from: String,
+        /// The PostgreSQL URL.
+        #[arg(long, env = "SCIM_OPERATOR_MIGRATE_TO")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -285,6 +294,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Invites(cmd) => invites(cmd).await,
         Command::Crds { out } => write_crds(&out),
         Command::Controller(args) => crate::operator::run(args, shutdown_signal()).await,
+        Command::Migrate { from, to } => {
+            let report = crate::store::copy::copy_sqlite_to_postgres(&from, &to)
+                .await
+                .with_context(|| format!("copying {} into {}", redact_url(&from), redact_url(&to)))?;
+            for (table, rows) in report {
+                println!("{table}: {rows} rows");
+            }
+            Ok(())
+        }
     }
 }
 

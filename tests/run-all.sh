@@ -22,16 +22,24 @@ step "conformance suites (pinned, in a cached Python virtual environment)"
 SCIM_CONFORMANCE_BIN=$(bash tests/env/python-tools.sh | tail -n 1)
 export SCIM_CONFORMANCE_BIN SCIM_CONFORMANCE_REQUIRED=1
 
-if [ -f tests/env/control-plane.sh ]; then
-  step "control plane (kube-apiserver, etcd, kubectl, helm from Go modules; cached)"
-  bash tests/env/control-plane.sh build
-  cp_dir=$(mktemp -d)
-  bash tests/env/control-plane.sh start "$cp_dir" >/dev/null
-  trap 'bash tests/env/control-plane.sh stop "$cp_dir" >/dev/null 2>&1 || true' EXIT
-  # shellcheck disable=SC1091
-  source "$cp_dir/env"
-  export SCIM_E2E_REQUIRED=1
-fi
+cp_dir=$(mktemp -d)
+pg_dir=$(mktemp -d)
+cleanup() {
+  bash tests/env/control-plane.sh stop "$cp_dir" >/dev/null 2>&1 || true
+  bash tests/env/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+step "control plane (kube-apiserver, etcd, kubectl, helm from Go modules; cached)"
+bash tests/env/control-plane.sh build
+bash tests/env/control-plane.sh start "$cp_dir" >/dev/null
+# shellcheck disable=SC1091
+source "$cp_dir/env"
+export SCIM_E2E_REQUIRED=1
+
+step "PostgreSQL (Debian's packages) on loopback"
+bash tests/env/postgres.sh start "$pg_dir" >/dev/null
+pg_url=$(sed -n "s/^export SCIM_TEST_DATABASE_URL='\(.*\)'$/\1/p" "$pg_dir/env")
 
 step "format"
 cargo fmt --all -- --check
@@ -39,7 +47,13 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --all-targets --locked -- -D warnings
 
-step "tests"
+step "tests (SQLite store)"
 cargo test --locked --all-targets -- --test-threads=2
+
+step "tests (PostgreSQL store: the SCIM suites again, replicas, migration)"
+SCIM_TEST_DATABASE_URL="$pg_url" SCIM_PG_REQUIRED=1 cargo test --locked \
+  --test scim_api --test provisioning_rules --test idp_replays --test conformance \
+  --test filter_sql_oracle --test invitation_email --test multi_replica --test store_migrate \
+  -- --test-threads=2
 
 step "done"

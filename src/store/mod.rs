@@ -5,6 +5,7 @@
 //! runs each request as one [`Tx`] so that a change, its memberships and its audit event commit
 //! together or not at all.
 
+pub mod copy;
 mod dialect;
 mod filter_sql;
 mod records;

@@ -37,7 +37,7 @@ impl std::fmt::Debug for SqlStore {
 }
 
 /// Turns a `--db` argument into a connection URL and its dialect.
-pub fn database_url(arg: &str) -> (String, Dialect) {
+pub(crate) fn database_url(arg: &str) -> (String, Dialect) {
     if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
         (arg.to_string(), Dialect::Postgres)
     } else if arg.starts_with("sqlite:") {

@@ -24,10 +24,16 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The database the tests run on: `SCIM_TEST_DATABASE_URL` (PostgreSQL) or a fresh SQLite file.
+/// The database the tests run on: a fresh database on the PostgreSQL server of
+/// `SCIM_TEST_DATABASE_URL` when it is set, else a fresh SQLite file.
 pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     if let Ok(url) = std::env::var("SCIM_TEST_DATABASE_URL") {
-        return (url, None);
+        use sqlx::Connection;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create database");
+        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
+        return (format!("{base}/{name}"), None);
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("scim.db");
