@@ -45,7 +45,14 @@ async fn start(db: &str) -> Replica {
     panic!("replica did not start");
 }
 
-async fn call(http: &reqwest::Client, token: &str, method: Method, url: String, body: Option<Value>, if_match: Option<&str>) -> (StatusCode, Option<String>, Value) {
+async fn call(
+    http: &reqwest::Client,
+    token: &str,
+    method: Method,
+    url: String,
+    body: Option<Value>,
+    if_match: Option<&str>,
+) -> (StatusCode, Option<String>, Value) {
     let mut req = http.request(method, url).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);
@@ -71,7 +78,10 @@ fn user(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_on_one_database_keep_every_accepted_change_once() {
     if std::env::var_os("SCIM_TEST_DATABASE_URL").is_none() {
-        assert!(std::env::var_os("SCIM_PG_REQUIRED").is_none(), "SCIM_PG_REQUIRED is set but SCIM_TEST_DATABASE_URL is not");
+        assert!(
+            std::env::var_os("SCIM_PG_REQUIRED").is_none(),
+            "SCIM_PG_REQUIRED is set but SCIM_TEST_DATABASE_URL is not"
+        );
         eprintln!("SKIPPED: SCIM_TEST_DATABASE_URL is not set (start tests/env/postgres.sh)");
         return;
     }
@@ -88,7 +98,9 @@ async fn replicas_on_one_database_keep_every_accepted_change_once() {
     for i in 0..12 {
         let (http, token, bases) = (http.clone(), token.clone(), bases.clone());
         tasks.push(tokio::spawn(async move {
-            call(&http, &token, Method::POST, format!("{}/Users", bases[i % 3]), Some(user("Race@Example.com")), None).await.0
+            call(&http, &token, Method::POST, format!("{}/Users", bases[i % 3]), Some(user("Race@Example.com")), None)
+                .await
+                .0
         }));
     }
     let mut created = 0;
@@ -102,12 +114,27 @@ async fn replicas_on_one_database_keep_every_accepted_change_once() {
     assert_eq!(created, 1, "uniqueness enforced across replicas");
 
     // 2. Concurrent membership PATCHes to one group through every replica: all kept.
-    let (_, _, g) = call(&http, &token, Method::POST, format!("{}/Groups", bases[0]),
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Racers"})), None).await;
+    let (_, _, g) = call(
+        &http,
+        &token,
+        Method::POST,
+        format!("{}/Groups", bases[0]),
+        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Racers"})),
+        None,
+    )
+    .await;
     let gid = g["id"].as_str().unwrap().to_string();
     let mut ids = Vec::new();
     for i in 0..45 {
-        let (s, _, u) = call(&http, &token, Method::POST, format!("{}/Users", bases[i % 3]), Some(user(&format!("member{i}@x"))), None).await;
+        let (s, _, u) = call(
+            &http,
+            &token,
+            Method::POST,
+            format!("{}/Users", bases[i % 3]),
+            Some(user(&format!("member{i}@x"))),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED);
         ids.push(u["id"].as_str().unwrap().to_string());
     }
@@ -123,7 +150,8 @@ async fn replicas_on_one_database_keep_every_accepted_change_once() {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
     let (_, _, g) = call(&http, &token, Method::GET, format!("{}/Groups/{gid}", bases[1]), None, None).await;
-    let mut members: Vec<String> = g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
+    let mut members: Vec<String> =
+        g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
     members.sort();
     ids.sort();
     assert_eq!(members, ids, "no membership change lost");
@@ -181,7 +209,9 @@ async fn replicas_on_one_database_keep_every_accepted_change_once() {
             let mut acked = Vec::new();
             for i in 0..150 {
                 let name = format!("fault-{c}-{i}");
-                let (s, _, _) = call(&http, &token, Method::POST, format!("{}/Users", bases[(c + i) % 3]), Some(user(&name)), None).await;
+                let (s, _, _) =
+                    call(&http, &token, Method::POST, format!("{}/Users", bases[(c + i) % 3]), Some(user(&name)), None)
+                        .await;
                 if s == StatusCode::CREATED {
                     acked.push(name);
                 }

@@ -56,4 +56,10 @@ SCIM_TEST_DATABASE_URL="$pg_url" SCIM_PG_REQUIRED=1 cargo test --locked \
   --test filter_sql_oracle --test invitation_email --test multi_replica --test store_migrate \
   -- --test-threads=2
 
+step "Helm chart against the real API server (lint, render, dry-run, install, RBAC, operator under its ServiceAccount)"
+bash tests/chart/test-chart.sh
+
+step "Dockerfile lint (hadolint)"
+"$SCIM_CONFORMANCE_BIN/hadolint" Dockerfile
+
 step "done"

@@ -18,19 +18,112 @@ use Col::{Int, Json, Text};
 
 /// Tables in the order foreign keys need, with their columns (`seq` is renumbered in order).
 const TABLES: &[(&str, &[(&str, Col)])] = &[
-    ("users", &[("id", Text), ("user_name", Text), ("user_name_key", Text), ("external_id", Text), ("display_name", Text), ("active", Int), ("data", Json), ("created", Text), ("last_modified", Text), ("version", Int), ("deleted_at", Text)]),
-    ("teams", &[("id", Text), ("name", Text), ("handle", Text), ("scim_id", Text), ("external_id", Text), ("data", Json), ("created", Text), ("last_modified", Text), ("version", Int)]),
+    (
+        "users",
+        &[
+            ("id", Text),
+            ("user_name", Text),
+            ("user_name_key", Text),
+            ("external_id", Text),
+            ("display_name", Text),
+            ("active", Int),
+            ("data", Json),
+            ("created", Text),
+            ("last_modified", Text),
+            ("version", Int),
+            ("deleted_at", Text),
+        ],
+    ),
+    (
+        "teams",
+        &[
+            ("id", Text),
+            ("name", Text),
+            ("handle", Text),
+            ("scim_id", Text),
+            ("external_id", Text),
+            ("data", Json),
+            ("created", Text),
+            ("last_modified", Text),
+            ("version", Int),
+        ],
+    ),
     ("team_members", &[("team_id", Text), ("user_id", Text)]),
-    ("api_keys", &[("id", Text), ("name", Text), ("owner_kind", Text), ("owner_user_id", Text), ("secret_hash", Text), ("hint", Text), ("permissions", Text), ("created", Text), ("revoked_at", Text), ("revoked_reason", Text)]),
-    ("audit_events", &[("id", Text), ("time", Text), ("actor", Text), ("action", Text), ("target_type", Text), ("target_id", Text), ("request_id", Text), ("details", Json)]),
-    ("roles", &[("id", Text), ("name", Text), ("name_key", Text), ("builtin", Int), ("description", Text), ("created", Text)]),
+    (
+        "api_keys",
+        &[
+            ("id", Text),
+            ("name", Text),
+            ("owner_kind", Text),
+            ("owner_user_id", Text),
+            ("secret_hash", Text),
+            ("hint", Text),
+            ("permissions", Text),
+            ("created", Text),
+            ("revoked_at", Text),
+            ("revoked_reason", Text),
+        ],
+    ),
+    (
+        "audit_events",
+        &[
+            ("id", Text),
+            ("time", Text),
+            ("actor", Text),
+            ("action", Text),
+            ("target_type", Text),
+            ("target_id", Text),
+            ("request_id", Text),
+            ("details", Json),
+        ],
+    ),
+    (
+        "roles",
+        &[("id", Text), ("name", Text), ("name_key", Text), ("builtin", Int), ("description", Text), ("created", Text)],
+    ),
     ("settings", &[("name", Text), ("value", Text)]),
     ("user_roles", &[("user_id", Text), ("role_id", Text), ("source", Text)]),
-    ("role_mappings", &[("id", Text), ("display_name", Text), ("external_id", Text), ("data", Json), ("created", Text), ("last_modified", Text), ("version", Int)]),
+    (
+        "role_mappings",
+        &[
+            ("id", Text),
+            ("display_name", Text),
+            ("external_id", Text),
+            ("data", Json),
+            ("created", Text),
+            ("last_modified", Text),
+            ("version", Int),
+        ],
+    ),
     ("role_mapping_roles", &[("mapping_id", Text), ("role_id", Text)]),
     ("role_mapping_teams", &[("mapping_id", Text), ("team_name", Text)]),
-    ("invitations", &[("id", Text), ("user_id", Text), ("token_hash", Text), ("email", Text), ("created", Text), ("expires_at", Text), ("status", Text), ("status_at", Text)]),
-    ("outbox", &[("id", Text), ("kind", Text), ("recipient", Text), ("subject", Text), ("body", Text), ("created", Text), ("attempts", Int), ("last_error", Text), ("sent_at", Text)]),
+    (
+        "invitations",
+        &[
+            ("id", Text),
+            ("user_id", Text),
+            ("token_hash", Text),
+            ("email", Text),
+            ("created", Text),
+            ("expires_at", Text),
+            ("status", Text),
+            ("status_at", Text),
+        ],
+    ),
+    (
+        "outbox",
+        &[
+            ("id", Text),
+            ("kind", Text),
+            ("recipient", Text),
+            ("subject", Text),
+            ("body", Text),
+            ("created", Text),
+            ("attempts", Int),
+            ("last_error", Text),
+            ("sent_at", Text),
+        ],
+    ),
 ];
 
 /// Rows copied per table.
@@ -65,7 +158,12 @@ pub async fn copy_sqlite_to_postgres(from: &str, to: &str) -> StoreResult<CopyRe
     let mut report = Vec::new();
     for (table, cols) in TABLES {
         let names: Vec<&str> = cols.iter().map(|(n, _)| *n).collect();
-        let order = if ["team_members", "settings", "user_roles", "role_mapping_roles", "role_mapping_teams"].contains(table) { "1" } else { "seq" };
+        let order =
+            if ["team_members", "settings", "user_roles", "role_mapping_roles", "role_mapping_teams"].contains(table) {
+                "1"
+            } else {
+                "seq"
+            };
         let rows = sqlx::query(AssertSqlSafe(format!("SELECT {} FROM {table} ORDER BY {order}", names.join(", "))))
             .fetch_all(&src)
             .await?;
@@ -102,7 +200,9 @@ pub async fn copy_sqlite_to_postgres(from: &str, to: &str) -> StoreResult<CopyRe
     for (table, _) in TABLES {
         let (a, b) = (count(&src, table).await?, count(&dst, table).await?);
         if a != b {
-            return Err(StoreError::Corrupt(format!("{table}: {a} rows in SQLite but {b} in PostgreSQL after the copy")));
+            return Err(StoreError::Corrupt(format!(
+                "{table}: {a} rows in SQLite but {b} in PostgreSQL after the copy"
+            )));
         }
     }
     Ok(report)

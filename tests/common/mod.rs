@@ -31,7 +31,10 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
         use sqlx::Connection;
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("connect to PostgreSQL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.expect("create database");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
         let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
         return (format!("{base}/{name}"), None);
     }
