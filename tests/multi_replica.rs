@@ -35,10 +35,12 @@ async fn start(db: &str) -> Replica {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // From here the Replica owns the process: dropping it kills and reaps it.
+    let replica = Replica { child, base: format!("http://127.0.0.1:{port}/scim/v2") };
     let http = reqwest::Client::new();
     for _ in 0..100 {
         if http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Replica { child, base: format!("http://127.0.0.1:{port}/scim/v2") };
+            return replica;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
