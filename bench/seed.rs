@@ -1,0 +1,75 @@
+//! Seeds a database for the benchmarks, straight through the store (minutes, not hours):
+//! `cargo run --release --example bench-seed -- DB USERS GROUPS BIG_GROUP_MEMBERS OUT_DIR`.
+//! Writes the user ids, the big and small group ids and a bearer key into OUT_DIR.
+
+use scim_operator::clock::{SystemClock, format_time, Clock};
+use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
+use scim_operator::store::{KeyOwner, TeamRecord, UserRecord};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    anyhow::ensure!(args.len() == 6, "usage: bench-seed DB USERS GROUPS BIG_GROUP_MEMBERS OUT_DIR");
+    let (db, users, groups, big, out) = (&args[1], args[2].parse::<usize>()?, args[3].parse::<usize>()?, args[4].parse::<usize>()?, &args[5]);
+    let store = scim_operator::store::open(db).await?;
+    let now = format_time(SystemClock.now());
+    let mut ids = Vec::with_capacity(users);
+    for chunk in 0..users.div_ceil(5000) {
+        let mut tx = store.begin_write().await?;
+        for i in chunk * 5000..((chunk + 1) * 5000).min(users) {
+            let id = uuid::Uuid::new_v4().to_string();
+            let name = format!("user{i}@bench.test");
+            let data = json!({"userName": name, "active": true, "displayName": format!("User {i}"),
+                "emails": [{"value": name, "type": "work", "primary": true}]});
+            tx.insert_user(&UserRecord {
+                id: id.clone(),
+                user_name: name,
+                external_id: Some(format!("ext-{i}")),
+                display_name: Some(format!("User {i}")),
+                active: true,
+                data: data.as_object().cloned().unwrap_or_default(),
+                created: now.clone(),
+                last_modified: now.clone(),
+                version: 1,
+            })
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+    }
+    let team = |name: String| TeamRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        handle: name.to_lowercase().replace(' ', "-"),
+        data: json!({"displayName": name}).as_object().cloned().unwrap_or_default(),
+        name,
+        scim_id: Some(uuid::Uuid::new_v4().to_string()),
+        external_id: None,
+        created: now.clone(),
+        last_modified: now.clone(),
+        version: 1,
+    };
+    let mut tx = store.begin_write().await?;
+    let big_team = team("Big Group".into());
+    tx.insert_team(&big_team).await?;
+    tx.add_team_members(&big_team.id, &ids[..big.min(ids.len())]).await?;
+    let small_team = team("Small Group".into());
+    tx.insert_team(&small_team).await?;
+    tx.add_team_members(&small_team.id, &ids[..10.min(ids.len())]).await?;
+    for g in 0..groups {
+        tx.insert_team(&team(format!("Group {g}"))).await?;
+    }
+    let secret = Secret::generate();
+    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
+    tx.insert_key(&new_key_record(&secret, "bench", KeyOwner::ServiceAccount, None, perms, &now)).await?;
+    tx.commit().await?;
+    std::fs::create_dir_all(out)?;
+    std::fs::write(format!("{out}/user_ids"), ids.join("\n"))?;
+    std::fs::write(format!("{out}/big_group"), big_team.scim_id.unwrap_or_default())?;
+    std::fs::write(format!("{out}/small_group"), small_team.scim_id.unwrap_or_default())?;
+    std::fs::write(format!("{out}/token"), secret.expose())?;
+    // A user in no group, to add to and remove from the groups.
+    std::fs::write(format!("{out}/spare_user"), ids.last().cloned().unwrap_or_default())?;
+    println!("seeded {users} users, {groups} groups, a {big}-member group");
+    Ok(())
+}

@@ -1,0 +1,77 @@
+-- wrk scripts for the SCIM workloads. The workload and its data come from the environment:
+-- BENCH_WORKLOAD, BENCH_DIR (token, user_ids, big_group, small_group, spare_user), BENCH_USERS.
+local workload = os.getenv("BENCH_WORKLOAD")
+local dir = os.getenv("BENCH_DIR")
+local nusers = tonumber(os.getenv("BENCH_USERS") or "1000")
+local prefix = os.getenv("BENCH_PREFIX") or ""
+
+local function read(name)
+  local f = assert(io.open(dir .. "/" .. name))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local token = read("token"):gsub("%s+$", "")
+local ids = {}
+for line in read("user_ids"):gmatch("[^\n]+") do ids[#ids + 1] = line end
+local big, small, spare = read("big_group"), read("small_group"), read("spare_user")
+local counter = 0
+local thread_id = 0
+local created = 0
+
+function setup(thread)
+  thread_id = thread_id + 1
+  thread:set("tid", thread_id)
+end
+
+local function headers()
+  return { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/scim+json" }
+end
+
+local function patch_member(group)
+  counter = counter + 1
+  local op = (counter % 2 == 1) and "add" or "remove"
+  local body
+  if op == "add" then
+    body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"' .. spare .. '"}]}]}'
+  else
+    body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members[value eq \\"' .. spare .. '\\"]"}]}'
+  end
+  local query = os.getenv("BENCH_PATCH_QUERY") or ""
+  return wrk.format("PATCH", prefix .. "/Groups/" .. group .. query, headers(), body)
+end
+
+function request()
+  counter = counter + 1
+  if workload == "lookup" then
+    local i = math.random(0, nusers - 1)
+    return wrk.format("GET", prefix .. "/Users?filter=userName%20eq%20%22user" .. i .. "%40bench.test%22", headers())
+  elseif workload == "create" then
+    created = created + 1
+    local name = string.format("new-%d-%d-%d@bench.test", tid or 0, created, math.random(1, 1000000000))
+    return wrk.format("POST", prefix .. "/Users", headers(),
+      '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. name .. '","active":true}')
+  elseif workload == "put" then
+    local i = math.random(1, #ids)
+    local name = "user" .. (i - 1) .. "@bench.test"
+    return wrk.format("PUT", prefix .. "/Users/" .. ids[i], headers(),
+      '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. name .. '","displayName":"Okta ' .. counter .. '","active":true,"emails":[{"value":"' .. name .. '","type":"work","primary":true}]}')
+  elseif workload == "patch_big" then
+    return patch_member(big)
+  elseif workload == "patch_small" then
+    return patch_member(small)
+  elseif workload == "groups_page" then
+    local start = math.random(0, 99) * 100 + 1
+    return wrk.format("GET", prefix .. "/Groups?excludedAttributes=members&count=100&startIndex=" .. start, headers())
+  else
+    return wrk.format("GET", "/", headers())
+  end
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format('RESULT {"requests":%d,"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p99_ms":%.3f,"errors":%d}\n',
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, errors))
+end
