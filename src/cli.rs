@@ -52,7 +52,7 @@ pub enum Command {
     /// Write the CustomResourceDefinitions, one YAML file per kind.
     Crds {
         /// Directory to write into (created if missing).
-        #[arg(long, default_value = "crds")]
+        #[arg(long, env = "SCIM_OPERATOR_CRDS_OUT", default_value = "crds")]
         out: std::path::PathBuf,
     },
     /// Run the Kubernetes controllers that reconcile ScimUser, ManagedTeam and RoleMapping.
@@ -77,7 +77,7 @@ pub enum RolesCommand {
         /// Role name (matched by identity providers without regard to case).
         name: String,
         /// What the role is for.
-        #[arg(long, default_value = "")]
+        #[arg(long, env = "SCIM_OPERATOR_ROLE_DESCRIPTION", default_value = "")]
         description: String,
     },
     /// List roles as JSON lines; the default role is marked.
@@ -100,7 +100,7 @@ pub enum RolesCommand {
         #[arg(required_unless_present = "none")]
         role: Option<String>,
         /// No default role: users whose requested roles all fail to match keep their roles.
-        #[arg(long, conflicts_with = "role")]
+        #[arg(long, env = "SCIM_OPERATOR_NO_DEFAULT_ROLE", conflicts_with = "role")]
         none: bool,
     },
 }
@@ -233,11 +233,11 @@ pub enum KeysCommand {
         #[command(flatten)]
         db: DbArgs,
         /// A name to recognise the key by.
-        #[arg(long)]
+        #[arg(long, env = "SCIM_OPERATOR_KEY_NAME")]
         name: String,
         /// Tie the key to a user (id or userName) instead of a service account. Not recommended
         /// for SCIM: deactivating that user revokes the key and stops provisioning.
-        #[arg(long)]
+        #[arg(long, env = "SCIM_OPERATOR_KEY_USER")]
         user: Option<String>,
     },
     /// List keys (never their secrets).
@@ -259,16 +259,16 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// Only events at or after this RFC 3339 time.
-    #[arg(long)]
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_SINCE")]
     pub since: Option<String>,
     /// Only events with this action (e.g. `user.create`, `role.unmatched`).
-    #[arg(long)]
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_ACTION")]
     pub action: Option<String>,
     /// Only events about this target id.
-    #[arg(long)]
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_TARGET")]
     pub target: Option<String>,
     /// At most this many events.
-    #[arg(long)]
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_LIMIT")]
     pub limit: Option<u64>,
 }
 

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Benchmarks the SCIM server side by side with a peer (the Python scim2-server) and a ceiling
+# (nginx answering a fixed small JSON body), all on loopback, and writes BENCHMARKS.md with the
+# results table, the ratios and a plot. Not part of the test command.
+#
+# Knobs: BENCH_DURATION (s per run, 10), BENCH_CONCURRENCY (16), BENCH_USERS (100500),
+# BENCH_BIG (100000), BENCH_GROUPS (10000), BENCH_PEER_USERS/BIG/GROUPS (10000/10000/1000),
+# BENCH_POSTGRES (1: also measure the PostgreSQL store).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cache="${SCIM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scim-operator}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+duration=${BENCH_DURATION:-10}
+conc=${BENCH_CONCURRENCY:-16}
+users=${BENCH_USERS:-100500}
+big=${BENCH_BIG:-100000}
+ngroups=${BENCH_GROUPS:-10000}
+peer_users=${BENCH_PEER_USERS:-10000}
+peer_big=${BENCH_PEER_BIG:-10000}
+peer_groups=${BENCH_PEER_GROUPS:-1000}
+work=$(mktemp -d)
+pids=()
+pg_dir=""
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "$pg_dir" ] && bash tests/env/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+say() { printf '[bench] %s\n' "$*" >&2; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+
+command -v wrk >/dev/null && command -v nginx >/dev/null || { say "installing wrk and nginx"; apt-get update -qq >/dev/null; apt-get install -y -qq wrk nginx-light >/dev/null; }
+tools=$(bash tests/env/python-tools.sh | tail -n 1)
+plot_venv="$cache/bench-venv"
+[ -x "$plot_venv/bin/python" ] || { python3 -m venv "$plot_venv"; "$plot_venv/bin/pip" install -q matplotlib==3.10.7; }
+
+say "building (release)"
+cargo build --release --locked --quiet --bin scim-operator --example bench-seed
+bin="$CARGO_TARGET_DIR/release/scim-operator"
+seed="$CARGO_TARGET_DIR/release/examples/bench-seed"
+results="$work/results.jsonl"
+: > "$results"
+
+# run TARGET WORKLOAD URL PREFIX DIR USERS [PATCH_QUERY]
+run() {
+  local out
+  out=$(BENCH_WORKLOAD=$2 BENCH_DIR=$5 BENCH_USERS=$6 BENCH_PREFIX=$4 BENCH_PATCH_QUERY=${7:-} \
+    wrk -t2 -c"$conc" -d"${duration}s" --timeout 30s -s bench/workloads.lua "$3" 2>&1 | sed -n 's/^RESULT //p')
+  [ -n "$out" ] || { say "no result for $1 $2"; return; }
+  echo "{\"target\":\"$1\",\"workload\":\"$2$([ -n "${7:-}" ] && echo '+excluded')\",${out#\{}" >> "$results"
+  say "$1 $2${7:+ (excludedAttributes=members)}: $out"
+}
+
+peak() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+
+scim_suite() { # NAME URL DIR USERS PID
+  local name=$1 url=$2 dir=$3 n=$4 prefix=$5
+  run "$name" lookup "$url" "$prefix" "$dir" "$n"
+  run "$name" create "$url" "$prefix" "$dir" "$n"
+  run "$name" put "$url" "$prefix" "$dir" "$n"
+  run "$name" patch_big "$url" "$prefix" "$dir" "$n" "?excludedAttributes=members"
+  run "$name" patch_small "$url" "$prefix" "$dir" "$n" "?excludedAttributes=members"
+  run "$name" patch_big "$url" "$prefix" "$dir" "$n"
+  run "$name" groups_page "$url" "$prefix" "$dir" "$n"
+}
+
+# --- this project, SQLite
+say "seeding SQLite: $users users, $ngroups groups, a $big-member group"
+mkdir -p "$work/sqlite"
+( time "$seed" "$work/sqlite.db" "$users" "$ngroups" "$big" "$work/sqlite" ) 2>&1 | grep -E "seeded|real" >&2
+p=$(port)
+"$bin" serve --db "$work/sqlite.db" --listen "127.0.0.1:$p" --log-format json >/dev/null 2>&1 &
+pid=$!; pids+=($pid)
+wait_http "http://127.0.0.1:$p/healthz"
+scim_suite sqlite "http://127.0.0.1:$p" "$work/sqlite" "$big" /scim/v2
+echo "{\"target\":\"sqlite\",\"workload\":\"peak_rss_kb\",\"value\":$(peak $pid)}" >> "$results"
+kill $pid
+
+# --- this project, PostgreSQL
+if [ "${BENCH_POSTGRES:-1}" = 1 ]; then
+  pg_dir="$work/pg"
+  url=$(bash tests/env/postgres.sh start "$pg_dir")
+  say "seeding PostgreSQL"
+  mkdir -p "$work/postgres"
+  "$seed" "$url" "$users" "$ngroups" "$big" "$work/postgres" >&2
+  p=$(port)
+  "$bin" serve --db "$url" --listen "127.0.0.1:$p" >/dev/null 2>&1 &
+  pid=$!; pids+=($pid)
+  wait_http "http://127.0.0.1:$p/healthz"
+  scim_suite postgres "http://127.0.0.1:$p" "$work/postgres" "$big" /scim/v2
+  echo "{\"target\":\"postgres\",\"workload\":\"peak_rss_kb\",\"value\":$(peak $pid)}" >> "$results"
+  kill $pid
+fi
+
+# --- the peer: scim2-server (Python, in memory)
+p=$(port)
+"$tools/scim2-server" --hostname 127.0.0.1 --port "$p" --bearer-token peer-token >/dev/null 2>&1 &
+pid=$!; pids+=($pid)
+wait_http "http://127.0.0.1:$p/ServiceProviderConfig"
+mkdir -p "$work/peer"
+say "seeding the peer: $peer_users users, $peer_groups groups, a $peer_big-member group"
+"$tools/python" bench/seed_peer.py "http://127.0.0.1:$p" peer-token "$peer_users" "$peer_groups" "$peer_big" "$work/peer" >&2
+scim_suite peer "http://127.0.0.1:$p" "$work/peer" "$peer_big" ""
+echo "{\"target\":\"peer\",\"workload\":\"peak_rss_kb\",\"value\":$(peak $pid)}" >> "$results"
+kill $pid
+
+# --- the ceiling: nginx answering a fixed small JSON body
+p=$(port)
+mkdir -p "$work/nginx"
+cat > "$work/nginx/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx;
+  server {
+    listen 127.0.0.1:$p;
+    location / {
+      default_type application/scim+json;
+      return 200 '{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":0,"Resources":[]}';
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf"
+wait_http "http://127.0.0.1:$p/"
+run ceiling lookup "http://127.0.0.1:$p" "" "$work/sqlite" "$big"
+run ceiling create "http://127.0.0.1:$p" "" "$work/sqlite" "$big"
+nginx -c "$work/nginx/nginx.conf" -s stop
+
+mkdir -p bench/results
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+cp "$results" "bench/results/$stamp.jsonl"
+"$plot_venv/bin/python" bench/report.py "bench/results/$stamp.jsonl" BENCHMARKS.md bench/results/throughput.png \
+  "duration=${duration}s concurrency=$conc users=$users big_group=$big groups=$ngroups peer_users=$peer_users peer_big=$peer_big peer_groups=$peer_groups"
+say "wrote BENCHMARKS.md and bench/results/throughput.png"
