@@ -2,7 +2,7 @@
 //! `cargo run --release --example bench-seed -- DB USERS GROUPS BIG_GROUP_MEMBERS OUT_DIR`.
 //! Writes the user ids, the big and small group ids and a bearer key into OUT_DIR.
 
-use scim_operator::clock::{SystemClock, format_time, Clock};
+use scim_operator::clock::{Clock, SystemClock, format_time};
 use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
 use scim_operator::store::{KeyOwner, TeamRecord, UserRecord};
 use serde_json::json;
@@ -11,7 +11,8 @@ use serde_json::json;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     anyhow::ensure!(args.len() == 6, "usage: bench-seed DB USERS GROUPS BIG_GROUP_MEMBERS OUT_DIR");
-    let (db, users, groups, big, out) = (&args[1], args[2].parse::<usize>()?, args[3].parse::<usize>()?, args[4].parse::<usize>()?, &args[5]);
+    let (db, users, groups, big, out) =
+        (&args[1], args[2].parse::<usize>()?, args[3].parse::<usize>()?, args[4].parse::<usize>()?, &args[5]);
     let store = scim_operator::store::open(db).await?;
     let now = format_time(SystemClock.now());
     let mut ids = Vec::with_capacity(users);

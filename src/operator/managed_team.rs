@@ -233,13 +233,7 @@ async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> 
         },
     };
     status.conditions = conditions::merge(&previous.conditions, &[wanted], generation, &now());
-    let new_reason = conditions::ready_reason(&status.conditions).map(str::to_string);
-    if new_reason.as_deref() != conditions::ready_reason(&previous.conditions)
-        && new_reason.as_deref() != Some(reason::PROVISIONED)
-    {
-        ctx.event(obj.as_ref(), true, new_reason.as_deref().unwrap_or("Failed"), status.conditions[0].message.clone())
-            .await;
-    }
+    ctx.warn_on_new_reason(obj.as_ref(), &previous.conditions, &status.conditions).await;
     let same = previous.observed_generation == status.observed_generation
         && previous.scim_id == status.scim_id
         && previous.member_count == status.member_count

@@ -131,6 +131,23 @@ impl Context {
     }
 }
 
+impl Context {
+    /// A Warning event when the Ready reason changed to a failure (once per new reason).
+    pub async fn warn_on_new_reason<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        previous: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+        current: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) {
+        let new = conditions::ready_reason(current);
+        if new != conditions::ready_reason(previous) && new != Some(conditions::reason::PROVISIONED) {
+            let message =
+                current.iter().find(|c| c.type_ == conditions::READY).map(|c| c.message.clone()).unwrap_or_default();
+            self.event(obj, true, new.unwrap_or("Failed"), message).await;
+        }
+    }
+}
+
 /// Now, as a Kubernetes timestamp.
 pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())

@@ -192,17 +192,7 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
         });
     }
     status.conditions = conditions::merge(&previous.conditions, &wanted, generation, &now());
-    let new_reason = conditions::ready_reason(&status.conditions).map(str::to_string);
-    let old_reason = conditions::ready_reason(&previous.conditions).map(str::to_string);
-    if new_reason != old_reason && new_reason.as_deref() != Some(reason::PROVISIONED) {
-        let msg = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == conditions::READY)
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
-        ctx.event(obj.as_ref(), true, new_reason.as_deref().unwrap_or("Failed"), msg).await;
-    }
+    ctx.warn_on_new_reason(obj.as_ref(), &previous.conditions, &status.conditions).await;
     if !obj.spec.roles.is_empty()
         && !trusted
         && !previous.conditions.iter().any(|c| c.reason == reason::ROLES_NOT_ALLOWED)

@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 
 use super::view::group_json;
 use super::*;
-use crate::scim::filter::{AttrPath, CompareOp, Filter, matches, parse_attr_path, parse_filter};
+use crate::scim::filter::{AttrPath, CompareOp, Filter, matches};
 use crate::scim::list::ListQuery;
 use crate::scim::patch::{MultiValueOp, apply_patch, parse_patch_request};
 use crate::scim::projection::Projection;
 use crate::scim::resource::normalize;
-use crate::store::{ListSpec, TeamRecord};
+use crate::store::TeamRecord;
 
 /// How many member ids an audit event lists before it only counts.
 const AUDIT_MEMBER_LIST: usize = 100;
@@ -435,16 +435,8 @@ impl Directory {
         query: &ListQuery,
         projection: &Projection,
     ) -> Result<(u64, Vec<Resource>), ScimError> {
-        let filter: Option<Filter> = query.filter.as_deref().map(parse_filter).transpose()?;
-        let sort_by = query.sort_by.as_deref().map(parse_attr_path).transpose()?;
-        let spec = ListSpec {
-            resource_type: &self.types.group,
-            filter: filter.as_ref(),
-            sort_by: sort_by.as_ref(),
-            sort_order: query.sort_order,
-            offset: query.start_index.saturating_sub(1),
-            limit: query.count,
-        };
+        let parsed = ParsedList::parse(query)?;
+        let spec = parsed.spec(&self.types.group, query);
         let mut tx = self.store.begin_read().await?;
         let (total, rows) = tx.list_groups(&spec).await?;
         let with_members = projection.includes_top_level(&self.types.group, "members");

@@ -232,6 +232,32 @@ impl Directory {
     }
 }
 
+/// A list query's filter and sort path, parsed once for the store.
+struct ParsedList {
+    filter: Option<crate::scim::filter::Filter>,
+    sort_by: Option<crate::scim::filter::AttrPath>,
+}
+
+impl ParsedList {
+    fn parse(query: &crate::scim::list::ListQuery) -> Result<Self, ScimError> {
+        Ok(Self {
+            filter: query.filter.as_deref().map(crate::scim::filter::parse_filter).transpose()?,
+            sort_by: query.sort_by.as_deref().map(crate::scim::filter::parse_attr_path).transpose()?,
+        })
+    }
+
+    fn spec<'a>(&'a self, rt: &'a ResourceType, query: &crate::scim::list::ListQuery) -> crate::store::ListSpec<'a> {
+        crate::store::ListSpec {
+            resource_type: rt,
+            filter: self.filter.as_ref(),
+            sort_by: self.sort_by.as_ref(),
+            sort_order: query.sort_order,
+            offset: query.start_index.saturating_sub(1),
+            limit: query.count,
+        }
+    }
+}
+
 /// Checks an `If-Match` precondition against the stored version (RFC 7644 §3.14).
 fn check_if_match(if_match: Option<&str>, version: i64) -> OpResult<()> {
     match if_match {

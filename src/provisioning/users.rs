@@ -4,12 +4,11 @@ use serde_json::{Map, Value, json};
 
 use super::view::user_json;
 use super::*;
-use crate::scim::filter::{Filter, parse_attr_path, parse_filter};
 use crate::scim::list::ListQuery;
 use crate::scim::patch::{apply_patch, parse_patch_request};
 use crate::scim::projection::Projection;
 use crate::scim::resource::normalize;
-use crate::store::{ListSpec, UserRecord};
+use crate::store::UserRecord;
 
 /// Columns mirrored from a user document.
 struct UserColumns {
@@ -257,16 +256,8 @@ impl Directory {
         query: &ListQuery,
         projection: &Projection,
     ) -> Result<(u64, Vec<Resource>), ScimError> {
-        let filter: Option<Filter> = query.filter.as_deref().map(parse_filter).transpose()?;
-        let sort_by = query.sort_by.as_deref().map(parse_attr_path).transpose()?;
-        let spec = ListSpec {
-            resource_type: &self.types.user,
-            filter: filter.as_ref(),
-            sort_by: sort_by.as_ref(),
-            sort_order: query.sort_order,
-            offset: query.start_index.saturating_sub(1),
-            limit: query.count,
-        };
+        let parsed = ParsedList::parse(query)?;
+        let spec = parsed.spec(&self.types.user, query);
         let mut tx = self.store.begin_read().await?;
         let (total, rows) = tx.list_users(&spec).await?;
         let with_groups = projection.includes_top_level(&self.types.user, "groups");
