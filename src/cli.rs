@@ -294,16 +294,27 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Invites(cmd) => invites(cmd).await,
         Command::Crds { out } => write_crds(&out),
         Command::Controller(args) => crate::operator::run(args, shutdown_signal()).await,
-        Command::Migrate { from, to } => {
-            let report = crate::store::copy::copy_sqlite_to_postgres(&from, &to)
-                .await
-                .with_context(|| format!("copying {} into {}", redact_url(&from), redact_url(&to)))?;
-            for (table, rows) in report {
-                println!("{table}: {rows} rows");
-            }
-            Ok(())
-        }
+        Command::Migrate { from, to } => migrate(&from, &to).await,
     }
+}
+
+/// `migrate`: copies a SQLite database into an empty PostgreSQL database and prints a summary.
+async fn migrate(from: &str, to: &str) -> Result<()> {
+    let report = crate::store::copy::copy_sqlite_to_postgres(from, to)
+        .await
+        .with_context(|| format!("copying {} into {}", redact_url(from), redact_url(to)))?;
+    for (table, rows) in &report.tables {
+        println!("{table}: {rows} rows");
+    }
+    println!(
+        "copied {} rows in {} tables from {} into {} in {:.1}s; row counts verified",
+        report.total_rows(),
+        report.tables.len(),
+        redact_url(from),
+        redact_url(to),
+        report.elapsed.as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn open(db: &DbArgs) -> Result<SharedStore> {

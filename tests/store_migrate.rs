@@ -32,16 +32,37 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
             .create_user(
                 &ctx,
                 &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": format!("m{i}@x.test"),
+            "emails": [{"value": format!("m{i}@x.test"), "type": "work", "primary": true}],
             "roles": [{"value": "Billing"}]}),
             )
             .await
             .unwrap();
         ids.push(u.id);
     }
+    // A version above 1 and a soft-deleted user travel too.
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Moved"}]});
+    d.patch_user(&ctx, &ids[1], &patch, None).await.unwrap();
+    let gone = d
+        .create_user(
+            &ctx,
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "gone@x.test"}),
+        )
+        .await
+        .unwrap();
+    d.delete_user(&ctx, &gone.id, None).await.unwrap();
+    d.create_role_mapping(
+        &ctx,
+        &json!({"schemas": ["urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping"], "displayName": "copied-mapping",
+            "roles": [{"value": "Billing"}], "teams": [{"value": "Copied"}]}),
+    )
+    .await
+    .unwrap();
     let members: Vec<_> = ids.iter().map(|i| json!({"value": i})).collect();
     d.create_group(&ctx, &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Copied", "members": members}), &Projection::default())
         .await
         .unwrap();
+    let before_user = d.get_user(&ctx, &ids[1], &Projection::default()).await.unwrap().json;
     store.close().await;
 
     let (pg, _) = common::fresh_database().await;
@@ -51,8 +72,39 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report = String::from_utf8_lossy(&out.stdout);
-    assert!(report.contains("users: 20 rows"), "{report}");
+    assert!(report.contains("users: 21 rows"), "20 live users and a deleted one: {report}");
     assert!(report.contains("team_members: 20 rows"), "{report}");
+
+    assert!(report.contains("row counts verified"), "{report}");
+    // Every table holds as many rows on both sides.
+    {
+        use sqlx::{Connection, Row};
+        let mut a = sqlx::SqliteConnection::connect(&format!("sqlite://{sqlite}")).await.unwrap();
+        let mut b = sqlx::PgConnection::connect(&pg).await.unwrap();
+        let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx%'")
+            .fetch_all(&mut a)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(tables.len() >= 13, "{tables:?}");
+        for t in &tables {
+            let sql = format!("SELECT COUNT(*) FROM {t}");
+            let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).fetch_one(&mut a).await.unwrap().get(0);
+            let m: i64 = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_one(&mut b).await.unwrap().get(0);
+            assert_eq!(n, m, "{t}");
+            assert!(report.contains(&format!("{t}: {n} rows")), "{t} in {report}");
+        }
+        for t in ["audit_events", "invitations", "outbox", "role_mappings", "role_mapping_teams", "user_roles"] {
+            assert!(!report.contains(&format!("\n{t}: 0 rows")), "the fixture should exercise {t}: {report}");
+        }
+        // The audit trail keeps its order.
+        let order = "SELECT id FROM audit_events ORDER BY seq";
+        let ids_a: Vec<String> = sqlx::query(order).fetch_all(&mut a).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let ids_b: Vec<String> = sqlx::query(order).fetch_all(&mut b).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert_eq!(ids_a, ids_b);
+    }
 
     let target = scim_operator::store::open(&pg).await.unwrap();
     let d2 = Directory::new(target.clone(), Arc::new(SystemClock));
@@ -71,6 +123,9 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
         .await
         .unwrap();
     assert!(key.is_some(), "keys keep working after the move");
+    let after_user = d2.get_user(&ctx, &ids[1], &Projection::default()).await.unwrap().json;
+    assert_eq!(after_user, before_user, "same document, same version (ETag)");
+    assert!(d2.get_user(&ctx, &gone.id, &Projection::default()).await.is_err(), "deleted users stay deleted");
     // A second copy into the same (now full) database is refused.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
         .args(["migrate", "--from", &sqlite, "--to", &pg])
@@ -78,4 +133,25 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty database"));
+}
+
+#[tokio::test]
+async fn migrate_refuses_a_missing_source_and_wrong_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.db").to_string_lossy().into_owned();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
+        .args(["migrate", "--from", &missing, "--to", "postgres://scim:secret@127.0.0.1:1/x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!err.contains("secret"), "the password must not be printed: {err}");
+    assert!(!std::path::Path::new(&missing).exists(), "a missing source must not be created");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
+        .args(["migrate", "--from", "postgres://a@127.0.0.1:1/x", "--to", &missing])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("copies a SQLite database"));
 }

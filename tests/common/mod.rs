@@ -24,8 +24,9 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The database the tests run on: a fresh database on the PostgreSQL server of
-/// `SCIM_TEST_DATABASE_URL` when it is set, else a fresh SQLite file.
+/// The database the tests run on: a fresh database (`test_<random>`) on the PostgreSQL server
+/// of `SCIM_TEST_DATABASE_URL` when it is set (created through a connection to the URL's own
+/// database; the URL's query string is kept), else a fresh SQLite file.
 pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
     if let Ok(url) = std::env::var("SCIM_TEST_DATABASE_URL") {
         use sqlx::Connection;
@@ -35,12 +36,35 @@ pub async fn fresh_database() -> (String, Option<tempfile::TempDir>) {
             .execute(&mut admin)
             .await
             .expect("create database");
-        let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
-        return (format!("{base}/{name}"), None);
+        let _ = admin.close().await;
+        let (path, query) = match url.split_once('?') {
+            Some((p, q)) => (p, format!("?{q}")),
+            None => (url.as_str(), String::new()),
+        };
+        let server = path.rsplit_once('/').map(|(b, _)| b).unwrap_or(path);
+        return (format!("{server}/{name}{query}"), None);
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("scim.db");
     (path.to_string_lossy().into_owned(), Some(dir))
+}
+
+/// Drops a PostgreSQL database made by [`fresh_database`] (best effort; SQLite files go with
+/// their temporary directory).
+pub async fn drop_database(db_url: &str) {
+    use sqlx::Connection;
+    let Ok(admin_url) = std::env::var("SCIM_TEST_DATABASE_URL") else { return };
+    let path = db_url.split_once('?').map_or(db_url, |(p, _)| p);
+    let Some((_, name)) = path.rsplit_once('/') else { return };
+    if !name.starts_with("test_") || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return;
+    }
+    if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut admin)
+            .await;
+        let _ = admin.close().await;
+    }
 }
 
 impl TestServer {
@@ -164,6 +188,8 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        self.store.close().await;
+        drop_database(&self.db_url).await;
     }
 }
 
