@@ -1,19 +1,51 @@
 //! Several `scim-operator serve` processes on one PostgreSQL database, raced by many clients:
-//! every accepted change is present exactly once, and a replica killed mid-load loses nothing
-//! it acknowledged. Needs `SCIM_TEST_DATABASE_URL` (tests/env/postgres.sh); skips without it
-//! unless `SCIM_PG_REQUIRED` is set.
+//! every accepted change is present exactly once (uniqueness by the database, no lost update,
+//! every concurrent membership change kept, one audit event per change), and a replica killed
+//! with SIGKILL mid-load loses nothing it acknowledged while the others keep serving.
+//!
+//! Needs `SCIM_TEST_DATABASE_URL` (`tests/env/postgres.sh start DIR`); skips with a message
+//! without it unless `SCIM_PG_REQUIRED` is set. The SQLite counterpart of the fault test (one
+//! process killed and restarted on the same file) is `tests/durability.rs`, which always runs.
+//! Everything listens on 127.0.0.1; every loop is bounded.
 
 mod common;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// The PostgreSQL test server, or `None` (with the reason printed) when the test must skip.
+fn postgres() -> Option<String> {
+    match std::env::var("SCIM_TEST_DATABASE_URL") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("SCIM_PG_REQUIRED").is_none(),
+                "SCIM_PG_REQUIRED is set but SCIM_TEST_DATABASE_URL is not (run tests/env/postgres.sh start DIR)"
+            );
+            eprintln!("SKIPPED: SCIM_TEST_DATABASE_URL is not set (start PostgreSQL with tests/env/postgres.sh)");
+            None
+        }
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_scim-operator")
+}
+
+/// One `serve` process. Dropping it kills and reaps the process.
 struct Replica {
     child: Child,
     base: String,
+    log: std::path::PathBuf,
 }
 
 impl Drop for Replica {
@@ -23,214 +55,475 @@ impl Drop for Replica {
     }
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_scim-operator")
-}
-
-async fn start(db: &str) -> Replica {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(bin())
-        .args(["serve", "--db", db, "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // From here the Replica owns the process: dropping it kills and reaps it.
-    let replica = Replica { child, base: format!("http://127.0.0.1:{port}/scim/v2") };
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return replica;
+impl Replica {
+    async fn start(db: &str, logs: &std::path::Path, n: usize) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = logs.join(format!("replica-{n}.log"));
+        let child = Command::new(bin())
+            .args(["serve", "--db", db, "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // From here the Replica owns the process: dropping it kills and reaps it.
+        let replica = Replica { child, base: format!("http://127.0.0.1:{port}/scim/v2"), log };
+        let http = reqwest::Client::new();
+        for _ in 0..150 {
+            let ready = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return replica;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        panic!("replica {n} did not start: {}", std::fs::read_to_string(&replica.log).unwrap_or_default());
     }
-    panic!("replica did not start");
 }
 
-async fn call(
-    http: &reqwest::Client,
-    token: &str,
-    method: Method,
-    url: String,
-    body: Option<Value>,
-    if_match: Option<&str>,
-) -> (StatusCode, Option<String>, Value) {
-    let mut req = http.request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    if let Some(m) = if_match {
-        req = req.header("if-match", m);
-    }
-    match req.send().await {
-        Ok(r) => {
-            let status = r.status();
-            let etag = r.headers().get("etag").and_then(|h| h.to_str().ok()).map(str::to_string);
-            let body = r.json().await.unwrap_or(Value::Null);
-            (status, etag, body)
+/// A database, a key and `n` replicas serving it.
+struct Cluster {
+    db: String,
+    token: String,
+    replicas: Vec<Replica>,
+    bases: Vec<String>,
+    _logs: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let (db, _) = common::fresh_database().await;
+        let out = Command::new(bin()).args(["keys", "create", "--db", &db, "--name", "race"]).output().unwrap();
+        assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+        let logs = tempfile::tempdir().unwrap();
+        let mut replicas = Vec::new();
+        for i in 0..n {
+            replicas.push(Replica::start(&db, logs.path(), i).await);
         }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, None, Value::Null),
+        let bases = replicas.iter().map(|r| r.base.clone()).collect();
+        Cluster { db, token, replicas, bases, _logs: logs }
+    }
+
+    fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            token: Arc::new(self.token.clone()),
+            bases: Arc::new(self.bases.clone()),
+            tally: Arc::new(Tally::default()),
+        }
     }
 }
 
-fn user(name: &str) -> Value {
-    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name})
+/// Counts of answers by status (0: no answer: connection refused or reset).
+#[derive(Default)]
+struct Tally(std::sync::Mutex<BTreeMap<u16, usize>>);
+
+impl Tally {
+    fn add(&self, status: u16) {
+        *self.0.lock().unwrap().entry(status).or_default() += 1;
+    }
+    fn get(&self, status: u16) -> usize {
+        self.0.lock().unwrap().get(&status).copied().unwrap_or(0)
+    }
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().sum()
+    }
+    fn summary(&self) -> String {
+        let m = self.0.lock().unwrap();
+        m.iter()
+            .map(|(s, n)| format!("{}: {n}", if *s == 0 { "no answer".into() } else { s.to_string() }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// An HTTP client for the cluster; cheap to clone into tasks.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    token: Arc<String>,
+    bases: Arc<Vec<String>>,
+    tally: Arc<Tally>,
+}
+
+/// Status (0 when no answer came), ETag and body.
+type Answer = (u16, Option<String>, Value);
+
+impl Client {
+    async fn call(
+        &self,
+        replica: usize,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> Answer {
+        let url = format!("{}{path}", self.bases[replica % self.bases.len()]);
+        let mut req = self.http.request(method, url).bearer_auth(self.token.as_str());
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        let answer = match req.send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let etag = r.headers().get("etag").and_then(|h| h.to_str().ok()).map(str::to_string);
+                match r.text().await {
+                    Ok(text) => (status, etag, serde_json::from_str(&text).unwrap_or(Value::Null)),
+                    // The answer was cut off: whether the change happened is unknown.
+                    Err(_) => (0, None, Value::Null),
+                }
+            }
+            Err(_) => (0, None, Value::Null),
+        };
+        self.tally.add(answer.0);
+        answer
+    }
+
+    async fn create_user(&self, replica: usize, name: &str) -> Answer {
+        self.call(replica, Method::POST, "/Users", Some(json!({"schemas": [USER], "userName": name})), None).await
+    }
+
+    async fn patch(&self, replica: usize, path: &str, ops: Value, if_match: Option<&str>) -> Answer {
+        self.call(replica, Method::PATCH, path, Some(json!({"schemas": [PATCH], "Operations": ops})), if_match).await
+    }
+}
+
+fn version(etag: &str) -> u64 {
+    etag.trim_start_matches("W/").trim_matches('"').parse().unwrap_or_else(|_| panic!("ETag {etag}"))
+}
+
+async fn join_all<T: Send + 'static>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("client task"));
+    }
+    out
+}
+
+/// Audit events of one action, through the store.
+async fn audit_targets(store: &scim_operator::store::SharedStore, action: &str) -> Vec<String> {
+    let mut tx = store.begin_read().await.unwrap();
+    let q = scim_operator::store::AuditQuery { action: Some(action.into()), ..Default::default() };
+    tx.list_audit(&q).await.unwrap().into_iter().map(|e| e.target_id).collect()
+}
+
+fn members_of(group: &Value) -> BTreeSet<String> {
+    group["members"]
+        .as_array()
+        .map(|a| a.iter().map(|m| m["value"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_on_one_database_keep_every_accepted_change_once() {
-    if std::env::var_os("SCIM_TEST_DATABASE_URL").is_none() {
-        assert!(
-            std::env::var_os("SCIM_PG_REQUIRED").is_none(),
-            "SCIM_PG_REQUIRED is set but SCIM_TEST_DATABASE_URL is not"
-        );
-        eprintln!("SKIPPED: SCIM_TEST_DATABASE_URL is not set (start tests/env/postgres.sh)");
-        return;
-    }
-    let (db, _) = common::fresh_database().await;
-    let out = Command::new(bin()).args(["keys", "create", "--db", &db, "--name", "race"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token = Arc::new(String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string());
-    let replicas = vec![start(&db).await, start(&db).await, start(&db).await];
-    let bases: Arc<Vec<String>> = Arc::new(replicas.iter().map(|r| r.base.clone()).collect());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let Some(_) = postgres() else { return };
+    let cluster = Cluster::start(3).await;
+    let c = cluster.client();
+    let started = Instant::now();
 
-    // 1. The same userName from every replica at once: exactly one 201.
+    // 1. Contested userNames: 4 names, each POSTed by 12 clients at once through all
+    //    replicas (and in different letter cases): exactly one 201 per name, the rest 409.
+    let barrier = Arc::new(tokio::sync::Barrier::new(48));
     let mut tasks = Vec::new();
-    for i in 0..12 {
-        let (http, token, bases) = (http.clone(), token.clone(), bases.clone());
+    for i in 0..48 {
+        let (c, barrier) = (c.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
-            call(&http, &token, Method::POST, format!("{}/Users", bases[i % 3]), Some(user("Race@Example.com")), None)
-                .await
-                .0
+            let name =
+                if i % 2 == 0 { format!("race{}@example.com", i % 4) } else { format!("RACE{}@Example.com", i % 4) };
+            barrier.wait().await;
+            let (s, _, body) = c.create_user(i, &name).await;
+            (i % 4, s, body)
         }));
     }
-    let mut created = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            StatusCode::CREATED => created += 1,
-            StatusCode::CONFLICT => {}
-            other => panic!("unexpected {other}"),
+    let mut winners: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut conflicts = 0;
+    for (name, status, body) in join_all(tasks).await {
+        match status {
+            201 => winners.entry(name).or_default().push(body["id"].as_str().unwrap().to_string()),
+            409 => {
+                assert_eq!(body["scimType"], "uniqueness", "{body}");
+                conflicts += 1;
+            }
+            other => panic!("creating a contested user: {other} {body}"),
         }
     }
-    assert_eq!(created, 1, "uniqueness enforced across replicas");
+    assert_eq!(winners.len(), 4, "every contested name created once: {winners:?}");
+    assert!(winners.values().all(|w| w.len() == 1), "a userName created twice: {winners:?}");
+    assert_eq!(conflicts, 44);
 
-    // 2. Concurrent membership PATCHes to one group through every replica: all kept.
-    let (_, _, g) = call(
-        &http,
-        &token,
-        Method::POST,
-        format!("{}/Groups", bases[0]),
-        Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Racers"})),
-        None,
-    )
-    .await;
-    let gid = g["id"].as_str().unwrap().to_string();
-    let mut ids = Vec::new();
-    for i in 0..45 {
-        let (s, _, u) = call(
-            &http,
-            &token,
+    // 2. Group membership: 60 users added one PATCH each, while 10 of the group's 20 initial
+    //    members are removed one PATCH each, all at once through all replicas: all kept.
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let (s, _, u) = c.create_user(i, &format!("member{i}@example.com")).await;
+            assert_eq!(s, 201, "{u}");
+            u["id"].as_str().unwrap().to_string()
+        }));
+    }
+    let users = join_all(tasks).await;
+    let (initial, joining) = users.split_at(20);
+    let members: Vec<Value> = initial.iter().map(|id| json!({"value": id})).collect();
+    let (s, _, g) = c
+        .call(
+            0,
             Method::POST,
-            format!("{}/Users", bases[i % 3]),
-            Some(user(&format!("member{i}@x"))),
+            "/Groups",
+            Some(json!({"schemas": [GROUP], "displayName": "Racers", "members": members})),
             None,
         )
         .await;
-        assert_eq!(s, StatusCode::CREATED);
-        ids.push(u["id"].as_str().unwrap().to_string());
-    }
+    assert_eq!(s, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+    let leaving: Vec<String> = initial[..10].to_vec();
+    let barrier = Arc::new(tokio::sync::Barrier::new(joining.len() + leaving.len()));
     let mut tasks = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        let (http, token, bases, gid, id) = (http.clone(), token.clone(), bases.clone(), gid.clone(), id.clone());
+    for (i, id) in joining.iter().chain(leaving.iter()).enumerate() {
+        let (c, barrier, gid, id) = (c.clone(), barrier.clone(), gid.clone(), id.clone());
+        let op = if i < joining.len() {
+            json!([{"op": "add", "path": "members", "value": [{"value": id}]}])
+        } else {
+            json!([{"op": "remove", "path": format!("members[value eq \"{id}\"]")}])
+        };
         tasks.push(tokio::spawn(async move {
-            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "add", "path": "members", "value": [{"value": id}]}]});
-            call(&http, &token, Method::PATCH, format!("{}/Groups/{gid}?excludedAttributes=members", bases[i % 3]), Some(body), None).await.0
+            barrier.wait().await;
+            c.patch(i, &format!("/Groups/{gid}?excludedAttributes=members"), op, None).await.0
         }));
     }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), StatusCode::OK);
-    }
-    let (_, _, g) = call(&http, &token, Method::GET, format!("{}/Groups/{gid}", bases[1]), None, None).await;
-    let mut members: Vec<String> =
-        g["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap().to_string()).collect();
-    members.sort();
-    ids.sort();
-    assert_eq!(members, ids, "no membership change lost");
-    assert_eq!(g["meta"]["version"], format!("W/\"{}\"", ids.len() + 1));
+    let statuses = join_all(tasks).await;
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 204), "membership PATCHes: {statuses:?}");
+    let membership_changes = statuses.len();
+    let (_, etag, g) = c.call(1, Method::GET, &format!("/Groups/{gid}"), None, None).await;
+    let expected: BTreeSet<String> = initial[10..].iter().chain(joining.iter()).cloned().collect();
+    assert_eq!(members_of(&g), expected, "no membership change lost");
+    assert_eq!(version(&etag.unwrap()), 1 + membership_changes as u64, "one group version per change");
 
-    // 3. Conditional updates of one user: each version is won by exactly one writer.
-    let target = ids[0].clone();
+    // 3. Unconditional PATCHes adding distinct e-mail addresses to one user, all at once through
+    //    all replicas: every address kept (the server serialises writers of one row).
+    let target = users[0].clone();
+    let (_, etag, _) = c.call(0, Method::GET, &format!("/Users/{target}"), None, None).await;
+    let start_version = version(&etag.unwrap());
+    let barrier = Arc::new(tokio::sync::Barrier::new(30));
     let mut tasks = Vec::new();
-    for c in 0..9 {
-        let (http, token, bases, target) = (http.clone(), token.clone(), bases.clone(), target.clone());
+    for i in 0..30 {
+        let (c, barrier, target) = (c.clone(), barrier.clone(), target.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let op = json!([{"op": "add", "path": "emails", "value": [{"value": format!("alias{i}@example.com"), "type": "other"}]}]);
+            c.patch(i, &format!("/Users/{target}"), op, None).await.0
+        }));
+    }
+    let statuses = join_all(tasks).await;
+    assert!(statuses.iter().all(|s| *s == 200), "unconditional PATCHes: {statuses:?}");
+    let (_, etag, u) = c.call(2, Method::GET, &format!("/Users/{target}"), None, None).await;
+    let emails: BTreeSet<&str> = u["emails"].as_array().unwrap().iter().map(|e| e["value"].as_str().unwrap()).collect();
+    assert_eq!(emails.len(), 30, "an e-mail address was lost: {emails:?}");
+    let mut user_patches = 30;
+    assert_eq!(version(&etag.unwrap()), start_version + 30, "one user version per accepted PATCH");
+
+    // 4. Conditional PATCHes (If-Match) of one user by 9 clients, 6 rounds each, through all
+    //    replicas: each version is won by exactly one writer (a 412 for the others), and the
+    //    stored value is the last winner's.
+    let target = users[1].clone();
+    let mut tasks = Vec::new();
+    for client in 0..9 {
+        let (c, target) = (c.clone(), target.clone());
         tasks.push(tokio::spawn(async move {
             let mut won = Vec::new();
+            let mut refused = 0;
             for round in 0..6 {
-                let url = format!("{}/Users/{target}", bases[c % 3]);
-                let (_, etag, _) = call(&http, &token, Method::GET, url.clone(), None, None).await;
-                let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "title", "value": format!("c{c}r{round}")}]});
-                let (s, new_etag, _) = call(&http, &token, Method::PATCH, url, Some(body), etag.as_deref()).await;
+                let path = format!("/Users/{target}");
+                let (_, etag, _) = c.call(client, Method::GET, &path, None, None).await;
+                let etag = etag.unwrap();
+                let title = format!("c{client}r{round}");
+                let op = json!([{"op": "replace", "path": "title", "value": title}]);
+                let (s, new_etag, body) = c.patch(client + round, &path, op, Some(&etag)).await;
                 match s {
-                    StatusCode::OK => won.push((etag.unwrap_or_default(), new_etag.unwrap_or_default())),
-                    StatusCode::PRECONDITION_FAILED => {}
-                    other => panic!("unexpected {other}"),
+                    200 => won.push((version(&etag), version(&new_etag.unwrap()), title)),
+                    412 => refused += 1,
+                    other => panic!("conditional PATCH: {other} {body}"),
                 }
             }
-            won
+            (won, refused)
         }));
     }
     let mut wins = Vec::new();
-    for t in tasks {
-        wins.extend(t.await.unwrap());
+    let mut refused = 0;
+    for (w, r) in join_all(tasks).await {
+        wins.extend(w);
+        refused += r;
     }
-    let mut bases_won: Vec<&String> = wins.iter().map(|(b, _)| b).collect();
-    bases_won.sort();
-    let before = bases_won.len();
-    bases_won.dedup();
-    assert_eq!(before, bases_won.len(), "two writers won the same version: a lost update");
-    let (_, etag, _) = call(&http, &token, Method::GET, format!("{}/Users/{target}", bases[2]), None, None).await;
-    let final_version: usize = etag.unwrap().trim_start_matches("W/\"").trim_end_matches('"').parse().unwrap();
-    assert_eq!(final_version, 1 + wins.len(), "every accepted update is one version");
+    wins.sort();
+    let based_on: Vec<u64> = wins.iter().map(|w| w.0).collect();
+    let distinct: BTreeSet<u64> = based_on.iter().copied().collect();
+    assert_eq!(distinct.len(), wins.len(), "two writers won the same version (a lost update): {based_on:?}");
+    assert!(wins.iter().all(|(from, to, _)| *to == from + 1), "{wins:?}");
+    let (_, etag, u) = c.call(0, Method::GET, &format!("/Users/{target}"), None, None).await;
+    let last = wins.last().unwrap();
+    assert_eq!(version(&etag.unwrap()), last.1, "every accepted update is exactly one version");
+    assert_eq!(u["title"], last.2, "the stored value is the last accepted one");
+    user_patches += wins.len();
 
-    // 4. Audit events: exactly one per accepted change.
-    let store = scim_operator::store::open(&db).await.unwrap();
-    let mut tx = store.begin_read().await.unwrap();
-    let count = |a: &str| scim_operator::store::AuditQuery { action: Some(a.into()), ..Default::default() };
-    assert_eq!(tx.list_audit(&count("user.create")).await.unwrap().len(), 1 + ids.len());
-    assert_eq!(tx.list_audit(&count("group.patch")).await.unwrap().len(), ids.len());
-    assert_eq!(tx.list_audit(&count("user.patch")).await.unwrap().len(), wins.len());
-    drop(tx);
+    // 5. The audit trail: exactly one event per accepted change, none for refused ones.
+    let store = scim_operator::store::open(&cluster.db).await.unwrap();
+    let created = audit_targets(&store, "user.create").await;
+    let distinct: BTreeSet<&String> = created.iter().collect();
+    assert_eq!(created.len(), 4 + users.len(), "user.create events");
+    assert_eq!(distinct.len(), created.len(), "a user.create event recorded twice");
+    assert!(winners.values().flatten().chain(users.iter()).all(|id| distinct.contains(id)));
+    assert_eq!(audit_targets(&store, "group.patch").await.len(), membership_changes, "group.patch events");
+    assert_eq!(audit_targets(&store, "user.patch").await.len(), user_patches, "user.patch events");
+    store.close().await;
 
-    // 5. A replica killed mid-load loses nothing it acknowledged; the others go on.
-    let mut replicas = replicas;
+    let elapsed = started.elapsed();
+    println!(
+        "multi_replica race: {} replicas, {} requests in {:.2}s ({:.0}/s); {} contested creates -> 4 created, {} refused (409); \
+         {} concurrent membership changes all kept; 30 concurrent unconditional user PATCHes all kept; \
+         conditional PATCHes: {} accepted, {} refused (412); answers by status: {}",
+        cluster.replicas.len(),
+        c.tally.total(),
+        elapsed.as_secs_f64(),
+        c.tally.total() as f64 / elapsed.as_secs_f64(),
+        48,
+        conflicts,
+        membership_changes,
+        wins.len(),
+        refused,
+        c.tally.summary()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_killed_mid_load_loses_nothing_acknowledged() {
+    let Some(_) = postgres() else { return };
+    let mut cluster = Cluster::start(3).await;
+    let c = cluster.client();
+    let (s, _, g) =
+        c.call(1, Method::POST, "/Groups", Some(json!({"schemas": [GROUP], "displayName": "Survivors"})), None).await;
+    assert_eq!(s, 201, "{g}");
+    let gid = g["id"].as_str().unwrap().to_string();
+
+    // Eight clients each create users and add them to one group, spreading their requests over
+    // all replicas, 120 iterations each. After enough acknowledgements, replica 0 is killed.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..6 {
-        let (http, token, bases) = (http.clone(), token.clone(), bases.clone());
+    for client in 0..8 {
+        let (c, acked, killed, gid) = (c.clone(), acked.clone(), killed.clone(), gid.clone());
         tasks.push(tokio::spawn(async move {
-            let mut acked = Vec::new();
-            for i in 0..150 {
-                let name = format!("fault-{c}-{i}");
+            let mut users = Vec::new(); // (userName, id, acknowledged before the kill)
+            let mut memberships = Vec::new(); // (user id, acknowledged before the kill)
+            let mut after_kill = 0;
+            for i in 0..120 {
+                let name = format!("load-{client}-{i}@example.com");
+                let (s, _, u) = c.create_user(client + i, &name).await;
+                if s != 201 {
+                    continue;
+                }
+                let before = !killed.load(Ordering::SeqCst);
+                let id = u["id"].as_str().unwrap().to_string();
+                users.push((name, id.clone(), before));
+                acked.fetch_add(1, Ordering::SeqCst);
+                after_kill += usize::from(!before);
+                let op = json!([{"op": "add", "path": "members", "value": [{"value": id}]}]);
                 let (s, _, _) =
-                    call(&http, &token, Method::POST, format!("{}/Users", bases[(c + i) % 3]), Some(user(&name)), None)
-                        .await;
-                if s == StatusCode::CREATED {
-                    acked.push(name);
+                    c.patch(client + i + 1, &format!("/Groups/{gid}?excludedAttributes=members"), op, None).await;
+                if s == 200 || s == 204 {
+                    memberships.push((id, !killed.load(Ordering::SeqCst)));
+                    after_kill += usize::from(killed.load(Ordering::SeqCst));
                 }
             }
-            acked
+            (users, memberships, after_kill)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    replicas[0].child.kill().unwrap();
-    let _ = replicas[0].child.wait();
-    let mut acked = Vec::new();
-    for t in tasks {
-        acked.extend(t.await.unwrap());
+    for _ in 0..200 {
+        if acked.load(Ordering::SeqCst) >= 150 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(acked.len() > 100, "load ran on the surviving replicas ({} acknowledged)", acked.len());
+    // Mark first, then kill: anything counted "before" was answered before the SIGKILL.
+    killed.store(true, Ordering::SeqCst);
+    let acked_at_kill = acked.load(Ordering::SeqCst);
+    cluster.replicas[0].child.kill().expect("SIGKILL replica 0");
+    let _ = cluster.replicas[0].child.wait();
+    let killed_at = started.elapsed();
+    let mut users = Vec::new();
+    let mut memberships = Vec::new();
+    let mut acked_after_kill = 0;
+    for (u, m, a) in join_all(tasks).await {
+        users.extend(u);
+        memberships.extend(m);
+        acked_after_kill += a;
+    }
+    let elapsed = started.elapsed();
+    assert!(acked_at_kill >= 20, "the load did not run before the kill ({acked_at_kill} acknowledged)");
+    assert!(acked_after_kill > 0, "the surviving replicas served nothing after the kill");
+
+    // Every acknowledged user is there exactly once, with exactly one creation event; every
+    // acknowledged membership is there; nothing is half-written (no event without its user).
+    let store = scim_operator::store::open(&cluster.db).await.unwrap();
     let mut tx = store.begin_read().await.unwrap();
-    for name in &acked {
-        assert!(tx.user_by_name(name).await.unwrap().is_some(), "{name} acknowledged but lost");
+    for (name, id, _) in &users {
+        let found =
+            tx.user_by_name(name).await.unwrap().unwrap_or_else(|| panic!("{name} was acknowledged but is lost"));
+        assert_eq!(&found.id, id, "{name}");
     }
+    let stored_members: BTreeSet<String> = {
+        let team = tx.group(&gid).await.unwrap().unwrap();
+        tx.team_members(&team.id).await.unwrap().into_iter().collect()
+    };
+    let all_users = tx
+        .list_users(&scim_operator::store::ListSpec {
+            resource_type: &scim_operator::scim::schema::user_resource_type(),
+            filter: None,
+            sort_by: None,
+            sort_order: Default::default(),
+            offset: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .0;
+    drop(tx);
+    for (id, _) in &memberships {
+        assert!(stored_members.contains(id), "membership of {id} was acknowledged but is lost");
+    }
+    let created = audit_targets(&store, "user.create").await;
+    let distinct: BTreeSet<&String> = created.iter().collect();
+    assert_eq!(distinct.len(), created.len(), "a user.create event recorded twice");
+    assert_eq!(created.len() as u64, all_users, "users and their creation events disagree");
+    assert!(users.iter().all(|(_, id, _)| distinct.contains(id)));
+    let group_events = audit_targets(&store, "group.patch").await.len();
+    assert_eq!(group_events, stored_members.len(), "one group.patch event per stored membership");
+    store.close().await;
+
+    // The killed replica comes back on the same database and serves what the others wrote.
+    let logs = tempfile::tempdir().unwrap();
+    let back = Replica::start(&cluster.db, logs.path(), 9).await;
+    let probe = Client { bases: Arc::new(vec![back.base.clone()]), ..c.clone() };
+    let (s, _, g) = probe.call(0, Method::GET, &format!("/Groups/{gid}"), None, None).await;
+    assert_eq!(s, 200);
+    assert_eq!(members_of(&g), stored_members);
+
+    let before = users.iter().filter(|u| u.2).count() + memberships.iter().filter(|m| m.1).count();
+    println!(
+        "multi_replica fault: {} requests in {:.2}s, replica 0 SIGKILLed at {:.2}s; acknowledged: {} users + {} memberships \
+         ({} before the kill, {} after), all durable; {} users stored (in-flight creates may land unacknowledged); \
+         answers by status: {}",
+        c.tally.total(),
+        elapsed.as_secs_f64(),
+        killed_at.as_secs_f64(),
+        users.len(),
+        memberships.len(),
+        before,
+        users.len() + memberships.len() - before,
+        all_users,
+        c.tally.summary()
+    );
+    assert_eq!(c.tally.get(500), 0, "no request may fail with a server error");
 }
