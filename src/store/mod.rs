@@ -41,13 +41,32 @@ pub enum StoreError {
     InvalidFilter(String),
     /// Any database failure.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// Migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A stored document could not be decoded.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+}
+
+/// PostgreSQL's `serialization_failure` and `deadlock_detected`: the transaction lost a race
+/// with another one (possibly on another replica) and is worth running again.
+const RETRYABLE_SQLSTATES: [&str; 2] = ["40001", "40P01"];
+
+impl From<sqlx::Error> for StoreError {
+    /// Serialization failures and deadlocks become [`StoreError::Concurrent`], which callers
+    /// retry like a lost optimistic update; everything else stays a database error.
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e
+            && let Some(code) = db.code()
+            && RETRYABLE_SQLSTATES.contains(&code.as_ref())
+        {
+            tracing::debug!(sqlstate = %code, message = db.message(), "transaction lost a race");
+            return StoreError::Concurrent("the resource".into());
+        }
+        StoreError::Database(e)
+    }
 }
 
 /// Result alias for store operations.

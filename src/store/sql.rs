@@ -48,12 +48,81 @@ pub(crate) fn database_url(arg: &str) -> (String, Dialect) {
     }
 }
 
+/// Connection-pool and session settings for PostgreSQL, read from the URL's query string
+/// (`?max_connections=32&statement_timeout=15s&acquire_timeout=10s`) and removed from it before
+/// the URL reaches the driver. SQLite ignores them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Largest number of connections one process keeps open.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run (lock waits included) before PostgreSQL cancels it.
+    pub statement_timeout: Duration,
+    /// Longest a connection may sit inside a transaction doing nothing before PostgreSQL ends it
+    /// (releases the locks of a stuck client).
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(15),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Reads `10s`, `1500ms`, `2m` or a bare number of seconds.
+fn parse_duration(key: &str, value: &str) -> StoreResult<Duration> {
+    let bad =
+        || StoreError::Unsupported(format!("database URL parameter {key}={value}: expected e.g. 15s, 500ms or 2m"));
+    let (digits, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => value.split_at(i),
+        None => (value, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" | "min" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(bad()),
+    }
+}
+
+/// Splits the store's own parameters off a PostgreSQL URL: returns the URL for the driver and
+/// the settings.
+pub(crate) fn pool_settings(url: &str) -> StoreResult<(String, PoolSettings)> {
+    let mut settings = PoolSettings::default();
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_string(), settings)) };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "max_connections" => {
+                settings.max_connections = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    StoreError::Unsupported(format!(
+                        "database URL parameter max_connections={value}: expected a positive number"
+                    ))
+                })?;
+            }
+            "acquire_timeout" => settings.acquire_timeout = parse_duration(key, value)?,
+            "statement_timeout" => settings.statement_timeout = parse_duration(key, value)?,
+            "idle_in_transaction_timeout" => settings.idle_in_transaction_timeout = parse_duration(key, value)?,
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, settings))
+}
+
 impl SqlStore {
     /// Connects, configures and migrates.
     pub async fn open(arg: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let (url, dialect) = database_url(arg);
-        let options = AnyConnectOptions::from_str(&url)?;
         let pool = match dialect {
             Dialect::Sqlite => {
                 AnyPoolOptions::new()
@@ -69,23 +138,31 @@ impl SqlStore {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(AnyConnectOptions::from_str(&url)?)
                     .await?
             }
             Dialect::Postgres => {
+                let (url, settings) = pool_settings(&url)?;
+                let session = format!(
+                    "SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+                    settings.statement_timeout.as_millis(),
+                    settings.idle_in_transaction_timeout.as_millis()
+                );
                 AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .after_connect(|conn, _meta| {
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .after_connect(move |conn, _meta| {
+                        let session = session.clone();
                         Box::pin(async move {
-                            conn.execute("SET statement_timeout = '15s'").await?;
+                            conn.execute(AssertSqlSafe(session)).await?;
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(AnyConnectOptions::from_str(&url)?)
                     .await?
             }
         };
+        // Several replicas may start at once: the migrator serialises them with an advisory lock.
         match dialect {
             Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -108,14 +185,22 @@ impl Store for SqlStore {
         };
         let tx = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            // READ COMMITTED, with the rows a write depends on locked as they are read (see
+            // `SqlTx::lock`): concurrent writers of one user or group queue instead of failing.
             Dialect::Postgres => self.pool.begin().await?,
         };
-        Ok(Box::new(SqlTx { tx, d: self.dialect, _guard: guard }))
+        let lock = if self.dialect == Dialect::Postgres { " FOR UPDATE" } else { "" };
+        Ok(Box::new(SqlTx { tx, d: self.dialect, lock, _guard: guard }))
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.pool.begin().await?;
-        Ok(Box::new(SqlTx { tx, d: self.dialect, _guard: None }))
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin().await?,
+            // One snapshot for a page and its total count; read-only snapshots never fail to
+            // serialise.
+            Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
+        };
+        Ok(Box::new(SqlTx { tx, d: self.dialect, lock: "", _guard: None }))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -131,6 +216,10 @@ impl Store for SqlStore {
 struct SqlTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     d: Dialect,
+    /// Appended to reads of one user, team or role mapping: ` FOR UPDATE` in a PostgreSQL
+    /// write transaction, so that the version read is the version written over (no lost update
+    /// between replicas, no optimistic retry storm on a busy group); empty otherwise.
+    lock: &'static str,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
@@ -155,7 +244,7 @@ fn bind_all(mut query: AnyQuery, params: Vec<SqlValue>) -> AnyQuery {
 fn map_unique(e: sqlx::Error, what: &str) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what.to_string()),
-        _ => StoreError::Database(e),
+        _ => StoreError::from(e),
     }
 }
 
@@ -363,13 +452,17 @@ impl SqlTx {
 #[async_trait]
 impl Tx for SqlTx {
     async fn user(&mut self, id: &str) -> StoreResult<Option<UserRecord>> {
-        let sql = format!("SELECT {} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL", self.user_cols());
+        let sql =
+            format!("SELECT {} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL{}", self.user_cols(), self.lock);
         Ok(self.fetch_users(sql, vec![SqlValue::Text(id.to_string())]).await?.pop())
     }
 
     async fn user_by_name(&mut self, user_name: &str) -> StoreResult<Option<UserRecord>> {
-        let sql =
-            format!("SELECT {} FROM users u WHERE u.user_name_key = $1 AND u.deleted_at IS NULL", self.user_cols());
+        let sql = format!(
+            "SELECT {} FROM users u WHERE u.user_name_key = $1 AND u.deleted_at IS NULL{}",
+            self.user_cols(),
+            self.lock
+        );
         Ok(self.fetch_users(sql, vec![SqlValue::Text(user_name.to_lowercase())]).await?.pop())
     }
 
@@ -488,17 +581,18 @@ impl Tx for SqlTx {
     }
 
     async fn team(&mut self, team_id: &str) -> StoreResult<Option<TeamRecord>> {
-        let sql = format!("SELECT {} FROM teams t WHERE t.id = $1", self.team_cols());
+        let sql = format!("SELECT {} FROM teams t WHERE t.id = $1{}", self.team_cols(), self.lock);
         Ok(self.fetch_teams(sql, vec![SqlValue::Text(team_id.to_string())]).await?.pop())
     }
 
     async fn group(&mut self, scim_id: &str) -> StoreResult<Option<TeamRecord>> {
-        let sql = format!("SELECT {} FROM teams t WHERE t.scim_id = $1", self.team_cols());
+        let sql = format!("SELECT {} FROM teams t WHERE t.scim_id = $1{}", self.team_cols(), self.lock);
         Ok(self.fetch_teams(sql, vec![SqlValue::Text(scim_id.to_string())]).await?.pop())
     }
 
     async fn team_by_name(&mut self, name: &str) -> StoreResult<Option<TeamRecord>> {
-        let sql = format!("SELECT {} FROM teams t WHERE t.name = $1 ORDER BY t.seq LIMIT 1", self.team_cols());
+        let sql =
+            format!("SELECT {} FROM teams t WHERE t.name = $1 ORDER BY t.seq LIMIT 1{}", self.team_cols(), self.lock);
         Ok(self.fetch_teams(sql, vec![SqlValue::Text(name.to_string())]).await?.pop())
     }
 
@@ -869,8 +963,9 @@ impl Tx for SqlTx {
 
     async fn role_mapping(&mut self, id: &str) -> StoreResult<Option<RoleMappingRecord>> {
         let sql = format!(
-            "SELECT id, display_name, external_id, {} AS data, created, last_modified, version FROM role_mappings WHERE id = $1",
-            self.d.json_out("data")
+            "SELECT id, display_name, external_id, {} AS data, created, last_modified, version FROM role_mappings WHERE id = $1{}",
+            self.d.json_out("data"),
+            self.lock
         );
         let row = q(sql).bind(id.to_string()).fetch_optional(&mut *self.tx).await?;
         match row {
