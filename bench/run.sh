@@ -82,7 +82,7 @@ kill $pid
 
 # --- this project, PostgreSQL
 if [ "${BENCH_POSTGRES:-1}" = 1 ]; then
-  pg_dir="$work/pg"
+  pg_dir=$(mktemp -d)
   url=$(bash tests/env/postgres.sh start "$pg_dir")
   say "seeding PostgreSQL"
   mkdir -p "$work/postgres"

@@ -6,13 +6,25 @@ import concurrent.futures
 import http.client
 import json
 import sys
+import time
 import urllib.parse
 
 base, token, users, groups, big, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 u = urllib.parse.urlparse(base)
 
 
-def call(method, path, body=None):
+def call(method, path, body=None, attempts=8):
+    # The peer is a small single-process server: retry dropped connections.
+    for attempt in range(attempts):
+        try:
+            return once(method, path, body)
+        except (ConnectionError, http.client.HTTPException):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def once(method, path, body=None):
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     conn.request(method, u.path + path, body=json.dumps(body) if body is not None else None,
                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"})
@@ -30,7 +42,7 @@ def user(i):
                                    "displayName": f"User {i}", "emails": [{"value": name, "type": "work", "primary": True}]})["id"]
 
 
-with concurrent.futures.ThreadPoolExecutor(16) as pool:
+with concurrent.futures.ThreadPoolExecutor(4) as pool:
     ids = list(pool.map(user, range(users)))
     list(pool.map(lambda g: call("POST", "/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": f"Group {g}"}), range(groups)))
 
