@@ -1163,3 +1163,46 @@ impl Tx for SqlTx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_settings_are_read_from_the_url_and_removed_from_it() {
+        let (url, s) = pool_settings(
+            "postgres://u:p@h:5432/db?sslmode=disable&max_connections=4&statement_timeout=500ms&acquire_timeout=2m",
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://u:p@h:5432/db?sslmode=disable");
+        assert_eq!(s.max_connections, 4);
+        assert_eq!(s.statement_timeout, Duration::from_millis(500));
+        assert_eq!(s.acquire_timeout, Duration::from_secs(120));
+        assert_eq!(s.idle_in_transaction_timeout, PoolSettings::default().idle_in_transaction_timeout);
+        let (url, s) = pool_settings("postgres://h/db?idle_in_transaction_timeout=30").unwrap();
+        assert_eq!(url, "postgres://h/db");
+        assert_eq!(s.idle_in_transaction_timeout, Duration::from_secs(30));
+        assert_eq!(pool_settings("postgres://h/db").unwrap(), ("postgres://h/db".to_string(), PoolSettings::default()));
+    }
+
+    #[test]
+    fn bad_pool_settings_are_refused() {
+        for bad in [
+            "max_connections=0",
+            "max_connections=x",
+            "statement_timeout=5h",
+            "statement_timeout=",
+            "acquire_timeout=-1s",
+        ] {
+            assert!(pool_settings(&format!("postgres://h/db?{bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_arguments_pick_the_dialect() {
+        assert_eq!(database_url("postgres://h/db").1, Dialect::Postgres);
+        assert_eq!(database_url("postgresql://h/db").1, Dialect::Postgres);
+        assert_eq!(database_url("/tmp/x.db"), ("sqlite:///tmp/x.db?mode=rwc".to_string(), Dialect::Sqlite));
+        assert_eq!(database_url("sqlite://x.db").0, "sqlite://x.db?mode=rwc");
+    }
+}

@@ -188,7 +188,8 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        self.store.close().await;
+        // Bounded: a test still holding a transaction must not hang here.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.store.close()).await;
         drop_database(&self.db_url).await;
     }
 }
