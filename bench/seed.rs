@@ -69,8 +69,11 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(format!("{out}/big_group"), big_team.scim_id.unwrap_or_default())?;
     std::fs::write(format!("{out}/small_group"), small_team.scim_id.unwrap_or_default())?;
     std::fs::write(format!("{out}/token"), secret.expose())?;
-    // A user in no group, to add to and remove from the groups.
-    std::fs::write(format!("{out}/spare_user"), ids.last().cloned().unwrap_or_default())?;
+    // Users in no group, to add to and remove from the groups (the load script needs 64 per
+    // load-generator thread).
+    let spares = &ids[big.min(ids.len()).max(10.min(ids.len()))..];
+    anyhow::ensure!(spares.len() >= 128, "need at least 128 users outside the big group, have {}", spares.len());
+    std::fs::write(format!("{out}/spare_users"), spares.join("\n"))?;
     println!("seeded {users} users, {groups} groups, a {big}-member group");
     Ok(())
 }

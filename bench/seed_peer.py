@@ -53,9 +53,12 @@ def group(name, members):
              "Operations": [{"op": "add", "path": "members", "value": [{"value": m} for m in members[i:i + 500]]}]})
     return gid
 
+spares = ids[max(big, 10):]
+if len(spares) < 128:
+    sys.exit(f"need at least 128 users outside the big group, have {len(spares)}")
 big_id = group("Big Group", ids[:big])
 small_id = group("Small Group", ids[:10])
-for name, value in [("user_ids", "\n".join(ids)), ("big_group", big_id), ("small_group", small_id), ("token", token), ("spare_user", ids[-1])]:
+for name, value in [("user_ids", "\n".join(ids)), ("big_group", big_id), ("small_group", small_id), ("token", token), ("spare_users", "\n".join(spares))]:
     with open(f"{out}/{name}", "w") as f:
         f.write(value)
 print(f"seeded the peer: {users} users, {groups} groups, a {big}-member group")

@@ -1,5 +1,5 @@
 -- wrk scripts for the SCIM workloads. The workload and its data come from the environment:
--- BENCH_WORKLOAD, BENCH_DIR (token, user_ids, big_group, small_group, spare_user), BENCH_USERS.
+-- BENCH_WORKLOAD, BENCH_DIR (token, user_ids, big_group, small_group, spare_users), BENCH_USERS.
 local workload = os.getenv("BENCH_WORKLOAD")
 local dir = os.getenv("BENCH_DIR")
 local nusers = tonumber(os.getenv("BENCH_USERS") or "1000")
@@ -15,10 +15,19 @@ end
 local token = read("token"):gsub("%s+$", "")
 local ids = {}
 for line in read("user_ids"):gmatch("[^\n]+") do ids[#ids + 1] = line end
-local big, small, spare = read("big_group"), read("small_group"), read("spare_user")
+local big, small = read("big_group"), read("small_group")
+-- Users in no group: each wrk thread adds its own SPARES of them one by one, then removes them
+-- one by one, so every PATCH changes the membership (an add of a member or a remove of a
+-- non-member would be a no-op) even with several requests of the thread in flight.
+local spares = {}
+for line in read("spare_users"):gmatch("[^\n]+") do spares[#spares + 1] = line end
+local SPARES = 64
 local counter = 0
+local patches = 0
 local thread_id = 0
 local created = 0
+-- wrk does not seed math.random: names made unique per run, so reruns do not collide.
+local run_salt = os.time()
 
 function setup(thread)
   thread_id = thread_id + 1
@@ -30,8 +39,10 @@ local function headers()
 end
 
 local function patch_member(group)
-  counter = counter + 1
-  local op = (counter % 2 == 1) and "add" or "remove"
+  local k = patches % SPARES
+  local op = (math.floor(patches / SPARES) % 2 == 0) and "add" or "remove"
+  patches = patches + 1
+  local spare = spares[((tid or 1) - 1) * SPARES + k + 1]
   local body
   if op == "add" then
     body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"' .. spare .. '"}]}]}'
@@ -49,7 +60,7 @@ function request()
     return wrk.format("GET", prefix .. "/Users?filter=userName%20eq%20%22user" .. i .. "%40bench.test%22", headers())
   elseif workload == "create" then
     created = created + 1
-    local name = string.format("new-%d-%d-%d@bench.test", tid or 0, created, math.random(1, 1000000000))
+    local name = string.format("new-%d-%d-%d@bench.test", run_salt, tid or 0, created)
     return wrk.format("POST", prefix .. "/Users", headers(),
       '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"' .. name .. '","active":true}')
   elseif workload == "put" then
@@ -62,7 +73,8 @@ function request()
   elseif workload == "patch_small" then
     return patch_member(small)
   elseif workload == "groups_page" then
-    local start = math.random(0, 99) * 100 + 1
+    local pages = math.max(1, math.floor((tonumber(os.getenv("BENCH_NGROUPS") or "10000")) / 100))
+    local start = math.random(0, pages - 1) * 100 + 1
     return wrk.format("GET", prefix .. "/Groups?excludedAttributes=members&count=100&startIndex=" .. start, headers())
   else
     return wrk.format("GET", "/", headers())

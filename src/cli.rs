@@ -208,6 +208,11 @@ pub struct ServeArgs {
     /// Seconds after which a request is abandoned and rolled back.
     #[arg(long, env = "SCIM_OPERATOR_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Milliseconds a verified API key is trusted before the key table is read again (0: read
+    /// it on every request). A key revoked through this server stops working at once; one
+    /// revoked elsewhere (the `keys revoke` command, another replica) within this time.
+    #[arg(long, env = "SCIM_OPERATOR_KEY_CACHE_MILLIS", default_value_t = 1000)]
+    pub key_cache_millis: u64,
     #[command(flatten)]
     pub invitations: InvitationArgs,
     /// SMTP server for invitation e-mails, e.g. `smtp://relay:25` or `smtps://user:pass@host`.
@@ -365,17 +370,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         None => None,
     };
-    let state = AppState {
+    let state = AppState::new(
         directory,
         metrics,
-        config: Arc::new(ServerConfig {
+        ServerConfig {
             base_url: args.base_url,
             default_count: args.default_count,
             max_count: args.max_count,
             max_body_bytes: args.max_body_bytes,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
-        }),
-    };
+            key_cache_ttl: Duration::from_millis(args.key_cache_millis),
+        },
+    );
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "SCIM server listening on /scim/v2");

@@ -54,11 +54,11 @@ impl Scim {
 
     async fn start(&mut self) {
         let store = scim_operator::store::open(&self.db).await.unwrap();
-        let state = AppState {
-            directory: Directory::new(store, Arc::new(SystemClock)),
-            metrics: Arc::new(Metrics::default()),
-            config: Arc::new(ServerConfig::default()),
-        };
+        let state = AppState::new(
+            Directory::new(store, Arc::new(SystemClock)),
+            Arc::new(Metrics::default()),
+            ServerConfig::default(),
+        );
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.stop = Some(tx);

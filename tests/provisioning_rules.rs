@@ -12,6 +12,7 @@ use scim_operator::server::ServerConfig;
 use scim_operator::store::AuditQuery;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -221,6 +222,26 @@ async fn two_keys_are_valid_at_once_for_rotation() {
     tx.commit().await.unwrap();
     assert_eq!(s.get("/Users").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(s.call_as(&second, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
+}
+
+/// A key revoked by another process (the `keys revoke` command, another replica) is not seen by
+/// this server's key cache at once, but within its time to live; with no cache, at once.
+#[tokio::test]
+async fn a_key_revoked_elsewhere_stops_working_within_the_key_cache_ttl() {
+    for ttl in [Duration::ZERO, Duration::from_millis(300)] {
+        let s = TestServer::start_with(ServerConfig { key_cache_ttl: ttl, ..ServerConfig::default() }).await;
+        assert_eq!(s.get("/Users").await.0, StatusCode::OK);
+        // A second handle on the same database, as the CLI or another replica would hold.
+        let elsewhere = scim_operator::store::open(&s.db_url).await.unwrap();
+        let mut tx = elsewhere.begin_write().await.unwrap();
+        assert!(tx.revoke_key("test", "2030-01-01T00:00:00.000Z", "rotated").await.unwrap());
+        tx.commit().await.unwrap();
+        elsewhere.close().await;
+        if !ttl.is_zero() {
+            tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        }
+        assert_eq!(s.get("/Users").await.0, StatusCode::UNAUTHORIZED, "ttl {ttl:?}");
+    }
 }
 
 #[tokio::test]

@@ -513,3 +513,54 @@ async fn health_readiness_and_metrics() {
     assert!(text.contains("scim_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/scim/v2/Users\""), "{text}");
 }
+
+/// Lists read each user's groups in the same statement as the page: every user of a page gets
+/// its own groups, ordered by name, and a user in none has no `groups` attribute. Totals stay
+/// right whether the page tells them (a first page that is not full) or a COUNT does.
+#[tokio::test]
+async fn user_lists_carry_each_users_groups_and_true_totals() {
+    let s = TestServer::start().await;
+    let a = s.create_user("list-a@x.test").await;
+    let b = s.create_user("list-b@x.test").await;
+    let c = s.create_user("list-c@x.test").await;
+    let mut gids = Vec::new();
+    for (name, members) in [("Zeta", vec![&a, &b]), ("Alpha", vec![&a])] {
+        let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+        let (status, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": name, "members": members})).await;
+        assert_eq!(status, StatusCode::CREATED, "{g}");
+        gids.push(g["id"].as_str().unwrap().to_string());
+    }
+    let (status, page) = s.get("/Users?sortBy=userName").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["totalResults"], 3);
+    let users = page["Resources"].as_array().unwrap();
+    let names = |u: &Value| -> Vec<String> {
+        u["groups"]
+            .as_array()
+            .map_or_else(Vec::new, |gs| gs.iter().map(|g| g["display"].as_str().unwrap().to_string()).collect())
+    };
+    assert_eq!(users[0]["id"], a.as_str());
+    assert_eq!(names(&users[0]), ["Alpha", "Zeta"]);
+    assert_eq!(users[0]["groups"][0]["value"], gids[1].as_str());
+    assert_eq!(users[1]["id"], b.as_str());
+    assert_eq!(names(&users[1]), ["Zeta"]);
+    assert_eq!(users[2]["id"], c.as_str());
+    assert!(users[2].get("groups").is_none(), "{}", users[2]);
+
+    // Full pages and later pages take the total from a COUNT.
+    let (_, first) = s.get("/Users?sortBy=userName&count=2").await;
+    assert_eq!(first["totalResults"], 3);
+    assert_eq!(first["Resources"].as_array().unwrap().len(), 2);
+    let (_, second) = s.get("/Users?sortBy=userName&count=2&startIndex=3").await;
+    assert_eq!(second["totalResults"], 3);
+    assert_eq!(second["Resources"][0]["id"], c.as_str());
+    let (_, beyond) = s.get("/Users?count=2&startIndex=10").await;
+    assert_eq!(beyond["totalResults"], 3);
+    assert_eq!(beyond["Resources"].as_array().map_or(0, Vec::len), 0);
+    // Groups can be left out, and the lookup-before-create answer stays exact.
+    let (_, lean) = s.get("/Users?excludedAttributes=groups&filter=userName%20eq%20%22list-a@x.test%22").await;
+    assert_eq!(lean["totalResults"], 1);
+    assert!(lean["Resources"][0].get("groups").is_none());
+    let (_, none) = s.get("/Users?filter=userName%20eq%20%22nobody@x.test%22").await;
+    assert_eq!(none["totalResults"], 0);
+}

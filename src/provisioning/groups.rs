@@ -207,13 +207,11 @@ impl Directory {
         id: &str,
         projection: &Projection,
     ) -> Result<Resource, ScimError> {
-        let mut tx = self.store.begin_read().await?;
+        let with_members = projection.includes_top_level(&self.types.group, "members");
+        // Without members this is one statement and needs no transaction.
+        let mut tx = if with_members { self.store.begin_read().await? } else { self.store.read().await? };
         let team = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
-        let members = if projection.includes_top_level(&self.types.group, "members") {
-            Some(tx.team_members(&team.id).await?)
-        } else {
-            None
-        };
+        let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
         Ok(self.group_resource(&team, members.as_deref(), ctx))
     }
 
@@ -437,9 +435,10 @@ impl Directory {
     ) -> Result<(u64, Vec<Resource>), ScimError> {
         let parsed = ParsedList::parse(query)?;
         let spec = parsed.spec(&self.types.group, query);
-        let mut tx = self.store.begin_read().await?;
-        let (total, rows) = tx.list_groups(&spec).await?;
         let with_members = projection.includes_top_level(&self.types.group, "members");
+        // Members come from further statements: then one snapshot; else no transaction.
+        let mut tx = if with_members { self.store.begin_read().await? } else { self.store.read().await? };
+        let (total, rows) = tx.list_groups(&spec).await?;
         let mut out = Vec::with_capacity(rows.len());
         for team in &rows {
             let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };

@@ -79,10 +79,34 @@ impl Directory {
         explicit: Vec<Role>,
     ) -> OpResult<()> {
         let previous = tx.user_roles(user_id).await?;
+        self.assign_roles(tx, ctx, user_id, explicit, previous, true).await
+    }
+
+    /// Writes the effective roles of a user created in this transaction: it has no roles and
+    /// belongs to no team yet, so neither needs reading.
+    pub(super) async fn write_initial_roles(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user_id: &str,
+        explicit: Vec<Role>,
+    ) -> OpResult<()> {
+        self.assign_roles(tx, ctx, user_id, explicit, Vec::new(), false).await
+    }
+
+    async fn assign_roles(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user_id: &str,
+        explicit: Vec<Role>,
+        previous: Vec<(Role, String)>,
+        may_have_teams: bool,
+    ) -> OpResult<()> {
         let (roles, source) = if !explicit.is_empty() {
             (explicit, "scim")
         } else {
-            let mapped = tx.mapped_roles_of_user(user_id).await?;
+            let mapped = if may_have_teams { tx.mapped_roles_of_user(user_id).await? } else { Vec::new() };
             if !mapped.is_empty() {
                 self.observer.role_event(RoleOutcome::Mapping, mapped.len() as u64);
                 (mapped, "mapping")
@@ -102,7 +126,7 @@ impl Directory {
         let new: Vec<(String, String)> = roles.iter().map(|r| (r.id.clone(), source.to_string())).collect();
         let old: Vec<(String, String)> = previous.iter().map(|(r, s)| (r.id.clone(), s.clone())).collect();
         if new != old {
-            tx.set_user_roles(user_id, &new).await?;
+            tx.set_user_roles(user_id, &new, !previous.is_empty()).await?;
             let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
             let before: Vec<&str> = previous.iter().map(|(r, _)| r.name.as_str()).collect();
             self.audit(
@@ -120,7 +144,6 @@ impl Directory {
 
     /// The configured default role, if any.
     pub(super) async fn default_role(&self, tx: &mut dyn Tx) -> OpResult<Option<Role>> {
-        let Some(id) = tx.setting(DEFAULT_ROLE_SETTING).await?.filter(|s| !s.is_empty()) else { return Ok(None) };
-        Ok(tx.roles().await?.into_iter().find(|r| r.id == id))
+        Ok(tx.role_named_by_setting(DEFAULT_ROLE_SETTING).await?)
     }
 }

@@ -61,9 +61,8 @@ impl Directory {
         cols: &UserColumns,
     ) -> OpResult<Resource> {
         let mut tx = self.store.begin_write().await?;
-        if tx.user_by_name(&cols.user_name).await?.is_some() {
-            return Err(ScimError::uniqueness(format!("userName '{}' is already taken", cols.user_name)).into());
-        }
+        // A taken userName (without regard to case) fails the insert below on the database's
+        // unique index, as 409 `uniqueness`: no read beforehand.
         let now = self.now();
         let id = uuid::Uuid::new_v4().to_string();
         let mut doc = doc.clone();
@@ -80,7 +79,7 @@ impl Directory {
             version: 1,
         };
         tx.insert_user(&rec).await?;
-        self.write_effective_roles(tx.as_mut(), ctx, &rec.id, explicit).await?;
+        self.write_initial_roles(tx.as_mut(), ctx, &rec.id, explicit).await?;
         if rec.active {
             self.issue_invitation(tx.as_mut(), ctx, &rec).await?;
         }
@@ -105,10 +104,11 @@ impl Directory {
         id: &str,
         projection: &Projection,
     ) -> Result<Resource, ScimError> {
-        let mut tx = self.store.begin_read().await?;
-        let rec = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
-        let with_groups = projection.includes_top_level(&self.types.user, "groups");
-        self.user_view(tx.as_mut(), &rec, with_groups, ctx).await.map_err(OpError::into_scim)
+        // One statement: no transaction needed for a consistent answer.
+        let mut tx = self.store.read().await?;
+        let (rec, groups) = tx.user_with_groups(id).await?.ok_or_else(|| user_not_found(id))?;
+        let groups = if projection.includes_top_level(&self.types.user, "groups") { groups } else { Vec::new() };
+        Ok(Resource { id: rec.id.clone(), version: rec.version, json: user_json(&rec, &groups, &ctx.base_url) })
     }
 
     /// Replaces a user (PUT /Users/{id}).
@@ -258,13 +258,23 @@ impl Directory {
     ) -> Result<(u64, Vec<Resource>), ScimError> {
         let parsed = ParsedList::parse(query)?;
         let spec = parsed.spec(&self.types.user, query);
-        let mut tx = self.store.begin_read().await?;
-        let (total, rows) = tx.list_users(&spec).await?;
+        // The page and its users' groups are one statement (see `Tx::list_users_with_groups`).
+        let mut tx = self.store.read().await?;
         let with_groups = projection.includes_top_level(&self.types.user, "groups");
-        let mut out = Vec::with_capacity(rows.len());
-        for rec in &rows {
-            out.push(self.user_view(tx.as_mut(), rec, with_groups, ctx).await.map_err(OpError::into_scim)?);
-        }
+        let (total, rows) = if with_groups {
+            tx.list_users_with_groups(&spec).await?
+        } else {
+            let (total, rows) = tx.list_users(&spec).await?;
+            (total, rows.into_iter().map(|u| (u, Vec::new())).collect())
+        };
+        let out = rows
+            .iter()
+            .map(|(rec, groups)| Resource {
+                id: rec.id.clone(),
+                version: rec.version,
+                json: user_json(rec, groups, &ctx.base_url),
+            })
+            .collect();
         Ok((total, out))
     }
 }

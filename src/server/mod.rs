@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Time after which a request is abandoned (its transaction rolled back).
     pub request_timeout: Duration,
+    /// How long a verified key is trusted without reading the key table again (zero: always
+    /// read). Revocations committed by this process take effect at once regardless.
+    pub key_cache_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             max_count: 1000,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            key_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -60,6 +64,16 @@ pub struct AppState {
     pub directory: Directory,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
+    /// Recently verified keys.
+    pub keys: Arc<auth::KeyCache>,
+}
+
+impl AppState {
+    /// The state of a server over `directory`.
+    pub fn new(directory: Directory, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
+        let keys = Arc::new(auth::KeyCache::new(config.key_cache_ttl));
+        Self { directory, metrics, config: Arc::new(config), keys }
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -8,6 +8,22 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// A subquery, for a row of `users u`, giving its managed teams as JSON text
+    /// `[[group id, name], ...]` ordered by name: a user and its groups in one statement.
+    pub fn user_groups_json(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "(SELECT json_group_array(json_array(g.scim_id, g.name)) FROM (SELECT t.scim_id, t.name \
+                 FROM team_members m JOIN teams t ON t.id = m.team_id \
+                 WHERE m.user_id = u.id AND t.scim_id IS NOT NULL ORDER BY t.name, t.scim_id) g)"
+            }
+            Dialect::Postgres => {
+                "(SELECT COALESCE(json_agg(json_build_array(t.scim_id, t.name) ORDER BY t.name, t.scim_id), '[]'::json)::text \
+                 FROM team_members m JOIN teams t ON t.id = m.team_id \
+                 WHERE m.user_id = u.id AND t.scim_id IS NOT NULL)"
+            }
+        }
+    }
     /// Reads a JSON document column as text (PostgreSQL stores `jsonb`).
     pub fn json_out(self, column: &str) -> String {
         match self {

@@ -94,11 +94,21 @@ pub trait Store: Send + Sync + 'static {
     async fn begin_write(&self) -> StoreResult<Box<dyn Tx>>;
     /// Starts a read-only transaction: a consistent snapshot for a list and its count.
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>>;
+    /// A read handle without a transaction: each statement reads the latest committed state on
+    /// its own (no BEGIN and ROLLBACK round trips). For reads that are one statement, or that
+    /// do not need one snapshot across statements.
+    async fn read(&self) -> StoreResult<Box<dyn Tx>>;
     /// Checks that the database answers.
     async fn ping(&self) -> StoreResult<()>;
+    /// A counter bumped after every commit in this process that revoked or added API keys, so
+    /// caches of verified keys can drop what they hold at once.
+    fn key_generation(&self) -> u64;
     /// Closes the pool, waiting for connections to be returned.
     async fn close(&self);
 }
+
+/// A user and its managed teams as (group id, display name).
+pub type UserWithGroups = (UserRecord, Vec<(String, String)>);
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
@@ -120,6 +130,11 @@ pub trait Tx: Send {
     async fn delete_user(&mut self, id: &str, now: &str) -> StoreResult<bool>;
     /// A page of live users and the total count.
     async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)>;
+    /// A live user with its managed teams (group id, display name), read in one statement.
+    async fn user_with_groups(&mut self, id: &str) -> StoreResult<Option<(UserRecord, Vec<(String, String)>)>>;
+    /// A page of live users, each with its managed teams, and the total count: one statement
+    /// for the page, plus a COUNT only when the page does not tell the total.
+    async fn list_users_with_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserWithGroups>)>;
     /// Which of `ids` are live users.
     async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>>;
     /// The managed teams a user belongs to, as (group id, display name).
@@ -180,12 +195,15 @@ pub trait Tx: Send {
     async fn delete_role(&mut self, id_or_name: &str) -> StoreResult<bool>;
     /// A server setting.
     async fn setting(&mut self, name: &str) -> StoreResult<Option<String>>;
+    /// The catalog role a setting names by id (`None` when unset, empty, or naming no role).
+    async fn role_named_by_setting(&mut self, name: &str) -> StoreResult<Option<Role>>;
     /// Sets (or clears, with `None`) a server setting.
     async fn set_setting(&mut self, name: &str, value: Option<&str>) -> StoreResult<()>;
     /// A user's effective roles with the source of each.
     async fn user_roles(&mut self, user_id: &str) -> StoreResult<Vec<(Role, String)>>;
-    /// Replaces a user's effective roles.
-    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)]) -> StoreResult<()>;
+    /// Replaces a user's effective roles; `had_roles: false` promises the user has none yet
+    /// (a user being created), which saves the delete.
+    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)], had_roles: bool) -> StoreResult<()>;
     /// Roles that role mappings grant to a user through its teams.
     async fn mapped_roles_of_user(&mut self, user_id: &str) -> StoreResult<Vec<Role>>;
     /// Whether any role mapping names this team.

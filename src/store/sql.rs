@@ -7,6 +7,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -24,9 +25,13 @@ const CHUNK: usize = 400;
 /// The SQL store.
 pub struct SqlStore {
     pool: AnyPool,
+    /// SQLite: the one connection that writes (see [`SqlStore::open`]); PostgreSQL: none.
+    write_pool: Option<AnyPool>,
     dialect: Dialect,
     /// SQLite has one writer: queue writers here instead of failing with SQLITE_BUSY.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// See [`Store::key_generation`].
+    key_generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -118,29 +123,37 @@ pub(crate) fn pool_settings(url: &str) -> StoreResult<(String, PoolSettings)> {
     Ok((url, settings))
 }
 
+/// A pool of `size` SQLite connections, configured for this store.
+async fn sqlite_pool(url: &str, size: u32) -> StoreResult<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(size)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL: readers never block the writer; NORMAL sync is safe against process
+                // crashes (a killed server loses nothing it acknowledged).
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                // Read pages through a memory map instead of a read() system call and a copy
+                // per page: a connection whose cache another writer invalidated refills it
+                // cheaply. 1 GiB of address space, not of memory.
+                conn.execute("PRAGMA mmap_size = 1073741824").await?;
+                conn.execute("PRAGMA cache_size = -16384").await?;
+                Ok(())
+            })
+        })
+        .connect_with(AnyConnectOptions::from_str(url)?)
+        .await?)
+}
+
 impl SqlStore {
     /// Connects, configures and migrates.
     pub async fn open(arg: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let (url, dialect) = database_url(arg);
         let pool = match dialect {
-            Dialect::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // WAL: readers never block the writer; NORMAL sync is safe against
-                            // process crashes (a killed server loses nothing it acknowledged).
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(AnyConnectOptions::from_str(&url)?)
-                    .await?
-            }
+            Dialect::Sqlite => sqlite_pool(&url, 8).await?,
             Dialect::Postgres => {
                 let (url, settings) = pool_settings(&url)?;
                 let session = format!(
@@ -168,7 +181,14 @@ impl SqlStore {
             Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let write_lock = (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { pool, dialect, write_lock })
+        // SQLite has one writer at a time anyway; giving writes one connection of their own
+        // keeps its page cache warm (a connection's cache is dropped whenever another
+        // connection has committed since its last transaction).
+        let write_pool = match dialect {
+            Dialect::Sqlite => Some(sqlite_pool(&url, 1).await?),
+            Dialect::Postgres => None,
+        };
+        Ok(Self { pool, write_pool, dialect, write_lock, key_generation: Arc::new(AtomicU64::new(0)) })
     }
 }
 
@@ -184,13 +204,21 @@ impl Store for SqlStore {
             None => None,
         };
         let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Sqlite => self.write_pool.as_ref().unwrap_or(&self.pool).begin_with("BEGIN IMMEDIATE").await?,
             // READ COMMITTED, with the rows a write depends on locked as they are read (see
             // `SqlTx::lock`): concurrent writers of one user or group queue instead of failing.
             Dialect::Postgres => self.pool.begin().await?,
         };
         let lock = if self.dialect == Dialect::Postgres { " FOR UPDATE" } else { "" };
-        Ok(Box::new(SqlTx { tx, d: self.dialect, lock, _guard: guard }))
+        Ok(Box::new(SqlTx {
+            tx: Handle::Tx(tx),
+            d: self.dialect,
+            lock,
+            pending_audit: Vec::new(),
+            keys_changed: false,
+            key_generation: self.key_generation.clone(),
+            _guard: guard,
+        }))
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
@@ -200,7 +228,31 @@ impl Store for SqlStore {
             // serialise.
             Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
         };
-        Ok(Box::new(SqlTx { tx, d: self.dialect, lock: "", _guard: None }))
+        Ok(Box::new(SqlTx {
+            tx: Handle::Tx(tx),
+            d: self.dialect,
+            lock: "",
+            pending_audit: Vec::new(),
+            keys_changed: false,
+            key_generation: self.key_generation.clone(),
+            _guard: None,
+        }))
+    }
+
+    async fn read(&self) -> StoreResult<Box<dyn Tx>> {
+        Ok(Box::new(SqlTx {
+            tx: Handle::Conn(self.pool.acquire().await?),
+            d: self.dialect,
+            lock: "",
+            pending_audit: Vec::new(),
+            keys_changed: false,
+            key_generation: self.key_generation.clone(),
+            _guard: None,
+        }))
+    }
+
+    fn key_generation(&self) -> u64 {
+        self.key_generation.load(Ordering::Acquire)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -209,17 +261,35 @@ impl Store for SqlStore {
     }
 
     async fn close(&self) {
+        if let Some(w) = &self.write_pool {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 }
 
+/// What a [`SqlTx`] runs its statements on.
+enum Handle {
+    /// A transaction: committed by [`Tx::commit`], rolled back when dropped.
+    Tx(sqlx::Transaction<'static, sqlx::Any>),
+    /// A pooled connection in autocommit mode: each statement is its own snapshot.
+    Conn(sqlx::pool::PoolConnection<sqlx::Any>),
+}
+
 struct SqlTx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    tx: Handle,
     d: Dialect,
     /// Appended to reads of one user, team or role mapping: ` FOR UPDATE` in a PostgreSQL
     /// write transaction, so that the version read is the version written over (no lost update
     /// between replicas, no optimistic retry storm on a busy group); empty otherwise.
     lock: &'static str,
+    /// Audit events of this transaction, written in one multi-row INSERT before the commit
+    /// (or before the transaction reads the trail): one round trip instead of one per event.
+    pending_audit: Vec<AuditEvent>,
+    /// Whether this transaction revoked or added keys (bumps the store's key generation on
+    /// commit).
+    keys_changed: bool,
+    key_generation: Arc<AtomicU64>,
     _guard: Option<OwnedMutexGuard<()>>,
 }
 
@@ -265,6 +335,14 @@ fn placeholders(start: usize, n: usize) -> String {
 }
 
 impl SqlTx {
+    /// The connection statements run on.
+    fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        match &mut self.tx {
+            Handle::Tx(tx) => tx,
+            Handle::Conn(conn) => conn,
+        }
+    }
+
     fn user_cols(&self) -> String {
         format!(
             "u.id, u.user_name, u.external_id, u.display_name, u.active, {} AS data, u.created, u.last_modified, u.version",
@@ -325,19 +403,55 @@ impl SqlTx {
     }
 
     async fn fetch_users(&mut self, sql: String, params: Vec<SqlValue>) -> StoreResult<Vec<UserRecord>> {
-        let rows = bind_all(q(sql), params).fetch_all(&mut *self.tx).await?;
+        let rows = bind_all(q(sql), params).fetch_all(self.conn()).await?;
         rows.iter().map(Self::user_from).collect()
     }
 
     async fn fetch_teams(&mut self, sql: String, params: Vec<SqlValue>) -> StoreResult<Vec<TeamRecord>> {
-        let rows = bind_all(q(sql), params).fetch_all(&mut *self.tx).await?;
+        let rows = bind_all(q(sql), params).fetch_all(self.conn()).await?;
         rows.iter().map(Self::team_from).collect()
     }
 
     async fn count(&mut self, sql: String, params: Vec<SqlValue>) -> StoreResult<u64> {
-        let row = bind_all(q(sql), params).fetch_one(&mut *self.tx).await?;
+        let row = bind_all(q(sql), params).fetch_one(self.conn()).await?;
         let n: i64 = row.try_get(0)?;
         Ok(n.max(0) as u64)
+    }
+
+    /// A page of users (with their groups when asked) and the total count.
+    async fn user_page(&mut self, spec: &ListSpec<'_>, with_groups: bool) -> StoreResult<(u64, Vec<UserWithGroups>)> {
+        let (where_sql, order, params) = self.list_clauses(spec, ResourceTable::Users)?;
+        let count_sql = format!("SELECT COUNT(*) FROM users u WHERE {where_sql}");
+        if spec.limit == 0 {
+            return Ok((self.count(count_sql, params).await?, Vec::new()));
+        }
+        let n = params.len();
+        let groups =
+            if with_groups { format!(", {} AS groups_json", self.d.user_groups_json()) } else { String::new() };
+        let sql = format!(
+            "SELECT {}{groups} FROM users u WHERE {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            self.user_cols(),
+            n + 1,
+            n + 2
+        );
+        let mut page_params = params.clone();
+        page_params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
+        page_params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
+        let rows = bind_all(q(sql), page_params).fetch_all(self.conn()).await?;
+        let page = rows
+            .iter()
+            .map(|r| Ok((Self::user_from(r)?, if with_groups { groups_from(r)? } else { Vec::new() })))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // A first page that is not full holds every match: no COUNT needed (the common
+        // lookup-before-create case, `filter=userName eq "..."`). Otherwise the count may run
+        // outside the page's snapshot (on a read handle): never report fewer than were served.
+        let served = if page.is_empty() { 0 } else { spec.offset.saturating_add(page.len() as u64) };
+        let total = if spec.offset == 0 && (page.len() as u64) < spec.limit {
+            page.len() as u64
+        } else {
+            self.count(count_sql, params).await?.max(served)
+        };
+        Ok((total, page))
     }
 
     /// WHERE clause and ORDER BY for a list, with parameters.
@@ -365,6 +479,15 @@ impl SqlTx {
             None => format!("{alias}.seq"),
         };
         Ok((where_sql, order, params))
+    }
+}
+
+/// The `groups_json` column of a user row: `[[group id, name], ...]`.
+fn groups_from(row: &AnyRow) -> StoreResult<Vec<(String, String)>> {
+    let text: Option<String> = row.try_get("groups_json")?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("groups of a user: {e}"))),
     }
 }
 
@@ -406,16 +529,60 @@ fn outbox_from(row: &AnyRow) -> StoreResult<OutboxMessage> {
     })
 }
 
+/// Audit events per INSERT statement (8 parameters each, well under SQLite's 32,766).
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
 impl SqlTx {
+    /// Writes the buffered audit events, in the order they were appended.
+    async fn flush_audit(&mut self) -> StoreResult<()> {
+        let pending = std::mem::take(&mut self.pending_audit);
+        for chunk in pending.chunks(AUDIT_ROWS_PER_INSERT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 8;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, {})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        self.d.json_in(b + 8)
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_events (id, time, actor, action, target_type, target_id, request_id, details) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = q(sql);
+            for e in chunk {
+                query = query
+                    .bind(e.id.clone())
+                    .bind(e.time.clone())
+                    .bind(e.actor.clone())
+                    .bind(e.action.clone())
+                    .bind(e.target_type.clone())
+                    .bind(e.target_id.clone())
+                    .bind(e.request_id.clone())
+                    .bind(e.details.to_string());
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
     async fn mapping_from(&mut self, r: &AnyRow) -> StoreResult<RoleMappingRecord> {
         let id: String = r.try_get("id")?;
         let role_rows = q("SELECT role_id FROM role_mapping_roles WHERE mapping_id = $1 ORDER BY role_id".into())
             .bind(id.clone())
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         let team_rows = q("SELECT team_name FROM role_mapping_teams WHERE mapping_id = $1 ORDER BY team_name".into())
             .bind(id.clone())
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         Ok(RoleMappingRecord {
             id,
@@ -435,14 +602,14 @@ impl SqlTx {
             q("INSERT INTO role_mapping_roles (mapping_id, role_id) VALUES ($1, $2) ON CONFLICT DO NOTHING".into())
                 .bind(m.id.clone())
                 .bind(role.clone())
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
         }
         for team in &m.teams {
             q("INSERT INTO role_mapping_teams (mapping_id, team_name) VALUES ($1, $2) ON CONFLICT DO NOTHING".into())
                 .bind(m.id.clone())
                 .bind(team.clone())
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
         }
         Ok(())
@@ -483,7 +650,7 @@ impl Tx for SqlTx {
             .bind(u.created.clone())
             .bind(u.last_modified.clone())
             .bind(u.version)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("userName '{}' is already taken", u.user_name)))?;
         Ok(())
@@ -506,7 +673,7 @@ impl Tx for SqlTx {
             .bind(u.last_modified.clone())
             .bind(u.version)
             .bind(u.version - 1)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("userName '{}' is already taken", u.user_name)))?;
         if done.rows_affected() == 0 {
@@ -521,7 +688,7 @@ impl Tx for SqlTx {
             .into())
         .bind(id.to_string())
         .bind(now.to_string())
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -532,29 +699,29 @@ impl Tx for SqlTx {
             .into())
         .bind(id.to_string())
         .bind(now.to_string())
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
-        q("DELETE FROM team_members WHERE user_id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+        q("DELETE FROM team_members WHERE user_id = $1".into()).bind(id.to_string()).execute(self.conn()).await?;
         Ok(true)
     }
 
     async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)> {
-        let (where_sql, order, params) = self.list_clauses(spec, ResourceTable::Users)?;
-        let total = self.count(format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"), params.clone()).await?;
-        if spec.limit == 0 || spec.offset >= total {
-            return Ok((total, Vec::new()));
-        }
-        let n = params.len();
+        let (total, rows) = self.user_page(spec, false).await?;
+        Ok((total, rows.into_iter().map(|(u, _)| u).collect()))
+    }
+
+    async fn user_with_groups(&mut self, id: &str) -> StoreResult<Option<UserWithGroups>> {
         let sql = format!(
-            "SELECT {} FROM users u WHERE {where_sql} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            "SELECT {}, {} AS groups_json FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL",
             self.user_cols(),
-            n + 1,
-            n + 2
+            self.d.user_groups_json()
         );
-        let mut params = params;
-        params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
-        params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
-        Ok((total, self.fetch_users(sql, params).await?))
+        let row = q(sql).bind(id.to_string()).fetch_optional(self.conn()).await?;
+        row.as_ref().map(|r| Ok((Self::user_from(r)?, groups_from(r)?))).transpose()
+    }
+
+    async fn list_users_with_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserWithGroups>)> {
+        self.user_page(spec, true).await
     }
 
     async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>> {
@@ -563,7 +730,7 @@ impl Tx for SqlTx {
             let sql =
                 format!("SELECT id FROM users WHERE deleted_at IS NULL AND id IN ({})", placeholders(1, chunk.len()));
             let params = chunk.iter().map(|i| SqlValue::Text(i.clone())).collect();
-            for row in bind_all(q(sql), params).fetch_all(&mut *self.tx).await? {
+            for row in bind_all(q(sql), params).fetch_all(self.conn()).await? {
                 found.push(row.try_get::<String, _>(0)?);
             }
         }
@@ -575,7 +742,7 @@ impl Tx for SqlTx {
                       WHERE m.user_id = $1 AND t.scim_id IS NOT NULL ORDER BY t.name, t.scim_id"
             .into())
         .bind(user_id.to_string())
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?;
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
@@ -619,7 +786,7 @@ impl Tx for SqlTx {
             .bind(t.created.clone())
             .bind(t.last_modified.clone())
             .bind(t.version)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
         Ok(())
@@ -641,7 +808,7 @@ impl Tx for SqlTx {
             .bind(t.last_modified.clone())
             .bind(t.version)
             .bind(t.version - 1)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
         if done.rows_affected() == 0 {
@@ -652,9 +819,9 @@ impl Tx for SqlTx {
 
     async fn list_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<TeamRecord>)> {
         let (where_sql, order, params) = self.list_clauses(spec, ResourceTable::Groups)?;
-        let total = self.count(format!("SELECT COUNT(*) FROM teams t WHERE {where_sql}"), params.clone()).await?;
-        if spec.limit == 0 || spec.offset >= total {
-            return Ok((total, Vec::new()));
+        let count_sql = format!("SELECT COUNT(*) FROM teams t WHERE {where_sql}");
+        if spec.limit == 0 {
+            return Ok((self.count(count_sql, params).await?, Vec::new()));
         }
         let n = params.len();
         let sql = format!(
@@ -663,10 +830,18 @@ impl Tx for SqlTx {
             n + 1,
             n + 2
         );
-        let mut params = params;
-        params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
-        params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
-        Ok((total, self.fetch_teams(sql, params).await?))
+        let mut page_params = params.clone();
+        page_params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
+        page_params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
+        let page = self.fetch_teams(sql, page_params).await?;
+        // As for users: no COUNT for a first page that is not full; never fewer than served.
+        let served = if page.is_empty() { 0 } else { spec.offset.saturating_add(page.len() as u64) };
+        let total = if spec.offset == 0 && (page.len() as u64) < spec.limit {
+            page.len() as u64
+        } else {
+            self.count(count_sql, params).await?.max(served)
+        };
+        Ok((total, page))
     }
 
     async fn list_teams(&mut self) -> StoreResult<Vec<TeamRecord>> {
@@ -677,7 +852,7 @@ impl Tx for SqlTx {
     async fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<String>> {
         let rows = q("SELECT user_id FROM team_members WHERE team_id = $1 ORDER BY user_id".into())
             .bind(team_id.to_string())
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
@@ -697,7 +872,7 @@ impl Tx for SqlTx {
             );
             let mut params = vec![SqlValue::Text(team_id.to_string())];
             params.extend(chunk.iter().map(|u| SqlValue::Text(u.clone())));
-            added += bind_all(q(sql), params).execute(&mut *self.tx).await?.rows_affected();
+            added += bind_all(q(sql), params).execute(self.conn()).await?.rows_affected();
         }
         Ok(added)
     }
@@ -711,7 +886,7 @@ impl Tx for SqlTx {
             );
             let mut params = vec![SqlValue::Text(team_id.to_string())];
             params.extend(chunk.iter().map(|u| SqlValue::Text(u.clone())));
-            removed += bind_all(q(sql), params).execute(&mut *self.tx).await?.rows_affected();
+            removed += bind_all(q(sql), params).execute(self.conn()).await?.rows_affected();
         }
         Ok(removed)
     }
@@ -719,12 +894,13 @@ impl Tx for SqlTx {
     async fn clear_team_members(&mut self, team_id: &str) -> StoreResult<u64> {
         let done = q("DELETE FROM team_members WHERE team_id = $1".into())
             .bind(team_id.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn insert_key(&mut self, k: &ApiKeyRecord) -> StoreResult<()> {
+        self.keys_changed = true;
         q("INSERT INTO api_keys (id, name, owner_kind, owner_user_id, secret_hash, hint, permissions, created) \
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
             .into())
@@ -736,7 +912,7 @@ impl Tx for SqlTx {
         .bind(k.hint.clone())
         .bind(k.permissions.join(","))
         .bind(k.created.clone())
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await
         .map_err(|e| map_unique(e, "key collision"))?;
         Ok(())
@@ -745,32 +921,34 @@ impl Tx for SqlTx {
     async fn key_by_hash(&mut self, secret_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let row = q("SELECT * FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL".into())
             .bind(secret_hash.to_string())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?;
         row.as_ref().map(Self::key_from).transpose()
     }
 
     async fn list_keys(&mut self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows = q("SELECT * FROM api_keys ORDER BY seq".into()).fetch_all(&mut *self.tx).await?;
+        let rows = q("SELECT * FROM api_keys ORDER BY seq".into()).fetch_all(self.conn()).await?;
         rows.iter().map(Self::key_from).collect()
     }
 
     async fn revoke_key(&mut self, id_or_name: &str, now: &str, reason: &str) -> StoreResult<bool> {
+        self.keys_changed = true;
         let done = q("UPDATE api_keys SET revoked_at = $2, revoked_reason = $3 \
                       WHERE (id = $1 OR name = $1) AND revoked_at IS NULL"
             .into())
         .bind(id_or_name.to_string())
         .bind(now.to_string())
         .bind(reason.to_string())
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn revoke_user_keys(&mut self, user_id: &str, now: &str, reason: &str) -> StoreResult<Vec<String>> {
+        self.keys_changed = true;
         let rows = q("SELECT id FROM api_keys WHERE owner_user_id = $1 AND revoked_at IS NULL ORDER BY seq".into())
             .bind(user_id.to_string())
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         let ids: Vec<String> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
         if !ids.is_empty() {
@@ -779,33 +957,19 @@ impl Tx for SqlTx {
             .bind(user_id.to_string())
             .bind(now.to_string())
             .bind(reason.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         }
         Ok(ids)
     }
 
     async fn append_audit(&mut self, e: &AuditEvent) -> StoreResult<()> {
-        let sql = format!(
-            "INSERT INTO audit_events (id, time, actor, action, target_type, target_id, request_id, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, {})",
-            self.d.json_in(8)
-        );
-        q(sql)
-            .bind(e.id.clone())
-            .bind(e.time.clone())
-            .bind(e.actor.clone())
-            .bind(e.action.clone())
-            .bind(e.target_type.clone())
-            .bind(e.target_id.clone())
-            .bind(e.request_id.clone())
-            .bind(e.details.to_string())
-            .execute(&mut *self.tx)
-            .await?;
+        self.pending_audit.push(e.clone());
         Ok(())
     }
 
     async fn list_audit(&mut self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        self.flush_audit().await?;
         let mut conds = vec!["1 = 1".to_string()];
         let mut params = Vec::new();
         if let Some(s) = &query.since {
@@ -829,7 +993,7 @@ impl Tx for SqlTx {
             params.push(SqlValue::Int(limit.min(i64::MAX as u64) as i64));
             sql.push_str(&format!(" LIMIT ${}", params.len()));
         }
-        let rows = bind_all(q(sql), params).fetch_all(&mut *self.tx).await?;
+        let rows = bind_all(q(sql), params).fetch_all(self.conn()).await?;
         rows.iter()
             .map(|r| {
                 let details: String = r.try_get("details")?;
@@ -849,7 +1013,7 @@ impl Tx for SqlTx {
 
     async fn roles(&mut self) -> StoreResult<Vec<Role>> {
         let rows = q("SELECT id, name, builtin, description FROM roles ORDER BY builtin DESC, seq".into())
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         rows.iter().map(role_from).collect()
     }
@@ -863,7 +1027,7 @@ impl Tx for SqlTx {
         .bind(r.builtin as i64)
         .bind(r.description.clone())
         .bind(now.to_string())
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await
         .map_err(|e| map_unique(e, &format!("a role named '{}' already exists", r.name)))?;
         Ok(())
@@ -873,7 +1037,7 @@ impl Tx for SqlTx {
         let done = q("DELETE FROM roles WHERE builtin = 0 AND (id = $1 OR name_key = $2)".into())
             .bind(id_or_name.to_string())
             .bind(id_or_name.to_lowercase())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -881,7 +1045,7 @@ impl Tx for SqlTx {
     async fn setting(&mut self, name: &str) -> StoreResult<Option<String>> {
         let row = q("SELECT value FROM settings WHERE name = $1".into())
             .bind(name.to_string())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?;
         Ok(match row {
             Some(r) => r.try_get::<Option<String>, _>(0)?,
@@ -889,12 +1053,22 @@ impl Tx for SqlTx {
         })
     }
 
+    async fn role_named_by_setting(&mut self, name: &str) -> StoreResult<Option<Role>> {
+        let row = q("SELECT r.id, r.name, r.builtin, r.description FROM settings s \
+                     JOIN roles r ON r.id = s.value WHERE s.name = $1"
+            .into())
+        .bind(name.to_string())
+        .fetch_optional(self.conn())
+        .await?;
+        row.as_ref().map(role_from).transpose()
+    }
+
     async fn set_setting(&mut self, name: &str, value: Option<&str>) -> StoreResult<()> {
         q("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
             .into())
         .bind(name.to_string())
         .bind(value.map(str::to_string))
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -904,21 +1078,32 @@ impl Tx for SqlTx {
                       JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = $1 ORDER BY r.builtin DESC, r.seq"
             .into())
         .bind(user_id.to_string())
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?;
         rows.iter().map(|r| Ok((role_from(r)?, r.try_get("source")?))).collect()
     }
 
-    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)]) -> StoreResult<()> {
-        q("DELETE FROM user_roles WHERE user_id = $1".into()).bind(user_id.to_string()).execute(&mut *self.tx).await?;
-        for (role_id, source) in roles {
-            q("INSERT INTO user_roles (user_id, role_id, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING".into())
+    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)], had_roles: bool) -> StoreResult<()> {
+        if had_roles {
+            q("DELETE FROM user_roles WHERE user_id = $1".into())
                 .bind(user_id.to_string())
-                .bind(role_id.clone())
-                .bind(source.clone())
-                .execute(&mut *self.tx)
+                .execute(self.conn())
                 .await?;
         }
+        if roles.is_empty() {
+            return Ok(());
+        }
+        let values: Vec<String> = (0..roles.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+        let sql = format!(
+            "INSERT INTO user_roles (user_id, role_id, source) VALUES {} ON CONFLICT DO NOTHING",
+            values.join(", ")
+        );
+        let mut params = vec![SqlValue::Text(user_id.to_string())];
+        for (role_id, source) in roles {
+            params.push(SqlValue::Text(role_id.clone()));
+            params.push(SqlValue::Text(source.clone()));
+        }
+        bind_all(q(sql), params).execute(self.conn()).await?;
         Ok(())
     }
 
@@ -931,7 +1116,7 @@ impl Tx for SqlTx {
                       WHERE m.user_id = $1 ORDER BY r.builtin DESC, r.seq"
             .into())
         .bind(user_id.to_string())
-        .fetch_all(&mut *self.tx)
+        .fetch_all(self.conn())
         .await?;
         rows.iter().map(role_from).collect()
     }
@@ -954,7 +1139,7 @@ impl Tx for SqlTx {
                 placeholders(1, chunk.len())
             );
             let params = chunk.iter().map(|n| SqlValue::Text(n.clone())).collect();
-            for row in bind_all(q(sql), params).fetch_all(&mut *self.tx).await? {
+            for row in bind_all(q(sql), params).fetch_all(self.conn()).await? {
                 out.insert(row.try_get::<String, _>(0)?);
             }
         }
@@ -967,7 +1152,7 @@ impl Tx for SqlTx {
             self.d.json_out("data"),
             self.lock
         );
-        let row = q(sql).bind(id.to_string()).fetch_optional(&mut *self.tx).await?;
+        let row = q(sql).bind(id.to_string()).fetch_optional(self.conn()).await?;
         match row {
             Some(r) => Ok(Some(self.mapping_from(&r).await?)),
             None => Ok(None),
@@ -979,7 +1164,7 @@ impl Tx for SqlTx {
             "SELECT id, display_name, external_id, {} AS data, created, last_modified, version FROM role_mappings ORDER BY seq",
             self.d.json_out("data")
         );
-        let rows = q(sql).fetch_all(&mut *self.tx).await?;
+        let rows = q(sql).fetch_all(self.conn()).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(self.mapping_from(r).await?);
@@ -1001,7 +1186,7 @@ impl Tx for SqlTx {
             .bind(m.created.clone())
             .bind(m.last_modified.clone())
             .bind(m.version)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a role mapping named '{}' already exists", m.display_name)))?;
         self.write_mapping_links(m).await
@@ -1021,7 +1206,7 @@ impl Tx for SqlTx {
             .bind(m.last_modified.clone())
             .bind(m.version)
             .bind(m.version - 1)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a role mapping named '{}' already exists", m.display_name)))?;
         if done.rows_affected() == 0 {
@@ -1029,11 +1214,11 @@ impl Tx for SqlTx {
         }
         q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into())
             .bind(m.id.clone())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into())
             .bind(m.id.clone())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         self.write_mapping_links(m).await
     }
@@ -1041,14 +1226,14 @@ impl Tx for SqlTx {
     async fn delete_role_mapping(&mut self, id: &str) -> StoreResult<bool> {
         q("DELETE FROM role_mapping_roles WHERE mapping_id = $1".into())
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         q("DELETE FROM role_mapping_teams WHERE mapping_id = $1".into())
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         let done =
-            q("DELETE FROM role_mappings WHERE id = $1".into()).bind(id.to_string()).execute(&mut *self.tx).await?;
+            q("DELETE FROM role_mappings WHERE id = $1".into()).bind(id.to_string()).execute(self.conn()).await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -1064,7 +1249,7 @@ impl Tx for SqlTx {
         .bind(i.expires_at.clone())
         .bind(i.status.as_str())
         .bind(i.status_at.clone())
-        .execute(&mut *self.tx)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
@@ -1072,7 +1257,7 @@ impl Tx for SqlTx {
     async fn invitation_by_token_hash(&mut self, token_hash: &str) -> StoreResult<Option<InvitationRecord>> {
         let row = q("SELECT * FROM invitations WHERE token_hash = $1".into())
             .bind(token_hash.to_string())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.conn())
             .await?;
         row.as_ref().map(invitation_from).transpose()
     }
@@ -1082,10 +1267,10 @@ impl Tx for SqlTx {
             Some(u) => {
                 q("SELECT * FROM invitations WHERE user_id = $1 ORDER BY seq DESC".into())
                     .bind(u.to_string())
-                    .fetch_all(&mut *self.tx)
+                    .fetch_all(self.conn())
                     .await?
             }
-            None => q("SELECT * FROM invitations ORDER BY seq DESC".into()).fetch_all(&mut *self.tx).await?,
+            None => q("SELECT * FROM invitations ORDER BY seq DESC".into()).fetch_all(self.conn()).await?,
         };
         rows.iter().map(invitation_from).collect()
     }
@@ -1095,7 +1280,7 @@ impl Tx for SqlTx {
             .bind(id.to_string())
             .bind(status.as_str())
             .bind(now.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -1106,7 +1291,7 @@ impl Tx for SqlTx {
                 .into())
             .bind(user_id.to_string())
             .bind(now.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(done.rows_affected())
     }
@@ -1119,7 +1304,7 @@ impl Tx for SqlTx {
             .bind(m.subject.clone())
             .bind(m.body.clone())
             .bind(m.created.clone())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -1127,7 +1312,7 @@ impl Tx for SqlTx {
     async fn pending_outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>> {
         let rows = q("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1".into())
             .bind(limit.min(i64::MAX as u64) as i64)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         rows.iter().map(outbox_from).collect()
     }
@@ -1135,7 +1320,7 @@ impl Tx for SqlTx {
     async fn outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>> {
         let rows = q("SELECT * FROM outbox ORDER BY seq DESC LIMIT $1".into())
             .bind(limit.min(i64::MAX as u64) as i64)
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn())
             .await?;
         rows.iter().map(outbox_from).collect()
     }
@@ -1144,7 +1329,7 @@ impl Tx for SqlTx {
         q("UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1".into())
             .bind(id.to_string())
             .bind(now.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -1153,13 +1338,19 @@ impl Tx for SqlTx {
         q("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1".into())
             .bind(id.to_string())
             .bind(error.to_string())
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await?;
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.flush_audit().await?;
+        if let Handle::Tx(tx) = self.tx {
+            tx.commit().await?;
+        }
+        if self.keys_changed {
+            self.key_generation.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(())
     }
 }

@@ -87,7 +87,7 @@ impl TestServer {
         let statsd = statsd.map(|a| scim_operator::server::metrics::statsd_client(&a).expect("statsd"));
         let observer = Arc::new(scim_operator::server::metrics::MetricsObserver { metrics: metrics.clone(), statsd });
         let directory = Directory::new(store.clone(), clock).with_observer(observer);
-        let state = AppState { directory: directory.clone(), metrics, config: Arc::new(config) };
+        let state = AppState::new(directory.clone(), metrics, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
