@@ -564,3 +564,56 @@ async fn user_lists_carry_each_users_groups_and_true_totals() {
     let (_, none) = s.get("/Users?filter=userName%20eq%20%22nobody@x.test%22").await;
     assert_eq!(none["totalResults"], 0);
 }
+
+/// Changing indexed attributes (userName, externalId, a group's displayName and externalId) is
+/// seen by filters at once, and updates that leave them alone keep them findable (the store
+/// writes indexed columns only when they change).
+#[tokio::test]
+async fn renames_and_external_ids_are_found_by_filters_after_updates() {
+    let s = TestServer::start().await;
+    let filter = |attr: &str, v: &str| serde_urlencoded::to_string([("filter", format!("{attr} eq \"{v}\""))]).unwrap();
+    let (status, u) =
+        s.post("/Users", json!({"schemas": [USER], "userName": "before@x.test", "externalId": "ext-1"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{u}");
+    let id = u["id"].as_str().unwrap().to_string();
+    // An update that touches neither: still found by both.
+    let (status, _) = s
+        .patch(
+            &format!("/Users/{id}"),
+            json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": "D"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.get(&format!("/Users?{}", filter("userName", "before@x.test"))).await.1["totalResults"], 1);
+    assert_eq!(s.get(&format!("/Users?{}", filter("externalId", "ext-1"))).await.1["totalResults"], 1);
+    // A rename and a new externalId.
+    let (status, body) = s
+        .put(&format!("/Users/{id}"), json!({"schemas": [USER], "userName": "After@x.test", "externalId": "ext-2"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(s.get(&format!("/Users?{}", filter("userName", "before@x.test"))).await.1["totalResults"], 0);
+    assert_eq!(s.get(&format!("/Users?{}", filter("userName", "after@x.test"))).await.1["totalResults"], 1);
+    assert_eq!(s.get(&format!("/Users?{}", filter("externalId", "ext-1"))).await.1["totalResults"], 0);
+    assert_eq!(s.get(&format!("/Users?{}", filter("externalId", "ext-2"))).await.1["totalResults"], 1);
+    // The old name is free again; the new one is taken without regard to case.
+    assert_eq!(s.post("/Users", json!({"schemas": [USER], "userName": "before@x.test"})).await.0, StatusCode::CREATED);
+    let (status, body) = s.post("/Users", json!({"schemas": [USER], "userName": "AFTER@x.test"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_scim_error(&body, 409, Some("uniqueness"));
+
+    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Old Name", "externalId": "g-1"})).await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (status, body) = s
+        .patch(
+            &format!("/Groups/{gid}"),
+            json!({"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "displayName", "value": "New Name"},
+                {"op": "replace", "path": "externalId", "value": "g-2"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(s.get(&format!("/Groups?{}", filter("displayName", "Old Name"))).await.1["totalResults"], 0);
+    assert_eq!(s.get(&format!("/Groups?{}", filter("displayName", "New Name"))).await.1["totalResults"], 1);
+    assert_eq!(s.get(&format!("/Groups?{}", filter("externalId", "g-2"))).await.1["totalResults"], 1);
+    assert_eq!(s.get(&format!("/Groups?{}", filter("externalId", "g-1"))).await.1["totalResults"], 0);
+}

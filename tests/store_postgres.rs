@@ -58,17 +58,19 @@ async fn writers_of_one_row_queue_and_the_statement_timeout_applies() {
         tokio::spawn(async move {
             let mut tx = store.begin_write().await.unwrap();
             let seen = tx.user("u1").await.unwrap().unwrap().version;
-            let mut u = tx.user("u1").await.unwrap().unwrap();
+            let before = tx.user("u1").await.unwrap().unwrap();
+            let mut u = before.clone();
             u.version += 1;
-            tx.update_user(&u).await.unwrap();
+            tx.update_user(&before, &u).await.unwrap();
             tx.commit().await.unwrap();
             seen
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!second.is_finished(), "the second writer must wait for the row lock");
+    let before = u.clone();
     u.version += 1;
-    first.update_user(&u).await.unwrap();
+    first.update_user(&before, &u).await.unwrap();
     first.commit().await.unwrap();
     assert_eq!(second.await.unwrap(), 2, "the second writer read the first one's version");
 
@@ -91,8 +93,9 @@ async fn writers_of_one_row_queue_and_the_statement_timeout_applies() {
     let mut u = writer.user("u1").await.unwrap().unwrap();
     let mut reader = store.begin_read().await.unwrap();
     assert_eq!(reader.user("u1").await.unwrap().unwrap().version, 3);
+    let before = u.clone();
     u.version += 1;
-    writer.update_user(&u).await.unwrap();
+    writer.update_user(&before, &u).await.unwrap();
     writer.commit().await.unwrap();
     assert_eq!(reader.user("u1").await.unwrap().unwrap().version, 3, "a read transaction keeps its snapshot");
     drop(reader);

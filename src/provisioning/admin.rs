@@ -105,7 +105,7 @@ impl Directory {
                 if add { tx.add_team_members(&t.id, &ids).await? } else { tx.remove_team_members(&t.id, &ids).await? };
             if changed > 0 {
                 let updated = TeamRecord { last_modified: self.now(), version: t.version + 1, ..t.clone() };
-                tx.update_team(&updated).await?;
+                tx.update_team(&t, &updated).await?;
                 if tx.team_is_mapped(&t.name).await? {
                     self.recompute_roles(tx.as_mut(), ctx, &ids).await?;
                 }

@@ -140,9 +140,9 @@ impl Directory {
                         data: doc.clone(),
                         last_modified: now.clone(),
                         version: existing.version + 1,
-                        ..existing
+                        ..existing.clone()
                     };
-                    tx.update_team(&team).await?;
+                    tx.update_team(&existing, &team).await?;
                     let mapped = tx.team_is_mapped(&team.name).await?;
                     let previous = if mapped { tx.team_members(&team.id).await? } else { Vec::new() };
                     let removed = tx.clear_team_members(&team.id).await?;
@@ -370,7 +370,7 @@ impl Directory {
             version: before.version + 1,
             ..before.clone()
         };
-        tx.update_team(&team).await?;
+        tx.update_team(before, &team).await?;
         // Role mappings name teams: members who joined or left, or all of them on a rename,
         // may have different roles now.
         let renamed = name != before.name;
@@ -410,7 +410,7 @@ impl Directory {
             self.recompute_roles(tx.as_mut(), ctx, &previous).await?;
             let team =
                 TeamRecord { scim_id: None, last_modified: self.now(), version: before.version + 1, ..before.clone() };
-            tx.update_team(&team).await?;
+            tx.update_team(&before, &team).await?;
             self.audit(
                 tx.as_mut(),
                 ctx,

@@ -193,7 +193,7 @@ impl Directory {
             last_modified: self.now(),
             version: before.version + 1,
         };
-        tx.update_user(&rec).await?;
+        tx.update_user(before, &rec).await?;
         self.write_effective_roles(tx, ctx, &rec.id, explicit).await?;
         let changed: Vec<&String> = changed_keys(&before.data, &rec.data);
         self.audit(tx, ctx, action, "user", &rec.id, json!({"changed": changed})).await?;

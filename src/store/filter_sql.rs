@@ -41,6 +41,13 @@ pub enum SqlValue {
     Null,
 }
 
+impl SqlValue {
+    /// Text, or NULL for `None`.
+    pub fn opt(v: &Option<String>) -> Self {
+        v.as_ref().map_or(SqlValue::Null, |s| SqlValue::Text(s.clone()))
+    }
+}
+
 /// A translated condition with its parameters, numbered from the `first_param` given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlCondition {

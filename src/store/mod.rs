@@ -124,8 +124,10 @@ pub trait Tx: Send {
     /// Inserts a user; a taken userName is [`StoreError::Conflict`].
     async fn insert_user(&mut self, user: &UserRecord) -> StoreResult<()>;
     /// Writes a user whose `version` was incremented by the caller; fails with
-    /// [`StoreError::Concurrent`] when the stored version is not `version - 1`.
-    async fn update_user(&mut self, user: &UserRecord) -> StoreResult<()>;
+    /// [`StoreError::Concurrent`] when the stored version is not `version - 1`. `before` is the
+    /// row as read: indexed columns are written only when they change (rewriting an index entry
+    /// with the same value still costs its pages).
+    async fn update_user(&mut self, before: &UserRecord, user: &UserRecord) -> StoreResult<()>;
     /// Marks a user deleted (invisible to SCIM) and drops its memberships.
     async fn delete_user(&mut self, id: &str, now: &str) -> StoreResult<bool>;
     /// A page of live users and the total count.
@@ -151,8 +153,9 @@ pub trait Tx: Send {
     async fn handle_taken(&mut self, handle: &str) -> StoreResult<bool>;
     /// Inserts a team.
     async fn insert_team(&mut self, team: &TeamRecord) -> StoreResult<()>;
-    /// Writes a team whose version was incremented by the caller (optimistic, as for users).
-    async fn update_team(&mut self, team: &TeamRecord) -> StoreResult<()>;
+    /// Writes a team whose version was incremented by the caller (optimistic, as for users;
+    /// indexed columns written only when they differ from `before`).
+    async fn update_team(&mut self, before: &TeamRecord, team: &TeamRecord) -> StoreResult<()>;
     /// A page of managed teams (SCIM Groups) and the total count.
     async fn list_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<TeamRecord>)>;
     /// Every team, managed or not, by name.

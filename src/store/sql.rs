@@ -491,6 +491,30 @@ fn groups_from(row: &AnyRow) -> StoreResult<Vec<(String, String)>> {
     }
 }
 
+/// The SET list of an UPDATE, with its parameters numbered from 1.
+struct SetClause {
+    d: Dialect,
+    parts: Vec<String>,
+    params: Vec<SqlValue>,
+}
+
+impl SetClause {
+    fn new(d: Dialect) -> Self {
+        Self { d, parts: Vec::new(), params: Vec::new() }
+    }
+    fn value(&mut self, column: &str, v: SqlValue) {
+        self.params.push(v);
+        self.parts.push(format!("{column} = ${}", self.params.len()));
+    }
+    fn json(&mut self, column: &str, text: String) {
+        self.params.push(SqlValue::Text(text));
+        self.parts.push(format!("{column} = {}", self.d.json_in(self.params.len())));
+    }
+    fn finish(self) -> (String, Vec<SqlValue>) {
+        (self.parts.join(", "), self.params)
+    }
+}
+
 fn role_from(row: &AnyRow) -> StoreResult<Role> {
     Ok(Role {
         id: row.try_get("id")?,
@@ -656,23 +680,29 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn update_user(&mut self, u: &UserRecord) -> StoreResult<()> {
+    async fn update_user(&mut self, before: &UserRecord, u: &UserRecord) -> StoreResult<()> {
+        let mut set = SetClause::new(self.d);
+        set.value("display_name", SqlValue::opt(&u.display_name));
+        set.value("active", SqlValue::Int(u.active as i64));
+        set.json("data", doc_text(&u.data));
+        set.value("last_modified", SqlValue::Text(u.last_modified.clone()));
+        set.value("version", SqlValue::Int(u.version));
+        if u.user_name != before.user_name {
+            set.value("user_name", SqlValue::Text(u.user_name.clone()));
+            set.value("user_name_key", SqlValue::Text(u.user_name.to_lowercase()));
+        }
+        if u.external_id != before.external_id {
+            set.value("external_id", SqlValue::opt(&u.external_id));
+        }
+        let (set_sql, mut params) = set.finish();
         let sql = format!(
-            "UPDATE users SET user_name = $2, user_name_key = $3, external_id = $4, display_name = $5, active = $6, \
-             data = {}, last_modified = $8, version = $9 WHERE id = $1 AND version = $10 AND deleted_at IS NULL",
-            self.d.json_in(7)
+            "UPDATE users SET {set_sql} WHERE id = ${} AND version = ${} AND deleted_at IS NULL",
+            params.len() + 1,
+            params.len() + 2
         );
-        let done = q(sql)
-            .bind(u.id.clone())
-            .bind(u.user_name.clone())
-            .bind(u.user_name.to_lowercase())
-            .bind(u.external_id.clone())
-            .bind(u.display_name.clone())
-            .bind(u.active as i64)
-            .bind(doc_text(&u.data))
-            .bind(u.last_modified.clone())
-            .bind(u.version)
-            .bind(u.version - 1)
+        params.push(SqlValue::Text(u.id.clone()));
+        params.push(SqlValue::Int(u.version - 1));
+        let done = bind_all(q(sql), params)
             .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("userName '{}' is already taken", u.user_name)))?;
@@ -792,22 +822,29 @@ impl Tx for SqlTx {
         Ok(())
     }
 
-    async fn update_team(&mut self, t: &TeamRecord) -> StoreResult<()> {
-        let sql = format!(
-            "UPDATE teams SET name = $2, handle = $3, scim_id = $4, external_id = $5, data = {}, last_modified = $7, \
-             version = $8 WHERE id = $1 AND version = $9",
-            self.d.json_in(6)
-        );
-        let done = q(sql)
-            .bind(t.id.clone())
-            .bind(t.name.clone())
-            .bind(t.handle.clone())
-            .bind(t.scim_id.clone())
-            .bind(t.external_id.clone())
-            .bind(doc_text(&t.data))
-            .bind(t.last_modified.clone())
-            .bind(t.version)
-            .bind(t.version - 1)
+    async fn update_team(&mut self, before: &TeamRecord, t: &TeamRecord) -> StoreResult<()> {
+        let mut set = SetClause::new(self.d);
+        set.json("data", doc_text(&t.data));
+        set.value("last_modified", SqlValue::Text(t.last_modified.clone()));
+        set.value("version", SqlValue::Int(t.version));
+        if t.name != before.name {
+            set.value("name", SqlValue::Text(t.name.clone()));
+        }
+        if t.handle != before.handle {
+            set.value("handle", SqlValue::Text(t.handle.clone()));
+        }
+        if t.scim_id != before.scim_id {
+            set.value("scim_id", SqlValue::opt(&t.scim_id));
+        }
+        if t.external_id != before.external_id {
+            set.value("external_id", SqlValue::opt(&t.external_id));
+        }
+        let (set_sql, mut params) = set.finish();
+        let sql =
+            format!("UPDATE teams SET {set_sql} WHERE id = ${} AND version = ${}", params.len() + 1, params.len() + 2);
+        params.push(SqlValue::Text(t.id.clone()));
+        params.push(SqlValue::Int(t.version - 1));
+        let done = bind_all(q(sql), params)
             .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
