@@ -413,3 +413,90 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     health.abort();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn user() -> ScimUser {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser",
+            "metadata": {"name": "alice", "namespace": "ns", "generation": 1, "resourceVersion": "1"},
+            "spec": {"userName": "alice@example.com"}
+        }))
+        .expect("a valid ScimUser")
+    }
+
+    fn ready(u: &mut ScimUser, id: &str) {
+        u.status = Some(crd::ScimUserStatus {
+            scim_id: Some(id.into()),
+            conditions: vec![Condition {
+                type_: conditions::READY.into(),
+                status: "True".into(),
+                reason: conditions::reason::PROVISIONED.into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: now(),
+            }],
+            ..Default::default()
+        });
+    }
+
+    #[test]
+    fn own_writes_do_not_trigger_a_reconcile() {
+        let base = user();
+        let mut written = base.clone();
+        ready(&mut written, "1");
+        written.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        written.metadata.resource_version = Some("2".into());
+        written.metadata.managed_fields = Some(vec![Default::default()]);
+        assert_eq!(resource_trigger(&base), resource_trigger(&written), "status and finalizer writes");
+
+        let mut spec = base.clone();
+        spec.metadata.generation = Some(2);
+        assert_ne!(resource_trigger(&base), resource_trigger(&spec), "a spec change");
+        let mut deleting = base.clone();
+        deleting.metadata.deletion_timestamp = Some(now());
+        assert_ne!(resource_trigger(&base), resource_trigger(&deleting), "deletion");
+        let mut released = base.clone();
+        released.metadata.annotations = Some([(RELEASE_ANNOTATION.to_string(), "true".to_string())].into());
+        assert_ne!(resource_trigger(&base), resource_trigger(&released), "the release annotation");
+    }
+
+    #[test]
+    fn teams_hear_of_readiness_labels_and_deletion_only() {
+        let pending = user();
+        let mut provisioned = pending.clone();
+        ready(&mut provisioned, "1");
+        assert_ne!(managed_team::member_trigger(&pending), managed_team::member_trigger(&provisioned));
+        let mut rewritten = provisioned.clone();
+        if let Some(s) = rewritten.status.as_mut() {
+            s.effective_roles = vec!["Standard".into()];
+        }
+        rewritten.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_eq!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&rewritten));
+        let mut labelled = provisioned.clone();
+        labelled.metadata.labels = Some([("team".to_string(), "sre".to_string())].into());
+        assert_ne!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&labelled));
+        let mut deleting = provisioned.clone();
+        deleting.metadata.deletion_timestamp = Some(now());
+        assert_ne!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&deleting));
+    }
+
+    #[test]
+    fn slim_drops_what_is_never_read() {
+        let mut u = user();
+        u.metadata.managed_fields = Some(vec![Default::default()]);
+        u.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{}".to_string()),
+                (RELEASE_ANNOTATION.to_string(), "true".to_string()),
+            ]
+            .into(),
+        );
+        slim(&mut u);
+        assert!(u.metadata.managed_fields.is_none());
+        assert_eq!(u.annotations().keys().collect::<Vec<_>>(), [RELEASE_ANNOTATION]);
+    }
+}

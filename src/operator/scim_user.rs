@@ -142,12 +142,13 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             Ok(applied) => {
                 ctx.succeeded(&key(obj.as_ref()));
                 let id = applied.id().to_string();
-                // The event and the effective roles are independent: ask for both at once.
+                // The event (if any) and the effective roles are independent: ask for both at once.
                 let announce = async {
                     match &applied {
-                        Applied::Created(_) => {
-                            ctx.event(obj.as_ref(), false, "Created", format!("created SCIM user {id}")).await
-                        }
+                        // A creation is recorded by the Ready condition (its message names the SCIM
+                        // id, its lastTransitionTime says when): an Event per created user would
+                        // double the API writes of a bulk provisioning for no new information.
+                        Applied::Created(_) => {}
                         Applied::Adopted(_) => {
                             ctx.event(obj.as_ref(), false, "Adopted", format!("took over SCIM user {id}")).await
                         }
