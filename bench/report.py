@@ -24,7 +24,7 @@ elif any(r.get("carried_from") and r["target"] not in ("operator", "kube_ceiling
     # the report of that run printed.
     for line in previous_md.splitlines():
         if line.startswith("Parameters: "):
-            params = line[len("Parameters: "):].rstrip(".")
+            params = line[len("Parameters: "):].split(". Rows of the half")[0].rstrip(".")
             break
 carried = sorted({r["carried_from"] for r in rows if r.get("carried_from")})
 targets = ["sqlite", "postgres", "peer", "ceiling"]
@@ -82,17 +82,18 @@ op, ceil = data.get(("operator", "apply")), data.get(("kube_ceiling", "apply"))
 if op or ceil:
     first = op or ceil
     out += ["## Operator", "",
-            f"{first['users']} ScimUsers and {first['teams']} ManagedTeams of {first['members']} members (each member a",
+            f"{first['users']:,} ScimUsers and {first['teams']} ManagedTeams of {first['members']} members (each member a",
             "ScimUser of the same run) created in one namespace of the test control plane (etcd and",
             "kube-apiserver on the same machine), "
-            f"{first['concurrency']} creates in flight. *Ceiling*: a small client ",
+            f"{first['concurrency']} creates in flight. *Ceiling*: a small client",
             "(`bench/kube_load.rs`) does the same creates plus one status write per object setting",
             "Ready=True, with no operator running. *Operator*: the client only creates; the operator",
             "(release build) provisions every object into the SCIM server (release build, SQLite) and",
             "writes its status. Both are timed from the first create until a watch has seen every object",
             "Ready. Reproduce with `BENCH_ONLY=operator bash bench/run.sh` (knobs in `bench/operator.sh`).", ""]
     if op:
-        out.append(f"Operator flags: `{op['flags']}`; load average before the operator run: {op['loadavg_before']}.")
+        out.append(f"Operator flags: `{op['flags']}` (commit {op.get('commit', '?')}); load average before the "
+                   f"operator run: {op['loadavg_before']}, after it: {op.get('loadavg_after', '?')}.")
     if ceil:
         out.append(f"Load average before the ceiling run: {ceil['loadavg_before']}.")
     out += ["", "| Measure | operator | ceiling (direct client) |", "| --- | --- | --- |"]
@@ -123,7 +124,7 @@ if op or ceil:
         out.append(f"| All objects Ready: operator / ceiling | "
                    f"{op['result']['all_ready_s'] / ceil['result']['all_ready_s']:.2f}x | – |")
     if op:
-        out.append(f"| Operator peak memory at {op['users'] + op['teams']} objects | "
+        out.append(f"| Operator peak memory at {op['users'] + op['teams']:,} objects | "
                    f"{op['peak_rss_kb'] * 1024 / 1e6:.0f} MB | < 150 MB |")
         out.append(f"| Operator CPU while idle | {op['idle_cpu_pct']:.2f}% of a core | < 2% |")
     out.append("")
