@@ -112,7 +112,7 @@ if op or ceil:
 
     out.append(f"| CPU time spent during the run | {cpu(op)} | {cpu(ceil)} |")
     if op:
-        out.append(f"| Reconciles (per second until all Ready) | {op['reconciles']} ({op['reconciles_per_s']:.0f}/s), "
+        out.append(f"| Reconciles (per second until all Ready) | {op['reconciles']:,} ({op['reconciles_per_s']:.0f}/s), "
                    f"{op['reconcile_errors']} failed | – |")
         out.append(f"| Peak memory of the operator (VmHWM) | {op['peak_rss_kb'] / 1024:.0f} MiB | – |")
         out.append(f"| CPU of the operator while idle ({op['idle_s']} s after all Ready) | "

@@ -161,7 +161,7 @@ for l in open(sys.argv[1]):
     if not l.strip(): continue
     r=json.loads(l)
     if $1:
-        r['carried_from']=os.path.basename(sys.argv[1])[:-6]; print(json.dumps(r))" "$f" >> "$results"
+        r.setdefault('carried_from', os.path.basename(sys.argv[1])[:-6]); print(json.dumps(r))" "$f" >> "$results"
       say "carried over rows from $f"
       return
     fi
