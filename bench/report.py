@@ -13,6 +13,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 results_path, md_path, png_path, params = sys.argv[1:5]
 rows = [json.loads(line) for line in open(results_path) if line.strip()]
 data = {(r["target"], r["workload"]): r for r in rows}
+try:
+    previous_md = open(md_path).read()
+except FileNotFoundError:
+    previous_md = ""
+if ("meta", "server_params") in data:
+    params = data[("meta", "server_params")]["value"]
+elif any(r.get("carried_from") and r["target"] not in ("operator", "kube_ceiling") for r in rows):
+    # Server rows carried over from a run that did not record its parameters: keep the line
+    # the report of that run printed.
+    for line in previous_md.splitlines():
+        if line.startswith("Parameters: "):
+            params = line[len("Parameters: "):].split(". Rows of the half")[0].rstrip(".")
+            break
+carried = sorted({r["carried_from"] for r in rows if r.get("carried_from")})
 targets = ["sqlite", "postgres", "peer", "ceiling"]
 workloads = [
     ("lookup", "Lookup before create: GET /Users?filter=userName eq"),
@@ -43,7 +57,8 @@ out = ["# Benchmarks", "",
        "Measured side by side in one run on one 2-core machine, over HTTP on loopback, with `wrk`",
        "(2 threads). Absolute numbers drift from run to run on shared machines; the ratios are the",
        "result. Reproduce with `bash bench/run.sh` (knobs in its header).", "",
-       f"Parameters: {params}.", "",
+       f"Parameters: {params}." + (f" Rows of the half that did not run are from run(s) {', '.join(carried)}."
+                                   if carried else ""), "",
        "| Workload | this project, SQLite | this project, PostgreSQL | peer (scim2-server) | ceiling (nginx, fixed body) |",
        "| --- | --- | --- | --- | --- |"]
 for w, title in workloads:
@@ -62,6 +77,62 @@ if big and small:
     out.append(f"| PATCH latency p50, big group / 10-member group | {big['p50_ms'] / max(small['p50_ms'], 1e-9):.2f}x | ≤ 1.5x |")
     out.append(f"| PATCH p99 on the big group | {big['p99_ms']:.1f} ms | < 10 ms |")
 out += ["", "![throughput](bench/results/throughput.png)", ""]
+
+op, ceil = data.get(("operator", "apply")), data.get(("kube_ceiling", "apply"))
+if op or ceil:
+    first = op or ceil
+    out += ["## Operator", "",
+            f"{first['users']:,} ScimUsers and {first['teams']} ManagedTeams of {first['members']} members (each member a",
+            "ScimUser of the same run) created in one namespace of the test control plane (etcd and",
+            "kube-apiserver on the same machine), "
+            f"{first['concurrency']} creates in flight. *Ceiling*: a small client",
+            "(`bench/kube_load.rs`) does the same creates plus one status write per object setting",
+            "Ready=True, with no operator running. *Operator*: the client only creates; the operator",
+            "(release build) provisions every object into the SCIM server (release build, SQLite) and",
+            "writes its status. Both are timed from the first create until a watch has seen every object",
+            "Ready. Reproduce with `BENCH_ONLY=operator bash bench/run.sh` (knobs in `bench/operator.sh`).", ""]
+    if op:
+        out.append(f"Operator flags: `{op['flags']}` (commit {op.get('commit', '?')}); load average before the "
+                   f"operator run: {op['loadavg_before']}, after it: {op.get('loadavg_after', '?')}.")
+    if ceil:
+        out.append(f"Load average before the ceiling run: {ceil['loadavg_before']}.")
+    out += ["", "| Measure | operator | ceiling (direct client) |", "| --- | --- | --- |"]
+
+    def res(r, k, fmt="{:.1f} s"):
+        return fmt.format(r["result"][k]) if r else "–"
+
+    out.append(f"| All creates answered | {res(op, 'created_s')} | {res(ceil, 'created_s')} |")
+    out.append(f"| All ScimUsers Ready | {res(op, 'users_ready_s')} | {res(ceil, 'users_ready_s')} |")
+    out.append(f"| All objects Ready | {res(op, 'all_ready_s')} | {res(ceil, 'all_ready_s')} |")
+    def cpu(r):
+        if not r or "cpu_s" not in r:
+            return "–"
+        parts = {**r["cpu_s"], "load client": r["result"].get("cpu_s")}
+        return ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in parts.items() if v is not None)
+
+    out.append(f"| CPU time spent during the run | {cpu(op)} | {cpu(ceil)} |")
+    if op:
+        out.append(f"| Reconciles (per second until all Ready) | {op['reconciles']:,} ({op['reconciles_per_s']:.0f}/s), "
+                   f"{op['reconcile_errors']} failed | – |")
+        out.append(f"| Peak memory of the operator (VmHWM) | {op['peak_rss_kb'] / 1024:.0f} MiB | – |")
+        out.append(f"| CPU of the operator while idle ({op['idle_s']} s after all Ready) | "
+                   f"{op['idle_cpu_pct']:.2f}% of a core ({op['idle_reconciles']} reconciles) | – |")
+    out += ["", "| Ratio | value | target |", "| --- | --- | --- |"]
+    if op and ceil:
+        out.append(f"| ScimUsers Ready: operator / ceiling | "
+                   f"{op['result']['users_ready_s'] / ceil['result']['users_ready_s']:.2f}x | ≤ 2x |")
+        out.append(f"| All objects Ready: operator / ceiling | "
+                   f"{op['result']['all_ready_s'] / ceil['result']['all_ready_s']:.2f}x | – |")
+    if op:
+        out.append(f"| Operator peak memory at {op['users'] + op['teams']:,} objects | "
+                   f"{op['peak_rss_kb'] * 1024 / 1e6:.0f} MB | < 150 MB |")
+        out.append(f"| Operator CPU while idle | {op['idle_cpu_pct']:.2f}% of a core | < 2% |")
+    out.append("")
+
+# Text written by hand after a run (from its "## Findings" heading on) is kept.
+at = previous_md.find("\n## Findings")
+if at >= 0:
+    out.append(previous_md[at + 1:].rstrip("\n"))
 open(md_path, "w").write("\n".join(out) + "\n")
 
 fig, ax = plt.subplots(figsize=(11, 5))

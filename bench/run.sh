@@ -6,6 +6,11 @@
 # Knobs: BENCH_DURATION (s per run, 10), BENCH_CONCURRENCY (16), BENCH_USERS (100500),
 # BENCH_BIG (100000), BENCH_GROUPS (10000), BENCH_PEER_USERS/BIG/GROUPS (10200/10000/1000),
 # BENCH_POSTGRES (1: also measure the PostgreSQL store).
+#
+# The same command also runs the operator benchmark (bench/operator.sh: 10,000 ScimUsers and 100
+# ManagedTeams of 100 members on the test control plane, against a direct-client ceiling; its
+# knobs, BENCH_OP_*, are in its header). BENCH_ONLY=server or BENCH_ONLY=operator runs one half;
+# the other half's rows are then carried over from the newest earlier results file that has them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,6 +24,8 @@ ngroups=${BENCH_GROUPS:-10000}
 peer_users=${BENCH_PEER_USERS:-10200}
 peer_big=${BENCH_PEER_BIG:-10000}
 peer_groups=${BENCH_PEER_GROUPS:-1000}
+only=${BENCH_ONLY:-all}
+case "$only" in all | server | operator) ;; *) echo "BENCH_ONLY must be server or operator" >&2; exit 2 ;; esac
 work=$(mktemp -d)
 pids=()
 pg_dir=""
@@ -33,17 +40,22 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
+results="$work/results.jsonl"
+: > "$results"
+if [ "$only" != operator ]; then
 command -v wrk >/dev/null && command -v nginx >/dev/null || { say "installing wrk and nginx"; apt-get update -qq >/dev/null; apt-get install -y -qq wrk nginx-light >/dev/null; }
 tools=$(bash tests/env/python-tools.sh | tail -n 1)
+fi
 plot_venv="$cache/bench-venv"
 [ -x "$plot_venv/bin/python" ] || { python3 -m venv "$plot_venv"; "$plot_venv/bin/pip" install -q matplotlib==3.10.7; }
 
+server_params="duration=${duration}s concurrency=$conc users=$users big_group=$big groups=$ngroups peer_users=$peer_users peer_big=$peer_big peer_groups=$peer_groups"
+if [ "$only" != operator ]; then
+echo "{\"target\":\"meta\",\"workload\":\"server_params\",\"value\":\"$server_params\"}" >> "$results"
 say "building (release)"
 cargo build --release --locked --quiet --bin scim-operator --example bench-seed
 bin="$CARGO_TARGET_DIR/release/scim-operator"
 seed="$CARGO_TARGET_DIR/release/examples/bench-seed"
-results="$work/results.jsonl"
-: > "$results"
 
 # run TARGET WORKLOAD URL PREFIX DIR USERS [PATCH_QUERY]
 run() {
@@ -138,10 +150,32 @@ wait_http "http://127.0.0.1:$p/"
 run ceiling lookup "http://127.0.0.1:$p" "" "$work/sqlite" "$big"
 run ceiling create "http://127.0.0.1:$p" "" "$work/sqlite" "$big"
 nginx -c "$work/nginx/nginx.conf" -s stop
+fi
 
+# --- the operator (bench/operator.sh)
+[ "$only" = server ] || bash bench/operator.sh "$results"
+
+# --- carry over the half that did not run from the newest earlier results that have it
 mkdir -p bench/results
+carry() { # PYTHON-PREDICATE-ON-ROW r
+  local f
+  for f in $(ls -r bench/results/*.jsonl 2>/dev/null); do
+    if python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; sys.exit(0 if any($1 for r in rows) else 1)" "$f"; then
+      python3 -c "import json,sys,os
+for l in open(sys.argv[1]):
+    if not l.strip(): continue
+    r=json.loads(l)
+    if $1:
+        r.setdefault('carried_from', os.path.basename(sys.argv[1])[:-6]); print(json.dumps(r))" "$f" >> "$results"
+      say "carried over rows from $f"
+      return
+    fi
+  done
+}
+[ "$only" != server ] || carry "r['target'] in ('operator', 'kube_ceiling')"
+[ "$only" != operator ] || carry "r['target'] not in ('operator', 'kube_ceiling')"
+
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 cp "$results" "bench/results/$stamp.jsonl"
-"$plot_venv/bin/python" bench/report.py "bench/results/$stamp.jsonl" BENCHMARKS.md bench/results/throughput.png \
-  "duration=${duration}s concurrency=$conc users=$users big_group=$big groups=$ngroups peer_users=$peer_users peer_big=$peer_big peer_groups=$peer_groups"
+"$plot_venv/bin/python" bench/report.py "bench/results/$stamp.jsonl" BENCHMARKS.md bench/results/throughput.png "$server_params"
 say "wrote BENCHMARKS.md and bench/results/throughput.png"

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, ScimUser, TeamDeletionPolicy};
-use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, key, now};
+use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, ensure_finalizer, key, now};
 use crate::client::ClientError;
 
 /// Whether a label selector (matchLabels and matchExpressions) selects `labels`.
@@ -44,8 +45,22 @@ pub fn may_reference(team: &ManagedTeam, user: &ScimUser) -> bool {
     }) || team.spec.member_selector.as_ref().is_some_and(|s| selects(s, user.labels()))
 }
 
-/// The SCIM id of a ScimUser that is provisioned and Ready.
+/// What teams read of a ScimUser: its SCIM id while Ready, its labels (selectors), its
+/// userName and whether it is being deleted. Other changes trigger no team reconcile.
+pub fn member_trigger(user: &ScimUser) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ready_id(user).hash(&mut h);
+    user.labels().hash(&mut h);
+    user.spec.user_name.hash(&mut h);
+    Some(h.finish())
+}
+
+/// The SCIM id of a ScimUser that is provisioned, Ready and not being deleted.
 fn ready_id(user: &ScimUser) -> Option<String> {
+    if user.meta().deletion_timestamp.is_some() {
+        return None;
+    }
     let status = user.status.as_ref()?;
     let ready = status.conditions.iter().any(|c| c.type_ == conditions::READY && c.status == "True");
     if ready { status.scim_id.clone() } else { None }
@@ -54,13 +69,11 @@ fn ready_id(user: &ScimUser) -> Option<String> {
 /// Members the team wants, and what cannot be resolved yet.
 async fn resolve(team: &ManagedTeam, ctx: &Context) -> Result<(BTreeSet<String>, Vec<String>), ClientError> {
     let ns = team.namespace().unwrap_or_default();
-    let users: Vec<Arc<ScimUser>> =
-        ctx.users.state().into_iter().filter(|u| u.namespace().as_deref() == Some(ns.as_str())).collect();
     let mut ids = BTreeSet::new();
     let mut pending = Vec::new();
     for m in &team.spec.members {
         if let Some(r) = &m.scim_user_ref {
-            match users.iter().find(|u| &u.name_any() == r).and_then(|u| ready_id(u)) {
+            match ctx.users.get(&ObjectRef::new(r).within(&ns)).and_then(|u| ready_id(&u)) {
                 Some(id) => {
                     ids.insert(id);
                 }
@@ -76,7 +89,9 @@ async fn resolve(team: &ManagedTeam, ctx: &Context) -> Result<(BTreeSet<String>,
         }
     }
     if let Some(sel) = &team.spec.member_selector {
-        for u in users.iter().filter(|u| selects(sel, u.labels())) {
+        let users = ctx.users.state();
+        let in_namespace = users.iter().filter(|u| u.meta().namespace.as_deref() == Some(ns.as_str()));
+        for u in in_namespace.filter(|u| selects(sel, u.labels())) {
             match ready_id(u) {
                 Some(id) => {
                     ids.insert(id);
@@ -143,14 +158,17 @@ enum ReconcileOutcome {
 pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let start = Instant::now();
     let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Finalizer::Apply(t) => apply(t, &api, &ctx).await,
-            Finalizer::Cleanup(t) => cleanup(t, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| ReconcileError::Finalizer(e.to_string()));
+    let result = match ensure_finalizer(&api, obj).await {
+        Ok(obj) => finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                Finalizer::Apply(t) => apply(t, &api, &ctx).await,
+                Finalizer::Cleanup(t) => cleanup(t, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| ReconcileError::Finalizer(e.to_string())),
+        Err(e) => Err(ReconcileError::Kube(e)),
+    };
     ctx.metrics.reconciled("ManagedTeam", start.elapsed());
     result
 }

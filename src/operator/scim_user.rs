@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, UserDeletionPolicy};
 use super::user_doc::{desired, drift, owned_by_a_resource, owner_marker, validate};
-use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, key, now};
+use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, ensure_finalizer, key, now};
 use crate::client::ClientError;
 
 /// What applying the desired user did.
@@ -49,14 +49,17 @@ pub async fn reconcile(obj: Arc<ScimUser>, ctx: Arc<Context>) -> Result<Action, 
     let start = Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ScimUser> = Api::namespaced(ctx.kube.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Finalizer::Apply(u) => apply(u, &api, &ctx).await,
-            Finalizer::Cleanup(u) => cleanup(u, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| ReconcileError::Finalizer(e.to_string()));
+    let result = match ensure_finalizer(&api, obj).await {
+        Ok(obj) => finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                Finalizer::Apply(u) => apply(u, &api, &ctx).await,
+                Finalizer::Cleanup(u) => cleanup(u, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| ReconcileError::Finalizer(e.to_string())),
+        Err(e) => Err(ReconcileError::Kube(e)),
+    };
     ctx.metrics.reconciled("ScimUser", start.elapsed());
     result
 }
@@ -79,38 +82,44 @@ async fn sync(ctx: &Context, obj: &ScimUser, want: &Value, owner: &str) -> Resul
             Err(e) => return Err(e.into()),
         }
     }
-    let user_name = want["userName"].as_str().unwrap_or_default();
-    if let Some(existing) = scim.find_user_by_name(user_name).await? {
-        let id = existing["id"].as_str().unwrap_or_default().to_string();
-        let ext = existing.get("externalId").and_then(Value::as_str);
-        if ext == Some(owner) {
-            // Ours already (e.g. created before a restart that lost the status write).
-            let fields = drift(&existing, want);
-            if !fields.is_empty() {
-                scim.replace_user(&id, want).await?;
-            }
-            return Ok(Applied::Unchanged(id));
-        }
-        if owned_by_a_resource(ext) {
-            return Err(ApplyError::Conflict(format!(
-                "userName {user_name} belongs to another ScimUser (externalId {})",
-                ext.unwrap_or_default()
-            )));
-        }
-        if !obj.spec.adopt {
-            return Err(ApplyError::Conflict(format!(
-                "a user named {user_name} already exists on the SCIM server and no resource owns it; set spec.adopt: true to take it over"
-            )));
-        }
-        scim.replace_user(&id, want).await?;
-        return Ok(Applied::Adopted(id));
-    }
+    // Not provisioned yet (as far as the status says): create it. Most users are new, so this
+    // saves a lookup; a taken userName answers 409 and the lookup below decides.
     match scim.create_user(want).await {
-        Ok(created) => Ok(Applied::Created(created["id"].as_str().unwrap_or_default().to_string())),
-        // Lost a race with another writer: look again next time.
-        Err(ClientError::Conflict(d)) => Err(ApplyError::Conflict(d)),
-        Err(e) => Err(e.into()),
+        Ok(created) => return Ok(Applied::Created(created["id"].as_str().unwrap_or_default().to_string())),
+        Err(ClientError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
     }
+    let user_name = want["userName"].as_str().unwrap_or_default();
+    let Some(existing) = scim.find_user_by_name(user_name).await? else {
+        // Taken a moment ago, gone now (a racing writer): look again next time.
+        return Err(ApplyError::Client(ClientError::Unavailable {
+            message: format!("userName {user_name} was taken, then not found; retrying"),
+            retry_after: None,
+        }));
+    };
+    let id = existing["id"].as_str().unwrap_or_default().to_string();
+    let ext = existing.get("externalId").and_then(Value::as_str);
+    if ext == Some(owner) {
+        // Ours already (e.g. created before a restart that lost the status write).
+        let fields = drift(&existing, want);
+        if !fields.is_empty() {
+            scim.replace_user(&id, want).await?;
+        }
+        return Ok(Applied::Unchanged(id));
+    }
+    if owned_by_a_resource(ext) {
+        return Err(ApplyError::Conflict(format!(
+            "userName {user_name} belongs to another ScimUser (externalId {})",
+            ext.unwrap_or_default()
+        )));
+    }
+    if !obj.spec.adopt {
+        return Err(ApplyError::Conflict(format!(
+            "a user named {user_name} already exists on the SCIM server and no resource owns it; set spec.adopt: true to take it over"
+        )));
+    }
+    scim.replace_user(&id, want).await?;
+    Ok(Applied::Adopted(id))
 }
 
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -133,29 +142,34 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             Ok(applied) => {
                 ctx.succeeded(&key(obj.as_ref()));
                 let id = applied.id().to_string();
-                match &applied {
-                    Applied::Created(_) => {
-                        ctx.event(obj.as_ref(), false, "Created", format!("created SCIM user {id}")).await
+                // The event (if any) and the effective roles are independent: ask for both at once.
+                let announce = async {
+                    match &applied {
+                        // A creation is recorded by the Ready condition (its message names the SCIM
+                        // id, its lastTransitionTime says when): an Event per created user would
+                        // double the API writes of a bulk provisioning for no new information.
+                        Applied::Created(_) => {}
+                        Applied::Adopted(_) => {
+                            ctx.event(obj.as_ref(), false, "Adopted", format!("took over SCIM user {id}")).await
+                        }
+                        Applied::Updated(_, fields) => {
+                            // The spec did not change since the last sync: someone changed the server.
+                            let reason =
+                                if previous.observed_generation == generation { "DriftCorrected" } else { "Updated" };
+                            ctx.event(
+                                obj.as_ref(),
+                                false,
+                                reason,
+                                format!("updated {} on SCIM user {id}", fields.join(", ")),
+                            )
+                            .await
+                        }
+                        Applied::Unchanged(_) => {}
                     }
-                    Applied::Adopted(_) => {
-                        ctx.event(obj.as_ref(), false, "Adopted", format!("took over SCIM user {id}")).await
-                    }
-                    Applied::Updated(_, fields) => {
-                        // The spec did not change since the last sync: someone changed the server.
-                        let reason =
-                            if previous.observed_generation == generation { "DriftCorrected" } else { "Updated" };
-                        ctx.event(
-                            obj.as_ref(),
-                            false,
-                            reason,
-                            format!("updated {} on SCIM user {id}", fields.join(", ")),
-                        )
-                        .await
-                    }
-                    Applied::Unchanged(_) => {}
-                }
+                };
+                let ((), roles) = tokio::join!(announce, ctx.scim.effective_roles(&id));
                 status.scim_id = Some(id.clone());
-                status.effective_roles = ctx.scim.effective_roles(&id).await.ok().flatten().unwrap_or_default();
+                status.effective_roles = roles.ok().flatten().unwrap_or_default();
                 wanted.push(Desired::ready(format!("provisioned as SCIM user {id}")));
             }
             Err(ApplyError::Conflict(msg)) => {
