@@ -65,6 +65,8 @@ for w, title in workloads:
     out.append(f"| {title} | " + " | ".join(cell(t, w) for t in targets) + " |")
 mem = " | ".join(f"{data[(t, 'peak_rss_kb')]['value'] / 1024:.0f} MiB" if (t, "peak_rss_kb") in data else "–" for t in targets)
 out.append(f"| Peak memory of the server (VmHWM) | {mem} |")
+pss = " | ".join(f"{data[(t, 'peak_pss_kb')]['value'] / 1024:.0f} MiB" if (t, "peak_pss_kb") in data else "–" for t in targets)
+out.append(f"| Peak memory of the server (PSS, sampled every 0.5 s; each page once) | {pss} |")
 out += ["", "## Ratios", "",
         "| Ratio | value | target |", "| --- | --- | --- |"]
 s = lambda w: data.get(("sqlite", w))

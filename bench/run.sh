@@ -68,6 +68,26 @@ run() {
 }
 
 peak() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# Peak proportional set size of PID, sampled every 0.5 s into FILE until the process exits.
+# Unlike VmHWM it counts a page mapped several times once: each SQLite connection maps the
+# database file, and VmHWM counts every mapping of the same page of the page cache.
+sample_pss() {
+  local pid=$1 out=$2
+  echo 0 > "$out"
+  (
+    top=0
+    while [ -r "/proc/$pid/smaps_rollup" ]; do
+      v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
+      if [ -n "$v" ] && [ "$v" -gt "$top" ]; then top=$v; echo "$top" > "$out"; fi
+      sleep 0.5
+    done
+  ) &
+  pids+=($!)
+}
+mem_rows() { # TARGET PID PSS_FILE
+  echo "{\"target\":\"$1\",\"workload\":\"peak_rss_kb\",\"value\":$(peak "$2")}" >> "$results"
+  echo "{\"target\":\"$1\",\"workload\":\"peak_pss_kb\",\"value\":$(cat "$3")}" >> "$results"
+}
 
 scim_suite() { # NAME URL DIR USERS PREFIX GROUPS
   local name=$1 url=$2 dir=$3 n=$4 prefix=$5
@@ -89,9 +109,10 @@ mkdir -p "$work/sqlite"
 p=$(port)
 "$bin" serve --db "$work/sqlite.db" --listen "127.0.0.1:$p" --log-format json >/dev/null 2>&1 &
 pid=$!; pids+=($pid)
+sample_pss "$pid" "$work/sqlite.pss"
 wait_http "http://127.0.0.1:$p/healthz"
 scim_suite sqlite "http://127.0.0.1:$p" "$work/sqlite" "$big" /scim/v2 "$ngroups"
-echo "{\"target\":\"sqlite\",\"workload\":\"peak_rss_kb\",\"value\":$(peak $pid)}" >> "$results"
+mem_rows sqlite "$pid" "$work/sqlite.pss"
 kill $pid
 
 # --- this project, PostgreSQL
@@ -107,9 +128,10 @@ if [ "${BENCH_POSTGRES:-1}" = 1 ]; then
   p=$(port)
   "$bin" serve --db "$url" --listen "127.0.0.1:$p" >/dev/null 2>&1 &
   pid=$!; pids+=($pid)
+  sample_pss "$pid" "$work/postgres.pss"
   wait_http "http://127.0.0.1:$p/healthz"
   scim_suite postgres "http://127.0.0.1:$p" "$work/postgres" "$big" /scim/v2 "$ngroups"
-  echo "{\"target\":\"postgres\",\"workload\":\"peak_rss_kb\",\"value\":$(peak $pid)}" >> "$results"
+  mem_rows postgres "$pid" "$work/postgres.pss"
   kill $pid
 fi
 
@@ -117,12 +139,13 @@ fi
 p=$(port)
 "$tools/scim2-server" --hostname 127.0.0.1 --port "$p" --bearer-token peer-token >/dev/null 2>&1 &
 pid=$!; pids+=($pid)
+sample_pss "$pid" "$work/peer.pss"
 wait_http "http://127.0.0.1:$p/ServiceProviderConfig"
 mkdir -p "$work/peer"
 say "seeding the peer: $peer_users users, $peer_groups groups, a $peer_big-member group"
 "$tools/python" bench/seed_peer.py "http://127.0.0.1:$p" peer-token "$peer_users" "$peer_groups" "$peer_big" "$work/peer" >&2
 scim_suite peer "http://127.0.0.1:$p" "$work/peer" "$peer_big" "" "$peer_groups"
-echo "{\"target\":\"peer\",\"workload\":\"peak_rss_kb\",\"value\":$(peak $pid)}" >> "$results"
+mem_rows peer "$pid" "$work/peer.pss"
 kill $pid
 
 # --- the ceiling: nginx answering a fixed small JSON body

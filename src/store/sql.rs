@@ -127,6 +127,9 @@ pub(crate) fn pool_settings(url: &str) -> StoreResult<(String, PoolSettings)> {
 async fn sqlite_pool(url: &str, size: u32) -> StoreResult<AnyPool> {
     Ok(AnyPoolOptions::new()
         .max_connections(size)
+        // A local file does not drop connections: no ping (a round trip to the connection's
+        // thread) before every use.
+        .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 // WAL: readers never block the writer; NORMAL sync is safe against process
