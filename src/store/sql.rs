@@ -421,6 +421,25 @@ impl SqlTx {
         Ok(n.max(0) as u64)
     }
 
+    /// The total of a list whose page held `served` rows. A first page that is not full holds
+    /// every match: no COUNT needed (the common lookup-before-create case,
+    /// `filter=userName eq "..."`). Otherwise the COUNT may run outside the page's snapshot (on
+    /// a read handle), so the total is never less than what was served.
+    async fn page_total(
+        &mut self,
+        spec: &ListSpec<'_>,
+        served: usize,
+        count_sql: String,
+        params: Vec<SqlValue>,
+    ) -> StoreResult<u64> {
+        let served = served as u64;
+        if spec.offset == 0 && served < spec.limit {
+            return Ok(served);
+        }
+        let at_least = if served == 0 { 0 } else { spec.offset.saturating_add(served) };
+        Ok(self.count(count_sql, params).await?.max(at_least))
+    }
+
     /// A page of users (with their groups when asked) and the total count.
     async fn user_page(&mut self, spec: &ListSpec<'_>, with_groups: bool) -> StoreResult<(u64, Vec<UserWithGroups>)> {
         let (where_sql, order, params) = self.list_clauses(spec, ResourceTable::Users)?;
@@ -437,23 +456,12 @@ impl SqlTx {
             n + 1,
             n + 2
         );
-        let mut page_params = params.clone();
-        page_params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
-        page_params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
-        let rows = bind_all(q(sql), page_params).fetch_all(self.conn()).await?;
+        let rows = bind_all(q(sql), page_params(&params, spec)).fetch_all(self.conn()).await?;
         let page = rows
             .iter()
             .map(|r| Ok((Self::user_from(r)?, if with_groups { groups_from(r)? } else { Vec::new() })))
             .collect::<StoreResult<Vec<_>>>()?;
-        // A first page that is not full holds every match: no COUNT needed (the common
-        // lookup-before-create case, `filter=userName eq "..."`). Otherwise the count may run
-        // outside the page's snapshot (on a read handle): never report fewer than were served.
-        let served = if page.is_empty() { 0 } else { spec.offset.saturating_add(page.len() as u64) };
-        let total = if spec.offset == 0 && (page.len() as u64) < spec.limit {
-            page.len() as u64
-        } else {
-            self.count(count_sql, params).await?.max(served)
-        };
+        let total = self.page_total(spec, page.len(), count_sql, params).await?;
         Ok((total, page))
     }
 
@@ -492,6 +500,14 @@ fn groups_from(row: &AnyRow) -> StoreResult<Vec<(String, String)>> {
         None => Ok(Vec::new()),
         Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("groups of a user: {e}"))),
     }
+}
+
+/// The parameters of a page query: the filter's, then LIMIT and OFFSET.
+fn page_params(params: &[SqlValue], spec: &ListSpec<'_>) -> Vec<SqlValue> {
+    let mut all = params.to_vec();
+    all.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
+    all.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
+    all
 }
 
 /// The SET list of an UPDATE, with its parameters numbered from 1.
@@ -870,17 +886,8 @@ impl Tx for SqlTx {
             n + 1,
             n + 2
         );
-        let mut page_params = params.clone();
-        page_params.push(SqlValue::Int(spec.limit.min(i64::MAX as u64) as i64));
-        page_params.push(SqlValue::Int(spec.offset.min(i64::MAX as u64) as i64));
-        let page = self.fetch_teams(sql, page_params).await?;
-        // As for users: no COUNT for a first page that is not full; never fewer than served.
-        let served = if page.is_empty() { 0 } else { spec.offset.saturating_add(page.len() as u64) };
-        let total = if spec.offset == 0 && (page.len() as u64) < spec.limit {
-            page.len() as u64
-        } else {
-            self.count(count_sql, params).await?.max(served)
-        };
+        let page = self.fetch_teams(sql, page_params(&params, spec)).await?;
+        let total = self.page_total(spec, page.len(), count_sql, params).await?;
         Ok((total, page))
     }
 
