@@ -5,17 +5,16 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, ScimUser, TeamDeletionPolicy};
-use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, ensure_finalizer, key, now};
+use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::ClientError;
 
 /// Whether a label selector (matchLabels and matchExpressions) selects `labels`.
@@ -156,21 +155,14 @@ enum ReconcileOutcome {
 
 /// Reconciles one ManagedTeam.
 pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let start = Instant::now();
     let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
-    let result = match ensure_finalizer(&api, obj).await {
-        Ok(obj) => finalizer(&api, FINALIZER, obj, |event| async {
-            match event {
-                Finalizer::Apply(t) => apply(t, &api, &ctx).await,
-                Finalizer::Cleanup(t) => cleanup(t, &ctx).await,
-            }
-        })
-        .await
-        .map_err(|e| ReconcileError::Finalizer(e.to_string())),
-        Err(e) => Err(ReconcileError::Kube(e)),
-    };
-    ctx.metrics.reconciled("ManagedTeam", start.elapsed());
-    result
+    reconcile_with_finalizer("ManagedTeam", &ctx, &api, obj, |event| async {
+        match event {
+            Finalizer::Apply(t) => apply(t, &api, &ctx).await,
+            Finalizer::Cleanup(t) => cleanup(t, &ctx).await,
+        }
+    })
+    .await
 }
 
 async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> Result<Action, ReconcileError> {

@@ -98,7 +98,7 @@ pub fn resource_trigger<K: Resource>(obj: &K) -> Option<u64> {
 /// finalizer helper of kube-runtime would end the reconcile there and wait for the watch to
 /// bring the change back). The patch carries the resourceVersion it was computed from, so a
 /// concurrent change to the finalizers fails it (409) instead of being overwritten.
-pub async fn ensure_finalizer<K>(api: &Api<K>, obj: Arc<K>) -> Result<Arc<K>, kube::Error>
+async fn ensure_finalizer<K>(api: &Api<K>, obj: Arc<K>) -> Result<Arc<K>, kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
@@ -113,6 +113,32 @@ where
     });
     let patched = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(Arc::new(patched))
+}
+
+/// The reconcile of every controller: makes sure the object carries [`FINALIZER`] (see
+/// [`ensure_finalizer`]), then runs `reconcile` with an apply or a cleanup event through
+/// kube-runtime's finalizer helper, and records the reconcile's duration under `kind`.
+pub async fn reconcile_with_finalizer<K, E, Fut>(
+    kind: &str,
+    ctx: &Context,
+    api: &Api<K>,
+    obj: Arc<K>,
+    reconcile: impl FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+) -> Result<Action, ReconcileError>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    E: std::error::Error + Send + 'static,
+    Fut: std::future::Future<Output = Result<Action, E>>,
+{
+    let start = std::time::Instant::now();
+    let result = match ensure_finalizer(api, obj).await {
+        Ok(obj) => kube::runtime::finalizer::finalizer(api, FINALIZER, obj, reconcile)
+            .await
+            .map_err(|e| ReconcileError::Finalizer(e.to_string())),
+        Err(e) => Err(ReconcileError::Kube(e)),
+    };
+    ctx.metrics.reconciled(kind, start.elapsed());
+    result
 }
 
 /// Flags of `scim-operator controller`.

@@ -3,15 +3,14 @@
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{RoleMapping, RoleMappingStatus};
-use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, key, now};
+use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimClient};
 
 fn values(v: &Value, key: &str) -> Vec<String> {
@@ -31,18 +30,14 @@ pub fn differs(current: &Value, desired: &Value) -> bool {
 
 /// Reconciles one RoleMapping.
 pub async fn reconcile(obj: Arc<RoleMapping>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let start = Instant::now();
     let api: Api<RoleMapping> = Api::all(ctx.kube.clone());
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
+    reconcile_with_finalizer("RoleMapping", &ctx, &api, obj, |event| async {
         match event {
             Finalizer::Apply(m) => apply(m, &api, &ctx).await,
             Finalizer::Cleanup(m) => cleanup(m, &ctx).await,
         }
     })
     .await
-    .map_err(|e| ReconcileError::Finalizer(e.to_string()));
-    ctx.metrics.reconciled("RoleMapping", start.elapsed());
-    result
 }
 
 async fn sync(ctx: &Context, obj: &RoleMapping, body: &Value) -> Result<String, ClientError> {

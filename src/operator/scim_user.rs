@@ -2,16 +2,16 @@
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, UserDeletionPolicy};
 use super::user_doc::{desired, drift, owned_by_a_resource, owner_marker, validate};
-use super::{Context, FINALIZER, RELEASE_ANNOTATION, ReconcileError, ensure_finalizer, key, now};
+use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::ClientError;
 
 /// What applying the desired user did.
@@ -46,22 +46,15 @@ impl From<ClientError> for ApplyError {
 
 /// Reconciles one ScimUser.
 pub async fn reconcile(obj: Arc<ScimUser>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let start = Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ScimUser> = Api::namespaced(ctx.kube.clone(), &ns);
-    let result = match ensure_finalizer(&api, obj).await {
-        Ok(obj) => finalizer(&api, FINALIZER, obj, |event| async {
-            match event {
-                Finalizer::Apply(u) => apply(u, &api, &ctx).await,
-                Finalizer::Cleanup(u) => cleanup(u, &ctx).await,
-            }
-        })
-        .await
-        .map_err(|e| ReconcileError::Finalizer(e.to_string())),
-        Err(e) => Err(ReconcileError::Kube(e)),
-    };
-    ctx.metrics.reconciled("ScimUser", start.elapsed());
-    result
+    reconcile_with_finalizer("ScimUser", &ctx, &api, obj, |event| async {
+        match event {
+            Finalizer::Apply(u) => apply(u, &api, &ctx).await,
+            Finalizer::Cleanup(u) => cleanup(u, &ctx).await,
+        }
+    })
+    .await
 }
 
 /// Creates, adopts or corrects the SCIM user.
