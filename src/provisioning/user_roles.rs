@@ -79,7 +79,7 @@ impl Directory {
         explicit: Vec<Role>,
     ) -> OpResult<()> {
         let previous = tx.user_roles(user_id).await?;
-        self.assign_roles(tx, ctx, user_id, explicit, previous, true).await
+        self.assign_roles(tx, ctx, user_id, explicit, Some(previous)).await
     }
 
     /// Writes the effective roles of a user created in this transaction: it has no roles and
@@ -91,22 +91,25 @@ impl Directory {
         user_id: &str,
         explicit: Vec<Role>,
     ) -> OpResult<()> {
-        self.assign_roles(tx, ctx, user_id, explicit, Vec::new(), false).await
+        self.assign_roles(tx, ctx, user_id, explicit, None).await
     }
 
+    /// `previous` holds the user's roles as read, or `None` for a user created in this
+    /// transaction (no roles, no teams: nothing to read).
     async fn assign_roles(
         &self,
         tx: &mut dyn Tx,
         ctx: &RequestContext,
         user_id: &str,
         explicit: Vec<Role>,
-        previous: Vec<(Role, String)>,
-        may_have_teams: bool,
+        previous: Option<Vec<(Role, String)>>,
     ) -> OpResult<()> {
+        let existing = previous.is_some();
+        let previous = previous.unwrap_or_default();
         let (roles, source) = if !explicit.is_empty() {
             (explicit, "scim")
         } else {
-            let mapped = if may_have_teams { tx.mapped_roles_of_user(user_id).await? } else { Vec::new() };
+            let mapped = if existing { tx.mapped_roles_of_user(user_id).await? } else { Vec::new() };
             if !mapped.is_empty() {
                 self.observer.role_event(RoleOutcome::Mapping, mapped.len() as u64);
                 (mapped, "mapping")

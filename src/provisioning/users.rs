@@ -41,8 +41,7 @@ impl Directory {
         ctx: &RequestContext,
     ) -> OpResult<Resource> {
         let groups = if with_groups { tx.groups_of_user(&rec.id).await? } else { Vec::new() };
-        let json = user_json(rec, &groups, &ctx.base_url);
-        Ok(Resource { id: rec.id.clone(), version: rec.version, json })
+        Ok(user_resource(rec, &groups, ctx))
     }
 
     /// Creates a user (POST /Users).
@@ -108,7 +107,7 @@ impl Directory {
         let mut tx = self.store.read().await?;
         let (rec, groups) = tx.user_with_groups(id).await?.ok_or_else(|| user_not_found(id))?;
         let groups = if projection.includes_top_level(&self.types.user, "groups") { groups } else { Vec::new() };
-        Ok(Resource { id: rec.id.clone(), version: rec.version, json: user_json(&rec, &groups, &ctx.base_url) })
+        Ok(user_resource(&rec, &groups, ctx))
     }
 
     /// Replaces a user (PUT /Users/{id}).
@@ -261,21 +260,8 @@ impl Directory {
         // The page and its users' groups are one statement (see `Tx::list_users_with_groups`).
         let mut tx = self.store.read().await?;
         let with_groups = projection.includes_top_level(&self.types.user, "groups");
-        let (total, rows) = if with_groups {
-            tx.list_users_with_groups(&spec).await?
-        } else {
-            let (total, rows) = tx.list_users(&spec).await?;
-            (total, rows.into_iter().map(|u| (u, Vec::new())).collect())
-        };
-        let out = rows
-            .iter()
-            .map(|(rec, groups)| Resource {
-                id: rec.id.clone(),
-                version: rec.version,
-                json: user_json(rec, groups, &ctx.base_url),
-            })
-            .collect();
-        Ok((total, out))
+        let (total, rows) = tx.list_users_with_groups(&spec, with_groups).await?;
+        Ok((total, rows.iter().map(|(rec, groups)| user_resource(rec, groups, ctx)).collect()))
     }
 }
 
@@ -295,6 +281,11 @@ impl Directory {
             "groups": groups.iter().map(|(g, name)| json!({"id": g, "name": name})).collect::<Vec<_>>(),
         }))
     }
+}
+
+/// The SCIM resource of a user with its groups (group id, display name).
+fn user_resource(rec: &UserRecord, groups: &[(String, String)], ctx: &RequestContext) -> Resource {
+    Resource { id: rec.id.clone(), version: rec.version, json: user_json(rec, groups, &ctx.base_url) }
 }
 
 fn user_not_found(id: &str) -> ScimError {

@@ -133,10 +133,15 @@ pub trait Tx: Send {
     /// A page of live users and the total count.
     async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)>;
     /// A live user with its managed teams (group id, display name), read in one statement.
-    async fn user_with_groups(&mut self, id: &str) -> StoreResult<Option<(UserRecord, Vec<(String, String)>)>>;
-    /// A page of live users, each with its managed teams, and the total count: one statement
-    /// for the page, plus a COUNT only when the page does not tell the total.
-    async fn list_users_with_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserWithGroups>)>;
+    async fn user_with_groups(&mut self, id: &str) -> StoreResult<Option<UserWithGroups>>;
+    /// A page of live users, each with its managed teams when `with_groups` (else none are
+    /// read), and the total count: one statement for the page, plus a COUNT only when the page
+    /// does not tell the total.
+    async fn list_users_with_groups(
+        &mut self,
+        spec: &ListSpec<'_>,
+        with_groups: bool,
+    ) -> StoreResult<(u64, Vec<UserWithGroups>)>;
     /// Which of `ids` are live users.
     async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>>;
     /// The managed teams a user belongs to, as (group id, display name).

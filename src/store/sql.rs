@@ -151,6 +151,19 @@ async fn sqlite_pool(url: &str, size: u32) -> StoreResult<AnyPool> {
 }
 
 impl SqlStore {
+    /// A transaction or read handle of this store over `tx`.
+    fn handle(&self, tx: Handle, lock: &'static str, guard: Option<OwnedMutexGuard<()>>) -> Box<dyn Tx> {
+        Box::new(SqlTx {
+            tx,
+            d: self.dialect,
+            lock,
+            pending_audit: Vec::new(),
+            keys_changed: false,
+            key_generation: self.key_generation.clone(),
+            _guard: guard,
+        })
+    }
+
     /// Connects, configures and migrates.
     pub async fn open(arg: &str) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
@@ -213,15 +226,7 @@ impl Store for SqlStore {
             Dialect::Postgres => self.pool.begin().await?,
         };
         let lock = if self.dialect == Dialect::Postgres { " FOR UPDATE" } else { "" };
-        Ok(Box::new(SqlTx {
-            tx: Handle::Tx(tx),
-            d: self.dialect,
-            lock,
-            pending_audit: Vec::new(),
-            keys_changed: false,
-            key_generation: self.key_generation.clone(),
-            _guard: guard,
-        }))
+        Ok(self.handle(Handle::Tx(tx), lock, guard))
     }
 
     async fn begin_read(&self) -> StoreResult<Box<dyn Tx>> {
@@ -231,27 +236,11 @@ impl Store for SqlStore {
             // serialise.
             Dialect::Postgres => self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
         };
-        Ok(Box::new(SqlTx {
-            tx: Handle::Tx(tx),
-            d: self.dialect,
-            lock: "",
-            pending_audit: Vec::new(),
-            keys_changed: false,
-            key_generation: self.key_generation.clone(),
-            _guard: None,
-        }))
+        Ok(self.handle(Handle::Tx(tx), "", None))
     }
 
     async fn read(&self) -> StoreResult<Box<dyn Tx>> {
-        Ok(Box::new(SqlTx {
-            tx: Handle::Conn(self.pool.acquire().await?),
-            d: self.dialect,
-            lock: "",
-            pending_audit: Vec::new(),
-            keys_changed: false,
-            key_generation: self.key_generation.clone(),
-            _guard: None,
-        }))
+        Ok(self.handle(Handle::Conn(self.pool.acquire().await?), "", None))
     }
 
     fn key_generation(&self) -> u64 {
@@ -769,8 +758,12 @@ impl Tx for SqlTx {
         row.as_ref().map(|r| Ok((Self::user_from(r)?, groups_from(r)?))).transpose()
     }
 
-    async fn list_users_with_groups(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserWithGroups>)> {
-        self.user_page(spec, true).await
+    async fn list_users_with_groups(
+        &mut self,
+        spec: &ListSpec<'_>,
+        with_groups: bool,
+    ) -> StoreResult<(u64, Vec<UserWithGroups>)> {
+        self.user_page(spec, with_groups).await
     }
 
     async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>> {
