@@ -99,7 +99,8 @@ pub enum RolesCommand {
         /// Role id or name.
         #[arg(required_unless_present = "none")]
         role: Option<String>,
-        /// No default role: users whose requested roles all fail to match keep their roles.
+        /// No default role: a user to whom no explicit or mapped role applies has no role (roles it
+        /// had are revoked and the revocation audited).
         #[arg(long, env = "SCIM_OPERATOR_NO_DEFAULT_ROLE", conflicts_with = "role")]
         none: bool,
     },

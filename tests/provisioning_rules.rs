@@ -108,13 +108,14 @@ async fn entra_string_encoded_roles_are_accepted_in_add_only_patches() {
 }
 
 #[tokio::test]
-async fn without_a_default_role_users_keep_their_roles() {
+async fn without_a_default_role_roles_that_no_longer_apply_are_revoked_and_audited() {
     let s = TestServer::start().await;
     s.directory.set_default_role(&cli(), None).await.unwrap();
     let (_, u) =
-        s.post("/Users", json!({"schemas": [USER], "userName": "keeper", "roles": [{"value": "Admin"}]})).await;
+        s.post("/Users", json!({"schemas": [USER], "userName": "revoked", "roles": [{"value": "Admin"}]})).await;
     let id = u["id"].as_str().unwrap();
     assert_eq!(effective(&s, &u).await, ["Admin"]);
+    // The last SCIM role is replaced by one the catalog does not know: nothing applies any more.
     let (status, u) = s
         .patch(
             &format!("/Users/{id}"),
@@ -122,9 +123,40 @@ async fn without_a_default_role_users_keep_their_roles() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{u}");
-    assert_eq!(effective(&s, &u).await, ["Admin"], "kept the roles it had");
+    assert!(effective(&s, &u).await.is_empty(), "the Admin role is revoked");
+    let events = audit(&s, "role.revoke").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].target_id, id);
+    assert_eq!(events[0].details["previous"], json!(["Admin"]));
+
+    // Removing the roles attribute altogether revokes as well; a user without roles stays so.
+    let (_, u2) =
+        s.post("/Users", json!({"schemas": [USER], "userName": "revoked2", "roles": [{"value": "Read Only"}]})).await;
+    let id2 = u2["id"].as_str().unwrap();
+    let (status, u2) = s.patch(&format!("/Users/{id2}"), patch(json!([{"op": "remove", "path": "roles"}]))).await;
+    assert_eq!(status, StatusCode::OK, "{u2}");
+    assert!(effective(&s, &u2).await.is_empty());
+    assert_eq!(audit(&s, "role.revoke").await.len(), 2);
     let (_, fresh) = s.post("/Users", json!({"schemas": [USER], "userName": "noroles"})).await;
     assert!(effective(&s, &fresh).await.is_empty());
+    assert_eq!(audit(&s, "role.revoke").await.len(), 2, "nothing to revoke from a user without roles");
+
+    // A team's role mapping removed: its members lose the role it gave them.
+    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Ops", "members": [{"value": id}]})).await;
+    assert!(g["id"].is_string(), "{g}");
+    let (status, m) = s
+        .post("/RoleMappings", json!({"schemas": [ROLE_MAPPING], "displayName": "ops", "roles": [{"value": "Read Only"}], "teams": [{"value": "Ops"}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let (_, u) = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(effective(&s, &u).await, ["Read Only"]);
+    let (status, _) = s.delete(&format!("/RoleMappings/{}", m["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(effective(&s, &u).await.is_empty(), "the mapped role is revoked with its mapping");
+    assert_eq!(audit(&s, "role.revoke").await.len(), 3);
+    let text = s.http.get(format!("{}/metrics", s.root())).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("scim_role_provisioning_total{outcome=\"revoked\"} 3"), "{text}");
+    s.stop().await;
 }
 
 #[tokio::test]

@@ -53,7 +53,7 @@ impl Default for Metrics {
         let role_events = Family::<RoleLabels, Counter>::default();
         registry.register(
             "role_provisioning",
-            "Role provisioning events by outcome (matched, unmatched, default, mapping, kept)",
+            "Role provisioning events by outcome (matched, unmatched, default, mapping, revoked)",
             role_events.clone(),
         );
         registry.register("http_requests", "SCIM HTTP requests by route and status", requests.clone());

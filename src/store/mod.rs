@@ -218,6 +218,15 @@ pub trait Tx: Send {
     async fn team_is_mapped(&mut self, team_name: &str) -> StoreResult<bool>;
     /// Ids of live users who belong to any team with one of these names.
     async fn members_of_team_names(&mut self, names: &[String]) -> StoreResult<Vec<String>>;
+    /// Serialises role recomputation for the teams of these names with every other write
+    /// transaction that locks one of them, until this transaction ends. A role mapping change
+    /// locks the teams it names before reading their members; a membership change locks its
+    /// team before asking whether a mapping names it: of two such transactions, the second
+    /// sees what the first committed, so neither recomputes roles from a state the other is
+    /// changing. PostgreSQL: transaction-scoped advisory locks keyed by the name (a team name
+    /// a mapping names may have no row yet, so there is no row to lock), taken in one order;
+    /// SQLite: nothing to do, its writers are serial.
+    async fn lock_team_names(&mut self, names: &[String]) -> StoreResult<()>;
 
     // ---- role mappings
     /// A role mapping by id.

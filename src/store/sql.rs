@@ -523,6 +523,17 @@ impl SetClause {
     }
 }
 
+/// The advisory lock key of a team name's role recomputation (see [`Tx::lock_team_names`]): 64
+/// bits of a hash of the name under a prefix of its own, so it collides with no other use of
+/// advisory locks (a collision of two names would only serialise them needlessly).
+fn team_lock_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("scim-operator/team-roles/{name}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
 fn role_from(row: &AnyRow) -> StoreResult<Role> {
     Ok(Role {
         id: row.try_get("id")?,
@@ -1184,6 +1195,22 @@ impl Tx for SqlTx {
             }
         }
         Ok(out.into_iter().collect())
+    }
+
+    async fn lock_team_names(&mut self, names: &[String]) -> StoreResult<()> {
+        // Only PostgreSQL write transactions lock (`self.lock` is set for them alone).
+        if self.d != Dialect::Postgres || self.lock.is_empty() {
+            return Ok(());
+        }
+        let keys: std::collections::BTreeSet<i64> = names.iter().map(|n| team_lock_key(n)).collect();
+        for key in keys {
+            // The function returns void, which the Any driver cannot decode: count instead.
+            q("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l".into())
+                .bind(key)
+                .fetch_one(self.conn())
+                .await?;
+        }
+        Ok(())
     }
 
     async fn role_mapping(&mut self, id: &str) -> StoreResult<Option<RoleMappingRecord>> {
