@@ -53,6 +53,11 @@ pub fn redact_links(text: &str) -> String {
     out
 }
 
+/// A store failure while handling a link: nothing was accepted.
+fn failed(e: StoreError) -> InvitationError {
+    InvitationError::Failed(scim_from_store(e).detail)
+}
+
 /// Where a user's invitation is sent: the primary e-mail, else the first, else the userName
 /// when it looks like an address.
 pub fn invitation_address(user: &UserRecord) -> Option<String> {
@@ -169,18 +174,23 @@ impl Directory {
             .then(|| InvitationError::Expired(inv.expires_at.clone()))
     }
 
-    /// Checks an invitation link without changing anything (what the link's page shows).
-    pub async fn open_invitation(&self, token: &str) -> Result<OpenInvitation, InvitationError> {
-        let fail = |e: StoreError| InvitationError::Failed(scim_from_store(e).detail);
-        let mut tx = self.store.begin_read().await.map_err(fail)?;
+    /// The invitation of a link, if it can be accepted now by an active user; else why not.
+    async fn acceptable(&self, tx: &mut dyn Tx, token: &str) -> Result<InvitationRecord, InvitationError> {
         let inv =
-            tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(fail)?.ok_or(InvitationError::Unknown)?;
+            tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(failed)?.ok_or(InvitationError::Unknown)?;
         if let Some(refused) = Self::refusal(&inv, self.clock.now()) {
             return Err(refused);
         }
-        if !tx.user(&inv.user_id).await.map_err(fail)?.is_some_and(|u| u.active) {
+        if !tx.user(&inv.user_id).await.map_err(failed)?.is_some_and(|u| u.active) {
             return Err(InvitationError::UserInactive);
         }
+        Ok(inv)
+    }
+
+    /// Checks an invitation link without changing anything (what the link's page shows).
+    pub async fn open_invitation(&self, token: &str) -> Result<OpenInvitation, InvitationError> {
+        let mut tx = self.store.begin_read().await.map_err(failed)?;
+        let inv = self.acceptable(tx.as_mut(), token).await?;
         Ok(OpenInvitation { email: inv.email, expires_at: inv.expires_at })
     }
 
@@ -188,21 +198,11 @@ impl Directory {
     /// concurrent accepts of one link (on any replica) exactly one succeeds; the others are
     /// told the link was used.
     pub async fn accept_invitation(&self, ctx: &RequestContext, token: &str) -> Result<String, InvitationError> {
-        let fail = |e: StoreError| InvitationError::Failed(scim_from_store(e).detail);
-        let mut tx = self.store.begin_write().await.map_err(fail)?;
-        let inv =
-            tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(fail)?.ok_or(InvitationError::Unknown)?;
-        if let Some(refused) = Self::refusal(&inv, self.clock.now()) {
-            return Err(refused);
-        }
-        let user = tx.user(&inv.user_id).await.map_err(fail)?;
-        if !user.is_some_and(|u| u.active) {
-            return Err(InvitationError::UserInactive);
-        }
-        let now = self.now();
-        if !tx.accept_invitation(&inv.id, &now).await.map_err(fail)? {
+        let mut tx = self.store.begin_write().await.map_err(failed)?;
+        let inv = self.acceptable(tx.as_mut(), token).await?;
+        if !tx.accept_invitation(&inv.id, &self.now()).await.map_err(failed)? {
             // Another accept (or a cancellation) committed since the read above: say which.
-            let current = tx.invitation_by_token_hash(&inv.token_hash).await.map_err(fail)?;
+            let current = tx.invitation_by_token_hash(&inv.token_hash).await.map_err(failed)?;
             return Err(current
                 .and_then(|c| Self::refusal(&c, self.clock.now()))
                 .unwrap_or(InvitationError::NotPending("used")));
@@ -210,7 +210,7 @@ impl Directory {
         self.audit(tx.as_mut(), ctx, "invitation.accept", "user", &inv.user_id, json!({"invitation": inv.id}))
             .await
             .map_err(|e| InvitationError::Failed(e.into_scim().detail))?;
-        tx.commit().await.map_err(fail)?;
+        tx.commit().await.map_err(failed)?;
         Ok(inv.user_id)
     }
 
