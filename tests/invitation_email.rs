@@ -191,3 +191,51 @@ async fn failed_deliveries_stay_queued_with_the_error() {
     assert!(queued[0].link.is_some(), "kept for the next attempt");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_upgraded_database_keeps_no_link_of_messages_queued_before_the_upgrade() {
+    use sqlx::Connection;
+    // A database as the first release left it: migrated to 0001 only, one invitation mail sent
+    // and one still queued, both with the link in their body.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("old.db");
+    let first = tempfile::tempdir().unwrap();
+    let init = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite/0001_init.sql");
+    std::fs::copy(init, first.path().join("0001_init.sql")).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(first.path()).await.unwrap().run(&mut conn).await.unwrap();
+    for (id, token, sent) in
+        [("m-sent", "scimop_oldSENT", Some("2026-01-01T00:00:00.000Z")), ("m-queued", "scimop_oldQUEUED", None)]
+    {
+        sqlx::query(
+            "INSERT INTO outbox (id, kind, recipient, subject, body, created, attempts, sent_at) \
+             VALUES ($1, 'invitation', 'old@x.test', 'Your invitation', $2, '2026-01-01T00:00:00.000Z', 0, $3)",
+        )
+        .bind(id)
+        .bind(format!("Hello,\n\nhttp://h/invitations/{token}\n"))
+        .bind(sent)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = scim_operator::store::open(&file.to_string_lossy()).await.unwrap();
+    let read = |store: scim_operator::store::SharedStore| async move {
+        store.begin_read().await.unwrap().outbox(10).await.unwrap()
+    };
+    let before = read(store.clone()).await;
+    let sent = before.iter().find(|m| m.id == "m-sent").unwrap();
+    assert!(!sent.body.contains("scimop_"), "the upgrade drops a sent message's link: {}", sent.body);
+    let sink = smtp_sink().await;
+    let config = SmtpConfig { url: sink.url.clone(), from: "noreply@x.test".into() };
+    let deliverer = Deliverer::new(&config, store.clone(), Arc::new(SystemClock)).unwrap();
+    assert_eq!(deliverer.deliver_pending().await.unwrap().sent, 1);
+    assert!(sink.mails()[0].text().contains("scimop_oldQUEUED"), "the queued message still carries its link");
+    let after = read(store.clone()).await;
+    let queued = after.iter().find(|m| m.id == "m-queued").unwrap();
+    assert_eq!(queued.state(), OutboxState::Sent);
+    assert!(!queued.body.contains("oldQUEUED"), "sending drops the link from its body: {}", queued.body);
+    store.close().await;
+}
