@@ -99,7 +99,8 @@ pub enum RolesCommand {
         /// Role id or name.
         #[arg(required_unless_present = "none")]
         role: Option<String>,
-        /// No default role: users whose requested roles all fail to match keep their roles.
+        /// No default role: a user to whom no explicit or mapped role applies has no role (roles it
+        /// had are revoked and the revocation audited).
         #[arg(long, env = "SCIM_OPERATOR_NO_DEFAULT_ROLE", conflicts_with = "role")]
         none: bool,
     },
@@ -141,7 +142,8 @@ pub enum TeamsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum InvitesCommand {
-    /// List invitations and the messages waiting in the outbox (with their links) as JSON lines.
+    /// List invitations and the outbox (state, attempts, last error; never a usable link) as
+    /// JSON lines.
     List {
         #[command(flatten)]
         db: DbArgs,
@@ -155,6 +157,36 @@ pub enum InvitesCommand {
         /// User id or userName.
         user: String,
     },
+}
+
+/// How the outbox is delivered (with `--smtp-url`).
+#[derive(Debug, Args, Clone)]
+pub struct DeliveryArgs {
+    /// Milliseconds between reads of the outbox.
+    #[arg(long, env = "SCIM_OPERATOR_SMTP_POLL_MILLIS", default_value_t = 5000)]
+    pub smtp_poll_millis: u64,
+    /// Delivery attempts after which a message is parked with its last error (`invites list`
+    /// shows it; `invites resend USER` issues a fresh one).
+    #[arg(long, env = "SCIM_OPERATOR_SMTP_MAX_ATTEMPTS", default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
+    pub smtp_max_attempts: u32,
+    /// Milliseconds before the second attempt; doubled for each further one.
+    #[arg(long, env = "SCIM_OPERATOR_SMTP_RETRY_BASE_MILLIS", default_value_t = 60_000)]
+    pub smtp_retry_base_millis: u64,
+    /// Longest wait between two attempts, in milliseconds.
+    #[arg(long, env = "SCIM_OPERATOR_SMTP_RETRY_MAX_MILLIS", default_value_t = 3_600_000)]
+    pub smtp_retry_max_millis: u64,
+}
+
+impl DeliveryArgs {
+    fn policy(&self) -> crate::delivery::DeliveryPolicy {
+        crate::delivery::DeliveryPolicy {
+            poll_interval: Duration::from_millis(self.smtp_poll_millis),
+            max_attempts: self.smtp_max_attempts,
+            retry_base: Duration::from_millis(self.smtp_retry_base_millis),
+            retry_max: Duration::from_millis(self.smtp_retry_max_millis),
+            ..Default::default()
+        }
+    }
 }
 
 /// Invitation settings.
@@ -222,6 +254,8 @@ pub struct ServeArgs {
     /// Sender of invitation e-mails.
     #[arg(long, env = "SCIM_OPERATOR_SMTP_FROM", default_value = "scim-operator <noreply@localhost>")]
     pub smtp_from: String,
+    #[command(flatten)]
+    pub delivery: DeliveryArgs,
     /// StatsD address (`host:port`) for role provisioning events.
     #[arg(long, env = "SCIM_OPERATOR_STATSD")]
     pub statsd: Option<String>,
@@ -365,8 +399,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let delivery = match &args.smtp_url {
         Some(url) => {
             let config = crate::delivery::SmtpConfig { url: url.clone(), from: args.smtp_from.clone() };
-            let deliverer = crate::delivery::Deliverer::new(&config, store.clone(), clock.clone())?;
-            Some(tokio::spawn(deliverer.run(Duration::from_secs(5), stop_rx)))
+            let deliverer = crate::delivery::Deliverer::new(&config, store.clone(), clock.clone())?
+                .with_policy(args.delivery.policy())
+                .with_metrics(metrics.clone());
+            Some(tokio::spawn(deliverer.run(stop_rx)))
         }
         None => None,
     };
@@ -632,16 +668,17 @@ async fn teams(cmd: TeamsCommand) -> Result<()> {
 async fn invites(cmd: InvitesCommand) -> Result<()> {
     match cmd {
         InvitesCommand::List { db } => {
-            let store = open(&db).await?;
-            let mut tx = store.begin_read().await?;
-            for i in tx.invitations(None).await? {
+            let (invitations, messages) = directory_for(&db).await?.invitations_and_outbox(1000).await?;
+            for i in invitations {
                 print_json(serde_json::json!({"invitation": i.id, "user": i.user_id, "email": i.email,
                     "created": i.created, "expiresAt": i.expires_at, "status": i.status.as_str()}));
             }
-            for m in tx.outbox(1000).await? {
+            for m in messages {
                 print_json(
                     serde_json::json!({"message": m.id, "kind": m.kind, "to": m.recipient, "subject": m.subject,
-                    "created": m.created, "sent": m.sent_at, "attempts": m.attempts, "lastError": m.last_error, "body": m.body}),
+                    "created": m.created, "state": m.state().as_str(), "invitation": m.invitation_id, "sent": m.sent_at,
+                    "attempts": m.attempts, "lastError": m.last_error, "nextAttemptAt": m.next_attempt_at,
+                    "parked": m.parked_at, "cancelled": m.cancelled_at, "body": m.body}),
                 );
             }
         }

@@ -108,13 +108,14 @@ async fn entra_string_encoded_roles_are_accepted_in_add_only_patches() {
 }
 
 #[tokio::test]
-async fn without_a_default_role_users_keep_their_roles() {
+async fn without_a_default_role_roles_that_no_longer_apply_are_revoked_and_audited() {
     let s = TestServer::start().await;
     s.directory.set_default_role(&cli(), None).await.unwrap();
     let (_, u) =
-        s.post("/Users", json!({"schemas": [USER], "userName": "keeper", "roles": [{"value": "Admin"}]})).await;
+        s.post("/Users", json!({"schemas": [USER], "userName": "revoked", "roles": [{"value": "Admin"}]})).await;
     let id = u["id"].as_str().unwrap();
     assert_eq!(effective(&s, &u).await, ["Admin"]);
+    // The last SCIM role is replaced by one the catalog does not know: nothing applies any more.
     let (status, u) = s
         .patch(
             &format!("/Users/{id}"),
@@ -122,9 +123,40 @@ async fn without_a_default_role_users_keep_their_roles() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{u}");
-    assert_eq!(effective(&s, &u).await, ["Admin"], "kept the roles it had");
+    assert!(effective(&s, &u).await.is_empty(), "the Admin role is revoked");
+    let events = audit(&s, "role.revoke").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].target_id, id);
+    assert_eq!(events[0].details["previous"], json!(["Admin"]));
+
+    // Removing the roles attribute altogether revokes as well; a user without roles stays so.
+    let (_, u2) =
+        s.post("/Users", json!({"schemas": [USER], "userName": "revoked2", "roles": [{"value": "Read Only"}]})).await;
+    let id2 = u2["id"].as_str().unwrap();
+    let (status, u2) = s.patch(&format!("/Users/{id2}"), patch(json!([{"op": "remove", "path": "roles"}]))).await;
+    assert_eq!(status, StatusCode::OK, "{u2}");
+    assert!(effective(&s, &u2).await.is_empty());
+    assert_eq!(audit(&s, "role.revoke").await.len(), 2);
     let (_, fresh) = s.post("/Users", json!({"schemas": [USER], "userName": "noroles"})).await;
     assert!(effective(&s, &fresh).await.is_empty());
+    assert_eq!(audit(&s, "role.revoke").await.len(), 2, "nothing to revoke from a user without roles");
+
+    // A team's role mapping removed: its members lose the role it gave them.
+    let (_, g) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Ops", "members": [{"value": id}]})).await;
+    assert!(g["id"].is_string(), "{g}");
+    let (status, m) = s
+        .post("/RoleMappings", json!({"schemas": [ROLE_MAPPING], "displayName": "ops", "roles": [{"value": "Read Only"}], "teams": [{"value": "Ops"}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{m}");
+    let (_, u) = s.get(&format!("/Users/{id}")).await;
+    assert_eq!(effective(&s, &u).await, ["Read Only"]);
+    let (status, _) = s.delete(&format!("/RoleMappings/{}", m["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(effective(&s, &u).await.is_empty(), "the mapped role is revoked with its mapping");
+    assert_eq!(audit(&s, "role.revoke").await.len(), 3);
+    let text = s.http.get(format!("{}/metrics", s.root())).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("scim_role_provisioning_total{outcome=\"revoked\"} 3"), "{text}");
+    s.stop().await;
 }
 
 #[tokio::test]
@@ -294,47 +326,49 @@ async fn invitations_are_valid_two_days_once_and_cancelled_on_deactivation() {
     let outbox = tx.outbox(10).await.unwrap();
     drop(tx);
     assert_eq!(outbox[0].recipient, "inv@work.test");
-    let link = outbox[0].body.lines().find(|l| l.contains("/invitations/")).unwrap().trim().to_string();
-    let token = link.rsplit('/').next().unwrap().to_string();
+    assert!(!outbox[0].body.contains("scimop_"), "the body at rest holds no link: {}", outbox[0].body);
+    let token = newest_token(&s).await;
 
-    // Resend: the old link is cancelled, the new one works once.
-    s.directory.resend_invitation(&cli(), "inv@x.test").await.unwrap();
+    // Opening the link shows a page and uses nothing up; the page's form accepts.
+    let open = |t: String| {
+        let url = format!("{}/invitations/{t}", s.root());
+        let http = s.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
     let accept = |t: String| {
         let url = format!("{}/invitations/{t}", s.root());
         let http = s.http.clone();
-        async move { http.get(url).send().await.unwrap().status() }
+        async move { http.post(url).send().await.unwrap().status() }
     };
+    for _ in 0..2 {
+        let page = open(token.clone()).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        assert_eq!(page.headers()["cache-control"], "no-store");
+        assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+        let html = page.text().await.unwrap();
+        assert!(html.contains("<form method=\"post\">"), "{html}");
+        assert!(html.contains("inv@work.test"), "{html}");
+    }
+    let invs = s.store.begin_read().await.unwrap().invitations(Some(&id)).await.unwrap();
+    assert_eq!(invs[0].status, scim_operator::store::InvitationStatus::Pending, "a GET consumes nothing");
+
+    // Resend: the old link is cancelled, the new one works once.
+    s.directory.resend_invitation(&cli(), "inv@x.test").await.unwrap();
+    assert_eq!(open(token.clone()).await.status(), StatusCode::GONE);
     assert_eq!(accept(token.clone()).await, StatusCode::GONE);
-    let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
-    let newest = outbox[0]
-        .body
-        .lines()
-        .find(|l| l.contains("/invitations/"))
-        .unwrap()
-        .trim()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let newest = newest_token(&s).await;
     clock.advance(chrono::Duration::hours(47));
     assert_eq!(accept(newest.clone()).await, StatusCode::OK);
-    assert_eq!(accept(newest).await, StatusCode::GONE, "a link works once");
+    assert_eq!(accept(newest.clone()).await, StatusCode::GONE, "a link works once");
+    assert_eq!(open(newest).await.status(), StatusCode::GONE, "a used link's page says so");
     assert_eq!(accept("scimop_unknown".into()).await, StatusCode::NOT_FOUND);
+    assert_eq!(open("scimop_unknown".into()).await.status(), StatusCode::NOT_FOUND);
 
     // An expired link is refused.
     s.directory.resend_invitation(&cli(), &id).await.unwrap();
-    let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
-    let third = outbox[0]
-        .body
-        .lines()
-        .find(|l| l.contains("/invitations/"))
-        .unwrap()
-        .trim()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let third = newest_token(&s).await;
     clock.advance(chrono::Duration::hours(49));
+    assert_eq!(open(third.clone()).await.status(), StatusCode::GONE);
     assert_eq!(accept(third).await, StatusCode::GONE);
 
     // Deactivation cancels what is pending.
@@ -342,6 +376,18 @@ async fn invitations_are_valid_two_days_once_and_cancelled_on_deactivation() {
     s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "path": "active", "value": false}]))).await;
     let invs = s.store.begin_read().await.unwrap().invitations(Some(&id)).await.unwrap();
     assert!(invs.iter().all(|i| i.status != scim_operator::store::InvitationStatus::Pending), "{invs:?}");
+    // ...and withdraws its unsent message, link and all.
+    let outbox = s.store.begin_read().await.unwrap().outbox(10).await.unwrap();
+    assert_eq!(outbox[0].state(), scim_operator::store::OutboxState::Cancelled);
+    assert!(outbox[0].link.is_none());
+}
+
+/// The token of the newest queued invitation message (kept beside the body until it is sent).
+async fn newest_token(s: &TestServer) -> String {
+    let outbox = s.store.begin_read().await.unwrap().outbox(1).await.unwrap();
+    let link = outbox[0].link.clone().expect("an unsent invitation keeps its link");
+    assert!(outbox[0].rendered_body().contains(&link));
+    link.rsplit('/').next().unwrap().to_string()
 }
 
 #[tokio::test]

@@ -106,6 +106,7 @@ impl Directory {
             if changed > 0 {
                 let updated = TeamRecord { last_modified: self.now(), version: t.version + 1, ..t.clone() };
                 tx.update_team(&t, &updated).await?;
+                tx.lock_team_names(std::slice::from_ref(&t.name)).await?;
                 if tx.team_is_mapped(&t.name).await? {
                     self.recompute_roles(tx.as_mut(), ctx, &ids).await?;
                 }
@@ -177,7 +178,8 @@ impl Directory {
         .await
     }
 
-    /// Sets the default role (`None`: no default role; users then keep their roles).
+    /// Sets the default role (`None`: no default role; a user to whom no explicit or mapped role
+    /// applies then has none).
     pub async fn set_default_role(
         &self,
         ctx: &RequestContext,

@@ -143,6 +143,7 @@ impl Directory {
                         ..existing.clone()
                     };
                     tx.update_team(&existing, &team).await?;
+                    tx.lock_team_names(std::slice::from_ref(&team.name)).await?;
                     let mapped = tx.team_is_mapped(&team.name).await?;
                     let previous = if mapped { tx.team_members(&team.id).await? } else { Vec::new() };
                     let removed = tx.clear_team_members(&team.id).await?;
@@ -178,6 +179,7 @@ impl Directory {
                     };
                     tx.insert_team(&team).await?;
                     tx.add_team_members(&team.id, &members).await?;
+                    tx.lock_team_names(std::slice::from_ref(&team.name)).await?;
                     if tx.team_is_mapped(&team.name).await? {
                         self.recompute_roles(tx.as_mut(), ctx, &members).await?;
                     }
@@ -374,6 +376,7 @@ impl Directory {
         // Role mappings name teams: members who joined or left, or all of them on a rename,
         // may have different roles now.
         let renamed = name != before.name;
+        tx.lock_team_names(&[before.name.clone(), name.clone()]).await?;
         let mapped_before = tx.team_is_mapped(&before.name).await?;
         let mapped_now = if renamed { tx.team_is_mapped(&name).await? } else { mapped_before };
         if renamed && (mapped_before || mapped_now) {
@@ -404,6 +407,7 @@ impl Directory {
             let mut tx = self.store.begin_write().await?;
             let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
             check_if_match(if_match, before.version)?;
+            tx.lock_team_names(std::slice::from_ref(&before.name)).await?;
             let mapped = tx.team_is_mapped(&before.name).await?;
             let previous = if mapped { tx.team_members(&before.id).await? } else { Vec::new() };
             let removed = tx.clear_team_members(&before.id).await?;

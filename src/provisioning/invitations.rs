@@ -1,12 +1,16 @@
 //! Invitations: creating a user sends a sign-in link valid for a limited time (two days by
 //! default). The message goes through the outbox, in the same transaction as the user.
+//!
+//! Only a hash of the link's token is stored with the invitation. The link itself waits beside
+//! the message (never in its body) until the message is sent, then it is gone. Opening the link
+//! shows a page and consumes nothing (mail scanners open links); the page's form accepts it.
 
 use serde_json::{Value, json};
 
-use super::keys::{Secret, hash_secret};
+use super::keys::{SECRET_PREFIX, Secret, hash_secret};
 use super::*;
 use crate::clock::parse_time;
-use crate::store::{InvitationRecord, InvitationStatus, OutboxMessage, UserRecord};
+use crate::store::{InvitationRecord, InvitationStatus, LINK_PLACEHOLDER, OutboxMessage, UserRecord};
 
 /// Why an invitation link was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +25,37 @@ pub enum InvitationError {
     UserInactive,
     #[error("{0}")]
     Failed(String),
+}
+
+/// An invitation link that can still be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenInvitation {
+    pub email: String,
+    pub expires_at: String,
+}
+
+/// `text` with every token of a link (or key) replaced by a marker, for text that is kept or
+/// shown: what remains cannot be used.
+pub fn redact_links(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(SECRET_PREFIX) {
+        out.push_str(&rest[..at]);
+        out.push_str(SECRET_PREFIX);
+        let after = &rest[at + SECRET_PREFIX.len()..];
+        let end = after.find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).unwrap_or(after.len());
+        if end > 0 {
+            out.push_str("<redacted>");
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A store failure while handling a link: nothing was accepted.
+fn failed(e: StoreError) -> InvitationError {
+    InvitationError::Failed(scim_from_store(e).detail)
 }
 
 /// Where a user's invitation is sent: the primary e-mail, else the first, else the userName
@@ -67,7 +102,7 @@ impl Directory {
         tx.insert_invitation(&inv).await?;
         let link = format!("{}/{}", self.settings.invitation_url.trim_end_matches('/'), token.expose());
         let body = format!(
-            "Hello {},\n\nYou have been given access. Sign in for the first time with this link:\n\n{link}\n\nThe link is valid until {} (UTC).\n",
+            "Hello {},\n\nYou have been given access. Open this link to accept the invitation and sign in for the first time:\n\n{LINK_PLACEHOLDER}\n\nThe link is valid until {} (UTC).\n",
             user.display_name.clone().unwrap_or_else(|| user.user_name.clone()),
             inv.expires_at
         );
@@ -81,6 +116,11 @@ impl Directory {
             attempts: 0,
             last_error: None,
             sent_at: None,
+            invitation_id: Some(inv.id.clone()),
+            link: Some(link),
+            next_attempt_at: None,
+            parked_at: None,
+            cancelled_at: None,
         })
         .await?;
         self.audit(
@@ -122,32 +162,73 @@ impl Directory {
         .await
     }
 
-    /// Accepts an invitation link: valid once, before it expires, for an active user.
-    pub async fn accept_invitation(&self, ctx: &RequestContext, token: &str) -> Result<String, InvitationError> {
-        let fail = |e: StoreError| InvitationError::Failed(scim_from_store(e).detail);
-        let mut tx = self.store.begin_write().await.map_err(fail)?;
-        let inv =
-            tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(fail)?.ok_or(InvitationError::Unknown)?;
+    /// Why an invitation can no longer be accepted at `now`, if it cannot.
+    fn refusal(inv: &InvitationRecord, now: chrono::DateTime<chrono::Utc>) -> Option<InvitationError> {
         match inv.status {
             InvitationStatus::Pending => {}
-            InvitationStatus::Accepted => return Err(InvitationError::NotPending("used")),
-            InvitationStatus::Cancelled => return Err(InvitationError::NotPending("cancelled")),
+            InvitationStatus::Accepted => return Some(InvitationError::NotPending("used")),
+            InvitationStatus::Cancelled => return Some(InvitationError::NotPending("cancelled")),
         }
-        let now = self.clock.now();
-        if parse_time(&inv.expires_at).is_none_or(|exp| now >= exp) {
-            return Err(InvitationError::Expired(inv.expires_at));
+        parse_time(&inv.expires_at)
+            .is_none_or(|exp| now >= exp)
+            .then(|| InvitationError::Expired(inv.expires_at.clone()))
+    }
+
+    /// The invitation of a link, if it can be accepted now by an active user; else why not.
+    async fn acceptable(&self, tx: &mut dyn Tx, token: &str) -> Result<InvitationRecord, InvitationError> {
+        let inv =
+            tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(failed)?.ok_or(InvitationError::Unknown)?;
+        if let Some(refused) = Self::refusal(&inv, self.clock.now()) {
+            return Err(refused);
         }
-        let user = tx.user(&inv.user_id).await.map_err(fail)?;
-        if !user.is_some_and(|u| u.active) {
+        if !tx.user(&inv.user_id).await.map_err(failed)?.is_some_and(|u| u.active) {
             return Err(InvitationError::UserInactive);
         }
-        let now = self.now();
-        tx.set_invitation_status(&inv.id, InvitationStatus::Accepted, &now).await.map_err(fail)?;
+        Ok(inv)
+    }
+
+    /// Checks an invitation link without changing anything (what the link's page shows).
+    pub async fn open_invitation(&self, token: &str) -> Result<OpenInvitation, InvitationError> {
+        let mut tx = self.store.begin_read().await.map_err(failed)?;
+        let inv = self.acceptable(tx.as_mut(), token).await?;
+        Ok(OpenInvitation { email: inv.email, expires_at: inv.expires_at })
+    }
+
+    /// Accepts an invitation link: valid once, before it expires, for an active user. Of
+    /// concurrent accepts of one link (on any replica) exactly one succeeds; the others are
+    /// told the link was used.
+    pub async fn accept_invitation(&self, ctx: &RequestContext, token: &str) -> Result<String, InvitationError> {
+        let mut tx = self.store.begin_write().await.map_err(failed)?;
+        let inv = self.acceptable(tx.as_mut(), token).await?;
+        if !tx.accept_invitation(&inv.id, &self.now()).await.map_err(failed)? {
+            // Another accept (or a cancellation) committed since the read above: say which.
+            let current = tx.invitation_by_token_hash(&inv.token_hash).await.map_err(failed)?;
+            return Err(current
+                .and_then(|c| Self::refusal(&c, self.clock.now()))
+                .unwrap_or(InvitationError::NotPending("used")));
+        }
         self.audit(tx.as_mut(), ctx, "invitation.accept", "user", &inv.user_id, json!({"invitation": inv.id}))
             .await
             .map_err(|e| InvitationError::Failed(e.into_scim().detail))?;
-        tx.commit().await.map_err(fail)?;
+        tx.commit().await.map_err(failed)?;
         Ok(inv.user_id)
+    }
+
+    /// Invitations (newest first) and the outbox (newest first, at most `limit` messages), as
+    /// `invites list` shows them: bodies hold no usable link.
+    pub async fn invitations_and_outbox(
+        &self,
+        limit: u64,
+    ) -> Result<(Vec<InvitationRecord>, Vec<OutboxMessage>), ScimError> {
+        let mut tx = self.store.begin_read().await?;
+        let invitations = tx.invitations(None).await?;
+        let messages = tx
+            .outbox(limit)
+            .await?
+            .into_iter()
+            .map(|m| OutboxMessage { body: redact_links(&m.body), link: None, ..m })
+            .collect();
+        Ok((invitations, messages))
     }
 }
 
@@ -181,5 +262,17 @@ mod tests {
         assert_eq!(invitation_address(&u).as_deref(), Some("a@x.test"));
         assert_eq!(invitation_address(&user("c@x.test", Value::Null)).as_deref(), Some("c@x.test"));
         assert_eq!(invitation_address(&user("carol", Value::Null)), None);
+    }
+
+    #[test]
+    fn redacted_text_keeps_no_token() {
+        let token = Secret::generate();
+        let text = format!("Open https://x.test/invitations/{} now.\nAnd {}", token.expose(), token.expose());
+        let redacted = redact_links(&text);
+        assert!(!redacted.contains(token.expose()), "{redacted}");
+        assert_eq!(redacted, "Open https://x.test/invitations/scimop_<redacted> now.\nAnd scimop_<redacted>");
+        assert_eq!(redact_links("no link here"), "no link here");
+        assert_eq!(redact_links("ends with scimop_"), "ends with scimop_");
+        assert_eq!(redact_links(&redacted), redacted, "redacting twice changes nothing");
     }
 }

@@ -11,8 +11,8 @@ pub enum RoleOutcome {
     DefaultRole,
     /// Roles came from role mapping rules.
     Mapping,
-    /// No role matched and there is no default role: the user kept its roles.
-    Kept,
+    /// No explicit, mapped or default role applied: the roles a user had were revoked.
+    Revoked,
 }
 
 impl RoleOutcome {
@@ -23,7 +23,7 @@ impl RoleOutcome {
             RoleOutcome::Unmatched => "unmatched",
             RoleOutcome::DefaultRole => "default",
             RoleOutcome::Mapping => "mapping",
-            RoleOutcome::Kept => "kept",
+            RoleOutcome::Revoked => "revoked",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Effective roles of users: explicit SCIM roles win, else role mapping rules, else the default
-//! role, else the roles the user already had. Recomputed in the transaction that changes them.
+//! role, else none (roles the user had are revoked, and the revocation audited). Recomputed in
+//! the transaction that changes them.
 
 use serde_json::{Map, Value, json};
 
@@ -53,14 +54,17 @@ impl Directory {
     }
 
     /// Recomputes the effective roles of users whose team memberships changed, when a role
-    /// mapping could be involved. Users with explicit SCIM roles are left alone.
+    /// mapping could be involved. Users with explicit SCIM roles are left alone. Users are
+    /// locked in id order, the same in every transaction, so two recomputations of
+    /// overlapping users queue instead of deadlocking.
     pub(super) async fn recompute_roles(
         &self,
         tx: &mut dyn Tx,
         ctx: &RequestContext,
         user_ids: &[String],
     ) -> OpResult<()> {
-        for id in user_ids {
+        let ordered: std::collections::BTreeSet<&String> = user_ids.iter().collect();
+        for id in ordered {
             let Some(user) = tx.user(id).await? else { continue };
             if user.data.get("roles").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
                 continue;
@@ -119,10 +123,7 @@ impl Directory {
                         self.observer.role_event(RoleOutcome::DefaultRole, 1);
                         (vec![role], "default")
                     }
-                    None => {
-                        self.observer.role_event(RoleOutcome::Kept, 1);
-                        return Ok(());
-                    }
+                    None => return self.revoke_roles(tx, ctx, user_id, &previous).await,
                 }
             }
         };
@@ -143,6 +144,32 @@ impl Directory {
             .await?;
         }
         Ok(())
+    }
+
+    /// No explicit, mapped or default role applies: the user keeps no role. A user that had
+    /// roles loses them, and the audit trail says which and why.
+    async fn revoke_roles(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        user_id: &str,
+        previous: &[(Role, String)],
+    ) -> OpResult<()> {
+        if previous.is_empty() {
+            return Ok(());
+        }
+        tx.set_user_roles(user_id, &[], true).await?;
+        self.observer.role_event(RoleOutcome::Revoked, 1);
+        let before: Vec<&str> = previous.iter().map(|(r, _)| r.name.as_str()).collect();
+        self.audit(
+            tx,
+            ctx,
+            "role.revoke",
+            "user",
+            user_id,
+            json!({"previous": before, "reason": "no explicit, mapped or default role applies"}),
+        )
+        .await
     }
 
     /// The configured default role, if any.

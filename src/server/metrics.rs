@@ -33,6 +33,14 @@ pub struct RoleLabels {
     pub outcome: String,
 }
 
+/// Labels of outbox delivery outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutboxLabels {
+    /// `sent`, `retry` (a failed attempt to be retried) or `parked` (the last allowed attempt
+    /// failed).
+    pub outcome: String,
+}
+
 /// The server's metrics and the registry that exposes them.
 pub struct Metrics {
     pub registry: Registry,
@@ -40,6 +48,7 @@ pub struct Metrics {
     pub durations: Family<RouteLabels, Histogram>,
     pub auth_failures: Family<AuthLabels, Counter>,
     pub role_events: Family<RoleLabels, Counter>,
+    pub outbox: Family<OutboxLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -51,15 +60,21 @@ impl Default for Metrics {
         });
         let auth_failures = Family::<AuthLabels, Counter>::default();
         let role_events = Family::<RoleLabels, Counter>::default();
+        let outbox = Family::<OutboxLabels, Counter>::default();
         registry.register(
             "role_provisioning",
-            "Role provisioning events by outcome (matched, unmatched, default, mapping, kept)",
+            "Role provisioning events by outcome (matched, unmatched, default, mapping, revoked)",
             role_events.clone(),
         );
         registry.register("http_requests", "SCIM HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "SCIM HTTP request latency", durations.clone());
         registry.register("auth_failures", "Requests refused for authentication", auth_failures.clone());
-        Self { registry, requests, durations, auth_failures, role_events }
+        registry.register(
+            "outbox_messages",
+            "Outbox delivery attempts by outcome (sent, retry, parked) in this process",
+            outbox.clone(),
+        );
+        Self { registry, requests, durations, auth_failures, role_events, outbox }
     }
 }
 

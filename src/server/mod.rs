@@ -4,6 +4,7 @@
 mod auth;
 mod discovery;
 mod handlers;
+mod invitations;
 pub mod metrics;
 mod response;
 
@@ -127,7 +128,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/invitations/{token}", get(accept_invitation))
+        .route("/invitations/{token}", get(invitations::show).post(invitations::accept))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -191,33 +192,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
                 .into_response()
         }
     }
-}
-
-/// The link of an invitation e-mail: accepted once, before it expires.
-async fn accept_invitation(
-    State(state): State<AppState>,
-    axum::extract::Path(token): axum::extract::Path<String>,
-    headers: axum::http::HeaderMap,
-) -> Response {
-    use crate::provisioning::invitations::InvitationError;
-    let ctx = crate::provisioning::RequestContext {
-        actor: "invitee".into(),
-        request_id: headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string),
-        base_url: String::new(),
-    };
-    let (status, body) = match state.directory.accept_invitation(&ctx, &token).await {
-        Ok(user) => (StatusCode::OK, serde_json::json!({"status": "accepted", "user": user})),
-        Err(e) => {
-            let status = match e {
-                InvitationError::Unknown => StatusCode::NOT_FOUND,
-                InvitationError::Expired(_) | InvitationError::NotPending(_) => StatusCode::GONE,
-                InvitationError::UserInactive => StatusCode::FORBIDDEN,
-                InvitationError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (status, serde_json::json!({"status": "refused", "detail": e.to_string()}))
-        }
-    };
-    (status, axum::Json(body)).into_response()
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

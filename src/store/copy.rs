@@ -127,6 +127,13 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("attempts", Int),
             ("last_error", Text),
             ("sent_at", Text),
+            ("invitation_id", Text),
+            ("link", Text),
+            ("next_attempt_at", Text),
+            ("claim", Text),
+            ("claimed_until", Text),
+            ("parked_at", Text),
+            ("cancelled_at", Text),
         ],
     ),
 ];

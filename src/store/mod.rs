@@ -218,6 +218,15 @@ pub trait Tx: Send {
     async fn team_is_mapped(&mut self, team_name: &str) -> StoreResult<bool>;
     /// Ids of live users who belong to any team with one of these names.
     async fn members_of_team_names(&mut self, names: &[String]) -> StoreResult<Vec<String>>;
+    /// Serialises role recomputation for the teams of these names with every other write
+    /// transaction that locks one of them, until this transaction ends. A role mapping change
+    /// locks the teams it names before reading their members; a membership change locks its
+    /// team before asking whether a mapping names it: of two such transactions, the second
+    /// sees what the first committed, so neither recomputes roles from a state the other is
+    /// changing. PostgreSQL: transaction-scoped advisory locks keyed by the name (a team name
+    /// a mapping names may have no row yet, so there is no row to lock), taken in one order;
+    /// SQLite: nothing to do, its writers are serial.
+    async fn lock_team_names(&mut self, names: &[String]) -> StoreResult<()>;
 
     // ---- role mappings
     /// A role mapping by id.
@@ -238,20 +247,41 @@ pub trait Tx: Send {
     async fn invitation_by_token_hash(&mut self, token_hash: &str) -> StoreResult<Option<InvitationRecord>>;
     /// Invitations, newest first, optionally of one user.
     async fn invitations(&mut self, user_id: Option<&str>) -> StoreResult<Vec<InvitationRecord>>;
-    /// Sets the status of an invitation.
-    async fn set_invitation_status(&mut self, id: &str, status: InvitationStatus, now: &str) -> StoreResult<()>;
-    /// Cancels every pending invitation of a user; returns how many.
+    /// Accepts an invitation that is pending and not expired at `now`, in one conditional
+    /// update: of concurrent accepts (on any replica) exactly one gets `true`.
+    async fn accept_invitation(&mut self, id: &str, now: &str) -> StoreResult<bool>;
+    /// Cancels every pending invitation of a user and withdraws their unsent messages (their
+    /// links cleared); returns how many invitations.
     async fn cancel_invitations(&mut self, user_id: &str, now: &str) -> StoreResult<u64>;
     /// Queues a message.
     async fn insert_outbox(&mut self, m: &OutboxMessage) -> StoreResult<()>;
-    /// Unsent messages, oldest first.
-    async fn pending_outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>>;
     /// Every message, newest first.
     async fn outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>>;
-    /// Marks a message sent.
-    async fn mark_outbox_sent(&mut self, id: &str, now: &str) -> StoreResult<()>;
-    /// Records a failed delivery attempt.
-    async fn mark_outbox_failed(&mut self, id: &str, error: &str) -> StoreResult<()>;
+    /// Claims up to `limit` messages that are due at `now` (unsent, neither parked nor
+    /// withdrawn, next attempt due, no unexpired claim), oldest first, for `claim` until
+    /// `until`: while the claim holds, no other deliverer takes them. On PostgreSQL, rows
+    /// another replica is claiming at this moment are skipped, not waited for.
+    async fn claim_outbox(
+        &mut self,
+        now: &str,
+        until: &str,
+        claim: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// Marks a message of `claim` sent at `now`, clears its link and claim, and keeps `body`
+    /// as its text. `false`: the message is no longer this claim's (it expired and another
+    /// deliverer took the message over).
+    async fn outbox_sent(&mut self, id: &str, claim: &str, now: &str, body: &str) -> StoreResult<bool>;
+    /// Records a failed attempt of a message of `claim`: retried not before `retry_at`, or,
+    /// with `None`, parked at `now` (its link cleared). `false` as for [`Tx::outbox_sent`].
+    async fn outbox_failed(
+        &mut self,
+        id: &str,
+        claim: &str,
+        error: &str,
+        now: &str,
+        retry_at: Option<&str>,
+    ) -> StoreResult<bool>;
 
     /// Makes the transaction's writes durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -191,16 +191,97 @@ impl std::fmt::Debug for InvitationRecord {
     }
 }
 
-/// A message waiting in the outbox.
-#[derive(Debug, Clone, PartialEq)]
+/// What a message body holds in place of its invitation link (see [`OutboxMessage::link`]).
+pub const LINK_PLACEHOLDER: &str = "{invitation-link}";
+
+/// A message in the outbox.
+#[derive(Clone, PartialEq)]
 pub struct OutboxMessage {
     pub id: String,
     pub kind: String,
     pub recipient: String,
     pub subject: String,
+    /// The text, with [`LINK_PLACEHOLDER`] where the link goes.
     pub body: String,
     pub created: String,
+    /// Delivery attempts made (failed ones, plus the one that succeeded).
     pub attempts: i64,
     pub last_error: Option<String>,
     pub sent_at: Option<String>,
+    /// The invitation the message carries, if any.
+    pub invitation_id: Option<String>,
+    /// The invitation link, kept only until the message is sent, parked or withdrawn.
+    pub link: Option<String>,
+    /// Not before this time (set after a failed attempt).
+    pub next_attempt_at: Option<String>,
+    /// Set after the last allowed attempt failed: the message is not retried.
+    pub parked_at: Option<String>,
+    /// Set when its invitation was cancelled before it was sent: the message is not sent.
+    pub cancelled_at: Option<String>,
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting for its (next) attempt.
+    Pending,
+    Sent,
+    /// Every allowed attempt failed; `last_error` says why.
+    Parked,
+    /// Withdrawn: its invitation was cancelled first.
+    Cancelled,
+}
+
+impl OutboxState {
+    /// Display spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sent => "sent",
+            OutboxState::Parked => "parked",
+            OutboxState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl OutboxMessage {
+    /// The message's state, from its timestamps.
+    pub fn state(&self) -> OutboxState {
+        if self.sent_at.is_some() {
+            OutboxState::Sent
+        } else if self.parked_at.is_some() {
+            OutboxState::Parked
+        } else if self.cancelled_at.is_some() {
+            OutboxState::Cancelled
+        } else {
+            OutboxState::Pending
+        }
+    }
+
+    /// The text to send: the body with its link in place.
+    pub fn rendered_body(&self) -> String {
+        match &self.link {
+            Some(link) => self.body.replace(LINK_PLACEHOLDER, link),
+            None => self.body.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for OutboxMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The link is a credential until it is used: never in logs.
+        f.debug_struct("OutboxMessage")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("recipient", &self.recipient)
+            .field("subject", &self.subject)
+            .field("created", &self.created)
+            .field("attempts", &self.attempts)
+            .field("last_error", &self.last_error)
+            .field("state", &self.state())
+            .field("invitation_id", &self.invitation_id)
+            .field("link", &self.link.as_ref().map(|_| "<redacted>"))
+            .field("next_attempt_at", &self.next_attempt_at)
+            .finish()
+    }
 }

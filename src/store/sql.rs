@@ -523,6 +523,17 @@ impl SetClause {
     }
 }
 
+/// The advisory lock key of a team name's role recomputation (see [`Tx::lock_team_names`]): 64
+/// bits of a hash of the name under a prefix of its own, so it collides with no other use of
+/// advisory locks (a collision of two names would only serialise them needlessly).
+fn team_lock_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("scim-operator/team-roles/{name}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
+}
+
 fn role_from(row: &AnyRow) -> StoreResult<Role> {
     Ok(Role {
         id: row.try_get("id")?,
@@ -558,6 +569,11 @@ fn outbox_from(row: &AnyRow) -> StoreResult<OutboxMessage> {
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         sent_at: row.try_get("sent_at")?,
+        invitation_id: row.try_get("invitation_id")?,
+        link: row.try_get("link")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        parked_at: row.try_get("parked_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
     })
 }
 
@@ -1186,6 +1202,22 @@ impl Tx for SqlTx {
         Ok(out.into_iter().collect())
     }
 
+    async fn lock_team_names(&mut self, names: &[String]) -> StoreResult<()> {
+        // Only PostgreSQL write transactions lock (`self.lock` is set for them alone).
+        if self.d != Dialect::Postgres || self.lock.is_empty() {
+            return Ok(());
+        }
+        let keys: std::collections::BTreeSet<i64> = names.iter().map(|n| team_lock_key(n)).collect();
+        for key in keys {
+            // The function returns void, which the Any driver cannot decode: count instead.
+            q("SELECT COUNT(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l".into())
+                .bind(key)
+                .fetch_one(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn role_mapping(&mut self, id: &str) -> StoreResult<Option<RoleMappingRecord>> {
         let sql = format!(
             "SELECT id, display_name, external_id, {} AS data, created, last_modified, version FROM role_mappings WHERE id = $1{}",
@@ -1315,17 +1347,28 @@ impl Tx for SqlTx {
         rows.iter().map(invitation_from).collect()
     }
 
-    async fn set_invitation_status(&mut self, id: &str, status: InvitationStatus, now: &str) -> StoreResult<()> {
-        q("UPDATE invitations SET status = $2, status_at = $3 WHERE id = $1".into())
-            .bind(id.to_string())
-            .bind(status.as_str())
-            .bind(now.to_string())
-            .execute(self.conn())
-            .await?;
-        Ok(())
+    async fn accept_invitation(&mut self, id: &str, now: &str) -> StoreResult<bool> {
+        // The condition is evaluated on the row as it is when the update locks it: a second
+        // concurrent accept waits for the first and then finds the invitation no longer pending.
+        let done = q("UPDATE invitations SET status = 'accepted', status_at = $2 \
+                      WHERE id = $1 AND status = 'pending' AND expires_at > $2"
+            .into())
+        .bind(id.to_string())
+        .bind(now.to_string())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn cancel_invitations(&mut self, user_id: &str, now: &str) -> StoreResult<u64> {
+        q("UPDATE outbox SET cancelled_at = $2, link = NULL \
+           WHERE sent_at IS NULL AND parked_at IS NULL AND cancelled_at IS NULL \
+           AND invitation_id IN (SELECT id FROM invitations WHERE user_id = $1 AND status = 'pending')"
+            .into())
+        .bind(user_id.to_string())
+        .bind(now.to_string())
+        .execute(self.conn())
+        .await?;
         let done =
             q("UPDATE invitations SET status = 'cancelled', status_at = $2 WHERE user_id = $1 AND status = 'pending'"
                 .into())
@@ -1337,24 +1380,20 @@ impl Tx for SqlTx {
     }
 
     async fn insert_outbox(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        q("INSERT INTO outbox (id, kind, recipient, subject, body, created, attempts) VALUES ($1, $2, $3, $4, $5, $6, 0)".into())
-            .bind(m.id.clone())
-            .bind(m.kind.clone())
-            .bind(m.recipient.clone())
-            .bind(m.subject.clone())
-            .bind(m.body.clone())
-            .bind(m.created.clone())
-            .execute(self.conn())
-            .await?;
+        q("INSERT INTO outbox (id, kind, recipient, subject, body, created, attempts, invitation_id, link) \
+           VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)"
+            .into())
+        .bind(m.id.clone())
+        .bind(m.kind.clone())
+        .bind(m.recipient.clone())
+        .bind(m.subject.clone())
+        .bind(m.body.clone())
+        .bind(m.created.clone())
+        .bind(m.invitation_id.clone())
+        .bind(m.link.clone())
+        .execute(self.conn())
+        .await?;
         Ok(())
-    }
-
-    async fn pending_outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>> {
-        let rows = q("SELECT * FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1".into())
-            .bind(limit.min(i64::MAX as u64) as i64)
-            .fetch_all(self.conn())
-            .await?;
-        rows.iter().map(outbox_from).collect()
     }
 
     async fn outbox(&mut self, limit: u64) -> StoreResult<Vec<OutboxMessage>> {
@@ -1365,22 +1404,92 @@ impl Tx for SqlTx {
         rows.iter().map(outbox_from).collect()
     }
 
-    async fn mark_outbox_sent(&mut self, id: &str, now: &str) -> StoreResult<()> {
-        q("UPDATE outbox SET sent_at = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1".into())
-            .bind(id.to_string())
+    async fn claim_outbox(
+        &mut self,
+        now: &str,
+        until: &str,
+        claim: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        // PostgreSQL: rows locked by another replica's claim in progress are skipped. SQLite:
+        // this write transaction is the only writer, so the select and update are one step.
+        let skip_locked = match self.d {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT id FROM outbox WHERE sent_at IS NULL AND parked_at IS NULL AND cancelled_at IS NULL \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (claimed_until IS NULL OR claimed_until <= $1) \
+             ORDER BY seq LIMIT $2{skip_locked}"
+        );
+        let ids: Vec<String> = q(sql)
             .bind(now.to_string())
-            .execute(self.conn())
-            .await?;
-        Ok(())
+            .bind(limit.min(i64::MAX as u64) as i64)
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut params = vec![SqlValue::Text(claim.to_string()), SqlValue::Text(until.to_string())];
+        params.extend(ids.iter().map(|i| SqlValue::Text(i.clone())));
+        let update =
+            format!("UPDATE outbox SET claim = $1, claimed_until = $2 WHERE id IN ({})", placeholders(3, ids.len()));
+        bind_all(q(update), params).execute(self.conn()).await?;
+        let mut params: Vec<SqlValue> = ids.iter().map(|i| SqlValue::Text(i.clone())).collect();
+        params.push(SqlValue::Text(claim.to_string()));
+        let select = format!(
+            "SELECT * FROM outbox WHERE id IN ({}) AND claim = ${} ORDER BY seq",
+            placeholders(1, ids.len()),
+            ids.len() + 1
+        );
+        let rows = bind_all(q(select), params).fetch_all(self.conn()).await?;
+        rows.iter().map(outbox_from).collect()
     }
 
-    async fn mark_outbox_failed(&mut self, id: &str, error: &str) -> StoreResult<()> {
-        q("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1".into())
+    async fn outbox_sent(&mut self, id: &str, claim: &str, now: &str, body: &str) -> StoreResult<bool> {
+        let done =
+            q("UPDATE outbox SET sent_at = $3, body = $4, link = NULL, attempts = attempts + 1, last_error = NULL, \
+                      next_attempt_at = NULL, claim = NULL, claimed_until = NULL \
+                      WHERE id = $1 AND claim = $2 AND sent_at IS NULL"
+                .into())
             .bind(id.to_string())
-            .bind(error.to_string())
+            .bind(claim.to_string())
+            .bind(now.to_string())
+            .bind(body.to_string())
             .execute(self.conn())
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn outbox_failed(
+        &mut self,
+        id: &str,
+        claim: &str,
+        error: &str,
+        now: &str,
+        retry_at: Option<&str>,
+    ) -> StoreResult<bool> {
+        let sql = match retry_at {
+            Some(_) => {
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4, \
+                 claim = NULL, claimed_until = NULL WHERE id = $1 AND claim = $2 AND sent_at IS NULL"
+            }
+            None => {
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $3, parked_at = $4, link = NULL, \
+                 next_attempt_at = NULL, claim = NULL, claimed_until = NULL WHERE id = $1 AND claim = $2 AND sent_at IS NULL"
+            }
+        };
+        let done = q(sql.into())
+            .bind(id.to_string())
+            .bind(claim.to_string())
+            .bind(error.to_string())
+            .bind(retry_at.unwrap_or(now).to_string())
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn commit(mut self: Box<Self>) -> StoreResult<()> {

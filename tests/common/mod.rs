@@ -1,6 +1,9 @@
 //! Test support: a real SCIM server on loopback over a real database, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod replicas;
+pub mod smtp;
+
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
