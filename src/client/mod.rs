@@ -85,6 +85,12 @@ impl ScimObject {
         let external_id = body.get("externalId").and_then(Value::as_str).map(str::to_string);
         Ok(Self { id, version, external_id, body })
     }
+
+    /// A reply that may carry no resource at all (PATCH may answer 204 No Content): `None`
+    /// then; a body without an `id` is still an error.
+    pub fn from_optional_reply(body: Value) -> ClientResult<Option<Self>> {
+        if body.is_null() { Ok(None) } else { Self::from_reply(body).map(Some) }
+    }
 }
 
 /// A precondition sent with a write.
@@ -290,15 +296,23 @@ impl ScimClient {
         ScimObject::from_reply(self.request(Method::PUT, &format!("/Users/{id}"), Some(user)).await?)
     }
 
-    /// Applies PATCH operations to a user, if it is still at `version`.
-    pub async fn patch_user(&self, id: &str, operations: &[Value], version: Option<&str>) -> ClientResult<ScimObject> {
+    /// Applies PATCH operations to a user, if it is still at `version`; the user as answered
+    /// (`None` from a server that answers 204).
+    pub async fn patch_user(
+        &self,
+        id: &str,
+        operations: &[Value],
+        version: Option<&str>,
+    ) -> ClientResult<Option<ScimObject>> {
         let body = json!({"schemas": [PATCH_OP], "Operations": operations});
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        ScimObject::from_reply(self.request_if(Method::PATCH, &format!("/Users/{id}"), Some(&body), pre).await?)
+        ScimObject::from_optional_reply(
+            self.request_if(Method::PATCH, &format!("/Users/{id}"), Some(&body), pre).await?,
+        )
     }
 
     /// Sets `active`, if the user is still at `version`.
-    pub async fn set_active(&self, id: &str, active: bool, version: Option<&str>) -> ClientResult<ScimObject> {
+    pub async fn set_active(&self, id: &str, active: bool, version: Option<&str>) -> ClientResult<Option<ScimObject>> {
         self.patch_user(id, &[json!({"op": "replace", "path": "active", "value": active})], version).await
     }
 
@@ -374,16 +388,22 @@ impl ScimClient {
     }
 
     /// Applies PATCH operations to a group (members excluded from the answer), if it is still at
-    /// `version`.
-    pub async fn patch_group(&self, id: &str, operations: &[Value], version: Option<&str>) -> ClientResult<ScimObject> {
+    /// `version`; the group as answered (`None` from a server that answers 204).
+    pub async fn patch_group(
+        &self,
+        id: &str,
+        operations: &[Value],
+        version: Option<&str>,
+    ) -> ClientResult<Option<ScimObject>> {
         let body = json!({"schemas": [PATCH_OP], "Operations": operations});
         let pre = version.map_or(Precondition::None, Precondition::Version);
         let path = format!("/Groups/{id}?excludedAttributes=members");
-        ScimObject::from_reply(self.request_if(Method::PATCH, &path, Some(&body), pre).await?)
+        ScimObject::from_optional_reply(self.request_if(Method::PATCH, &path, Some(&body), pre).await?)
     }
 
     /// Adds and removes members with PATCH, only the changes, in chunks; the first chunk only if
-    /// the group is still at `version`, each next one at the version the previous answered.
+    /// the group is still at `version`, each next one at the version the previous answered (or
+    /// without a precondition after a server that answered 204 without a version).
     pub async fn change_members(
         &self,
         id: &str,
@@ -401,7 +421,7 @@ impl ScimClient {
         });
         for ops in adds.chain(removes) {
             let answer = self.patch_group(id, &ops, version.as_deref()).await?;
-            version = answer.version;
+            version = answer.and_then(|a| a.version);
         }
         Ok(())
     }
@@ -494,6 +514,8 @@ mod tests {
         assert!(ScimObject::from_reply(json!({"userName": "a"})).is_err());
         assert!(ScimObject::from_reply(json!({"id": ""})).is_err());
         assert!(ScimObject::from_reply(Value::Null).is_err());
+        assert_eq!(ScimObject::from_optional_reply(Value::Null).unwrap(), None, "a 204 to a PATCH");
+        assert!(ScimObject::from_optional_reply(json!({"displayName": "x"})).is_err());
         let o = ScimObject::from_reply(json!({"id": "1", "externalId": "x", "meta": {"version": "W/\"2\""}})).unwrap();
         assert_eq!((o.id.as_str(), o.version.as_deref(), o.external_id.as_deref()), ("1", Some("W/\"2\""), Some("x")));
     }

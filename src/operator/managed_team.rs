@@ -239,7 +239,7 @@ async fn ensure_group(team: &ManagedTeam, ctx: &Context, owner: &Owner, ask: Ask
                 let version = if ops.is_empty() {
                     g.version
                 } else {
-                    ctx.scim.patch_group(&g.id, &ops, g.version.as_deref()).await?.version
+                    ctx.scim.patch_group(&g.id, &ops, g.version.as_deref()).await?.and_then(|a| a.version)
                 };
                 Ok(Group { id: g.id, version, came: Came::Existing })
             }
