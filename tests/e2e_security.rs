@@ -170,6 +170,26 @@ async fn namespaces_touch_only_what_they_own() {
     let (_, server_ada) = scim.get(&format!("/Users/{ada_id}")).await;
     assert_eq!(server_ada["externalId"], ada_marker.as_str(), "the marker names cluster, namespace and uid");
 
+    // --- a user marked by an earlier release (`k8s:<uid>`) is recognised and moves to the marker.
+    let (s, _) = scim
+        .patch(
+            &format!("/Users/{ada_id}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "externalId", "value": format!("k8s:{}", ada.uid().unwrap())}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    trusted_users
+        .patch("ada", &PatchParams::default(), &Patch::Merge(json!({"spec": {"title": "Engineer"}})))
+        .await
+        .unwrap();
+    wait_until("the legacy marker migrated", || async {
+        let (_, u) = scim.get(&format!("/Users/{ada_id}")).await;
+        u["externalId"] == ada_marker.as_str() && u["title"] == "Engineer"
+    })
+    .await;
+    wait_for(&trusted_users, "ada", "Ready", |u| user_ready(u, "True", "Provisioned")).await;
+
     // --- attack: a forged externalId. The schema refuses it before the operator sees it.
     let before = snapshot(&scim).await;
     let forged = scim_user(

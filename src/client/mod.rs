@@ -304,11 +304,14 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
+        self.patch(&format!("/Users/{id}"), operations, version).await
+    }
+
+    /// PATCH of `path` with `operations`, if the resource is still at `version`.
+    async fn patch(&self, path: &str, operations: &[Value], version: Option<&str>) -> ClientResult<Option<ScimObject>> {
         let body = json!({"schemas": [PATCH_OP], "Operations": operations});
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        ScimObject::from_optional_reply(
-            self.request_if(Method::PATCH, &format!("/Users/{id}"), Some(&body), pre).await?,
-        )
+        ScimObject::from_optional_reply(self.request_if(Method::PATCH, path, Some(&body), pre).await?)
     }
 
     /// Sets `active`, if the user is still at `version`.
@@ -395,10 +398,7 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        let body = json!({"schemas": [PATCH_OP], "Operations": operations});
-        let pre = version.map_or(Precondition::None, Precondition::Version);
-        let path = format!("/Groups/{id}?excludedAttributes=members");
-        ScimObject::from_optional_reply(self.request_if(Method::PATCH, &path, Some(&body), pre).await?)
+        self.patch(&format!("/Groups/{id}?excludedAttributes=members"), operations, version).await
     }
 
     /// Adds and removes members with PATCH, only the changes, in chunks; the first chunk only if
