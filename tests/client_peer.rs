@@ -56,30 +56,32 @@ async fn client_works_against_the_python_reference_server() {
 
     let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.user", "externalId": "k8s:1", "active": true});
     let created = client.create_user(&user).await.unwrap();
-    let id = created["id"].as_str().unwrap().to_string();
+    let id = created.id.clone();
     let found = client.find_user_by_name("peer.user").await.unwrap().expect("found by userName");
-    assert_eq!(found["id"], id.as_str());
+    assert_eq!(found.id, id);
     assert!(matches!(client.create_user(&user).await, Err(ClientError::Conflict(_))), "uniqueness is a conflict");
     let mut replaced = user.clone();
     replaced["displayName"] = json!("Peer User");
-    assert_eq!(client.replace_user(&id, &replaced).await.unwrap()["displayName"], "Peer User");
-    client.set_active(&id, false).await.unwrap();
-    assert_eq!(client.get_user(&id).await.unwrap()["active"], false);
+    assert_eq!(client.replace_user(&id, &replaced).await.unwrap().body["displayName"], "Peer User");
+    let read = client.get_user(&id).await.unwrap();
+    client.set_active(&id, false, read.version.as_deref()).await.unwrap();
+    assert_eq!(client.get_user(&id).await.unwrap().body["active"], false);
 
     let other = client
         .create_user(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.two"}))
         .await
         .unwrap();
-    let other_id = other["id"].as_str().unwrap().to_string();
-    let group = client.create_group("Peers", "k8s:g", std::slice::from_ref(&id)).await.unwrap();
-    let gid = group["id"].as_str().unwrap().to_string();
-    client.change_members(&gid, std::slice::from_ref(&other_id), std::slice::from_ref(&id)).await.unwrap();
+    let other_id = other.id.clone();
+    let group = client.create_group("Peers", "k8s:g", std::slice::from_ref(&id), false).await.unwrap();
+    let gid = group.id.clone();
+    client.change_members(&gid, std::slice::from_ref(&other_id), std::slice::from_ref(&id), None).await.unwrap();
     assert_eq!(client.group_members(&gid).await.unwrap(), vec![other_id.clone()]);
-    client.rename_group(&gid, "Peers 2").await.unwrap();
-    assert_eq!(client.find_group_by_name("Peers 2").await.unwrap().unwrap()["id"], gid.as_str());
+    let rename = json!({"op": "replace", "path": "displayName", "value": "Peers 2"});
+    client.patch_group(&gid, &[rename], None).await.unwrap();
+    assert_eq!(client.find_group_by_name("Peers 2").await.unwrap().unwrap().id, gid);
     // This server's extensions are absent there: effective roles degrade to "unknown".
     assert_eq!(client.effective_roles(&id).await.unwrap(), None);
-    client.delete_group(&gid).await.unwrap();
-    client.delete_user(&id).await.unwrap();
+    client.delete_group(&gid, None).await.unwrap();
+    client.delete_user(&id, None).await.unwrap();
     assert!(matches!(client.get_user(&id).await, Err(ClientError::NotFound)));
 }

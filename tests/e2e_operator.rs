@@ -7,24 +7,20 @@
 
 mod common;
 
+use common::k8s::*;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt, ResourceExt};
+use kube::{Client, ResourceExt};
 use reqwest::StatusCode;
 use scim_operator::clock::SystemClock;
 use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
-use scim_operator::operator::{ControllerArgs, run};
+use scim_operator::operator::ownership::Owner;
 use scim_operator::provisioning::Directory;
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(40);
 
 /// A SCIM server that can be stopped and started again on the same address and database.
 struct Scim {
@@ -101,136 +97,6 @@ impl Scim {
     }
 }
 
-fn control_plane() -> Option<()> {
-    if std::env::var_os("KUBECONFIG").is_some() {
-        return Some(());
-    }
-    if std::env::var_os("SCIM_E2E_REQUIRED").is_some() {
-        panic!("SCIM_E2E_REQUIRED is set but KUBECONFIG is not: start tests/env/control-plane.sh");
-    }
-    eprintln!(
-        "SKIPPED: no KUBECONFIG; start a control plane with tests/env/control-plane.sh to run the end-to-end tests"
-    );
-    None
-}
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd()] {
-        let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
-            .await
-            .expect("CRD established")
-            .unwrap();
-    }
-}
-
-async fn namespace(client: &Client, prefix: &str) -> String {
-    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let api: Api<Namespace> = Api::all(client.clone());
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
-        .await
-        .unwrap();
-    name
-}
-
-/// Polls until `check` holds for the object, or fails with its last state.
-async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(Some(obj)) = api.get_opt(name).await {
-            if check(&obj) {
-                return obj;
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!("timed out waiting for {name} to be {what}: {obj:?}");
-            }
-        } else if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {name} to be {what}: not found");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_gone<K>(api: &Api<K>, name: &str)
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while api.get_opt(name).await.unwrap().is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "{name} was not deleted");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn wait_until<F, Fut>(what: &str, f: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn ready(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Option<(String, String)> {
-    conds.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.clone(), c.reason.clone()))
-}
-
-fn user_ready(u: &ScimUser, status: &str, reason: &str) -> bool {
-    u.status.as_ref().and_then(|s| ready(&s.conditions)) == Some((status.into(), reason.into()))
-        && u.status.as_ref().and_then(|s| s.observed_generation) == u.metadata.generation
-}
-
-fn scim_user(name: &str, spec: Value) -> ScimUser {
-    serde_json::from_value(
-        json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser", "metadata": {"name": name}, "spec": spec}),
-    )
-    .unwrap()
-}
-
-struct Operator {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-fn start_operator(scim: &Scim, token_file: &Path, trusted: &str, lease_ns: &str) -> Operator {
-    let args = ControllerArgs {
-        scim_url: scim.url(),
-        token_file: token_file.to_path_buf(),
-        trusted_namespaces: vec![trusted.to_string()],
-        concurrency: 4,
-        rate_limit: 500,
-        max_in_flight: 16,
-        resync_seconds: 2,
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        leader_election: true,
-        lease_namespace: lease_ns.to_string(),
-        identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run(args, async {
-        let _ = rx.await;
-    }));
-    Operator { stop: Some(tx), task }
-}
-
-impl Operator {
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let r = tokio::time::timeout(WAIT, self.task).await.expect("operator stops").expect("join");
-        r.expect("operator ran cleanly");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_end_to_end() {
     if control_plane().is_none() {
@@ -240,11 +106,15 @@ async fn operator_end_to_end() {
     install_crds(&client).await;
     let trusted = namespace(&client, "trusted").await;
     let untrusted = namespace(&client, "untrusted").await;
+    // The ownership marker: the cluster identity (by default the uid of kube-system), the
+    // namespace and the resource's uid.
+    let cluster = Api::<Namespace>::all(client.clone()).get("kube-system").await.unwrap().uid().unwrap();
+    let marker = |u: &ScimUser| Owner::new(&cluster, &trusted, &u.uid().unwrap()).marker().to_string();
     let mut scim = Scim::new().await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, &scim.token).unwrap();
-    let mut operator = start_operator(&scim, &token_file, &trusted, &trusted);
+    let mut operator = start_operator(&scim.url(), &token_file, &[&trusted], &trusted);
 
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &trusted);
     let outsiders: Api<ScimUser> = Api::namespaced(client.clone(), &untrusted);
@@ -268,7 +138,7 @@ async fn operator_end_to_end() {
     let alice_id = alice.status.as_ref().unwrap().scim_id.clone().unwrap();
     let server_alice = scim.user_by_name("alice@e2e.test").await.expect("alice on the server");
     assert_eq!(server_alice["id"], alice_id.as_str());
-    assert_eq!(server_alice["externalId"], format!("k8s:{}", alice.uid().unwrap()));
+    assert_eq!(server_alice["externalId"], marker(&alice));
     assert_eq!(server_alice["roles"][0]["value"], "Admin");
     assert!(alice.finalizers().iter().any(|f| f == "scim.dev/cleanup"));
 
@@ -289,10 +159,7 @@ async fn operator_end_to_end() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let again = users.get("alice-again").await.unwrap();
     assert!(user_ready(&again, "False", "Conflict"));
-    assert_eq!(
-        scim.user_by_name("alice@e2e.test").await.unwrap()["externalId"],
-        format!("k8s:{}", alice.uid().unwrap())
-    );
+    assert_eq!(scim.user_by_name("alice@e2e.test").await.unwrap()["externalId"], marker(&alice));
     users.delete("alice-again", &DeleteParams::default()).await.unwrap();
     wait_gone(&users, "alice-again").await;
     assert!(
@@ -316,10 +183,7 @@ async fn operator_end_to_end() {
     wait_for(&users, "legacy", "Conflict", |u| user_ready(u, "False", "Conflict")).await;
     users.patch("legacy", &PatchParams::default(), &Patch::Merge(json!({"spec": {"adopt": true}}))).await.unwrap();
     let legacy = wait_for(&users, "legacy", "adopted", |u| user_ready(u, "True", "Provisioned")).await;
-    assert_eq!(
-        scim.user_by_name("legacy@e2e.test").await.unwrap()["externalId"],
-        format!("k8s:{}", legacy.uid().unwrap())
-    );
+    assert_eq!(scim.user_by_name("legacy@e2e.test").await.unwrap()["externalId"], marker(&legacy));
 
     // --- drift on the server is corrected
     let (s, _) = scim
@@ -360,6 +224,7 @@ async fn operator_end_to_end() {
     .await;
     let gid = eng.status.as_ref().unwrap().scim_id.clone().unwrap();
     assert_eq!(eng.status.as_ref().unwrap().member_count, 2);
+    assert!(eng.status.as_ref().unwrap().pending_members.is_empty(), "the status clears pendingMembers");
     let (_, group) = scim.call(reqwest::Method::GET, &format!("/Groups/{gid}"), None).await;
     assert_eq!(group["members"].as_array().map(Vec::len), Some(2));
 
@@ -399,7 +264,7 @@ async fn operator_end_to_end() {
     // --- the operator restarts: what changed meanwhile is applied once
     operator.stop().await;
     users.create(&pp, &scim_user("carol", json!({"userName": "carol@e2e.test"}))).await.unwrap();
-    operator = start_operator(&scim, &token_file, &trusted, &trusted);
+    operator = start_operator(&scim.url(), &token_file, &[&trusted], &trusted);
     wait_for(&users, "carol", "Ready", |u| user_ready(u, "True", "Provisioned")).await;
     let q = serde_urlencoded::to_string([("filter", "userName eq \"carol@e2e.test\"")]).unwrap();
     let (_, list) = scim.call(reqwest::Method::GET, &format!("/Users?{q}"), None).await;

@@ -214,6 +214,40 @@ async fn linking_by_exact_name_and_unlinking_keeps_the_team() {
     assert_eq!(audit(&s, "group.unlink").await.len(), 1);
 }
 
+/// POST /Groups with `If-None-Match: *` creates only: an existing team of that name is a 409,
+/// never linked, and stays as it was.
+#[tokio::test]
+async fn create_only_never_links_an_existing_team() {
+    let s = TestServer::start().await;
+    let team = s.directory.create_team(&cli(), "Admins").await.unwrap();
+    s.create_user("a@x.test").await;
+    let b = s.create_user("b@x.test").await;
+    s.directory.change_team_member(&cli(), "Admins", "a@x.test", true).await.unwrap();
+    let post = |name: &str, condition: &str| {
+        s.http
+            .post(format!("{}/Groups", s.base))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/scim+json")
+            .header("if-none-match", condition)
+            .body(json!({"schemas": [GROUP], "displayName": name, "members": [{"value": b}]}).to_string())
+            .send()
+    };
+    let resp = post("Admins", "*").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_scim_error(&resp.json().await.unwrap(), 409, Some("uniqueness"));
+    let teams = s.directory.teams().await.unwrap();
+    let (kept, count) = teams.iter().find(|(t, _)| t.id == team.id).unwrap();
+    assert!(kept.scim_id.is_none(), "not linked");
+    assert_eq!(*count, 1, "its members are untouched");
+    assert!(audit(&s, "group.link").await.is_empty());
+
+    let resp = post("Admins", "\"v1\"").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "only * is meaningful on a create");
+    let resp = post("Brand new", "*").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(s.directory.teams().await.unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn deactivation_revokes_the_users_keys_and_reactivation_does_not_restore_them() {
     let s = TestServer::start().await;

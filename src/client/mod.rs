@@ -34,6 +34,9 @@ pub enum ClientError {
     Conflict(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The object changed since it was read (412 to an `If-Match`): read it again.
+    #[error("the object changed on the server since it was read: {0}")]
+    Changed(String),
     #[error("bad request ({scim_type:?}): {detail}")]
     BadRequest { scim_type: Option<ScimType>, detail: String },
     /// The server is down, overloaded or unreachable; retry after `retry_after` if given.
@@ -50,6 +53,7 @@ impl ClientError {
             ClientError::NotFound => "not_found",
             ClientError::Conflict(_) => "conflict",
             ClientError::Unauthorized(_) => "unauthorized",
+            ClientError::Changed(_) => "changed",
             ClientError::BadRequest { .. } => "bad_request",
             ClientError::Unavailable { .. } => "unavailable",
             ClientError::Other(_) => "other",
@@ -59,6 +63,46 @@ impl ClientError {
 
 /// Result alias.
 pub type ClientResult<T> = Result<T, ClientError>;
+
+/// A SCIM resource as the server answered it: its `id` (always present: a reply without one is
+/// an error), its version (the ETag to send as `If-Match`), its `externalId` and the whole body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScimObject {
+    pub id: String,
+    pub version: Option<String>,
+    pub external_id: Option<String>,
+    pub body: Value,
+}
+
+impl ScimObject {
+    /// Reads the fields the operator relies on from a reply.
+    pub fn from_reply(body: Value) -> ClientResult<Self> {
+        let id = match body.get("id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => id.to_string(),
+            _ => return Err(ClientError::Other(format!("the server answered a resource without an id: {body}"))),
+        };
+        let version = body.pointer("/meta/version").and_then(Value::as_str).map(str::to_string);
+        let external_id = body.get("externalId").and_then(Value::as_str).map(str::to_string);
+        Ok(Self { id, version, external_id, body })
+    }
+
+    /// A reply that may carry no resource at all (PATCH may answer 204 No Content): `None`
+    /// then; a body without an `id` is still an error.
+    pub fn from_optional_reply(body: Value) -> ClientResult<Option<Self>> {
+        if body.is_null() { Ok(None) } else { Self::from_reply(body).map(Some) }
+    }
+}
+
+/// A precondition sent with a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition<'a> {
+    /// None.
+    None,
+    /// `If-Match`: the object is still at this version (412 otherwise).
+    Version(&'a str),
+    /// `If-None-Match: *` on a create: create only, never link or reuse what exists (409 otherwise).
+    Absent,
+}
 
 /// Observes request latencies (for metrics).
 pub trait RequestObserver: Send + Sync {
@@ -111,9 +155,8 @@ fn scim_error(status: StatusCode, body: &Value, retry_after: Option<Duration>) -
             ClientError::Unavailable { message: format!("{status}: {detail}"), retry_after }
         }
         s if s.is_server_error() => ClientError::Unavailable { message: format!("{status}: {detail}"), retry_after },
-        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::PRECONDITION_FAILED => {
-            ClientError::BadRequest { scim_type, detail }
-        }
+        StatusCode::PRECONDITION_FAILED => ClientError::Changed(detail),
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => ClientError::BadRequest { scim_type, detail },
         s => ClientError::Other(format!("{s}: {detail}")),
     }
 }
@@ -169,6 +212,17 @@ impl ScimClient {
 
     /// Sends one request; JSON in, JSON out (Null for empty bodies).
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> ClientResult<Value> {
+        self.request_if(method, path, body, Precondition::None).await
+    }
+
+    /// Sends one request with a precondition.
+    pub async fn request_if(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        precondition: Precondition<'_>,
+    ) -> ClientResult<Value> {
         let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
         self.limiter.until_ready().await;
         let token = self.token()?;
@@ -178,6 +232,11 @@ impl ScimClient {
         if let Some(b) = body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
         }
+        req = match precondition {
+            Precondition::None => req,
+            Precondition::Version(v) => req.header(reqwest::header::IF_MATCH, v),
+            Precondition::Absent => req.header(reqwest::header::IF_NONE_MATCH, "*"),
+        };
         let start = Instant::now();
         let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
         let result = match req.send().await {
@@ -217,35 +276,53 @@ impl ScimClient {
     // ---- users
 
     /// A user by id.
-    pub async fn get_user(&self, id: &str) -> ClientResult<Value> {
-        self.request(Method::GET, &format!("/Users/{id}"), None).await
+    pub async fn get_user(&self, id: &str) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(self.request(Method::GET, &format!("/Users/{id}"), None).await?)
     }
 
     /// The user with this userName (compared without regard to case by the server).
-    pub async fn find_user_by_name(&self, user_name: &str) -> ClientResult<Option<Value>> {
+    pub async fn find_user_by_name(&self, user_name: &str) -> ClientResult<Option<ScimObject>> {
         let q = Self::encode(&format!("userName eq {}", quote(user_name)));
-        Ok(self.list(&format!("/Users?{q}")).await?.into_iter().next())
+        self.list(&format!("/Users?{q}")).await?.into_iter().next().map(ScimObject::from_reply).transpose()
     }
 
     /// Creates a user.
-    pub async fn create_user(&self, user: &Value) -> ClientResult<Value> {
-        self.request(Method::POST, "/Users", Some(user)).await
+    pub async fn create_user(&self, user: &Value) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(self.request(Method::POST, "/Users", Some(user)).await?)
     }
 
     /// Replaces a user.
-    pub async fn replace_user(&self, id: &str, user: &Value) -> ClientResult<Value> {
-        self.request(Method::PUT, &format!("/Users/{id}"), Some(user)).await
+    pub async fn replace_user(&self, id: &str, user: &Value) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(self.request(Method::PUT, &format!("/Users/{id}"), Some(user)).await?)
     }
 
-    /// Sets `active`.
-    pub async fn set_active(&self, id: &str, active: bool) -> ClientResult<Value> {
-        let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": active}]});
-        self.request(Method::PATCH, &format!("/Users/{id}"), Some(&body)).await
+    /// Applies PATCH operations to a user, if it is still at `version`; the user as answered
+    /// (`None` from a server that answers 204).
+    pub async fn patch_user(
+        &self,
+        id: &str,
+        operations: &[Value],
+        version: Option<&str>,
+    ) -> ClientResult<Option<ScimObject>> {
+        self.patch(&format!("/Users/{id}"), operations, version).await
     }
 
-    /// Deletes a user.
-    pub async fn delete_user(&self, id: &str) -> ClientResult<()> {
-        self.request(Method::DELETE, &format!("/Users/{id}"), None).await.map(|_| ())
+    /// PATCH of `path` with `operations`, if the resource is still at `version`.
+    async fn patch(&self, path: &str, operations: &[Value], version: Option<&str>) -> ClientResult<Option<ScimObject>> {
+        let body = json!({"schemas": [PATCH_OP], "Operations": operations});
+        let pre = version.map_or(Precondition::None, Precondition::Version);
+        ScimObject::from_optional_reply(self.request_if(Method::PATCH, path, Some(&body), pre).await?)
+    }
+
+    /// Sets `active`, if the user is still at `version`.
+    pub async fn set_active(&self, id: &str, active: bool, version: Option<&str>) -> ClientResult<Option<ScimObject>> {
+        self.patch_user(id, &[json!({"op": "replace", "path": "active", "value": active})], version).await
+    }
+
+    /// Deletes a user, if it is still at `version`.
+    pub async fn delete_user(&self, id: &str, version: Option<&str>) -> ClientResult<()> {
+        let pre = version.map_or(Precondition::None, Precondition::Version);
+        self.request_if(Method::DELETE, &format!("/Users/{id}"), None, pre).await.map(|_| ())
     }
 
     /// Effective roles as this server computes them (`/api/v1/users/{id}/access`); `None` from
@@ -273,8 +350,10 @@ impl ScimClient {
     // ---- groups
 
     /// A group by id, without its members.
-    pub async fn get_group(&self, id: &str) -> ClientResult<Value> {
-        self.request(Method::GET, &format!("/Groups/{id}?excludedAttributes=members"), None).await
+    pub async fn get_group(&self, id: &str) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(
+            self.request(Method::GET, &format!("/Groups/{id}?excludedAttributes=members"), None).await?,
+        )
     }
 
     /// Member ids of a group.
@@ -287,59 +366,103 @@ impl ScimClient {
     }
 
     /// The group with this displayName.
-    pub async fn find_group_by_name(&self, name: &str) -> ClientResult<Option<Value>> {
+    pub async fn find_group_by_name(&self, name: &str) -> ClientResult<Option<ScimObject>> {
         let q = Self::encode(&format!("displayName eq {}", quote(name)));
-        Ok(self.list(&format!("/Groups?{q}&excludedAttributes=members")).await?.into_iter().next())
+        let found = self.list(&format!("/Groups?{q}&excludedAttributes=members")).await?.into_iter().next();
+        found.map(ScimObject::from_reply).transpose()
     }
 
-    /// Creates a group (or, on this server, links the unmanaged team of that exact name).
-    pub async fn create_group(&self, display_name: &str, external_id: &str, members: &[String]) -> ClientResult<Value> {
+    /// Creates a group. With `link: false` the request carries `If-None-Match: *`, which asks a
+    /// server that links an existing team of the same name (this one does) to answer 409
+    /// instead; with `link: true` this server links the unmanaged team of exactly that name.
+    pub async fn create_group(
+        &self,
+        display_name: &str,
+        external_id: &str,
+        members: &[String],
+        link: bool,
+    ) -> ClientResult<ScimObject> {
         let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
         let body = json!({"schemas": [GROUP_SCHEMA], "displayName": display_name, "externalId": external_id, "members": members});
-        self.request(Method::POST, "/Groups?excludedAttributes=members", Some(&body)).await
+        let pre = if link { Precondition::None } else { Precondition::Absent };
+        ScimObject::from_reply(
+            self.request_if(Method::POST, "/Groups?excludedAttributes=members", Some(&body), pre).await?,
+        )
     }
 
-    /// Renames a group.
-    pub async fn rename_group(&self, id: &str, display_name: &str) -> ClientResult<()> {
-        let body = json!({"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "displayName", "value": display_name}]});
-        self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body)).await.map(|_| ())
+    /// Applies PATCH operations to a group (members excluded from the answer), if it is still at
+    /// `version`; the group as answered (`None` from a server that answers 204).
+    pub async fn patch_group(
+        &self,
+        id: &str,
+        operations: &[Value],
+        version: Option<&str>,
+    ) -> ClientResult<Option<ScimObject>> {
+        self.patch(&format!("/Groups/{id}?excludedAttributes=members"), operations, version).await
     }
 
-    /// Adds and removes members with PATCH, only the changes, in chunks.
-    pub async fn change_members(&self, id: &str, add: &[String], remove: &[String]) -> ClientResult<()> {
-        for chunk in add.chunks(MEMBER_CHUNK) {
+    /// Adds and removes members with PATCH, only the changes, in chunks; the first chunk only if
+    /// the group is still at `version`, each next one at the version the previous answered (or
+    /// without a precondition after a server that answered 204 without a version).
+    pub async fn change_members(
+        &self,
+        id: &str,
+        add: &[String],
+        remove: &[String],
+        version: Option<&str>,
+    ) -> ClientResult<()> {
+        let mut version = version.map(str::to_string);
+        let adds = add.chunks(MEMBER_CHUNK).map(|chunk| {
             let values: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
-            let body =
-                json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "members", "value": values}]});
-            self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body)).await?;
-        }
-        for chunk in remove.chunks(MEMBER_CHUNK) {
-            let ops: Vec<Value> = chunk
-                .iter()
-                .map(|m| json!({"op": "remove", "path": format!("members[value eq {}]", quote(m))}))
-                .collect();
-            let body = json!({"schemas": [PATCH_OP], "Operations": ops});
-            self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body)).await?;
+            vec![json!({"op": "add", "path": "members", "value": values})]
+        });
+        let removes = remove.chunks(MEMBER_CHUNK).map(|chunk| {
+            chunk.iter().map(|m| json!({"op": "remove", "path": format!("members[value eq {}]", quote(m))})).collect()
+        });
+        for ops in adds.chain(removes) {
+            let answer = self.patch_group(id, &ops, version.as_deref()).await?;
+            version = answer.and_then(|a| a.version);
         }
         Ok(())
     }
 
-    /// Deletes a group (on this server: unlinks the team and removes its members).
-    pub async fn delete_group(&self, id: &str) -> ClientResult<()> {
-        self.request(Method::DELETE, &format!("/Groups/{id}"), None).await.map(|_| ())
+    /// Deletes a group (on this server: unlinks the team and removes its members), if it is
+    /// still at `version`.
+    pub async fn delete_group(&self, id: &str, version: Option<&str>) -> ClientResult<()> {
+        let pre = version.map_or(Precondition::None, Precondition::Version);
+        self.request_if(Method::DELETE, &format!("/Groups/{id}"), None, pre).await.map(|_| ())
     }
 
     // ---- role mappings
 
     /// A role mapping by id.
-    pub async fn get_role_mapping(&self, id: &str) -> ClientResult<Value> {
-        self.request(Method::GET, &format!("/RoleMappings/{id}"), None).await
+    pub async fn get_role_mapping(&self, id: &str) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(self.request(Method::GET, &format!("/RoleMappings/{id}"), None).await?)
     }
 
     /// The role mapping with this displayName.
-    pub async fn find_role_mapping(&self, name: &str) -> ClientResult<Option<Value>> {
+    pub async fn find_role_mapping(&self, name: &str) -> ClientResult<Option<ScimObject>> {
         let q = Self::encode(&format!("displayName eq {}", quote(name)));
-        Ok(self.list(&format!("/RoleMappings?{q}")).await?.into_iter().next())
+        self.list(&format!("/RoleMappings?{q}")).await?.into_iter().next().map(ScimObject::from_reply).transpose()
+    }
+
+    /// Every role mapping's team names (lower-cased), to tell whether a team name grants roles.
+    pub async fn mapped_team_names(&self) -> ClientResult<std::collections::BTreeSet<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut start = 1;
+        loop {
+            let page = self.request(Method::GET, &format!("/RoleMappings?startIndex={start}&count=200"), None).await?;
+            let resources = page.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
+            for m in &resources {
+                let teams = m.get("teams").and_then(Value::as_array).into_iter().flatten();
+                names.extend(teams.filter_map(|t| t.get("value").and_then(Value::as_str)).map(str::to_lowercase));
+            }
+            let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
+            start += resources.len() as u64;
+            if resources.is_empty() || start > total {
+                return Ok(names);
+            }
+        }
     }
 
     /// The body of a role mapping.
@@ -354,13 +477,13 @@ impl ScimClient {
     }
 
     /// Creates a role mapping.
-    pub async fn create_role_mapping(&self, body: &Value) -> ClientResult<Value> {
-        self.request(Method::POST, "/RoleMappings", Some(body)).await
+    pub async fn create_role_mapping(&self, body: &Value) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(self.request(Method::POST, "/RoleMappings", Some(body)).await?)
     }
 
     /// Replaces a role mapping.
-    pub async fn replace_role_mapping(&self, id: &str, body: &Value) -> ClientResult<Value> {
-        self.request(Method::PUT, &format!("/RoleMappings/{id}"), Some(body)).await
+    pub async fn replace_role_mapping(&self, id: &str, body: &Value) -> ClientResult<ScimObject> {
+        ScimObject::from_reply(self.request(Method::PUT, &format!("/RoleMappings/{id}"), Some(body)).await?)
     }
 
     /// Deletes a role mapping.
@@ -384,5 +507,16 @@ mod tests {
         let bad = scim_error(StatusCode::BAD_REQUEST, &json!({"scimType": "invalidValue", "detail": "x"}), None);
         assert!(matches!(bad, ClientError::BadRequest { scim_type: Some(ScimType::InvalidValue), .. }));
         assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+    }
+
+    #[test]
+    fn a_reply_without_an_id_is_an_error() {
+        assert!(ScimObject::from_reply(json!({"userName": "a"})).is_err());
+        assert!(ScimObject::from_reply(json!({"id": ""})).is_err());
+        assert!(ScimObject::from_reply(Value::Null).is_err());
+        assert_eq!(ScimObject::from_optional_reply(Value::Null).unwrap(), None, "a 204 to a PATCH");
+        assert!(ScimObject::from_optional_reply(json!({"displayName": "x"})).is_err());
+        let o = ScimObject::from_reply(json!({"id": "1", "externalId": "x", "meta": {"version": "W/\"2\""}})).unwrap();
+        assert_eq!((o.id.as_str(), o.version.as_deref(), o.external_id.as_deref()), ("1", Some("W/\"2\""), Some("x")));
     }
 }

@@ -10,15 +10,58 @@ pub const ROLES_ALLOWED: &str = "RolesAllowed";
 
 /// Reasons (stable; tools match on them).
 pub mod reason {
+    /// The server holds what the spec asks for.
     pub const PROVISIONED: &str = "Provisioned";
+    /// The server object belongs to someone else (another resource, an identity provider, an
+    /// administrator) and this resource did not (or may not) take it over: nothing was written.
     pub const CONFLICT: &str = "Conflict";
+    /// `adopt: true` outside a trusted namespace: nothing was written.
+    pub const ADOPTION_NOT_ALLOWED: &str = "AdoptionNotAllowed";
+    /// `linkExisting: true` outside a trusted namespace: nothing was written.
+    pub const LINK_NOT_ALLOWED: &str = "LinkNotAllowed";
+    /// A team of an untrusted namespace whose name a RoleMapping names: nothing was written.
+    pub const ROLE_MAPPED_TEAM: &str = "RoleMappedTeamNotAllowed";
+    /// A member an untrusted namespace does not own: nothing was written.
+    pub const MEMBER_NOT_ALLOWED: &str = "MemberNotAllowed";
+    /// The server is down, overloaded or answered something unexpected; retried with backoff.
     pub const SCIM_UNAVAILABLE: &str = "ScimUnavailable";
+    /// The object changed on the server between reading and writing it; retried.
+    pub const SERVER_CHANGED: &str = "ServerChanged";
+    /// The operator's key was refused.
     pub const UNAUTHORIZED: &str = "Unauthorized";
+    /// The spec is invalid (see the message); nothing was sent.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The server refused the request as invalid (400/413: e.g. an unknown role).
     pub const REJECTED: &str = "RejectedByServer";
+    /// Some members are not provisioned yet.
     pub const MEMBERS_PENDING: &str = "MembersPending";
+    /// Explicit roles outside a trusted namespace: none sent.
     pub const ROLES_NOT_ALLOWED: &str = "RolesNotAllowed";
+    /// Explicit roles in a trusted namespace: sent.
     pub const ROLES_ALLOWED: &str = "TrustedNamespace";
+}
+
+/// How a failed SCIM request is reported and retried: one place for every controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The Ready reason.
+    pub reason: &'static str,
+    /// What the server asked for (Retry-After), if anything.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// The condition reason and retry hint of a client error.
+pub fn failure(e: &crate::client::ClientError) -> Failure {
+    use crate::client::ClientError as E;
+    let (reason, retry_after) = match e {
+        E::Unavailable { retry_after, .. } => (reason::SCIM_UNAVAILABLE, *retry_after),
+        E::Unauthorized(_) => (reason::UNAUTHORIZED, None),
+        E::BadRequest { .. } => (reason::REJECTED, None),
+        E::Conflict(_) => (reason::CONFLICT, None),
+        E::Changed(_) => (reason::SERVER_CHANGED, None),
+        E::NotFound | E::Other(_) => (reason::SCIM_UNAVAILABLE, None),
+    };
+    Failure { reason, retry_after }
 }
 
 /// A condition to set: type, status, reason and message.
@@ -100,6 +143,19 @@ mod tests {
         assert_eq!(down[0].last_transition_time, t(3));
         assert_eq!(down[0].status, "False");
         assert_eq!(ready_reason(&down), Some("ScimUnavailable"));
+    }
+
+    #[test]
+    fn every_error_class_has_one_reason() {
+        use crate::client::ClientError as E;
+        let wait = Some(std::time::Duration::from_secs(9));
+        let bad = E::BadRequest { scim_type: None, detail: "unknown role".into() };
+        assert_eq!(failure(&bad), Failure { reason: reason::REJECTED, retry_after: None });
+        let busy = E::Unavailable { message: "429".into(), retry_after: wait };
+        assert_eq!(failure(&busy), Failure { reason: reason::SCIM_UNAVAILABLE, retry_after: wait });
+        assert_eq!(failure(&E::Unauthorized("401".into())).reason, reason::UNAUTHORIZED);
+        assert_eq!(failure(&E::Changed("412".into())).reason, reason::SERVER_CHANGED);
+        assert_eq!(failure(&E::Conflict("409".into())).reason, reason::CONFLICT);
     }
 
     #[test]

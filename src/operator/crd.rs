@@ -96,7 +96,8 @@ pub struct EnterpriseFields {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.emails) || self.emails.filter(e, e.primary).size() <= 1", "message": "at most one e-mail may be primary"},
-    {"rule": "self.userName == oldSelf.userName || !has(oldSelf.userName)", "message": "userName cannot be changed; create a new ScimUser"}
+    {"rule": "self.userName == oldSelf.userName || !has(oldSelf.userName)", "message": "userName cannot be changed; create a new ScimUser"},
+    {"rule": "!has(self.externalId)", "message": "spec.externalId is not supported: the operator writes its own ownership marker into the SCIM externalId, and no spec may set or imitate it"}
 ]))]
 pub struct ScimUserSpec {
     /// Unique sign-in name of the user (often the e-mail address); compared without regard to case.
@@ -118,22 +119,31 @@ pub struct ScimUserSpec {
     /// revoked and pending invitations cancelled.
     #[serde(default = "default_true")]
     pub active: bool,
-    /// Identifier of the user in the identity provider. When unset, the operator records the
-    /// resource's UID (`k8s:<uid>`) there, marking the SCIM user as owned by this resource.
+    /// Not supported; refused when set. The SCIM user's `externalId` holds the ownership marker
+    /// the operator derives from the cluster identity, this resource's namespace and its uid
+    /// (`k8s:<cluster>/<namespace>/<uid>`), so that no resource can claim another's user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     /// Enterprise User attributes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enterprise: Option<EnterpriseFields>,
     /// Roles to assign explicitly (names of the server's role catalog). Honoured only in
-    /// namespaces the operator trusts; elsewhere the resource reports `RolesNotAllowed`.
+    /// trusted namespaces; elsewhere none is sent and the resource reports
+    /// `RolesAllowed=False` (`RolesNotAllowed`). When empty, the operator leaves the user's roles
+    /// as they are on the server.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
-    /// What deleting this resource does on the SCIM server: `Deactivate` (default), `Delete` or `Orphan`.
+    /// What deleting this resource does on the SCIM server: `Deactivate` (default), `Delete` or
+    /// `Orphan`. Applied only to a user this resource owns (checked on the server first); a
+    /// resource that never owned its user deletes without touching it.
     #[serde(default)]
     pub deletion_policy: UserDeletionPolicy,
-    /// Take over an existing SCIM user with the same userName that no resource owns, instead of
-    /// reporting a conflict.
+    /// Take over an existing SCIM user with the same userName that no resource owns (one an
+    /// identity provider or an administrator created), instead of reporting `Conflict`. Honoured
+    /// only in trusted namespaces; elsewhere Ready=False with reason `AdoptionNotAllowed` and
+    /// nothing is written. A user another resource owns is never taken over. Adopting writes the
+    /// ownership marker into the user's `externalId` and changes only the attributes this spec
+    /// declares; everything else (phone numbers, addresses, roles when `roles` is empty) stays.
     #[serde(default)]
     pub adopt: bool,
 }
@@ -142,21 +152,25 @@ fn default_true() -> bool {
     true
 }
 
+// Status fields are serialized even when empty or unset (`[]`, `null`): the status is written
+// as a merge patch, where an omitted field would keep its old value.
 /// Observed state of a `ScimUser`.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScimUserStatus {
     /// The generation the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
-    /// Id of the user on the SCIM server; authoritative once set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Id of the user on the SCIM server. Every write by this id first checks that the server
+    /// user still carries this resource's ownership marker.
+    #[serde(default)]
     pub scim_id: Option<String>,
-    /// Roles the user effectively has on the server (explicit, mapped or default).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Roles the user effectively has on the server (explicit, mapped or default); kept as last
+    /// read when the server cannot be asked.
+    #[serde(default)]
     pub effective_roles: Vec<String>,
     /// `Ready` and specific conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
@@ -190,7 +204,10 @@ pub struct TeamMember {
     /// Name of a `ScimUser` in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_user_ref: Option<String>,
-    /// userName of a user on the SCIM server (provisioned by any means).
+    /// userName of a user on the SCIM server. In a trusted namespace, any user (provisioned by
+    /// any means, its ScimUser in any namespace). In an untrusted namespace, only a user owned by
+    /// a ScimUser of the same namespace; any other makes the team Ready=False with reason
+    /// `MemberNotAllowed` and nothing is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
 }
@@ -214,13 +231,24 @@ pub struct TeamMember {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedTeamSpec {
-    /// Team name. An existing team of exactly this name is linked rather than duplicated.
+    /// Team name. A team of this name that exists on the server and is not this resource's is
+    /// never changed: the resource reports `Conflict` unless `linkExisting` applies. In an
+    /// untrusted namespace, a name some RoleMapping names is refused
+    /// (`RoleMappedTeamNotAllowed`), so that only trusted namespaces grant roles.
     #[schemars(length(min = 1, max = 256))]
     pub display_name: String,
+    /// Link an existing team of exactly this name that no identity provider or other resource
+    /// manages (one an administrator made with `teams create`, or one an identity provider
+    /// unlinked): it becomes managed by this resource and its members are replaced by the
+    /// declared ones. Honoured only in trusted namespaces; elsewhere Ready=False with reason
+    /// `LinkNotAllowed` and nothing is written. A team an identity provider manages is never
+    /// linked. Without it, an existing team is a `Conflict`.
+    #[serde(default)]
+    pub link_existing: bool,
     /// Members named one by one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<TeamMember>,
-    /// Members selected by label among the `ScimUser`s of the namespace.
+    /// Members selected by label among the `ScimUser`s of the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_selector: Option<LabelSelector>,
     /// `Authoritative` (default): the declared members are the whole membership. `Additive`:
@@ -237,23 +265,26 @@ pub struct ManagedTeamSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ManagedTeamStatus {
     /// The generation the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
-    /// Id of the group on the SCIM server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Id of the group on the SCIM server. Every write by this id first checks that the group
+    /// still carries this resource's ownership marker.
+    #[serde(default)]
     pub scim_id: Option<String>,
     /// Number of members resolved and provisioned.
     #[serde(default)]
     pub member_count: i64,
     /// Members that are not provisioned yet (ScimUser names or userNames).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub pending_members: Vec<String>,
     /// `Ready` and specific conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
-/// Grants roles to the members of teams. Cluster-scoped, so only cluster administrators grant roles.
+/// Grants roles to the members of teams. Cluster-scoped, so only cluster administrators grant
+/// roles. Teams are named, so a mapping also reaches teams made later under that name: the
+/// operator lets no untrusted namespace create or link a team a mapping names.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "scim.dev",
@@ -272,7 +303,9 @@ pub struct RoleMappingSpec {
     /// Roles granted (names of the server's role catalog).
     #[schemars(length(min = 1))]
     pub roles: Vec<String>,
-    /// Names of the teams whose members receive the roles (matched exactly).
+    /// Names of the teams whose members receive the roles (matched exactly): teams of the SCIM
+    /// server however they were made (an identity provider, `teams create`, a ManagedTeam of a
+    /// trusted namespace).
     #[schemars(length(min = 1))]
     pub teams: Vec<String>,
 }
@@ -282,13 +315,13 @@ pub struct RoleMappingSpec {
 #[serde(rename_all = "camelCase")]
 pub struct RoleMappingStatus {
     /// The generation the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
     /// Id of the role mapping on the SCIM server.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub scim_id: Option<String>,
     /// `Ready` and specific conditions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
@@ -300,4 +333,43 @@ pub fn crd_documents() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         ("managedteams.scim.dev.yaml".to_string(), serde_yaml::to_string(&ManagedTeam::crd())?),
         ("rolemappings.scim.dev.yaml".to_string(), serde_yaml::to_string(&RoleMapping::crd())?),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// RFC 7386 JSON merge patch, as the API server applies a status patch.
+    fn merge(target: &mut Value, patch: &Value) {
+        match (target, patch) {
+            (Value::Object(t), Value::Object(p)) => {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+            (t, p) => *t = p.clone(),
+        }
+    }
+
+    #[test]
+    fn status_patches_clear_lists_and_fields() {
+        let mut stored = json!({"scimId": "g1", "memberCount": 1, "pendingMembers": ["zed"], "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "MembersPending", "message": "zed",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+        let now = ManagedTeamStatus { member_count: 2, observed_generation: Some(2), ..Default::default() };
+        merge(&mut stored, &serde_json::to_value(&now).unwrap());
+        assert_eq!(stored, json!({"memberCount": 2, "pendingMembers": [], "observedGeneration": 2, "conditions": []}));
+
+        let mut user = json!({"scimId": "u1", "effectiveRoles": ["Admin"], "conditions": []});
+        merge(&mut user, &serde_json::to_value(ScimUserStatus::default()).unwrap());
+        assert_eq!(user, json!({"effectiveRoles": [], "conditions": []}));
+        let mut mapping = json!({"scimId": "m1", "conditions": [], "observedGeneration": 3});
+        merge(&mut mapping, &serde_json::to_value(RoleMappingStatus::default()).unwrap());
+        assert_eq!(mapping, json!({"conditions": []}));
+    }
 }

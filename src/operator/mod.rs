@@ -9,6 +9,7 @@ pub mod crd;
 mod leader;
 mod managed_team;
 mod metrics;
+pub mod ownership;
 mod role_mapping;
 mod scim_user;
 mod user_doc;
@@ -31,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::client::{ClientConfig, ClientError, ScimClient};
+use crate::client::{ClientConfig, ScimClient};
 use crd::{ManagedTeam, RoleMapping, ScimUser};
 
 /// Finalizer the operator puts on its resources.
@@ -150,9 +151,17 @@ pub struct ControllerArgs {
     /// File holding the bearer key (re-read when it changes).
     #[arg(long, env = "SCIM_OPERATOR_TOKEN_FILE")]
     pub token_file: std::path::PathBuf,
-    /// Namespaces whose ScimUsers may assign roles explicitly (comma-separated; `*` for all).
+    /// Trusted namespaces (comma-separated; `*` for all): only their ScimUsers may assign roles
+    /// or adopt existing users, only their ManagedTeams may link existing teams, create teams a
+    /// RoleMapping names, or add users they do not own. See the README's security model.
     #[arg(long, env = "SCIM_OPERATOR_TRUSTED_NAMESPACES", value_delimiter = ',', default_value = "")]
     pub trusted_namespaces: Vec<String>,
+    /// Identity of this cluster in the ownership markers the operator writes
+    /// (`k8s:<cluster>/<namespace>/<uid>`). Default: the uid of the `kube-system` namespace.
+    /// Set it when that namespace cannot be read, and keep it stable: changing it disowns every
+    /// object the operator created.
+    #[arg(long, env = "SCIM_OPERATOR_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// Reconciles in flight per controller.
     #[arg(long, env = "SCIM_OPERATOR_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -192,12 +201,20 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// ScimUsers as the watch sees them, for team member resolution.
     pub users: reflector::Store<ScimUser>,
+    /// The cluster identity in ownership markers.
+    pub cluster: String,
 }
 
 impl Context {
-    /// Whether ScimUsers of `namespace` may assign roles.
+    /// Whether `namespace` is trusted (see [`ControllerArgs::trusted_namespaces`]).
     pub fn trusted(&self, namespace: &str) -> bool {
         self.args.trusted_namespaces.iter().any(|n| n == "*" || n == namespace)
+    }
+
+    /// The owner identity of `obj` on the SCIM server.
+    pub fn owner<K: Resource>(&self, obj: &K) -> ownership::Owner {
+        let meta = obj.meta();
+        ownership::Owner::new(&self.cluster, meta.namespace.as_deref().unwrap_or(""), meta.uid.as_deref().unwrap_or(""))
     }
 
     /// Delay before retrying a failing object: 1 s doubling to 5 min, or what the server asked.
@@ -219,6 +236,12 @@ impl Context {
         let base = self.args.resync_seconds.max(1);
         let jitter = rand::random::<u64>() % (base / 5 + 1);
         Action::requeue(Duration::from_secs(base + jitter))
+    }
+
+    /// When to look again at a refused resource (the owner may have changed): the resync
+    /// interval, at most `limit`.
+    pub fn refused_retry(&self, limit: Duration) -> Action {
+        Action::requeue(Duration::from_secs(self.args.resync_seconds.max(1)).min(limit))
     }
 
     /// Publishes an event about `obj`; failures to publish are logged, never fatal.
@@ -258,9 +281,23 @@ pub fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// Key of an object for backoff bookkeeping.
-pub fn key<K: Resource>(obj: &K) -> String {
-    format!("{}/{}", obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or(""))
+/// Key of an object for backoff bookkeeping: kind, namespace and name (a ScimUser and a
+/// ManagedTeam of one name keep separate counts).
+pub fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    let meta = obj.meta();
+    format!("{}/{}/{}", K::kind(&()), meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
+}
+
+/// The cluster identity: the flag, else the uid of `kube-system`.
+async fn cluster_id(kube: &Client, flag: Option<&str>) -> Result<String> {
+    if let Some(id) = flag.filter(|s| !s.trim().is_empty()) {
+        return Ok(id.trim().to_string());
+    }
+    let ns: k8s_openapi::api::core::v1::Namespace = Api::all(kube.clone())
+        .get("kube-system")
+        .await
+        .context("reading the uid of namespace kube-system as the cluster identity (or set --cluster-id)")?;
+    ns.uid().context("namespace kube-system has no uid; set --cluster-id")
 }
 
 /// Errors that end a reconcile without a status (Kubernetes API failures).
@@ -271,7 +308,7 @@ pub enum ReconcileError {
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("SCIM: {0}")]
-    Scim(#[from] ClientError),
+    Scim(#[from] crate::client::ClientError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -288,11 +325,16 @@ impl ReconcileError {
     }
 }
 
-fn error_policy<K: Resource>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>, kind: &'static str) -> Action {
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    err: &ReconcileError,
+    ctx: Arc<Context>,
+    kind: &'static str,
+) -> Action {
     ctx.metrics.error(kind, err.class());
     tracing::warn!(kind, object = %key(obj.as_ref()), error = %err, "reconcile failed");
     let retry_after = match err {
-        ReconcileError::Scim(ClientError::Unavailable { retry_after, .. }) => *retry_after,
+        ReconcileError::Scim(e) => conditions::failure(e).retry_after,
         _ => None,
     };
     Action::requeue(ctx.backoff(&key(obj.as_ref()), retry_after))
@@ -313,6 +355,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let identity = args.identity.clone().unwrap_or_else(|| {
         format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-operator".into()), std::process::id())
     });
+    let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
     let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_task = tokio::spawn(async move {
@@ -371,6 +414,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         recorder,
         failures: Mutex::new(HashMap::new()),
         users: users_store,
+        cluster,
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -403,11 +447,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         // once they settle rather than once per user.
         .with_config(config.clone().debounce(TEAM_DEBOUNCE))
         .watches_shared_stream(member_changes, move |user: Arc<ScimUser>| {
-            let ns = user.namespace().unwrap_or_default();
             teams_store
                 .state()
                 .into_iter()
-                .filter(|t| t.namespace().as_deref() == Some(ns.as_str()))
                 .filter(|t| managed_team::may_reference(t, user.as_ref()))
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()

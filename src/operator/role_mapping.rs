@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-use super::conditions::{self, Desired, reason};
+use super::conditions::{self, Desired};
 use super::crd::{RoleMapping, RoleMappingStatus};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimClient};
@@ -44,7 +44,7 @@ async fn sync(ctx: &Context, obj: &RoleMapping, body: &Value) -> Result<String, 
     if let Some(id) = obj.status.as_ref().and_then(|s| s.scim_id.clone()) {
         match ctx.scim.get_role_mapping(&id).await {
             Ok(current) => {
-                if differs(&current, body) {
+                if differs(&current.body, body) {
                     ctx.scim.replace_role_mapping(&id, body).await?;
                 }
                 return Ok(id);
@@ -53,13 +53,13 @@ async fn sync(ctx: &Context, obj: &RoleMapping, body: &Value) -> Result<String, 
             Err(e) => return Err(e),
         }
     }
+    // RoleMappings are cluster-scoped (cluster administrators only): one of the same name on the
+    // server is taken over, as the administrator's own.
     if let Some(existing) = ctx.scim.find_role_mapping(&obj.name_any()).await? {
-        let id = existing["id"].as_str().unwrap_or_default().to_string();
-        ctx.scim.replace_role_mapping(&id, body).await?;
-        return Ok(id);
+        ctx.scim.replace_role_mapping(&existing.id, body).await?;
+        return Ok(existing.id);
     }
-    let created = ctx.scim.create_role_mapping(body).await?;
-    Ok(created["id"].as_str().unwrap_or_default().to_string())
+    Ok(ctx.scim.create_role_mapping(body).await?.id)
 }
 
 async fn apply(obj: Arc<RoleMapping>, api: &Api<RoleMapping>, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -68,7 +68,7 @@ async fn apply(obj: Arc<RoleMapping>, api: &Api<RoleMapping>, ctx: &Context) -> 
     let mut status = RoleMappingStatus { observed_generation: generation, ..previous.clone() };
     let body = ScimClient::role_mapping_body(
         &obj.name_any(),
-        &format!("k8s:{}", obj.uid().unwrap_or_default()),
+        ctx.owner(obj.as_ref()).marker(),
         &obj.spec.roles,
         &obj.spec.teams,
     );
@@ -82,17 +82,10 @@ async fn apply(obj: Arc<RoleMapping>, api: &Api<RoleMapping>, ctx: &Context) -> 
             status.scim_id = Some(id.clone());
             Desired::ready(format!("members of {} receive {}", obj.spec.teams.join(", "), obj.spec.roles.join(", ")))
         }
-        Err(ClientError::BadRequest { detail, .. }) => Desired::not_ready(reason::INVALID_SPEC, detail),
         Err(e) => {
-            let retry_after = match &e {
-                ClientError::Unavailable { retry_after, .. } => *retry_after,
-                _ => None,
-            };
-            action = Action::requeue(ctx.backoff(&key(obj.as_ref()), retry_after));
-            Desired::not_ready(
-                if matches!(e, ClientError::Unauthorized(_)) { reason::UNAUTHORIZED } else { reason::SCIM_UNAVAILABLE },
-                e.to_string(),
-            )
+            let failure = conditions::failure(&e);
+            action = Action::requeue(ctx.backoff(&key(obj.as_ref()), failure.retry_after));
+            Desired::not_ready(failure.reason, e.to_string())
         }
     };
     status.conditions = conditions::merge(&previous.conditions, &[wanted], generation, &now());
@@ -101,6 +94,7 @@ async fn apply(obj: Arc<RoleMapping>, api: &Api<RoleMapping>, ctx: &Context) -> 
         && previous.scim_id == status.scim_id
         && conditions::same(&previous.conditions, &status.conditions);
     if !same {
+        // Every field is serialized (nulls included), so the merge patch clears what is gone.
         api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": status}))).await?;
     }
     Ok(action)

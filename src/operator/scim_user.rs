@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, UserDeletionPolicy};
-use super::user_doc::{desired, drift, owned_by_a_resource, owner_marker, validate};
+use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
+use super::user_doc::{desired, drift, operations, validate};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
-use crate::client::ClientError;
+use crate::client::{ClientError, ScimObject};
 
 /// What applying the desired user did.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,13 +35,42 @@ impl Applied {
 /// Why the user could not be applied.
 #[derive(Debug)]
 enum ApplyError {
-    Conflict(String),
+    /// The ownership decision refused: nothing was written.
+    Refused(Refusal),
     Client(ClientError),
 }
 
 impl From<ClientError> for ApplyError {
     fn from(e: ClientError) -> Self {
         ApplyError::Client(e)
+    }
+}
+
+/// The condition of a refusal. The message never shows the owner's marker.
+fn refused(refusal: Refusal, user_name: &str, namespace: &str) -> Desired {
+    match refusal {
+        Refusal::OwnedByAnotherResource => Desired::not_ready(
+            reason::CONFLICT,
+            format!("the SCIM user {user_name} belongs to another Kubernetes resource; nothing was written"),
+        ),
+        Refusal::ManagedByIdentityProvider => Desired::not_ready(
+            reason::CONFLICT,
+            format!("the SCIM user {user_name} is managed by an identity provider; nothing was written"),
+        ),
+        Refusal::NotTakenOver => Desired::not_ready(
+            reason::CONFLICT,
+            format!(
+                "a user named {user_name} already exists on the SCIM server and no resource owns it; set spec.adopt: \
+                 true (honoured in trusted namespaces) to take it over; nothing was written"
+            ),
+        ),
+        Refusal::TakeOverNotAllowed => Desired::not_ready(
+            reason::ADOPTION_NOT_ALLOWED,
+            format!(
+                "spec.adopt is honoured only in trusted namespaces and {namespace} is not one; the existing user \
+                 {user_name} was left as it is"
+            ),
+        ),
     }
 }
 
@@ -57,67 +87,74 @@ pub async fn reconcile(obj: Arc<ScimUser>, ctx: Arc<Context>) -> Result<Action, 
     .await
 }
 
-/// Creates, adopts or corrects the SCIM user.
-async fn sync(ctx: &Context, obj: &ScimUser, want: &Value, owner: &str) -> Result<Applied, ApplyError> {
+/// What the server holds for the resource: the user of `status.scimId` if it still exists;
+/// else `None` (the caller then tries to create, and looks the name up if that is taken).
+async fn fetch_by_status(ctx: &Context, obj: &ScimUser) -> Result<Option<ScimObject>, ClientError> {
+    let Some(id) = obj.status.as_ref().and_then(|s| s.scim_id.as_deref()) else { return Ok(None) };
+    match ctx.scim.get_user(id).await {
+        Ok(u) => Ok(Some(u)),
+        // Gone from the server (deleted there): provisioned again.
+        Err(ClientError::NotFound) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the user, or decides from what the server holds whether to update it, take it over
+/// or refuse; every write to an existing user carries the version its ownership was read at.
+async fn sync(
+    ctx: &Context,
+    obj: &ScimUser,
+    want: &Value,
+    owner: &Owner,
+    trusted: bool,
+) -> Result<Applied, ApplyError> {
     let scim = &ctx.scim;
-    if let Some(id) = obj.status.as_ref().and_then(|s| s.scim_id.clone()) {
-        match scim.get_user(&id).await {
-            Ok(current) => {
-                let fields = drift(&current, want);
-                if fields.is_empty() {
-                    return Ok(Applied::Unchanged(id));
-                }
-                scim.replace_user(&id, want).await?;
-                return Ok(Applied::Updated(id, fields));
+    let ask = Ask { take_over: obj.spec.adopt, trusted };
+    let existing = match fetch_by_status(ctx, obj).await? {
+        Some(u) => u,
+        None => {
+            debug_assert_eq!(decide(Held::Nothing, ask), Decision::Create);
+            // Most users are new, so this saves a lookup; a taken userName answers 409 (this
+            // server never merges a POST into an existing user) and the lookup below decides.
+            match scim.create_user(want).await {
+                Ok(created) => return Ok(Applied::Created(created.id)),
+                Err(ClientError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
             }
-            // Gone from the server (deleted there): provision it again below.
-            Err(ClientError::NotFound) => {}
-            Err(e) => return Err(e.into()),
+            let user_name = want["userName"].as_str().unwrap_or_default();
+            scim.find_user_by_name(user_name).await?.ok_or_else(|| {
+                // Taken a moment ago, gone now (a racing writer): look again next time.
+                ClientError::Unavailable {
+                    message: format!("userName {user_name} was taken, then not found; retrying"),
+                    retry_after: None,
+                }
+            })?
         }
-    }
-    // Not provisioned yet (as far as the status says): create it. Most users are new, so this
-    // saves a lookup; a taken userName answers 409 and the lookup below decides.
-    match scim.create_user(want).await {
-        Ok(created) => return Ok(Applied::Created(created["id"].as_str().unwrap_or_default().to_string())),
-        Err(ClientError::Conflict(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let user_name = want["userName"].as_str().unwrap_or_default();
-    let Some(existing) = scim.find_user_by_name(user_name).await? else {
-        // Taken a moment ago, gone now (a racing writer): look again next time.
-        return Err(ApplyError::Client(ClientError::Unavailable {
-            message: format!("userName {user_name} was taken, then not found; retrying"),
-            retry_after: None,
-        }));
     };
-    let id = existing["id"].as_str().unwrap_or_default().to_string();
-    let ext = existing.get("externalId").and_then(Value::as_str);
-    if ext == Some(owner) {
-        // Ours already (e.g. created before a restart that lost the status write).
-        let fields = drift(&existing, want);
+    let decision = decide(Held::Object(owner.claim(existing.external_id.as_deref())), ask);
+    let fields = drift(&existing.body, want);
+    let write = |fields: Vec<&'static str>| async {
         if !fields.is_empty() {
-            scim.replace_user(&id, want).await?;
+            scim.patch_user(&existing.id, &operations(want, &fields), existing.version.as_deref()).await?;
         }
-        return Ok(Applied::Unchanged(id));
+        Ok::<_, ClientError>(fields)
+    };
+    match decision {
+        Decision::Refuse(r) => Err(ApplyError::Refused(r)),
+        Decision::Update if fields.is_empty() => Ok(Applied::Unchanged(existing.id.clone())),
+        Decision::Update | Decision::Create => {
+            let fields = write(fields).await?;
+            Ok(Applied::Updated(existing.id.clone(), fields))
+        }
+        Decision::TakeOver => {
+            write(fields).await?;
+            Ok(Applied::Adopted(existing.id.clone()))
+        }
     }
-    if owned_by_a_resource(ext) {
-        return Err(ApplyError::Conflict(format!(
-            "userName {user_name} belongs to another ScimUser (externalId {})",
-            ext.unwrap_or_default()
-        )));
-    }
-    if !obj.spec.adopt {
-        return Err(ApplyError::Conflict(format!(
-            "a user named {user_name} already exists on the SCIM server and no resource owns it; set spec.adopt: true to take it over"
-        )));
-    }
-    scim.replace_user(&id, want).await?;
-    Ok(Applied::Adopted(id))
 }
 
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
-    let uid = obj.uid().unwrap_or_default();
     let generation = obj.meta().generation;
     let previous = obj.status.clone().unwrap_or_default();
     let mut status = ScimUserStatus { observed_generation: generation, ..previous.clone() };
@@ -129,9 +166,9 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
     if let Err(msg) = validate(&obj.spec) {
         wanted.push(Desired::not_ready(reason::INVALID_SPEC, msg));
     } else {
-        let owner = owner_marker(&obj.spec, &uid);
-        let want = desired(&obj.spec, &owner, roles_sent);
-        match sync(ctx, &obj, &want, &owner).await {
+        let owner = ctx.owner(obj.as_ref());
+        let want = desired(&obj.spec, owner.marker(), roles_sent);
+        match sync(ctx, &obj, &want, &owner, trusted).await {
             Ok(applied) => {
                 ctx.succeeded(&key(obj.as_ref()));
                 let id = applied.id().to_string();
@@ -162,22 +199,21 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
                 };
                 let ((), roles) = tokio::join!(announce, ctx.scim.effective_roles(&id));
                 status.scim_id = Some(id.clone());
-                status.effective_roles = roles.ok().flatten().unwrap_or_default();
+                match roles {
+                    Ok(roles) => status.effective_roles = roles.unwrap_or_default(),
+                    // A transient failure does not blank what was last read.
+                    Err(e) => tracing::debug!(error = %e, user = %id, "effective roles not refreshed"),
+                }
                 wanted.push(Desired::ready(format!("provisioned as SCIM user {id}")));
             }
-            Err(ApplyError::Conflict(msg)) => {
-                wanted.push(Desired::not_ready(reason::CONFLICT, msg));
-                action = Action::requeue(Duration::from_secs(300));
+            Err(ApplyError::Refused(r)) => {
+                wanted.push(refused(r, &obj.spec.user_name, &ns));
+                action = ctx.refused_retry(Duration::from_secs(300));
             }
             Err(ApplyError::Client(e)) => {
-                let (r, retry_after) = match &e {
-                    ClientError::Unavailable { retry_after, .. } => (reason::SCIM_UNAVAILABLE, *retry_after),
-                    ClientError::Unauthorized(_) => (reason::UNAUTHORIZED, None),
-                    ClientError::BadRequest { .. } => (reason::REJECTED, None),
-                    _ => (reason::SCIM_UNAVAILABLE, None),
-                };
-                wanted.push(Desired::not_ready(r, e.to_string()));
-                action = Action::requeue(ctx.backoff(&key(obj.as_ref()), retry_after));
+                let failure = conditions::failure(&e);
+                wanted.push(Desired::not_ready(failure.reason, e.to_string()));
+                action = Action::requeue(ctx.backoff(&key(obj.as_ref()), failure.retry_after));
             }
         }
     }
@@ -224,28 +260,44 @@ async fn write_status(
     if same {
         return Ok(());
     }
+    // Every field is serialized (empty lists, nulls), so the merge patch clears what is gone.
     let patch = json!({"status": status});
     api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
 
-/// Applies the deletion policy before the resource goes; a 404 counts as done.
+/// Applies the deletion policy before the resource goes, only to a user this resource still
+/// owns (read first, written at that version); a 404 counts as done.
 async fn cleanup(obj: Arc<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let released = obj.annotations().get(RELEASE_ANNOTATION).is_some_and(|v| v == "true");
     let id = obj.status.as_ref().and_then(|s| s.scim_id.clone());
-    if let (Some(id), false) = (id, released) {
-        let result = match obj.spec.deletion_policy {
-            UserDeletionPolicy::Deactivate => ctx.scim.set_active(&id, false).await.map(|_| ()),
-            UserDeletionPolicy::Delete => ctx.scim.delete_user(&id).await,
-            UserDeletionPolicy::Orphan => Ok(()),
-        };
-        match result {
-            Ok(()) | Err(ClientError::NotFound) => {
-                let what = format!("{:?}", obj.spec.deletion_policy);
-                ctx.event(obj.as_ref(), false, "Deleted", format!("applied deletion policy {what} to SCIM user {id}"))
-                    .await;
-            }
+    let policy = obj.spec.deletion_policy;
+    if let (Some(id), false, false) = (id, released, policy == UserDeletionPolicy::Orphan) {
+        let user = match ctx.scim.get_user(&id).await {
+            Ok(u) => Some(u),
+            Err(ClientError::NotFound) => None,
             Err(e) => return Err(e.into()),
+        };
+        if let Some(user) = user {
+            let claim = ctx.owner(obj.as_ref()).claim(user.external_id.as_deref());
+            if matches!(claim, Claim::Ours | Claim::OursLegacy) {
+                let version = user.version.as_deref();
+                let result = match policy {
+                    UserDeletionPolicy::Delete => ctx.scim.delete_user(&id, version).await,
+                    _ => ctx.scim.set_active(&id, false, version).await.map(|_| ()),
+                };
+                match result {
+                    Ok(()) | Err(ClientError::NotFound) => {
+                        let note = format!("applied deletion policy {policy:?} to SCIM user {id}");
+                        ctx.event(obj.as_ref(), false, "Deleted", note).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                let note =
+                    format!("SCIM user {id} is not owned by this resource: deletion policy {policy:?} not applied");
+                ctx.event(obj.as_ref(), true, reason::CONFLICT, note).await;
+            }
         }
     }
     ctx.succeeded(&key(obj.as_ref()));

@@ -1,5 +1,6 @@
-//! Pure steps of the ScimUser pipeline: validate the spec and build the SCIM document, and
-//! tell whether the server's copy drifted on the fields the resource manages.
+//! Pure steps of the ScimUser pipeline: validate the spec, build the SCIM document, tell where
+//! the server's copy differs on the attributes the resource declares, and the PATCH operations
+//! that change exactly those (every other attribute stays as the server holds it).
 
 use serde_json::{Map, Value, json};
 
@@ -8,20 +9,15 @@ use crate::client::USER_SCHEMA;
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// What ownership marker the SCIM user carries in `externalId`.
-pub fn owner_marker(spec: &ScimUserSpec, uid: &str) -> String {
-    spec.external_id.clone().unwrap_or_else(|| format!("k8s:{uid}"))
-}
-
-/// Whether an `externalId` marks a user as owned by some Kubernetes resource.
-pub fn owned_by_a_resource(external_id: Option<&str>) -> bool {
-    external_id.is_some_and(|e| e.starts_with("k8s:"))
-}
-
 /// Checks what the schema cannot: returns a message for an invalid spec.
 pub fn validate(spec: &ScimUserSpec) -> Result<(), String> {
     if spec.user_name.trim().is_empty() {
         return Err("userName must not be empty".into());
+    }
+    if spec.external_id.is_some() {
+        return Err("spec.externalId is not supported: the operator writes its own ownership marker into the SCIM \
+                    externalId, and no spec may set or imitate it; remove the field"
+            .into());
     }
     if spec.emails.iter().filter(|e| e.primary).count() > 1 {
         return Err("at most one e-mail may be primary".into());
@@ -32,7 +28,8 @@ pub fn validate(spec: &ScimUserSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// The SCIM user the spec describes. Roles are included only when `send_roles`.
+/// The SCIM user the spec describes, with `owner` as its `externalId`. Roles are included
+/// only when `send_roles`; attributes the spec leaves unset are absent (not managed).
 pub fn desired(spec: &ScimUserSpec, owner: &str, send_roles: bool) -> Value {
     let mut doc = Map::new();
     doc.insert("schemas".into(), json!([USER_SCHEMA]));
@@ -106,35 +103,66 @@ fn role_values(v: Option<&Value>) -> Vec<String> {
     out
 }
 
-/// The managed fields where the server's user differs from the desired one (empty: no drift).
+/// Whether the declared sub-attributes of a complex attribute (`name`, the Enterprise block)
+/// hold the same values on the server.
+fn same_declared(current: Option<&Value>, desired: &Value) -> bool {
+    desired.as_object().is_none_or(|want| {
+        want.iter().all(|(k, v)| current.and_then(|c| c.get(k)) == Some(v) || (v.is_null() && current.is_none()))
+    })
+}
+
+/// The declared attributes where the server's user differs from the desired one (empty: no
+/// drift). Attributes the desired document does not carry are not looked at.
 pub fn drift(current: &Value, desired: &Value) -> Vec<&'static str> {
     let mut out = Vec::new();
-    let s = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
     let user_name = |v: &Value| v.get("userName").and_then(Value::as_str).unwrap_or("").to_lowercase();
     if user_name(current) != user_name(desired) {
         out.push("userName");
     }
-    for k in ["displayName", "title", "externalId", "active", "name"] {
-        if s(current, k) != s(desired, k) {
-            out.push(match k {
-                "displayName" => "displayName",
-                "title" => "title",
-                "externalId" => "externalId",
-                "active" => "active",
-                _ => "name",
-            });
+    for k in ["displayName", "title", "externalId", "active"] {
+        if let Some(want) = desired.get(k)
+            && current.get(k) != Some(want)
+        {
+            out.push(k);
         }
     }
-    if norm_emails(current.get("emails")) != norm_emails(desired.get("emails")) {
+    if let Some(want) = desired.get("name")
+        && !same_declared(current.get("name"), want)
+    {
+        out.push("name");
+    }
+    if desired.get("emails").is_some() && norm_emails(current.get("emails")) != norm_emails(desired.get("emails")) {
         out.push("emails");
     }
-    if s(current, ENTERPRISE) != s(desired, ENTERPRISE) {
-        out.push("enterprise");
+    if let Some(want) = desired.get(ENTERPRISE)
+        && !same_declared(current.get(ENTERPRISE), want)
+    {
+        out.push(ENTERPRISE);
     }
     if desired.get("roles").is_some() && role_values(current.get("roles")) != role_values(desired.get("roles")) {
         out.push("roles");
     }
     out
+}
+
+/// PATCH operations that set exactly the drifted attributes to their desired values: complex
+/// attributes by their declared sub-attributes, so that the server keeps the others.
+pub fn operations(desired: &Value, drifted: &[&str]) -> Vec<Value> {
+    let mut ops = Vec::new();
+    for &k in drifted {
+        match (k, desired.get(k)) {
+            ("name" | ENTERPRISE, Some(Value::Object(fields))) => {
+                // `name.givenName`; an extension's attributes are `urn:...:User:department`.
+                let separator = if k == ENTERPRISE { ':' } else { '.' };
+                for (sub, v) in fields {
+                    ops.push(json!({"op": "replace", "path": format!("{k}{separator}{sub}"), "value": v}));
+                }
+            }
+            (_, Some(v)) => ops.push(json!({"op": "replace", "path": k, "value": v})),
+            (_, None) => {}
+        }
+    }
+    ops
 }
 
 #[cfg(test)]
@@ -160,13 +188,54 @@ mod tests {
 
     #[test]
     fn desired_document_marks_ownership_and_withholds_untrusted_roles() {
-        let d = desired(&spec(), "k8s:uid-1", false);
-        assert_eq!(d["externalId"], "k8s:uid-1");
+        let d = desired(&spec(), "k8s:c/ns/uid-1", false);
+        assert_eq!(d["externalId"], "k8s:c/ns/uid-1");
         assert!(d.get("roles").is_none());
-        assert_eq!(desired(&spec(), "k8s:uid-1", true)["roles"][0]["value"], "Admin");
-        assert!(owned_by_a_resource(Some("k8s:x")));
-        assert!(!owned_by_a_resource(Some("00u123")));
-        assert_eq!(owner_marker(&ScimUserSpec { external_id: Some("okta-1".into()), ..spec() }, "u"), "okta-1");
+        assert_eq!(desired(&spec(), "k8s:c/ns/uid-1", true)["roles"][0]["value"], "Admin");
+    }
+
+    #[test]
+    fn a_spec_cannot_set_the_external_id() {
+        let forged = ScimUserSpec { external_id: Some("k8s:c/platform/uid-of-ada".into()), ..spec() };
+        let msg = validate(&forged).unwrap_err();
+        assert!(msg.contains("spec.externalId is not supported"), "{msg}");
+        assert!(validate(&ScimUserSpec { external_id: Some("00u-okta".into()), ..spec() }).is_err());
+    }
+
+    #[test]
+    fn only_declared_attributes_are_patched() {
+        let mut declared = spec();
+        declared.name = Some(crate::operator::crd::PersonName { given_name: Some("Ada".into()), ..Default::default() });
+        let want = desired(&declared, "k8s:c/ns/u", false);
+        // What an identity provider created: more than the spec declares.
+        let server = json!({
+            "id": "1", "userName": "ada@example.com", "externalId": "00u-okta", "active": true,
+            "displayName": "Ada", "name": {"givenName": "Augusta", "familyName": "King"},
+            "emails": [{"value": "ada@example.com", "type": "work", "primary": true}],
+            "phoneNumbers": [{"value": "+1 555 0100"}], "addresses": [{"locality": "London"}],
+            "roles": [{"value": "Billing"}]
+        });
+        let drifted = drift(&server, &want);
+        assert_eq!(drifted, ["externalId", "name"]);
+        let ops = operations(&want, &drifted);
+        assert_eq!(
+            ops,
+            [
+                json!({"op": "replace", "path": "externalId", "value": "k8s:c/ns/u"}),
+                json!({"op": "replace", "path": "name.givenName", "value": "Ada"}),
+            ]
+        );
+        let paths: Vec<&str> = ops.iter().filter_map(|o| o["path"].as_str()).collect();
+        assert!(!paths.iter().any(|p| ["phoneNumbers", "addresses", "roles", "name.familyName"].contains(p)));
+        let mut enterprise = spec();
+        enterprise.enterprise =
+            Some(crate::operator::crd::EnterpriseFields { department: Some("R&D".into()), ..Default::default() });
+        let want = desired(&enterprise, "k8s:c/ns/u", false);
+        let ops = operations(&want, &drift(&server, &want));
+        assert!(
+            ops.contains(&json!({"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "R&D"})),
+            "{ops:?}"
+        );
     }
 
     #[test]
@@ -180,6 +249,7 @@ mod tests {
         assert!(drift(&server, &d).is_empty(), "{:?}", drift(&server, &d));
         server["displayName"] = json!("Changed");
         server["active"] = json!(false);
+        server["title"] = json!("not declared, not managed");
         assert_eq!(drift(&server, &d), ["displayName", "active"]);
         let mut roles = d.clone();
         roles["roles"] = json!([{"value": "Standard"}]);

@@ -15,6 +15,15 @@ use crate::scim::projection::Projection;
 use crate::scim::resource::normalize;
 use crate::store::TeamRecord;
 
+/// Whether a POST /Groups may link an existing unmanaged team of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkExisting {
+    /// Link it (the seeds' "link an existing team" flow).
+    Allowed,
+    /// Never: answer 409 `uniqueness` instead.
+    Never,
+}
+
 /// How many member ids an audit event lists before it only counts.
 const AUDIT_MEMBER_LIST: usize = 100;
 
@@ -111,6 +120,19 @@ impl Directory {
         body: &Value,
         projection: &Projection,
     ) -> Result<Resource, ScimError> {
+        self.create_group_with(ctx, body, projection, LinkExisting::Allowed).await
+    }
+
+    /// Creates a group; with [`LinkExisting::Never`] (POST with `If-None-Match: *`) an existing
+    /// team of that name, managed or not, is a 409 `uniqueness` instead of being linked, so that
+    /// a client that decided to create cannot link by accident or race.
+    pub async fn create_group_with(
+        &self,
+        ctx: &RequestContext,
+        body: &Value,
+        projection: &Projection,
+        link: LinkExisting,
+    ) -> Result<Resource, ScimError> {
         let mut doc = normalize(&self.types.group, body)?;
         let members = member_ids(&match doc.remove("members") {
             Some(Value::Array(a)) => a,
@@ -129,6 +151,12 @@ impl Directory {
                 Some(existing) if existing.scim_id.is_some() => {
                     return Err(ScimError::uniqueness(format!(
                         "a group named '{name}' already exists and is managed by an identity provider"
+                    ))
+                    .into());
+                }
+                Some(_) if link == LinkExisting::Never => {
+                    return Err(ScimError::uniqueness(format!(
+                        "a team named '{name}' already exists; it is linked only by a POST without If-None-Match"
                     ))
                     .into());
                 }

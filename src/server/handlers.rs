@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::AuthenticatedKey;
 use super::response::{ApiError, ApiResult, ScimJson};
+use crate::provisioning::groups::LinkExisting;
 use crate::provisioning::{RequestContext, Resource};
 use crate::scim::ScimError;
 use crate::scim::list::{ListQuery, list_response};
@@ -217,7 +218,13 @@ pub async fn create_group(
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
     let body = json_body(body)?;
-    let r = s.directory.create_group(&context(&s, &key, &headers), &body, &p).await?;
+    // `If-None-Match: *`: create only, never link an existing team of that name.
+    let link = match headers.get(header::IF_NONE_MATCH) {
+        None => LinkExisting::Allowed,
+        Some(v) if v.as_bytes().trim_ascii() == b"*" => LinkExisting::Never,
+        Some(_) => return Err(ScimError::invalid_value("on POST /Groups, If-None-Match accepts only *").into()),
+    };
+    let r = s.directory.create_group_with(&context(&s, &key, &headers), &body, &p, link).await?;
     Ok(resource_response(r, StatusCode::CREATED, rt, &p))
 }
 

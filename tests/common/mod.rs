@@ -14,6 +14,8 @@ use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
 use scim_operator::store::{KeyOwner, SharedStore};
 
+pub mod k8s;
+
 /// A running server and what a test needs to talk to it.
 pub struct TestServer {
     pub directory: Directory,

@@ -1,0 +1,162 @@
+//! Support for the end-to-end tests on a real control plane (tests/env/control-plane.sh):
+//! CRDs, namespaces, waiting on conditions, and the operator in-process.
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
+use scim_operator::operator::{ControllerArgs, run};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a test waits for a state.
+pub const WAIT: Duration = Duration::from_secs(40);
+
+/// Whether a control plane is there (KUBECONFIG); without one the test skips, unless
+/// `SCIM_E2E_REQUIRED` is set.
+pub fn control_plane() -> Option<()> {
+    if std::env::var_os("KUBECONFIG").is_some() {
+        return Some(());
+    }
+    if std::env::var_os("SCIM_E2E_REQUIRED").is_some() {
+        panic!("SCIM_E2E_REQUIRED is set but KUBECONFIG is not: start tests/env/control-plane.sh");
+    }
+    eprintln!(
+        "SKIPPED: no KUBECONFIG; start a control plane with tests/env/control-plane.sh to run the end-to-end tests"
+    );
+    None
+}
+
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd()] {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&crd)).await.unwrap();
+        tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
+            .await
+            .expect("CRD established")
+            .unwrap();
+    }
+}
+
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap())
+        .await
+        .unwrap();
+    name
+}
+
+/// Polls until `check` holds for the object, or fails with its last state.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(obj)) = api.get_opt(name).await {
+            if check(&obj) {
+                return obj;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {name} to be {what}: {obj:?}");
+            }
+        } else if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {name} to be {what}: not found");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api.get_opt(name).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "{name} was not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn wait_until<F, Fut>(what: &str, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn ready(conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Option<(String, String)> {
+    conds.iter().find(|c| c.type_ == "Ready").map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub fn user_ready(u: &ScimUser, status: &str, reason: &str) -> bool {
+    u.status.as_ref().and_then(|s| ready(&s.conditions)) == Some((status.into(), reason.into()))
+        && u.status.as_ref().and_then(|s| s.observed_generation) == u.metadata.generation
+}
+
+pub fn scim_user(name: &str, spec: Value) -> ScimUser {
+    serde_json::from_value(
+        json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser", "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+pub struct Operator {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts the operator against `scim_url`, trusting `trusted`, with its Lease in `lease_ns`,
+/// resyncing every 2 s.
+pub fn start_operator(scim_url: &str, token_file: &Path, trusted: &[&str], lease_ns: &str) -> Operator {
+    start_operator_with(scim_url, token_file, trusted, lease_ns, 2)
+}
+
+/// Same, resyncing every `resync_seconds`.
+pub fn start_operator_with(
+    scim_url: &str,
+    token_file: &Path,
+    trusted: &[&str],
+    lease_ns: &str,
+    resync_seconds: u64,
+) -> Operator {
+    let args = ControllerArgs {
+        scim_url: scim_url.to_string(),
+        token_file: token_file.to_path_buf(),
+        trusted_namespaces: trusted.iter().map(|t| t.to_string()).collect(),
+        concurrency: 4,
+        rate_limit: 500,
+        max_in_flight: 16,
+        resync_seconds,
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        leader_election: true,
+        lease_namespace: lease_ns.to_string(),
+        identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
+        cluster_id: None,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(args, async {
+        let _ = rx.await;
+    }));
+    Operator { stop: Some(tx), task }
+}
+
+impl Operator {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let r = tokio::time::timeout(WAIT, self.task).await.expect("operator stops").expect("join");
+        r.expect("operator ran cleanly");
+    }
+}
