@@ -213,6 +213,7 @@ fn start_operator(scim: &Scim, token_file: &Path, trusted: &str, lease_ns: &str)
         leader_election: true,
         lease_namespace: lease_ns.to_string(),
         identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
+        lease: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(args, async {
