@@ -92,7 +92,7 @@ impl Replica {
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -136,17 +136,28 @@ fn user_ready(u: &ScimUser) -> bool {
     })
 }
 
-async fn provisioned(users: &Api<ScimUser>, name: &str) {
-    eventually(&format!("ScimUser {name} Ready"), WAIT, || async {
-        users.get_opt(name).await.ok().flatten().filter(user_ready).map(|_| ())
-    })
-    .await;
+/// Waits until the ScimUser is Ready for its current generation; on timeout, fails with the
+/// object and the replicas' logs.
+async fn provisioned(users: &Api<ScimUser>, name: &str, replicas: &[Replica]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let user = users.get_opt(name).await.ok().flatten();
+        if user.as_ref().is_some_and(user_ready) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = replicas.iter().map(|r| format!("--- {}\n{}", r.identity, r.log())).collect();
+            panic!("ScimUser {name} not Ready: {:?}\n{}", user.map(|u| u.status), logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
-fn scim_user(name: &str) -> ScimUser {
+/// A ScimUser whose userName is unique to this run (the controllers watch every namespace).
+fn scim_user(name: &str, ns: &str) -> ScimUser {
     serde_json::from_value(json!({
         "apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser", "metadata": {"name": name},
-        "spec": {"userName": format!("{name}@example.com"), "displayName": name}
+        "spec": {"userName": format!("{name}@{ns}.example.com"), "displayName": name}
     }))
     .unwrap()
 }
@@ -198,8 +209,8 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
         assert!(resp.status().is_success(), "{} still Ready once a leader is chosen", r.identity);
     }
 
-    users.create(&PostParams::default(), &scim_user("before")).await.unwrap();
-    provisioned(&users, "before").await;
+    users.create(&PostParams::default(), &scim_user("before", &ns)).await.unwrap();
+    provisioned(&users, "before", &replicas).await;
     let by = |key: &str, since: &str| {
         let store = server.store.clone();
         let (key, since) = (key.to_string(), since.to_string());
@@ -216,16 +227,35 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
     // Freeze the leader: the standby leads within the lease duration plus one retry period.
     leader.signal("-STOP");
     let frozen = Instant::now();
-    let took_over = eventually("the standby to lead", WAIT, || async {
-        (holder(&leases).await.as_deref() == Some(standby.identity.as_str())).then(Instant::now)
-    })
-    .await;
+    // The frozen leader's last renewal as the Lease shows it (both replicas stamp the Lease from
+    // this machine's clock, so the test may compare the stamps).
+    let stamp = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| t.as_ref().map(|t| t.0);
+    let mut last_renewal = None;
+    let deadline = Instant::now() + WAIT;
+    let (took_over, acquired) = loop {
+        let spec = leases.get("scim-operator").await.unwrap().spec.unwrap_or_default();
+        match spec.holder_identity.as_deref() {
+            Some(h) if h == standby.identity => break (Instant::now(), stamp(&spec.acquire_time)),
+            Some(h) if h == leader.identity => last_renewal = stamp(&spec.renew_time),
+            other => panic!("unexpected holder {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the standby did not take over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let takeover = took_over - frozen;
     eprintln!("takeover {:.2}s after SIGSTOP (lease {LEASE:?}, retry {RETRY:?})", takeover.as_secs_f64());
-    assert!(takeover >= RENEW_DEADLINE, "taken over after {takeover:?}: before the old leader's deadline");
     assert!(takeover <= LEASE + RETRY + LATENCY, "taken over after {takeover:?}");
-    users.create(&PostParams::default(), &scim_user("during")).await.unwrap();
-    provisioned(&users, "during").await;
+    // Never earlier than one lease duration after the holder's last renewal that the standby
+    // could have seen: the old leader's own deadline (3 s after it) had passed by then.
+    let (Some(renewed), Some(acquired)) = (last_renewal, acquired) else { panic!("the Lease lacks its times") };
+    let gap = acquired.duration_since(renewed);
+    eprintln!("acquired {gap:#} after the frozen leader's last renewal");
+    assert!(
+        gap >= k8s_openapi::jiff::SignedDuration::try_from(LEASE).unwrap(),
+        "taken over {gap:#} after the last renewal, less than the lease duration"
+    );
+    users.create(&PostParams::default(), &scim_user("during", &ns)).await.unwrap();
+    provisioned(&users, "during", &replicas).await;
 
     // Work the thawed leader would pick up from its watch if it still believed it led.
     users
@@ -236,9 +266,9 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
         )
         .await
         .unwrap();
-    users.create(&PostParams::default(), &scim_user("thaw")).await.unwrap();
-    provisioned(&users, "before").await;
-    provisioned(&users, "thaw").await;
+    users.create(&PostParams::default(), &scim_user("thaw", &ns)).await.unwrap();
+    provisioned(&users, "before", &replicas).await;
+    provisioned(&users, "thaw", &replicas).await;
 
     let thawed_at = format_time(SystemClock.now());
     leader.signal("-CONT");
@@ -266,6 +296,14 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
     let readyz = http.get(format!("{}/readyz", replicas[1 - leader_at].health)).send().await.unwrap();
     assert!(readyz.status().is_success());
 
+    // Deleted while the new leader runs, so that their finalizers are honoured.
+    for name in ["before", "during", "thaw"] {
+        users.delete(name, &Default::default()).await.unwrap();
+    }
+    eventually("the ScimUsers to be deleted", WAIT, || async {
+        users.list(&Default::default()).await.ok().filter(|l| l.items.is_empty()).map(|_| ())
+    })
+    .await;
     drop(replicas);
     let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await;
     server.stop().await;

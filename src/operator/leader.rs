@@ -260,7 +260,6 @@ impl Elector {
     /// Reads the lease and, when it is ours or free, writes it (a compare-and-swap on the
     /// resourceVersion read).
     async fn attempt(&mut self) -> anyhow::Result<Attempt> {
-        let now = Instant::now();
         let Some(mut lease) = self.call("reading", self.api.get_opt(&self.name)).await? else {
             let lease = LeaseObject {
                 metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
@@ -271,6 +270,10 @@ impl Elector {
                 false => Ok(Attempt::Raced),
             };
         };
+        // Observed when the answer arrived (as client-go does), not when the request was sent:
+        // the holder may have written its renewal while our read was on its way, and a clock
+        // started before that write would expire the lease early.
+        let now = Instant::now();
         let record = lease.spec.clone().unwrap_or_default();
         let observed = Observation::observe(self.observed.take(), record.clone(), now);
         let verdict = judge(&observed, &self.identity, self.timing.lease_duration, now);
