@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, format_time};
-use crate::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
 use crate::provisioning::{Directory, RequestContext};
 use crate::server::{AppState, ServerConfig, metrics::Metrics};
-use crate::store::{AuditEvent, AuditQuery, KeyOwner, SharedStore};
+use crate::store::{AuditQuery, KeyOwner, SharedStore};
 
 /// A SCIM 2.0 service provider and the Kubernetes operator that provisions into it.
 #[derive(Debug, Parser)]
@@ -261,8 +260,20 @@ pub struct ServeArgs {
     pub statsd: Option<String>,
     /// File holding a secret to accept as a service-account key (registered on start if new),
     /// so a deployment can hand the same secret to the operator without running `keys create`.
+    /// The file is read again every `--bootstrap-key-check-seconds`: a new secret in it (a
+    /// rotated Secret) works at once, and the bootstrap keys it replaced are revoked after
+    /// `--bootstrap-key-grace-seconds`.
     #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_FILE")]
     pub bootstrap_key_file: Option<std::path::PathBuf>,
+    /// Seconds an earlier bootstrap key keeps working after a new secret appeared in the
+    /// bootstrap key file, for whoever still holds it (a pod whose mounted Secret is not updated
+    /// yet, an identity provider configured with it). Counted from the new key's registration,
+    /// so a restart does not extend it.
+    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_GRACE_SECONDS", default_value_t = 3600)]
+    pub bootstrap_key_grace_seconds: u64,
+    /// Seconds between reads of the bootstrap key file (a mounted Secret changes in place).
+    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_CHECK_SECONDS", default_value_t = 10)]
+    pub bootstrap_key_check_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -388,14 +399,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let directory =
         Directory::new(store.clone(), clock.clone()).with_settings(args.invitations.settings()).with_observer(observer);
     let ctx = RequestContext { actor: "system".into(), request_id: None, base_url: String::new() };
+    let grace = chrono::Duration::seconds(i64::try_from(args.bootstrap_key_grace_seconds).unwrap_or(i64::MAX / 1000));
     if let Some(path) = &args.bootstrap_key_file {
-        register_bootstrap_key(&store, path).await?;
+        sync_bootstrap_key(&directory, &ctx, path, grace).await?;
     }
     for warning in crate::server::key_warnings(&directory).await? {
         tracing::warn!("{warning}");
         directory.record_warning(&ctx, &warning).await?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let bootstrap = args.bootstrap_key_file.clone().map(|path| {
+        let every = Duration::from_secs(args.bootstrap_key_check_seconds.max(1));
+        tokio::spawn(watch_bootstrap_key(directory.clone(), ctx.clone(), path, grace, every, stop_rx.clone()))
+    });
     let delivery = match &args.smtp_url {
         Some(url) => {
             let config = crate::delivery::SmtpConfig { url: url.clone(), from: args.smtp_from.clone() };
@@ -426,53 +442,60 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(d) = delivery {
         let _ = d.await;
     }
+    if let Some(b) = bootstrap {
+        let _ = b.await;
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Registers the secret in `path` as a service-account key unless it already is one.
-async fn register_bootstrap_key(store: &SharedStore, path: &std::path::Path) -> Result<()> {
+/// Registers the secret in `path` if it is new and revokes the bootstrap keys it superseded
+/// once their grace has passed (see [`Directory::sync_bootstrap_key`]).
+async fn sync_bootstrap_key(
+    directory: &Directory,
+    ctx: &RequestContext,
+    path: &std::path::Path,
+    grace: chrono::Duration,
+) -> Result<()> {
     let secret =
         std::fs::read_to_string(path).with_context(|| format!("reading the bootstrap key {}", path.display()))?;
-    let secret = secret.trim();
-    if secret.len() < 32 {
-        bail!("the bootstrap key in {} is shorter than 32 characters", path.display());
+    let done = directory
+        .sync_bootstrap_key(ctx, &secret, grace)
+        .await
+        .with_context(|| format!("registering the bootstrap key in {}", path.display()))?;
+    if let Some(id) = &done.registered {
+        tracing::info!(key = %id, "registered the bootstrap key");
     }
-    let hash = crate::provisioning::keys::hash_secret(secret);
-    let mut tx = store.begin_write().await?;
-    if tx.key_by_hash(&hash).await?.is_some() {
-        return Ok(());
+    for id in &done.revoked {
+        tracing::info!(key = %id, "revoked a superseded bootstrap key (grace period over)");
     }
-    let now = format_time(SystemClock.now());
-    let perms: Vec<String> = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-    let record = crate::store::ApiKeyRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: format!("bootstrap-{}", &hash[..8]),
-        owner: KeyOwner::ServiceAccount,
-        owner_user_id: None,
-        secret_hash: hash,
-        hint: secret.chars().take(4).collect(),
-        permissions: perms,
-        created: now.clone(),
-        revoked_at: None,
-        revoked_reason: None,
-    };
-    tx.insert_key(&record).await?;
-    tx.append_audit(&AuditEvent {
-        id: uuid::Uuid::new_v4().to_string(),
-        time: now,
-        actor: "system".into(),
-        action: "key.create".into(),
-        target_type: "key".into(),
-        target_id: record.id.clone(),
-        request_id: None,
-        details: serde_json::json!({"name": record.name, "owner": "service_account", "source": "bootstrap file"}),
-    })
-    .await?;
-    tx.commit().await?;
-    tracing::info!(key = %record.id, "registered the bootstrap key");
+    if let Some(at) = done.next_revocation.filter(|_| done.registered.is_some()) {
+        tracing::info!(at = %format_time(at), "earlier bootstrap keys work until then");
+    }
     Ok(())
+}
+
+/// Reads the bootstrap key file every `every` until `stop`: a mounted Secret is replaced in
+/// place, and a grace period ends whether or not the server restarts. Failures are logged and
+/// change nothing; the next read tries again.
+async fn watch_bootstrap_key(
+    directory: Directory,
+    ctx: RequestContext,
+    path: std::path::PathBuf,
+    grace: chrono::Duration,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = sync_bootstrap_key(&directory, &ctx, &path, grace).await {
+            tracing::warn!(error = format!("{e:#}"), "bootstrap key not synchronised; keeping the keys as they are");
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -505,43 +528,14 @@ fn cli_context() -> RequestContext {
 async fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Create { db, name, user } => {
-            let store = open(&db).await?;
-            let now = format_time(SystemClock.now());
-            let mut tx = store.begin_write().await?;
-            let owner_user_id = match &user {
-                Some(u) => {
-                    let rec = match tx.user(u).await? {
-                        Some(r) => Some(r),
-                        None => tx.user_by_name(u).await?,
-                    };
-                    Some(rec.with_context(|| format!("no user with id or userName '{u}'"))?.id)
-                }
-                None => None,
-            };
-            let owner = if owner_user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
-            let secret = Secret::generate();
-            let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-            let record = new_key_record(&secret, &name, owner, owner_user_id, perms, &now);
-            tx.insert_key(&record).await?;
-            let ctx = cli_context();
-            tx.append_audit(&AuditEvent {
-                id: uuid::Uuid::new_v4().to_string(),
-                time: now,
-                actor: ctx.actor,
-                action: "key.create".into(),
-                target_type: "key".into(),
-                target_id: record.id.clone(),
-                request_id: None,
-                details: serde_json::json!({"name": name, "owner": owner.as_str(), "ownerUserId": record.owner_user_id}),
-            })
-            .await?;
-            tx.commit().await?;
-            if owner == KeyOwner::User {
+            let directory = directory_for(&db).await?;
+            let (record, secret) = directory.create_key(&cli_context(), &name, user.as_deref()).await?;
+            if record.owner == KeyOwner::User {
                 eprintln!(
                     "warning: this key belongs to a user; if that user is deactivated the key is revoked and provisioning stops. Prefer a service-account key."
                 );
             }
-            println!("created key {} ({}) for {}", record.id, name, owner.as_str());
+            println!("created key {} ({}) for {}", record.id, name, record.owner.as_str());
             println!("{}", secret.expose());
             Ok(())
         }
@@ -559,24 +553,7 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
             Ok(())
         }
         KeysCommand::Revoke { db, key } => {
-            let store = open(&db).await?;
-            let now = format_time(SystemClock.now());
-            let mut tx = store.begin_write().await?;
-            if !tx.revoke_key(&key, &now, "revoked by administrator").await? {
-                bail!("no unrevoked key with id or name '{key}'");
-            }
-            tx.append_audit(&AuditEvent {
-                id: uuid::Uuid::new_v4().to_string(),
-                time: now,
-                actor: cli_context().actor,
-                action: "key.revoke".into(),
-                target_type: "key".into(),
-                target_id: key.clone(),
-                request_id: None,
-                details: serde_json::json!({}),
-            })
-            .await?;
-            tx.commit().await?;
+            directory_for(&db).await?.revoke_key(&cli_context(), &key).await?;
             println!("revoked {key}");
             Ok(())
         }

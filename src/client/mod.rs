@@ -133,7 +133,12 @@ pub struct ScimClient {
     limiter: Arc<DefaultDirectRateLimiter>,
     in_flight: Arc<Semaphore>,
     observer: Option<Arc<dyn RequestObserver>>,
+    fence: Option<Fence>,
 }
+
+/// Asked before every request is sent; a request is refused while it answers false (a replica
+/// that no longer leads).
+pub type Fence = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for ScimClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,12 +192,19 @@ impl ScimClient {
             config: Arc::new(config),
             token: Arc::new(std::sync::Mutex::new((String::new(), None))),
             observer: None,
+            fence: None,
         })
     }
 
     /// Reports request latencies to `observer`.
     pub fn with_observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Sends requests only while `fence` allows it.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = Some(fence);
         self
     }
 
@@ -231,6 +243,14 @@ impl ScimClient {
             self.http.request(method.clone(), &url).bearer_auth(token).header("accept", "application/scim+json");
         if let Some(b) = body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        // Checked last before sending: the wait for a permit or the rate limit may have outlasted
+        // this replica's leadership.
+        if self.fence.as_ref().is_some_and(|allowed| !allowed()) {
+            return Err(ClientError::Unavailable {
+                message: "this replica no longer leads; request not sent".into(),
+                retry_after: None,
+            });
         }
         req = match precondition {
             Precondition::None => req,

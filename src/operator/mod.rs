@@ -14,6 +14,7 @@ mod role_mapping;
 mod scim_user;
 mod user_doc;
 
+pub use leader::LeaseArgs;
 pub use metrics::OperatorMetrics;
 
 use anyhow::{Context as _, Result};
@@ -188,6 +189,8 @@ pub struct ControllerArgs {
     /// Identity of this replica in the Lease (default: host name and process id).
     #[arg(long, env = "SCIM_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
 }
 
 /// Shared state of the reconcilers.
@@ -356,30 +359,39 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-operator".into()), std::process::id())
     });
     let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
+    let timing = args.lease.timing().map_err(anyhow::Error::msg)?;
     let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
+    // Ready means able to take over: a standby is Ready as well, or a rolling update of two
+    // replicas would wait forever for the one that does not lead.
+    metrics.set_ready(true);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown_task = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let lease = if args.leader_election {
-        let lease = leader::Lease::new(kube.clone(), &args.lease_namespace, "scim-operator", &identity);
-        tracing::info!(%identity, "waiting for leadership");
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let (scim, mut renewal) = if args.leader_election {
+        let mut elector = leader::Elector::new(kube.clone(), &args.lease_namespace, "scim-operator", &identity, timing);
+        tracing::info!(%identity, "standing by for the leader lease");
         let mut stop = stop_rx.clone();
         tokio::select! {
-            r = lease.acquire() => r?,
-            _ = stop.changed() => return Ok(()),
+            _ = elector.acquire() => {},
+            _ = stop.changed() => {
+                health.abort();
+                return Ok(());
+            }
         }
         tracing::info!(%identity, "leading");
-        Some(lease)
+        // Every SCIM request first checks that the renew deadline has not passed.
+        let leadership = elector.leadership();
+        let renewal = elector.lead_until(async {
+            let _ = release_rx.await;
+        });
+        (scim.with_fence(Arc::new(move || leadership.is_leading())), renewal)
     } else {
-        None
+        (scim, tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
     };
     metrics.set_leader(true);
-    let lost = match &lease {
-        Some(l) => l.clone().keep_renewing(),
-        None => tokio::spawn(std::future::pending()),
-    };
     let reporter = Reporter { controller: "scim-operator".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(kube.clone(), reporter);
     let users_api: Api<ScimUser> = Api::all(kube.clone());
@@ -464,17 +476,25 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
         .for_each(|_| async {});
 
-    metrics.set_ready(true);
     tracing::info!(scim = %args.scim_url, "controllers running");
     tokio::select! {
         _ = futures::future::join3(users, teams, mappings) => {}
-        _ = lost => {
-            // Another replica leads now: stop at once so no two replicas write.
-            anyhow::bail!("lost the leader lease");
+        lost = &mut renewal => {
+            // The fence is closed already; stop at once (the Deployment restarts the pod as a
+            // standby) so that no two replicas write.
+            metrics.set_leader(false);
+            let why = match lost {
+                Ok(Some(lost)) => lost.to_string(),
+                Ok(None) => "the lease was released".to_string(),
+                Err(e) => format!("the renewal task failed: {e}"),
+            };
+            anyhow::bail!("stopped leading: {why}");
         }
     }
-    if let Some(l) = lease {
-        l.release().await;
+    // Released only once the controllers have stopped, so a standby never overlaps them.
+    let _ = release_tx.send(());
+    if tokio::time::timeout(timing.renew_deadline, &mut renewal).await.is_err() {
+        renewal.abort();
     }
     shutdown_task.abort();
     users_root.abort();

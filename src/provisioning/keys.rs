@@ -1,8 +1,13 @@
 //! Application keys: bearer tokens for the SCIM API. Only a SHA-256 of each secret is stored.
 
+use chrono::{DateTime, Utc};
 use rand::RngCore;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::{Directory, OpError, RequestContext};
+use crate::clock::{format_time, parse_time};
+use crate::scim::ScimError;
 use crate::store::{ApiKeyRecord, KeyOwner};
 
 /// Permission to invite users (create them).
@@ -72,9 +77,256 @@ pub fn allows_scim(key: &ApiKeyRecord) -> bool {
     SCIM_PERMISSIONS.iter().all(|p| key.permissions.iter().any(|k| k == p))
 }
 
+/// Names of keys registered from a bootstrap key file start with this (`keys create` refuses
+/// it), which is how a rotation tells the bootstrap keys it supersedes from every other key.
+pub const BOOTSTRAP_PREFIX: &str = "bootstrap-";
+
+/// Shortest secret accepted from a bootstrap key file.
+pub const BOOTSTRAP_MIN_LEN: usize = 32;
+
+/// Whether `key` was registered from a bootstrap key file.
+pub fn is_bootstrap(key: &ApiKeyRecord) -> bool {
+    key.name.starts_with(BOOTSTRAP_PREFIX)
+}
+
+/// Which bootstrap keys to revoke now: every unrevoked bootstrap key, other than the one whose
+/// hash is `current`, for which a newer bootstrap key was registered at least `grace` ago.
+/// Also returns when the next revocation falls due, if one is pending. Pure: the time is passed
+/// in, and supersession is read from the keys' creation times, so a server that restarts (or
+/// only looks later) revokes on the same schedule.
+pub fn bootstrap_revocations<'k>(
+    keys: &'k [ApiKeyRecord],
+    current: &str,
+    grace: chrono::Duration,
+    now: DateTime<Utc>,
+) -> (Vec<&'k ApiKeyRecord>, Option<DateTime<Utc>>) {
+    let created = |k: &ApiKeyRecord| parse_time(&k.created);
+    let mut due_now = Vec::new();
+    let mut next: Option<DateTime<Utc>> = None;
+    for key in keys.iter().filter(|k| is_bootstrap(k) && k.revoked_at.is_none() && k.secret_hash != current) {
+        let Some(born) = created(key) else { continue };
+        let superseded = keys.iter().filter(|k| is_bootstrap(k)).filter_map(created).filter(|t| *t > born).min();
+        let Some(superseded) = superseded else { continue };
+        let due = superseded + grace;
+        if due <= now {
+            due_now.push(key);
+        } else {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+    }
+    (due_now, next)
+}
+
+impl Directory {
+    /// Creates a key named `name` for a service account, or for `user` (id or userName), and
+    /// returns its record and secret (shown once). Audited as `key.create`.
+    pub async fn create_key(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        user: Option<&str>,
+    ) -> Result<(ApiKeyRecord, Secret), ScimError> {
+        if name.starts_with(BOOTSTRAP_PREFIX) {
+            return Err(ScimError::invalid_value(format!(
+                "key names starting with '{BOOTSTRAP_PREFIX}' are reserved for the bootstrap key file"
+            )));
+        }
+        let secret = Secret::generate();
+        let record = self
+            .retry(|| async {
+                let mut tx = self.store.begin_write().await?;
+                let owner_user_id = match user {
+                    Some(u) => {
+                        let found = match tx.user(u).await? {
+                            Some(r) => Some(r),
+                            None => tx.user_by_name(u).await?,
+                        };
+                        let found =
+                            found.ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{u}'")))?;
+                        Some(found.id)
+                    }
+                    None => None,
+                };
+                let owner = if owner_user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
+                let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
+                let record = new_key_record(&secret, name, owner, owner_user_id, perms, &self.now());
+                tx.insert_key(&record).await?;
+                let details = json!({"name": name, "owner": owner.as_str(), "ownerUserId": record.owner_user_id});
+                self.audit(tx.as_mut(), ctx, "key.create", "key", &record.id, details).await?;
+                tx.commit().await?;
+                Ok(record)
+            })
+            .await?;
+        Ok((record, secret))
+    }
+
+    /// Revokes the unrevoked key with this id or name. Audited as `key.revoke`.
+    pub async fn revoke_key(&self, ctx: &RequestContext, key: &str) -> Result<(), ScimError> {
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            if !tx.revoke_key(key, &self.now(), "revoked by administrator").await? {
+                return Err(ScimError::not_found(format!("no unrevoked key with id or name '{key}'")).into());
+            }
+            self.audit(tx.as_mut(), ctx, "key.revoke", "key", key, json!({"reason": "revoked by administrator"}))
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// What [`Directory::sync_bootstrap_key`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BootstrapSync {
+    /// Id of the key registered for the file's secret, when it was new.
+    pub registered: Option<String>,
+    /// Ids of the superseded bootstrap keys revoked now.
+    pub revoked: Vec<String>,
+    /// When the next superseded bootstrap key falls due.
+    pub next_revocation: Option<DateTime<Utc>>,
+}
+
+impl Directory {
+    /// Makes the key table agree with the bootstrap key file: its secret is registered as a
+    /// service-account key at once if new, and bootstrap keys it superseded are revoked once
+    /// `grace` has passed since their successor was registered. Every registration and
+    /// revocation is audited. Safe to run again and from several replicas at once.
+    pub async fn sync_bootstrap_key(
+        &self,
+        ctx: &RequestContext,
+        secret: &str,
+        grace: chrono::Duration,
+    ) -> Result<BootstrapSync, ScimError> {
+        let secret = secret.trim();
+        if secret.len() < BOOTSTRAP_MIN_LEN {
+            return Err(ScimError::invalid_value(format!(
+                "the bootstrap key is shorter than {BOOTSTRAP_MIN_LEN} characters"
+            )));
+        }
+        let hash = hash_secret(secret);
+        // The file is read every few seconds and rarely changes: look before taking the write lock.
+        let keys = self.store.begin_read().await?.list_keys().await?;
+        let known = keys.iter().any(|k| k.secret_hash == hash && k.revoked_at.is_none());
+        let (due, next_revocation) = bootstrap_revocations(&keys, &hash, grace, self.clock.now());
+        if known && due.is_empty() {
+            return Ok(BootstrapSync { next_revocation, ..Default::default() });
+        }
+        self.retry(|| async {
+            let mut tx = self.store.begin_write().await?;
+            let now = self.clock.now();
+            let stamp = format_time(now);
+            let mut keys = tx.list_keys().await?;
+            let mut done = BootstrapSync::default();
+            match keys.iter().find(|k| k.secret_hash == hash) {
+                Some(k) if k.revoked_at.is_some() => {
+                    return Err(OpError::from(ScimError::invalid_value(format!(
+                        "the bootstrap key file holds key {} ('{}'), revoked at {}; write a new secret into it",
+                        k.id,
+                        k.name,
+                        k.revoked_at.as_deref().unwrap_or("?")
+                    ))));
+                }
+                Some(_) => {}
+                None => {
+                    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
+                    let record = ApiKeyRecord {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        name: format!("{BOOTSTRAP_PREFIX}{}", &hash[..8]),
+                        owner: KeyOwner::ServiceAccount,
+                        owner_user_id: None,
+                        secret_hash: hash.clone(),
+                        hint: secret.chars().take(4).collect(),
+                        permissions: perms,
+                        created: stamp.clone(),
+                        revoked_at: None,
+                        revoked_reason: None,
+                    };
+                    tx.insert_key(&record).await?;
+                    let details = json!({"name": record.name, "owner": "service_account", "source": "bootstrap file"});
+                    self.audit(tx.as_mut(), ctx, "key.create", "key", &record.id, details).await?;
+                    done.registered = Some(record.id.clone());
+                    keys.push(record);
+                }
+            }
+            let (due, next) = bootstrap_revocations(&keys, &hash, grace, now);
+            done.next_revocation = next;
+            let reason = "superseded by a newer bootstrap key; grace period over";
+            for key in due {
+                if tx.revoke_key(&key.id, &stamp, reason).await? {
+                    let details = json!({"name": key.name, "reason": reason, "graceSeconds": grace.num_seconds()});
+                    self.audit(tx.as_mut(), ctx, "key.revoke", "key", &key.id, details).await?;
+                    done.revoked.push(key.id.clone());
+                }
+            }
+            tx.commit().await?;
+            Ok(done)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bootstrap(name: &str, created: &str, revoked: bool) -> ApiKeyRecord {
+        ApiKeyRecord {
+            id: name.into(),
+            name: format!("{BOOTSTRAP_PREFIX}{name}"),
+            owner: KeyOwner::ServiceAccount,
+            owner_user_id: None,
+            secret_hash: format!("hash-{name}"),
+            hint: String::new(),
+            permissions: vec![],
+            created: created.into(),
+            revoked_at: revoked.then(|| created.to_string()),
+            revoked_reason: None,
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        parse_time(s).expect("a valid time")
+    }
+
+    #[test]
+    fn superseded_bootstrap_keys_are_revoked_once_the_grace_has_passed() {
+        let keys = vec![
+            bootstrap("a", "2026-01-01T00:00:00.000Z", false),
+            bootstrap("b", "2026-01-01T01:00:00.000Z", false),
+            bootstrap("c", "2026-01-01T03:00:00.000Z", false),
+        ];
+        let grace = chrono::Duration::minutes(90);
+        let ids = |v: Vec<&ApiKeyRecord>| v.into_iter().map(|k| k.id.clone()).collect::<Vec<_>>();
+        // b superseded a at 01:00 (due 02:30); c superseded b at 03:00 (due 04:30).
+        let (due, next) = bootstrap_revocations(&keys, "hash-c", grace, at("2026-01-01T02:29:59.000Z"));
+        assert!(due.is_empty());
+        assert_eq!(next, Some(at("2026-01-01T02:30:00.000Z")));
+        let (due, next) = bootstrap_revocations(&keys, "hash-c", grace, at("2026-01-01T02:30:00.000Z"));
+        assert_eq!(ids(due), ["a"]);
+        assert_eq!(next, Some(at("2026-01-01T04:30:00.000Z")));
+        let (due, next) = bootstrap_revocations(&keys, "hash-c", grace, at("2026-02-01T00:00:00.000Z"));
+        assert_eq!(ids(due), ["a", "b"], "a server that looks only much later revokes both");
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn the_current_newest_revoked_and_other_keys_are_left_alone() {
+        let mut cli = bootstrap("cli", "2026-01-01T00:00:00.000Z", false);
+        cli.name = "operator".into();
+        let keys = vec![
+            cli,
+            bootstrap("old", "2026-01-01T00:00:00.000Z", true),
+            bootstrap("a", "2026-01-01T01:00:00.000Z", false),
+            bootstrap("b", "2026-01-01T02:00:00.000Z", false),
+        ];
+        let later = at("2027-01-01T00:00:00.000Z");
+        let (due, _) = bootstrap_revocations(&keys, "hash-b", chrono::Duration::zero(), later);
+        assert_eq!(due.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["a"]);
+        // A file rolled back to `a` keeps `a` (and the newer `b` is not revoked either).
+        let (due, _) = bootstrap_revocations(&keys, "hash-a", chrono::Duration::zero(), later);
+        assert!(due.is_empty());
+    }
 
     #[test]
     fn secrets_are_random_prefixed_and_redacted() {

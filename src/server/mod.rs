@@ -158,13 +158,28 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
-/// Warnings an operator should act on: SCIM keys owned by users stop working when that user is
-/// offboarded, and with them all provisioning.
-pub async fn key_warnings(directory: &Directory) -> Result<Vec<String>, crate::store::StoreError> {
+/// Unrevoked SCIM keys owned by users: they stop working when that user is offboarded, and
+/// with them all provisioning.
+async fn user_owned_scim_keys(
+    directory: &Directory,
+) -> Result<Vec<crate::store::ApiKeyRecord>, crate::store::StoreError> {
     let keys = directory.store().begin_read().await?.list_keys().await?;
     Ok(keys
+        .into_iter()
+        .filter(|k| {
+            k.revoked_at.is_none()
+                && k.owner == crate::store::KeyOwner::User
+                && crate::provisioning::keys::allows_scim(k)
+        })
+        .collect())
+}
+
+/// Warnings an operator should act on, naming the keys and users (for the log and the audit
+/// trail, never for unauthenticated endpoints).
+pub async fn key_warnings(directory: &Directory) -> Result<Vec<String>, crate::store::StoreError> {
+    Ok(user_owned_scim_keys(directory)
+        .await?
         .iter()
-        .filter(|k| k.revoked_at.is_none() && k.owner == crate::store::KeyOwner::User && crate::provisioning::keys::allows_scim(k))
         .map(|k| {
             format!(
                 "SCIM key '{}' ({}) belongs to user {}: deactivating that user revokes the key and breaks provisioning; use a service-account key",
@@ -176,10 +191,26 @@ pub async fn key_warnings(directory: &Directory) -> Result<Vec<String>, crate::s
         .collect())
 }
 
+/// The same warnings for `/readyz`, which anyone who reaches the port may read: counts only,
+/// no key names, key ids or user ids (those are in the log, the audit trail and `keys list`).
+async fn readiness_warnings(directory: &Directory) -> Vec<String> {
+    match user_owned_scim_keys(directory).await {
+        Ok(keys) if keys.is_empty() => Vec::new(),
+        Ok(keys) => vec![format!(
+            "{} SCIM key(s) belong to a user: deactivating that user revokes the key and breaks provisioning; use service-account keys (`scim-operator keys list` names them)",
+            keys.len()
+        )],
+        Err(e) => {
+            tracing::warn!(error = %e, "could not list keys for the readiness warnings");
+            Vec::new()
+        }
+    }
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.directory.store().ping().await {
         Ok(()) => {
-            let warnings = key_warnings(&state.directory).await.unwrap_or_default();
+            let warnings = readiness_warnings(&state.directory).await;
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok", "warnings": warnings})))
                 .into_response()
         }

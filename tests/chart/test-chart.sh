@@ -50,6 +50,17 @@ $KUBECTL -n scim-system get secret scim-scim-operator-key >/dev/null
 $KUBECTL -n scim-system get statefulset scim-scim-operator-server >/dev/null
 $KUBECTL -n scim-system get deployment scim-scim-operator-operator >/dev/null
 
+say "the generated key is kept on upgrade and replaced when bootstrapKey.rotation changes"
+key() { $KUBECTL -n scim-system get secret scim-scim-operator-key -o jsonpath='{.data.token}'; }
+k1=$(key)
+$HELM upgrade scim "$chart" --namespace scim-system --set operator.leaderElection=true >/dev/null
+[ "$(key)" = "$k1" ] || fail "an upgrade changed the key"
+$HELM upgrade scim "$chart" --namespace scim-system --set operator.leaderElection=true --set bootstrapKey.rotation=2 >/dev/null
+k2=$(key)
+[ "$k2" != "$k1" ] || fail "a new bootstrapKey.rotation kept the old key"
+$HELM upgrade scim "$chart" --namespace scim-system --set operator.leaderElection=true --set bootstrapKey.rotation=2 >/dev/null
+[ "$(key)" = "$k2" ] || fail "the same rotation generated another key"
+
 say "least privilege of the operator's ServiceAccount"
 can() { $KUBECTL auth can-i --as="$sa" "$@" 2>/dev/null || true; }
 for yes in "watch scimusers.scim.dev --all-namespaces" "patch managedteams.scim.dev -n any" "patch scimusers.scim.dev --subresource=status -n any" \

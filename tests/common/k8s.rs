@@ -143,6 +143,7 @@ pub fn start_operator_with(
         lease_namespace: lease_ns.to_string(),
         identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
         cluster_id: None,
+        lease: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(args, async {

@@ -1,0 +1,310 @@
+//! End to end: two operator processes with leader election against a real kube-apiserver
+//! (tests/env/control-plane.sh) and the real SCIM server on loopback. Both are Ready; the leader
+//! is frozen with SIGSTOP; the standby takes over within one lease duration plus one retry
+//! period and provisions; once thawed, the old leader sends nothing to the SCIM server (each
+//! replica has its own key, so the audit trail tells them apart) and exits.
+//!
+//! Without a control plane (no KUBECONFIG) the test says so and skips, unless
+//! `SCIM_E2E_REQUIRED` is set, as the project's test command does.
+
+mod common;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use scim_operator::clock::{Clock, SystemClock, format_time};
+use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
+use scim_operator::store::AuditQuery;
+use serde_json::json;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(4);
+const RENEW_DEADLINE: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_secs(1);
+/// Allowance for the Lease API round trips of a loaded test machine on top of the bound.
+const LATENCY: Duration = Duration::from_millis(1500);
+
+fn control_plane() -> bool {
+    if std::env::var_os("KUBECONFIG").is_some() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SCIM_E2E_REQUIRED").is_none(),
+        "SCIM_E2E_REQUIRED is set but KUBECONFIG is not: start tests/env/control-plane.sh"
+    );
+    eprintln!("SKIPPED: no KUBECONFIG; start a control plane with tests/env/control-plane.sh");
+    false
+}
+
+/// One operator process; killed (and thawed first) when dropped.
+struct Replica {
+    identity: String,
+    key_id: String,
+    child: Child,
+    health: String,
+    log: std::path::PathBuf,
+}
+
+impl Replica {
+    fn start(identity: &str, key_id: &str, token_file: &Path, scim_url: &str, lease_ns: &str, dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join(format!("{identity}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_scim-operator"))
+            .args(["controller", "--leader-election", "--scim-url", scim_url, "--lease-namespace", lease_ns])
+            .args(["--identity", identity, "--metrics-listen", &format!("127.0.0.1:{port}")])
+            .arg("--token-file")
+            .arg(token_file)
+            .args(["--lease-duration-seconds", &LEASE.as_secs().to_string()])
+            .args(["--lease-renew-deadline-seconds", &RENEW_DEADLINE.as_secs().to_string()])
+            .args(["--lease-retry-period-seconds", &RETRY.as_secs().to_string()])
+            .args(["--resync-seconds", "2", "--concurrency", "4"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start the operator");
+        Self {
+            identity: identity.into(),
+            key_id: key_id.into(),
+            child,
+            health: format!("http://127.0.0.1:{port}"),
+            log,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill {sig} {}", self.identity);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd()] {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply("e2e-leader").force(), &Patch::Apply(&crd)).await.unwrap();
+        tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
+            .await
+            .expect("CRD established")
+            .unwrap();
+    }
+}
+
+async fn eventually<F, Fut, T>(what: &str, within: Duration, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt("scim-operator").await.ok().flatten()?.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+fn user_ready(u: &ScimUser) -> bool {
+    u.status.as_ref().is_some_and(|s| {
+        s.observed_generation == u.metadata.generation
+            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Waits until the ScimUser is Ready for its current generation; on timeout, fails with the
+/// object and the replicas' logs.
+async fn provisioned(users: &Api<ScimUser>, name: &str, replicas: &[Replica]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let user = users.get_opt(name).await.ok().flatten();
+        if user.as_ref().is_some_and(user_ready) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = replicas.iter().map(|r| format!("--- {}\n{}", r.identity, r.log())).collect();
+            panic!("ScimUser {name} not Ready: {:?}\n{}", user.map(|u| u.status), logs.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A ScimUser whose userName is unique to this run (the controllers watch every namespace).
+fn scim_user(name: &str, ns: &str) -> ScimUser {
+    serde_json::from_value(json!({
+        "apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser", "metadata": {"name": name},
+        "spec": {"userName": format!("{name}@{ns}.example.com"), "displayName": name}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
+    if !control_plane() {
+        return;
+    }
+    let client = Client::try_default().await.expect("kubeconfig");
+    install_crds(&client).await;
+    let ns = format!("leader-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+
+    let server = common::TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Vec::new();
+    for identity in ["replica-a", "replica-b"] {
+        let token = common::create_key(&server.store, identity, None).await;
+        let keys = server.store.begin_read().await.unwrap().list_keys().await.unwrap();
+        let key_id = keys.iter().find(|k| k.name == identity).expect("the replica's key").id.clone();
+        let token_file = dir.path().join(format!("{identity}.token"));
+        std::fs::write(&token_file, token).unwrap();
+        replicas.push(Replica::start(identity, &key_id, &token_file, &server.base, &ns, dir.path()));
+    }
+
+    // Both Ready, the standby included: readiness is not leadership.
+    let http = reqwest::Client::new();
+    for r in &replicas {
+        eventually(&format!("{} ready", r.identity), WAIT, || async {
+            let resp = http.get(format!("{}/readyz", r.health)).send().await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+    }
+    let first = eventually("a leader", WAIT, || holder(&leases)).await;
+    let (leader, standby) = match replicas.iter().position(|r| r.identity == first) {
+        Some(0) => (&replicas[0], &replicas[1]),
+        Some(_) => (&replicas[1], &replicas[0]),
+        None => panic!("the lease names {first}, not a replica of this test"),
+    };
+    for r in &replicas {
+        let resp = http.get(format!("{}/readyz", r.health)).send().await.unwrap();
+        assert!(resp.status().is_success(), "{} still Ready once a leader is chosen", r.identity);
+    }
+
+    users.create(&PostParams::default(), &scim_user("before", &ns)).await.unwrap();
+    provisioned(&users, "before", &replicas).await;
+    let by = |key: &str, since: &str| {
+        let store = server.store.clone();
+        let (key, since) = (key.to_string(), since.to_string());
+        async move {
+            let q = AuditQuery { since: Some(since), ..Default::default() };
+            let events = store.begin_read().await.unwrap().list_audit(&q).await.unwrap();
+            events.into_iter().filter(|e| e.actor == key).collect::<Vec<_>>()
+        }
+    };
+    let start = format_time(SystemClock.now() - chrono::Duration::hours(1));
+    assert!(!by(&leader.key_id, &start).await.is_empty(), "the leader's writes are attributable to its key");
+    assert!(by(&standby.key_id, &start).await.is_empty(), "the standby wrote nothing while standing by");
+
+    // Freeze the leader: the standby leads within the lease duration plus one retry period.
+    leader.signal("-STOP");
+    let frozen = Instant::now();
+    // The frozen leader's last renewal as the Lease shows it (both replicas stamp the Lease from
+    // this machine's clock, so the test may compare the stamps).
+    let stamp = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime>| t.as_ref().map(|t| t.0);
+    let mut last_renewal = None;
+    let deadline = Instant::now() + WAIT;
+    let (took_over, acquired) = loop {
+        let spec = leases.get("scim-operator").await.unwrap().spec.unwrap_or_default();
+        match spec.holder_identity.as_deref() {
+            Some(h) if h == standby.identity => break (Instant::now(), stamp(&spec.acquire_time)),
+            Some(h) if h == leader.identity => last_renewal = stamp(&spec.renew_time),
+            other => panic!("unexpected holder {other:?}"),
+        }
+        assert!(Instant::now() < deadline, "the standby did not take over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let takeover = took_over - frozen;
+    eprintln!("takeover {:.2}s after SIGSTOP (lease {LEASE:?}, retry {RETRY:?})", takeover.as_secs_f64());
+    assert!(takeover <= LEASE + RETRY + LATENCY, "taken over after {takeover:?}");
+    // Never earlier than one lease duration after the holder's last renewal that the standby
+    // could have seen: the old leader's own deadline (3 s after it) had passed by then.
+    let (Some(renewed), Some(acquired)) = (last_renewal, acquired) else { panic!("the Lease lacks its times") };
+    let gap = acquired.duration_since(renewed);
+    eprintln!("acquired {gap:#} after the frozen leader's last renewal");
+    assert!(
+        gap >= k8s_openapi::jiff::SignedDuration::try_from(LEASE).unwrap(),
+        "taken over {gap:#} after the last renewal, less than the lease duration"
+    );
+    users.create(&PostParams::default(), &scim_user("during", &ns)).await.unwrap();
+    provisioned(&users, "during", &replicas).await;
+
+    // Work the thawed leader would pick up from its watch if it still believed it led.
+    users
+        .patch(
+            "before",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"displayName": "changed while the leader was frozen"}})),
+        )
+        .await
+        .unwrap();
+    users.create(&PostParams::default(), &scim_user("thaw", &ns)).await.unwrap();
+    provisioned(&users, "before", &replicas).await;
+    provisioned(&users, "thaw", &replicas).await;
+
+    let thawed_at = format_time(SystemClock.now());
+    leader.signal("-CONT");
+    let (leader_key, standby_key) = (leader.key_id.clone(), standby.key_id.clone());
+    let (leader_at, standby_identity) =
+        (replicas.iter().position(|r| r.identity == first).unwrap_or(0), standby.identity.clone());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = replicas[leader_at].child.try_wait().expect("wait for the old leader") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the old leader did not step down:\n{}", replicas[leader_at].log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = replicas[leader_at].log();
+    assert!(!status.success(), "the old leader exits with an error status: {status}");
+    assert!(log.contains("stopped leading") && log.contains("renew deadline"), "it says why:\n{log}");
+    // Give it every chance to write: resyncs come every 2 s.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = by(&leader_key, &thawed_at).await;
+    assert!(after.is_empty(), "the old leader wrote after it thawed: {after:?}");
+    assert_eq!(holder(&leases).await.as_deref(), Some(standby_identity.as_str()), "the standby still leads");
+    let by_standby = by(&standby_key, &start).await;
+    assert!(by_standby.iter().any(|e| e.action == "user.create"), "the new leader provisioned users: {by_standby:?}");
+    let readyz = http.get(format!("{}/readyz", replicas[1 - leader_at].health)).send().await.unwrap();
+    assert!(readyz.status().is_success());
+
+    // Deleted while the new leader runs, so that their finalizers are honoured.
+    for name in ["before", "during", "thaw"] {
+        users.delete(name, &Default::default()).await.unwrap();
+    }
+    eventually("the ScimUsers to be deleted", WAIT, || async {
+        users.list(&Default::default()).await.ok().filter(|l| l.items.is_empty()).map(|_| ())
+    })
+    .await;
+    drop(replicas);
+    let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await;
+    server.stop().await;
+}
