@@ -14,7 +14,7 @@ mod user;
 
 pub use common::common_attributes;
 pub use discovery::{
-    AuthenticationScheme, ServiceProviderConfig, attribute_json, resource_type_json, schema_json,
+    AdvertisedLimits, AuthenticationScheme, LIMITS_EXTENSION, ServiceProviderConfig, attribute_json, resource_type_json, schema_json,
     service_provider_config_json,
 };
 pub use group::{group_resource_type, group_schema};

@@ -141,6 +141,27 @@ pub struct ServiceProviderConfig {
     pub etag: bool,
     /// Accepted authentication schemes.
     pub authentication_schemes: Vec<AuthenticationScheme>,
+    /// Request limits RFC 7643 has no attribute for, advertised under [`LIMITS_EXTENSION`].
+    pub limits: Option<AdvertisedLimits>,
+}
+
+/// URN of this server's extension of the ServiceProviderConfig carrying its request limits.
+pub const LIMITS_EXTENSION: &str = "urn:scim-operator:params:scim:schemas:extension:limits:1.0:ServiceProviderConfig";
+
+/// The limits a client may need to know before it sends a request (each refused with a 400
+/// naming it, or 413 for the body size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedLimits {
+    /// Largest request body, in bytes.
+    pub max_payload_size: u64,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: u64,
+    /// Most values of one multi-valued attribute in one request.
+    pub max_values_per_attribute: u64,
+    /// Longest filter, in bytes.
+    pub max_filter_length: u64,
+    /// Deepest filter expression tree (parentheses, `not`, value filters and `and`/`or`).
+    pub max_filter_depth: u64,
 }
 
 impl Default for ServiceProviderConfig {
@@ -159,6 +180,7 @@ impl Default for ServiceProviderConfig {
             sort: true,
             etag: true,
             authentication_schemes: vec![AuthenticationScheme::oauth_bearer_token()],
+            limits: None,
         }
     }
 }
@@ -199,6 +221,16 @@ pub fn service_provider_config_json(config: &ServiceProviderConfig, base_url: &s
     out["sort"] = json!({ "supported": config.sort });
     out["etag"] = json!({ "supported": config.etag });
     out["authenticationSchemes"] = Value::Array(schemes);
+    if let Some(l) = &config.limits {
+        out["schemas"] = json!([SERVICE_PROVIDER_CONFIG_SCHEMA, LIMITS_EXTENSION]);
+        out[LIMITS_EXTENSION] = json!({
+            "maxPayloadSize": l.max_payload_size,
+            "maxPatchOperations": l.max_patch_operations,
+            "maxValuesPerAttribute": l.max_values_per_attribute,
+            "maxFilterLength": l.max_filter_length,
+            "maxFilterDepth": l.max_filter_depth,
+        });
+    }
     out["meta"] = json!({
         "resourceType": "ServiceProviderConfig",
         "location": format!("{}/ServiceProviderConfig", trim_base(base_url)),
