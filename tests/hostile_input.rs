@@ -22,6 +22,10 @@ fn patch(ops: Value) -> Value {
     json!({"schemas": [PATCH_OP], "Operations": ops})
 }
 
+fn search(filter: &str) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "filter": filter})
+}
+
 fn encode(filter: &str) -> String {
     serde_urlencoded::to_string([("filter", filter)]).expect("encode")
 }
@@ -77,6 +81,13 @@ async fn raw_request(s: &TestServer, method: &str, path: &str, extra_headers: &s
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// The limits served at `/api/v1/limits` (SCIM's ServiceProviderConfig has no place for them).
+async fn api_limits(s: &TestServer) -> Value {
+    let resp = s.http.get(format!("{}/api/v1/limits", s.root())).bearer_auth(&s.token).send().await.expect("limits");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.expect("limits JSON")
+}
+
 #[tokio::test]
 async fn odd_path_spellings_reach_the_same_endpoints() {
     let s = TestServer::start().await;
@@ -115,7 +126,7 @@ async fn odd_path_spellings_reach_the_same_endpoints() {
     // The whole prefix too, and searches.
     let resp = s.http.get(format!("{}/SCIM/V2/Users/", s.root())).bearer_auth(&s.token).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let (status, body) = s.post("/users/.SEARCH", json!({"filter": "userName eq \"spelling@example.com\""})).await;
+    let (status, body) = s.post("/users/.SEARCH", search("userName eq \"spelling@example.com\"")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["totalResults"], 1);
     // Ids keep their case: a different id is another (absent) resource.
@@ -275,14 +286,14 @@ async fn long_and_deep_filters_run_or_are_invalid_filters() {
     assert_scim_error(&body, 400, Some("invalidFilter"));
     assert!(body["detail"].as_str().unwrap().contains("8192"), "{body}");
     let chain: String = terms[terms.len() - 300..].join(" or ");
-    let (status, body) = s.post("/Users/.search", json!({"filter": chain})).await;
+    let (status, body) = s.post("/Users/.search", search(&chain)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["totalResults"], 1);
     // The longest chains the length allows, with `and` and `or` mixed and on both resource types.
     let short_or = vec!["id pr"; 8192 / 9].join(" or ");
     let short_and = vec!["id pr"; 8192 / 10].join(" and ");
     for (path, f) in [("/Users", &short_or), ("/Users", &short_and), ("/Groups", &short_or), ("/Groups", &short_and)] {
-        let (status, body) = s.post(&format!("{path}/.search"), json!({"filter": f})).await;
+        let (status, body) = s.post(&format!("{path}/.search"), search(f)).await;
         assert_eq!(status, StatusCode::OK, "{path} chain of {}: {body}", f.len());
     }
     // Nesting: within the depth it runs, beyond it is refused.
@@ -290,7 +301,7 @@ async fn long_and_deep_filters_run_or_are_invalid_filters() {
     for (depth, ok) in [(60, true), (65, false), (2000, false)] {
         for open in ["(", "not ("] {
             let f = nested(depth, open);
-            let (status, body) = s.post("/Users/.search", json!({"filter": f})).await;
+            let (status, body) = s.post("/Users/.search", search(&f)).await;
             if ok {
                 assert_eq!(status, StatusCode::OK, "depth {depth} {open}: {body}");
             } else {
@@ -304,12 +315,12 @@ async fn long_and_deep_filters_run_or_are_invalid_filters() {
     for _ in 0..70 {
         f = format!("({f}) and userName pr and (userName pr or id pr)");
     }
-    let (status, body) = s.post("/Users/.search", json!({"filter": f})).await;
+    let (status, body) = s.post("/Users/.search", search(&f)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_scim_error(&body, 400, Some("invalidFilter"));
     // Value filters, nested `not`, many parameters: run.
     let vf = vec!["emails[value co \"x\" or type eq \"work\"]"; 150].join(" or ");
-    let (status, body) = s.post("/Users/.search", json!({"filter": vf})).await;
+    let (status, body) = s.post("/Users/.search", search(&vf)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     s.stop().await;
 }
@@ -347,12 +358,12 @@ async fn huge_patches_are_refused_by_the_limits_quickly() {
     assert!(body["detail"].as_str().unwrap().contains(&limits.max_patch_operations.to_string()), "{body}");
     // Group members count as values too.
     let members: Vec<Value> = (0..limits.max_values + 1).map(|i| json!({"value": format!("m{i}")})).collect();
-    let (status, body) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "huge", "members": members})).await;
+    let (status, body) =
+        s.post("/Groups", json!({"schemas": [GROUP], "displayName": "huge", "members": members})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_scim_error(&body, 400, Some("invalidValue"));
     // The limits are advertised.
-    let (_, spc) = s.get("/ServiceProviderConfig").await;
-    let ext = &spc[scim_operator::scim::schema::LIMITS_EXTENSION];
+    let ext = api_limits(&s).await;
     assert_eq!(ext["maxPatchOperations"], limits.max_patch_operations);
     assert_eq!(ext["maxValuesPerAttribute"], limits.max_values);
     assert_eq!(ext["maxPayloadSize"], limits.max_body_bytes);
@@ -381,11 +392,9 @@ async fn limits_follow_the_server_settings() {
     let (status, body) = s.patch(&format!("/Users/{id}"), patch(ops)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["detail"].as_str().unwrap().contains("at most 2"), "{body}");
-    let (status, _) =
-        s.post("/Users", json!({"schemas": [USER], "userName": "x".repeat(5000)})).await;
+    let (status, _) = s.post("/Users", json!({"schemas": [USER], "userName": "x".repeat(5000)})).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let (_, spc) = s.get("/ServiceProviderConfig").await;
-    assert_eq!(spc[scim_operator::scim::schema::LIMITS_EXTENSION]["maxPayloadSize"], 4096);
+    assert_eq!(api_limits(&s).await["maxPayloadSize"], 4096);
     s.stop().await;
 }
 
@@ -395,7 +404,8 @@ async fn unicode_case_pairs_match_on_every_store() {
     let (status, body) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Ärzte"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let group_id = body["id"].as_str().unwrap().to_string();
-    for f in ["displayName eq \"ärzte\"", "displayName eq \"ÄRZTE\"", "displayName sw \"är\"", "displayName co \"RZT\""] {
+    for f in ["displayName eq \"ärzte\"", "displayName eq \"ÄRZTE\"", "displayName sw \"är\"", "displayName co \"RZT\""]
+    {
         let (status, body) = s.get(&format!("/Groups?{}", encode(f))).await;
         assert_eq!(status, StatusCode::OK, "{f}: {body}");
         assert_eq!(body["totalResults"], 1, "{f}: {body}");
@@ -410,7 +420,10 @@ async fn unicode_case_pairs_match_on_every_store() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let user_id = body["id"].as_str().unwrap().to_string();
     let (status, _) = s
-        .patch(&format!("/Groups/{group_id}"), patch(json!([{"op": "add", "path": "members", "value": [{"value": user_id}]}])))
+        .patch(
+            &format!("/Groups/{group_id}"),
+            patch(json!([{"op": "add", "path": "members", "value": [{"value": user_id}]}])),
+        )
         .await;
     assert!(status.is_success());
     for (f, n) in [
@@ -441,7 +454,8 @@ async fn unicode_case_pairs_match_on_every_store() {
     }
     let (status, body) = s.get("/Users?sortBy=userName&count=10").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let names: Vec<&str> = body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        body["Resources"].as_array().unwrap().iter().map(|r| r["userName"].as_str().unwrap()).collect();
     assert_eq!(names, ["adam", "Straße@example.com", "Zoe", "émile", "Ölaf"]);
     s.stop().await;
 }
@@ -494,4 +508,76 @@ async fn no_hostile_request_gets_a_5xx() {
         assert!(status.is_success() || status.is_client_error(), "{p}: {status} {body}");
     }
     s.stop().await;
+}
+
+/// A database written before the folded columns existed is filled at startup: old rows match
+/// Unicode case pairs like new ones.
+#[tokio::test]
+async fn rows_from_before_the_folded_columns_are_backfilled() {
+    use scim_operator::scim::filter::parse_filter;
+    use scim_operator::scim::list::SortOrder;
+    use scim_operator::scim::schema::{group_resource_type, user_resource_type};
+    use scim_operator::store::ListSpec;
+    use sqlx::any::AnyPoolOptions;
+    sqlx::any::install_default_drivers();
+    let (url, _dir) = common::fresh_database().await;
+    let postgres = url.starts_with("postgres");
+    let pool_url = if postgres { url.clone() } else { format!("sqlite://{url}?mode=rwc") };
+    let pool = AnyPoolOptions::new().max_connections(1).connect(&pool_url).await.expect("connect");
+    let dir = if postgres { "migrations/postgres" } else { "migrations/sqlite" };
+    let mut migrator = sqlx::migrate::Migrator::new(std::path::Path::new(dir)).await.expect("migrations");
+    migrator.migrations = std::borrow::Cow::Owned(migrator.migrations[..1].to_vec());
+    migrator.run(&pool).await.expect("migration 0001 only");
+    let json = if postgres { "$2::jsonb" } else { "$2" };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users (id, user_name, user_name_key, active, data, created, last_modified) \
+         VALUES ('u1', 'ÄRZTE', 'Ärzte', 1, {json}, $1, $1)"
+    )))
+    .bind("2024-01-01T00:00:00.000Z")
+    .bind(json!({"userName": "ÄRZTE", "name": {"familyName": "Müller"}}).to_string())
+    .execute(&pool)
+    .await
+    .expect("old user row");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO teams (id, name, handle, scim_id, data, created, last_modified) \
+         VALUES ('t1', 'Ärzte', 'aerzte', 'g1', {json}, $1, $1)"
+    )))
+    .bind("2024-01-01T00:00:00.000Z")
+    .bind(json!({"displayName": "Ärzte"}).to_string())
+    .execute(&pool)
+    .await
+    .expect("old team row");
+    pool.close().await;
+
+    let store = scim_operator::store::open(&url).await.expect("open runs 0002 and the backfill");
+    let users = user_resource_type();
+    let groups = group_resource_type();
+    for (text, rt, n) in [
+        ("userName eq \"ärzte\"", &users, 1),
+        ("name.familyName eq \"MÜLLER\"", &users, 1),
+        ("displayName eq \"ärzte\"", &groups, 1),
+        ("displayName eq \"other\"", &groups, 0),
+    ] {
+        let filter = parse_filter(text).unwrap();
+        let spec = ListSpec {
+            resource_type: rt,
+            filter: Some(&filter),
+            sort_by: None,
+            sort_order: SortOrder::Ascending,
+            offset: 0,
+            limit: 10,
+        };
+        let mut tx = store.begin_read().await.unwrap();
+        let total = if std::ptr::eq(rt, &users) {
+            tx.list_users(&spec).await.unwrap().0
+        } else {
+            tx.list_groups(&spec).await.unwrap().0
+        };
+        assert_eq!(total, n, "{text}");
+    }
+    let mut tx = store.begin_read().await.unwrap();
+    assert!(tx.user_by_name("ärzte").await.unwrap().is_some(), "the uniqueness key is refolded");
+    drop(tx);
+    store.close().await;
+    common::drop_database(&url).await;
 }

@@ -20,9 +20,10 @@ pub struct RequestLimits {
 
 /// Checks a parsed request body against `limits`; linear in the size of the body.
 pub fn check_body(body: &Value, limits: &RequestLimits) -> Result<(), ScimError> {
-    if let Some(ops) = body.as_object().and_then(|o| {
-        o.iter().find(|(k, _)| k.eq_ignore_ascii_case("Operations")).and_then(|(_, v)| v.as_array())
-    }) && ops.len() > limits.max_patch_operations
+    if let Some(ops) = body
+        .as_object()
+        .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case("Operations")).and_then(|(_, v)| v.as_array()))
+        && ops.len() > limits.max_patch_operations
     {
         return Err(ScimError::invalid_value(format!(
             "the PATCH request has {} operations; at most {} are accepted in one request (--max-patch-operations)",
@@ -46,7 +47,17 @@ fn check_arrays(v: &Value, name: Option<&str>, max: usize) -> Result<(), ScimErr
             }
             items.iter().try_for_each(|item| check_arrays(item, name, max))
         }
-        Value::Object(map) => map.iter().try_for_each(|(k, item)| check_arrays(item, Some(k), max)),
+        Value::Object(map) => {
+            // A PATCH operation's `value` is named by the operation's path.
+            let path = map.iter().find(|(k, _)| k.eq_ignore_ascii_case("path")).and_then(|(_, p)| p.as_str());
+            map.iter().try_for_each(|(k, item)| {
+                let name = match path {
+                    Some(p) if k.eq_ignore_ascii_case("value") => p,
+                    _ => k,
+                };
+                check_arrays(item, Some(name), max)
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -73,5 +84,7 @@ mod tests {
         assert!(e.detail.contains("3 operations") && e.detail.contains("at most 2"), "{}", e.detail);
         let nested = json!({"Operations": [{"op": "add", "value": {"emails": [1, 2, 3, 4]}}]});
         assert!(check_body(&nested, &LIMITS).unwrap_err().detail.contains("'emails'"));
+        let with_path = json!({"Operations": [{"op": "add", "path": "emails", "value": [1, 2, 3, 4]}]});
+        assert!(check_body(&with_path, &LIMITS).unwrap_err().detail.contains("'emails' has 4 values"));
     }
 }

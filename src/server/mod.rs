@@ -12,6 +12,7 @@ pub use auth::AuthenticatedKey;
 pub use response::SCIM_MEDIA_TYPE;
 
 use axum::Router;
+use axum::ServiceExt;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
@@ -20,7 +21,6 @@ use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use axum::ServiceExt;
 use tower_http::normalize_path::NormalizePath;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -141,6 +141,7 @@ pub fn router(state: AppState) -> Router {
     // Derived state that SCIM has no place for, behind the same keys.
     let api = Router::new()
         .route("/users/{id}/access", get(handlers::user_access))
+        .route("/limits", get(discovery::limits))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .nest("/scim/v2", scim)

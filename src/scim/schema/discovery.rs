@@ -141,15 +141,12 @@ pub struct ServiceProviderConfig {
     pub etag: bool,
     /// Accepted authentication schemes.
     pub authentication_schemes: Vec<AuthenticationScheme>,
-    /// Request limits RFC 7643 has no attribute for, advertised under [`LIMITS_EXTENSION`].
-    pub limits: Option<AdvertisedLimits>,
 }
 
-/// URN of this server's extension of the ServiceProviderConfig carrying its request limits.
-pub const LIMITS_EXTENSION: &str = "urn:scim-operator:params:scim:schemas:extension:limits:1.0:ServiceProviderConfig";
-
-/// The limits a client may need to know before it sends a request (each refused with a 400
-/// naming it, or 413 for the body size).
+/// The request limits a client may need to know before it sends a request (each refused with a
+/// 400 naming it, or 413 for the body size). RFC 7643 has a place for `filter.maxResults` only,
+/// and strict clients refuse extensions of the ServiceProviderConfig, so these are served
+/// beside SCIM (`/api/v1/limits`), as [`limits_json`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdvertisedLimits {
     /// Largest request body, in bytes.
@@ -162,6 +159,8 @@ pub struct AdvertisedLimits {
     pub max_filter_length: u64,
     /// Deepest filter expression tree (parentheses, `not`, value filters and `and`/`or`).
     pub max_filter_depth: u64,
+    /// Largest page (also `filter.maxResults` of the ServiceProviderConfig).
+    pub max_results: u64,
 }
 
 impl Default for ServiceProviderConfig {
@@ -180,9 +179,20 @@ impl Default for ServiceProviderConfig {
             sort: true,
             etag: true,
             authentication_schemes: vec![AuthenticationScheme::oauth_bearer_token()],
-            limits: None,
         }
     }
+}
+
+/// The limits as JSON.
+pub fn limits_json(l: &AdvertisedLimits) -> Value {
+    json!({
+        "maxPayloadSize": l.max_payload_size,
+        "maxPatchOperations": l.max_patch_operations,
+        "maxValuesPerAttribute": l.max_values_per_attribute,
+        "maxFilterLength": l.max_filter_length,
+        "maxFilterDepth": l.max_filter_depth,
+        "maxResults": l.max_results,
+    })
 }
 
 /// The §5 document served at `{base_url}/ServiceProviderConfig`.
@@ -221,16 +231,6 @@ pub fn service_provider_config_json(config: &ServiceProviderConfig, base_url: &s
     out["sort"] = json!({ "supported": config.sort });
     out["etag"] = json!({ "supported": config.etag });
     out["authenticationSchemes"] = Value::Array(schemes);
-    if let Some(l) = &config.limits {
-        out["schemas"] = json!([SERVICE_PROVIDER_CONFIG_SCHEMA, LIMITS_EXTENSION]);
-        out[LIMITS_EXTENSION] = json!({
-            "maxPayloadSize": l.max_payload_size,
-            "maxPatchOperations": l.max_patch_operations,
-            "maxValuesPerAttribute": l.max_values_per_attribute,
-            "maxFilterLength": l.max_filter_length,
-            "maxFilterDepth": l.max_filter_depth,
-        });
-    }
     out["meta"] = json!({
         "resourceType": "ServiceProviderConfig",
         "location": format!("{}/ServiceProviderConfig", trim_base(base_url)),
