@@ -236,6 +236,13 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "SCIM_OPERATOR_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Most values of one multi-valued attribute (and elements of any array) in one request
+    /// body; more is refused with 400 `invalidValue` naming the limit.
+    #[arg(long, env = "SCIM_OPERATOR_MAX_VALUES", default_value_t = 10_000)]
+    pub max_values: usize,
+    /// Most operations in one PATCH request; more is refused with 400 `invalidValue`.
+    #[arg(long, env = "SCIM_OPERATOR_MAX_PATCH_OPERATIONS", default_value_t = 1_000)]
+    pub max_patch_operations: usize,
     /// Seconds after which a request is abandoned and rolled back.
     #[arg(long, env = "SCIM_OPERATOR_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -430,6 +437,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             default_count: args.default_count,
             max_count: args.max_count,
             max_body_bytes: args.max_body_bytes,
+            max_values: args.max_values,
+            max_patch_operations: args.max_patch_operations,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             key_cache_ttl: Duration::from_millis(args.key_cache_millis),
         },

@@ -28,6 +28,13 @@ fn users() -> Vec<Value> {
         json!({"userName": "dave%_x", "displayName": "Dave", "active": true, "emails": [{"value": "dave@corp.test"}],
                "name": {"familyName": "O'Neil"}}),
         json!({"userName": "Émile", "active": true, "title": "Engineer II", "externalId": "A-10"}),
+        // Non-ASCII case pairs: SQL lower() would disagree with the evaluator on every one.
+        json!({"userName": "ÄRZTE", "displayName": "Straße", "active": true, "title": "İstanbul",
+               "name": {"givenName": "e\u{301}mile", "familyName": "ΣΊΣΥΦΟΣ"},
+               "emails": [{"value": "Ärzte@Klinik.DE", "type": "work"}], "nickName": "😀 Smile"}),
+        json!({"userName": "ärzte2", "displayName": "STRASSE", "active": false, "title": "ıspanak",
+               "name": {"givenName": "Émile", "familyName": "σίσυφος"}, "externalId": "Ä-1",
+               "emails": [{"value": "x@ÄRZTE.de", "type": "Home"}], "nickName": "ǅemal"}),
     ]
 }
 
@@ -81,6 +88,31 @@ fn literal() -> impl Strategy<Value = String> {
             "",
             "dave%_x",
             "Anders",
+            "ärzte",
+            "ÄRZTE",
+            "Ärzte@klinik.de",
+            "straße",
+            "STRASSE",
+            "ss",
+            "ß",
+            "ẞ",
+            "İ",
+            "i\u{307}",
+            "istanbul",
+            "ı",
+            "I",
+            "😀",
+            "😀 smile",
+            "e\u{301}",
+            "é",
+            "émile",
+            "Σ",
+            "σίσυφος",
+            "ς",
+            "ǆ",
+            "Ä-1",
+            "ä-1",
+            "\u{301}",
         ])
         .prop_map(|s| serde_json::to_string(s).unwrap_or_default()),
         Just("true".to_string()),
@@ -120,7 +152,7 @@ async fn seed(store: &SharedStore) -> Vec<(String, Value)> {
     for (i, data) in users().into_iter().enumerate() {
         let doc = data.as_object().unwrap().clone();
         let rec = UserRecord {
-            id: format!("00000000-0000-0000-0000-00000000000{i}"),
+            id: format!("00000000-0000-0000-0000-0000000000{i:02}"),
             user_name: doc["userName"].as_str().unwrap().to_string(),
             external_id: doc.get("externalId").and_then(Value::as_str).map(str::to_string),
             display_name: doc.get("displayName").and_then(Value::as_str).map(str::to_string),

@@ -53,7 +53,7 @@ cargo test --locked --all-targets -- --test-threads=2
 step "tests (PostgreSQL store: the SCIM suites again, replicas, migration)"
 SCIM_TEST_DATABASE_URL="$pg_url" SCIM_PG_REQUIRED=1 cargo test --locked \
   --test scim_api --test provisioning_rules --test idp_replays --test conformance \
-  --test filter_sql_oracle --test invitation_email --test multi_replica --test store_migrate --test store_postgres \
+  --test filter_sql_oracle --test hostile_input --test invitation_email --test multi_replica --test store_migrate --test store_postgres \
   --test role_race --test replica_outbox \
   -- --test-threads=2
 

@@ -5,6 +5,8 @@
 
 pub mod error;
 pub mod filter;
+pub mod fold;
+pub mod limits;
 pub mod list;
 pub mod patch;
 pub mod projection;

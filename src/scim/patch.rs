@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::ScimError;
 use super::filter::eval::element_matches;
 use super::filter::{CompareOp, Filter, PatchPath, parse_patch_path};
-use super::resource::coerce_value;
+use super::resource::{ValueSet, coerce_value};
 use super::schema::{AttrType, AttributeDef, Mutability, PATCH_OP_SCHEMA, ResourceType, SchemaDef};
 
 /// The operation of one PATCH step.
@@ -379,8 +379,12 @@ fn set_whole(doc: &mut Map<String, Value>, t: &Target<'_>, op: Op, value: &Value
                     Some(Value::Array(a)) => a,
                     _ => Vec::new(),
                 };
+                let mut seen = ValueSet::default();
+                for item in &items {
+                    seen.insert(item);
+                }
                 for new in as_vec(v) {
-                    if !items.contains(&new) {
+                    if seen.insert(&new) {
                         if new.get("primary").and_then(Value::as_bool) == Some(true) {
                             clear_primary(&mut items);
                         }
@@ -468,7 +472,10 @@ fn apply_at_path(
                     && let Some(v) = op.value.as_ref().filter(|v| !v.is_null())
                 {
                     // Remove the listed values only.
-                    let listed = coerce_value(attr, v)?.map(as_vec).unwrap_or_default();
+                    let mut listed = ValueSet::default();
+                    for x in coerce_value(attr, v)?.map(as_vec).unwrap_or_default() {
+                        listed.insert(&x);
+                    }
                     let map = container(doc, t);
                     if let Some(Value::Array(items)) = map.get_mut(attr.name) {
                         items.retain(|x| !listed.contains(x));
@@ -531,11 +538,13 @@ fn apply_at_path(
             };
             let hits: Vec<usize> =
                 items.iter().enumerate().filter(|(_, e)| element_matches(filter, attr, e)).map(|(i, _)| i).collect();
+            // Membership of an index in `hits` in constant time (no scan per element).
+            let hit: std::collections::HashSet<usize> = hits.iter().copied().collect();
             match (op.op, sub_def) {
                 (Op::Remove, None) => {
                     let mut i = 0;
                     items.retain(|_| {
-                        let keep = !hits.contains(&i);
+                        let keep = !hit.contains(&i);
                         i += 1;
                         keep
                     });
@@ -581,7 +590,7 @@ fn apply_at_path(
                     let sets_primary = patch.get("primary").and_then(Value::as_bool) == Some(true);
                     if sets_primary {
                         for (i, item) in items.iter_mut().enumerate() {
-                            if !hits.contains(&i)
+                            if !hit.contains(&i)
                                 && let Value::Object(o) = item
                             {
                                 o.remove("primary");

@@ -119,9 +119,10 @@ pub fn coerce_value(def: &AttributeDef, value: &Value) -> Result<Option<Value>, 
             single => vec![single],
         };
         let mut out = Vec::with_capacity(items.len());
+        let mut seen = ValueSet::default();
         for item in items {
             if let Some(v) = coerce_single(def, item)?
-                && !out.contains(&v)
+                && seen.insert(&v)
             {
                 out.push(v);
             }
@@ -197,8 +198,81 @@ fn coerce_single(def: &AttributeDef, value: &Value) -> Result<Option<Value>, Sci
             Some(value.clone())
         }
         AttrType::String | AttrType::Reference | AttrType::Binary => {
-            value.as_str().ok_or_else(|| wrong("a string"))?;
+            let text = value.as_str().ok_or_else(|| wrong("a string"))?;
+            check_text(def, text)?;
             Some(value.clone())
         }
     })
+}
+
+/// Attributes whose text may span lines (RFC 7643 §4.1.2: a formatted address or name, a
+/// street address of several lines).
+const MULTI_LINE: &[&str] = &["formatted", "streetAddress"];
+
+/// Refuses control characters in a string value: NUL cannot be stored by PostgreSQL at all, and
+/// the others have no place in names, identifiers or addresses. Tab, line feed and carriage
+/// return are allowed in the multi-line attributes only.
+fn check_text(def: &AttributeDef, text: &str) -> Result<(), ScimError> {
+    let multi_line = MULTI_LINE.contains(&def.name);
+    match text.chars().find(|c| c.is_control() && !(multi_line && matches!(c, '\t' | '\n' | '\r'))) {
+        None => Ok(()),
+        Some(c) => Err(ScimError::invalid_value(format!(
+            "'{}' contains the control character U+{:04X}, which is not allowed{}",
+            def.name,
+            c as u32,
+            if multi_line { " (only tab and line breaks are)" } else { "" }
+        ))),
+    }
+}
+
+/// A set of JSON values with the equality of `Value` (object keys in any order), in linear
+/// time: multi-valued attributes are deduplicated without comparing every pair.
+#[derive(Default)]
+pub(crate) struct ValueSet(std::collections::HashSet<String>);
+
+impl ValueSet {
+    /// Adds `v`; false when an equal value was there already.
+    pub(crate) fn insert(&mut self, v: &Value) -> bool {
+        self.0.insert(canonical_text(v))
+    }
+    /// Whether an equal value is in the set.
+    pub(crate) fn contains(&self, v: &Value) -> bool {
+        self.0.contains(&canonical_text(v))
+    }
+}
+
+/// Serialisation with object keys sorted, so that equal values serialise alike.
+fn canonical_text(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k.as_str()], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
 }

@@ -14,8 +14,8 @@ mod user;
 
 pub use common::common_attributes;
 pub use discovery::{
-    AuthenticationScheme, ServiceProviderConfig, attribute_json, resource_type_json, schema_json,
-    service_provider_config_json,
+    AdvertisedLimits, AuthenticationScheme, ServiceProviderConfig, attribute_json, limits_json, resource_type_json,
+    schema_json, service_provider_config_json,
 };
 pub use group::{group_resource_type, group_schema};
 pub use role_mapping::{ROLE_MAPPING_SCHEMA, role_mapping_resource_type, role_mapping_schema};

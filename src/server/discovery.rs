@@ -9,10 +9,25 @@ use super::handlers::base_url;
 use super::response::{ApiResult, ScimJson};
 use crate::scim::ScimError;
 use crate::scim::list::list_response;
-use crate::scim::schema::{ServiceProviderConfig, resource_type_json, schema_json, service_provider_config_json};
+use crate::scim::schema::{
+    AdvertisedLimits, ServiceProviderConfig, limits_json, resource_type_json, schema_json, service_provider_config_json,
+};
 
 fn provider_config(s: &AppState) -> ServiceProviderConfig {
     ServiceProviderConfig { max_results: s.config.max_count, ..ServiceProviderConfig::default() }
+}
+
+/// `/api/v1/limits`: the request limits SCIM's ServiceProviderConfig has no place for.
+pub async fn limits(State(s): State<AppState>) -> ApiResult {
+    use crate::scim::filter::parser::{MAX_DEPTH, MAX_FILTER_LEN};
+    Ok(ScimJson::ok(limits_json(&AdvertisedLimits {
+        max_payload_size: s.config.max_body_bytes as u64,
+        max_patch_operations: s.config.max_patch_operations as u64,
+        max_values_per_attribute: s.config.max_values as u64,
+        max_filter_length: MAX_FILTER_LEN as u64,
+        max_filter_depth: MAX_DEPTH as u64,
+        max_results: s.config.max_count,
+    })))
 }
 
 pub async fn service_provider_config(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {

@@ -49,16 +49,22 @@ fn context(state: &AppState, key: &AuthenticatedKey, headers: &HeaderMap) -> Req
 }
 
 /// Parses a JSON request body; any media type is read as JSON (identity providers differ).
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ScimError> {
+/// The body must be UTF-8 (RFC 8259 §8.1) and within the request limits.
+fn json_body(s: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Value, ScimError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ScimError::new(413, None, "the request body is larger than the server accepts")
+            super::normalize::body_too_large(s.config.max_body_bytes)
         } else {
             ScimError::invalid_syntax(format!("the request body could not be read: {e}"))
         }
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        ScimError::invalid_syntax(format!("the request body is not valid UTF-8 (at byte {})", e.valid_up_to()))
+    })?;
+    let value = serde_json::from_str(text)
+        .map_err(|e| ScimError::invalid_syntax(format!("the request body is not valid JSON: {e}")))?;
+    crate::scim::limits::check_body(&value, &s.config.request_limits())?;
+    Ok(value)
 }
 
 fn if_match(headers: &HeaderMap) -> Option<String> {
@@ -118,7 +124,7 @@ pub async fn create_user(
     let rt = &s.directory.types().user;
     let pairs = query_pairs(&q)?;
     let p = projection(&pairs, rt)?;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let r = s.directory.create_user(&context(&s, &key, &headers), &body).await?;
     Ok(resource_response(r, StatusCode::CREATED, rt, &p))
 }
@@ -149,7 +155,7 @@ pub async fn replace_user(
 ) -> ApiResult {
     let rt = &s.directory.types().user;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let r = s.directory.replace_user(&context(&s, &key, &headers), &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
 }
@@ -164,7 +170,7 @@ pub async fn patch_user(
 ) -> ApiResult {
     let rt = &s.directory.types().user;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let r = s.directory.patch_user(&context(&s, &key, &headers), &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
 }
@@ -195,7 +201,7 @@ pub async fn search_users(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
     users_page(&s, &key, &headers, query).await
 }
 
@@ -217,7 +223,7 @@ pub async fn create_group(
 ) -> ApiResult {
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     // `If-None-Match: *`: create only, never link an existing team of that name.
     let link = match headers.get(header::IF_NONE_MATCH) {
         None => LinkExisting::Allowed,
@@ -254,7 +260,7 @@ pub async fn replace_group(
 ) -> ApiResult {
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let ctx = context(&s, &key, &headers);
     let r = s.directory.replace_group(&ctx, &id, &body, if_match(&headers).as_deref(), &p).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
@@ -270,7 +276,7 @@ pub async fn patch_group(
 ) -> ApiResult {
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let ctx = context(&s, &key, &headers);
     let r = s.directory.patch_group(&ctx, &id, &body, if_match(&headers).as_deref(), &p).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
@@ -302,7 +308,7 @@ pub async fn search_groups(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
     groups_page(&s, &key, &headers, query).await
 }
 
@@ -322,7 +328,7 @@ pub async fn create_role_mapping(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let r = s.directory.create_role_mapping(&context(&s, &key, &headers), &body).await?;
     Ok(resource_response(r, StatusCode::CREATED, rt, &Projection::default()))
 }
@@ -348,7 +354,7 @@ pub async fn replace_role_mapping(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let ctx = context(&s, &key, &headers);
     let r = s.directory.replace_role_mapping(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &Projection::default()))
@@ -362,7 +368,7 @@ pub async fn patch_role_mapping(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
-    let body = json_body(body)?;
+    let body = json_body(&s, body)?;
     let ctx = context(&s, &key, &headers);
     let r = s.directory.patch_role_mapping(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &Projection::default()))
@@ -394,7 +400,7 @@ pub async fn search_role_mappings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
     role_mappings_page(&s, &key, &headers, query).await
 }
 
@@ -414,7 +420,7 @@ pub async fn search_all(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let query = ListQuery::from_search_body(&json_body(body)?, s.config.default_count, s.config.max_count)?;
+    let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
     let ctx = context(&s, &key, &headers);
     let types = s.directory.types();
     let pu = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.user)?;

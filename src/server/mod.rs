@@ -6,12 +6,14 @@ mod discovery;
 mod handlers;
 mod invitations;
 pub mod metrics;
+mod normalize;
 mod response;
 
 pub use auth::AuthenticatedKey;
 pub use response::SCIM_MEDIA_TYPE;
 
 use axum::Router;
+use axum::ServiceExt;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
@@ -20,6 +22,7 @@ use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tower_http::normalize_path::NormalizePath;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::provisioning::Directory;
@@ -37,8 +40,13 @@ pub struct ServerConfig {
     pub default_count: u64,
     /// Largest page served (`filter.maxResults`).
     pub max_count: u64,
-    /// Largest request body accepted.
+    /// Largest request body accepted; a larger `Content-Length` is refused before the body is read.
     pub max_body_bytes: usize,
+    /// Most values one multi-valued attribute may carry in one request (and most elements of
+    /// any array in a request body).
+    pub max_values: usize,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: usize,
     /// Time after which a request is abandoned (its transaction rolled back).
     pub request_timeout: Duration,
     /// How long a verified key is trusted without reading the key table again (zero: always
@@ -53,8 +61,20 @@ impl Default for ServerConfig {
             default_count: 100,
             max_count: 1000,
             max_body_bytes: 1 << 20,
+            max_values: 10_000,
+            max_patch_operations: 1_000,
             request_timeout: Duration::from_secs(30),
             key_cache_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limits on one request's content.
+    pub fn request_limits(&self) -> crate::scim::limits::RequestLimits {
+        crate::scim::limits::RequestLimits {
+            max_values: self.max_values,
+            max_patch_operations: self.max_patch_operations,
         }
     }
 }
@@ -122,6 +142,7 @@ pub fn router(state: AppState) -> Router {
     // Derived state that SCIM has no place for, behind the same keys.
     let api = Router::new()
         .route("/users/{id}/access", get(handlers::user_access))
+        .route("/limits", get(discovery::limits))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .nest("/scim/v2", scim)
@@ -239,6 +260,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Before routing: requests refused from their head alone (a declared body over the limit,
+    // control characters in the path), and paths put in the router's spelling (trailing slash
+    // trimmed, endpoint names in canonical case). Layers on the router itself run after it.
+    let guard = middleware::from_fn_with_state(state.clone(), normalize::guard);
+    let app = NormalizePath::trim_trailing_slash(tower::Layer::layer(&guard, router(state)));
+    let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -37,6 +37,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("last_modified", Text),
             ("version", Int),
             ("deleted_at", Text),
+            ("data_folded", Json),
         ],
     ),
     (
@@ -51,6 +52,8 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("created", Text),
             ("last_modified", Text),
             ("version", Int),
+            ("name_key", Text),
+            ("data_folded", Json),
         ],
     ),
     ("team_members", &[("team_id", Text), ("user_id", Text)]),

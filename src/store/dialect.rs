@@ -113,6 +113,14 @@ impl Dialect {
             Dialect::Postgres => format!("NOT COALESCE(({cond}), FALSE)"),
         }
     }
+    /// `expr` compared and ordered by code point (the evaluator's order of folded text), whatever
+    /// the database's collation.
+    pub fn by_code_point(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => expr.to_string(),
+            Dialect::Postgres => format!("({expr}) COLLATE \"C\""),
+        }
+    }
     /// Always-false condition.
     pub fn false_cond(self) -> &'static str {
         "1 = 0"

@@ -7,11 +7,17 @@
 //! multi-valued attribute matches when any value does, a complex multi-valued attribute compared
 //! directly compares its `value`, `ne` and `not` match resources without the attribute, and an
 //! attribute the schema does not know matches nothing.
+//!
+//! Text that compares without regard to case is never folded in SQL (SQLite's `lower()` is
+//! ASCII-only, PostgreSQL's follows the locale): every such value is read from a copy folded by
+//! [`crate::scim::fold`] when it was written (`data_folded`, `user_name_key`, `name_key`), the
+//! literal is folded the same way, and text order is by code point on both stores.
 
 use serde_json::Value;
 
 use super::{Dialect, StoreError, StoreResult};
 use crate::scim::filter::{AttrPath, CompareOp, Filter};
+use crate::scim::fold::{fold, folds};
 use crate::scim::schema::{AttrType, AttributeDef, ResourceType};
 
 /// Which table a filter runs against (and the alias the generated SQL uses for it).
@@ -79,14 +85,9 @@ pub fn sort_expression(
         return Err(StoreError::InvalidFilter(format!("sortBy names an unknown attribute '{}'", display_path(path))));
     };
     let leaf = resolved.target();
-    if let Some((expr, lowered)) =
-        column_for(table, resolved.attr.name, resolved.sub.map(|s| s.name), resolved.extension)
-    {
-        return Ok(if lowered || leaf.case_exact || leaf.attr_type != AttrType::String {
-            expr
-        } else {
-            format!("lower({expr})")
-        });
+    let text = |expr: String| if is_text(leaf) { dialect.by_code_point(&expr) } else { expr };
+    if let Some(expr) = column_for(table, resolved.attr.name, resolved.sub.map(|s| s.name), resolved.extension) {
+        return Ok(text(expr));
     }
     let a = table.alias();
     let mut keys: Vec<&str> = Vec::new();
@@ -97,35 +98,40 @@ pub fn sort_expression(
     if let Some(sub) = resolved.sub {
         if resolved.attr.multi_valued {
             // Sorting by a multi-valued attribute uses its first value.
-            let each = dialect.json_each(&format!("{a}.data"), &keys, "s");
+            let each = dialect.json_each(&format!("{a}.data_folded"), &keys, "s");
             let elem = dialect.json_elem_text("s", Some(sub.name));
-            return Ok(format!("(SELECT lower({elem}) FROM {each} LIMIT 1)"));
+            return Ok(text(format!("(SELECT {elem} FROM {each} LIMIT 1)")));
         }
         keys.push(sub.name);
     }
-    let expr = dialect.json_text(&format!("{a}.data"), &keys);
-    Ok(if leaf.case_exact || leaf.attr_type != AttrType::String { expr } else { format!("lower({expr})") })
+    Ok(text(dialect.json_text(&format!("{a}.data_folded"), &keys)))
 }
 
-/// Columns that mirror attributes. Returns the expression and whether it holds lower-cased text.
-fn column_for(table: ResourceTable, attr: &str, sub: Option<&str>, extension: bool) -> Option<(String, bool)> {
+/// Whether values of `def` order as text.
+fn is_text(def: &AttributeDef) -> bool {
+    matches!(def.attr_type, AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime)
+}
+
+/// Columns that mirror attributes. Text that compares without regard to case is mirrored folded
+/// (`user_name_key`, `name_key`); the others hold case-exact values or non-text.
+fn column_for(table: ResourceTable, attr: &str, sub: Option<&str>, extension: bool) -> Option<String> {
     if extension {
         return None;
     }
     let a = table.alias();
     let col = match (table, attr, sub) {
-        (ResourceTable::Users, "id", None) => ("id", false),
-        (ResourceTable::Users, "userName", None) => ("user_name_key", true),
-        (ResourceTable::Users, "externalId", None) => ("external_id", false),
-        (ResourceTable::Users, "active", None) => ("active", false),
-        (ResourceTable::Groups, "id", None) => ("scim_id", false),
-        (ResourceTable::Groups, "displayName", None) => ("name", false),
-        (ResourceTable::Groups, "externalId", None) => ("external_id", false),
-        (_, "meta", Some("created")) => ("created", false),
-        (_, "meta", Some("lastModified")) => ("last_modified", false),
+        (ResourceTable::Users, "id", None) => "id",
+        (ResourceTable::Users, "userName", None) => "user_name_key",
+        (ResourceTable::Users, "externalId", None) => "external_id",
+        (ResourceTable::Users, "active", None) => "active",
+        (ResourceTable::Groups, "id", None) => "scim_id",
+        (ResourceTable::Groups, "displayName", None) => "name_key",
+        (ResourceTable::Groups, "externalId", None) => "external_id",
+        (_, "meta", Some("created")) => "created",
+        (_, "meta", Some("lastModified")) => "last_modified",
         _ => return None,
     };
-    Some((format!("{a}.{}", col.0), col.1))
+    Some(format!("{a}.{col}"))
 }
 
 fn display_path(p: &AttrPath) -> String {
@@ -160,12 +166,11 @@ enum ElemKind {
     UserGroup,
 }
 
-/// How one scalar compares: its SQL expression and the nature of that expression.
+/// How one scalar compares: its SQL expression (holding folded text where the attribute
+/// [`folds`]) and the nature of that expression.
 struct Scalar<'d> {
     expr: String,
     def: &'d AttributeDef,
-    /// Already lower-cased column.
-    lowered: bool,
     /// A JSON value read with the dialect's JSON functions (booleans and numbers differ by dialect).
     json: bool,
 }
@@ -246,7 +251,10 @@ impl<'r> Translator<'r> {
                     keys.push(u);
                 }
                 keys.push(attr);
-                (format!("{} WHERE 1 = 1", self.dialect.json_each(&format!("{a}.data"), &keys, alias)), ElemKind::Json)
+                (
+                    format!("{} WHERE 1 = 1", self.dialect.json_each(&format!("{a}.data_folded"), &keys, alias)),
+                    ElemKind::Json,
+                )
             }
         }
     }
@@ -274,10 +282,9 @@ impl<'r> Translator<'r> {
                 let Some(resolved) = rt.resolve(path) else { return Ok(self.dialect.false_cond().into()) };
                 let attr = resolved.attr;
                 // Mirrored columns first: they are indexed.
-                if let Some((expr, lowered)) =
-                    column_for(self.table, attr.name, resolved.sub.map(|s| s.name), resolved.extension)
+                if let Some(expr) = column_for(self.table, attr.name, resolved.sub.map(|s| s.name), resolved.extension)
                 {
-                    let s = Scalar { expr, def: resolved.target(), lowered, json: false };
+                    let s = Scalar { expr, def: resolved.target(), json: false };
                     return self.test(&s, test);
                 }
                 if attr.multi_valued {
@@ -305,12 +312,7 @@ impl<'r> Translator<'r> {
                             None => self.dialect.false_cond().to_string(),
                         },
                         (None, _) => {
-                            let s = Scalar {
-                                expr: self.dialect.json_elem_text(&alias, None),
-                                def: attr,
-                                lowered: false,
-                                json: true,
-                            };
+                            let s = Scalar { expr: self.dialect.json_elem_text(&alias, None), def: attr, json: true };
                             self.test(&s, test)?
                         }
                     };
@@ -334,25 +336,27 @@ impl<'r> Translator<'r> {
                 if let Some(sub) = resolved.sub {
                     keys.push(sub.name);
                 }
-                let expr = self.dialect.json_text(&format!("{}.data", self.table.alias()), &keys);
-                let s = Scalar { expr, def: resolved.target(), lowered: false, json: true };
+                let expr = self.dialect.json_text(&format!("{}.data_folded", self.table.alias()), &keys);
+                let s = Scalar { expr, def: resolved.target(), json: true };
                 self.test(&s, test)
             }
         }
     }
 
     /// The scalar for sub-attribute `sub` of an element, or None when it has no value there.
+    /// Ids are server-made lower-case UUIDs: folding leaves them as they are.
     fn element_scalar<'d>(&self, alias: &str, kind: ElemKind, sub: &'d AttributeDef) -> Option<Scalar<'d>> {
+        let constant = |text: &str| format!("'{}'", if folds(sub) { fold(text) } else { text.to_string() });
         let (expr, json) = match (kind, sub.name) {
             (ElemKind::Json, name) => (self.dialect.json_elem_text(alias, Some(name)), true),
             (ElemKind::GroupMember, "value") => (format!("{alias}.user_id"), false),
-            (ElemKind::GroupMember, "type") => ("'User'".to_string(), false),
+            (ElemKind::GroupMember, "type") => (constant("User"), false),
             (ElemKind::UserGroup, "value") => (format!("{alias}.scim_id"), false),
-            (ElemKind::UserGroup, "display") => (format!("{alias}.name"), false),
-            (ElemKind::UserGroup, "type") => ("'direct'".to_string(), false),
+            (ElemKind::UserGroup, "display") => (format!("{alias}.name_key"), false),
+            (ElemKind::UserGroup, "type") => (constant("direct"), false),
             _ => return None,
         };
-        Some(Scalar { expr, def: sub, lowered: false, json })
+        Some(Scalar { expr, def: sub, json })
     }
 
     fn test(&mut self, s: &Scalar<'_>, test: &Leaf<'_>) -> StoreResult<String> {
@@ -450,13 +454,9 @@ impl<'r> Translator<'r> {
                 } else {
                     text
                 };
-                let fold = !s.def.case_exact && s.def.attr_type != AttrType::DateTime;
-                let (lhs, rhs) = if fold {
-                    let lhs = if s.lowered { s.expr.clone() } else { format!("lower({})", s.expr) };
-                    (lhs, text.to_lowercase())
-                } else {
-                    (s.expr.clone(), text)
-                };
+                // The column side holds folded text already (see the module's documentation).
+                let lhs = s.expr.clone();
+                let rhs = if folds(s.def) { fold(&text) } else { text };
                 if rhs.is_empty() && matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
                     // Every string contains, starts and ends with the empty string.
                     return Ok(format!("{lhs} IS NOT NULL"));
@@ -467,10 +467,10 @@ impl<'r> Translator<'r> {
                     CompareOp::Co => d.contains(&lhs, &p),
                     CompareOp::Sw => d.starts_with(&lhs, &p),
                     CompareOp::Ew => d.ends_with(&lhs, &p),
-                    CompareOp::Gt => format!("{lhs} > {p}"),
-                    CompareOp::Ge => format!("{lhs} >= {p}"),
-                    CompareOp::Lt => format!("{lhs} < {p}"),
-                    CompareOp::Le => format!("{lhs} <= {p}"),
+                    CompareOp::Gt => format!("{} > {p}", d.by_code_point(&lhs)),
+                    CompareOp::Ge => format!("{} >= {p}", d.by_code_point(&lhs)),
+                    CompareOp::Lt => format!("{} < {p}", d.by_code_point(&lhs)),
+                    CompareOp::Le => format!("{} <= {p}", d.by_code_point(&lhs)),
                     CompareOp::Ne => unreachable_ne(),
                 })
             }

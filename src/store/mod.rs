@@ -12,7 +12,7 @@ mod records;
 mod sql;
 
 pub use dialect::Dialect;
-pub use filter_sql::{ResourceTable, SqlValue};
+pub use filter_sql::{ResourceTable, SqlCondition, SqlValue, translate as translate_filter};
 pub use records::*;
 pub use sql::SqlStore;
 

@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::filter_sql::{ResourceTable, SqlValue, sort_expression, translate};
 use super::*;
 use crate::provisioning::roles::Role;
+use crate::scim::fold::{fold, fold_group_document, fold_user_document};
 use crate::scim::list::SortOrder;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -196,6 +197,7 @@ impl SqlStore {
             Dialect::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Dialect::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        backfill_folded(&pool, dialect).await?;
         let write_lock = (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(())));
         // SQLite has one writer at a time anyway; giving writes one connection of their own
         // keeps its page cache warm (a connection's cache is dropped whenever another
@@ -320,6 +322,69 @@ fn doc_from(text: &str) -> StoreResult<Map<String, Value>> {
 
 fn doc_text(doc: &Map<String, Value>) -> String {
     Value::Object(doc.clone()).to_string()
+}
+
+/// The folded copy of a user document that filters and sorting read (see `crate::scim::fold`).
+fn user_folded_text(doc: &Map<String, Value>) -> String {
+    Value::Object(fold_user_document(doc)).to_string()
+}
+
+/// The folded copy of a team document.
+fn team_folded_text(doc: &Map<String, Value>) -> String {
+    Value::Object(fold_group_document(doc)).to_string()
+}
+
+/// Fills the folded columns of rows written before they existed (migration 0002 adds them
+/// empty: the folding is Unicode's, computed here, not SQL's). Runs at every start and finds
+/// nothing to do once done; replicas starting together write the same values.
+async fn backfill_folded(pool: &AnyPool, d: Dialect) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    let rows = q(format!("SELECT id, user_name, {} AS data FROM users WHERE data_folded IS NULL", d.json_out("data")))
+        .fetch_all(&mut *tx)
+        .await?;
+    let users = rows.len();
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let user_name: String = row.try_get("user_name")?;
+        let data = doc_from(&row.try_get::<String, _>("data")?)?;
+        q(format!("UPDATE users SET data_folded = {} WHERE id = $2", d.json_in(1)))
+            .bind(user_folded_text(&data))
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        // A key that the new folding would make collide (e.g. "STRASSE" and "straße") keeps
+        // its old value; the conflict is reported once, not fixed silently.
+        let key = q("UPDATE users SET user_name_key = $1 WHERE id = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM users o WHERE o.user_name_key = $1 AND o.id <> $2 AND o.deleted_at IS NULL)"
+            .into())
+        .bind(fold(&user_name))
+        .bind(id.clone())
+        .execute(&mut *tx)
+        .await?;
+        if key.rows_affected() == 0 {
+            tracing::warn!(user = %id, user_name = %user_name, "userName collides with another one under Unicode case folding; its uniqueness key is left as it was");
+        }
+    }
+    let rows = q(format!("SELECT id, name, {} AS data FROM teams WHERE data_folded IS NULL", d.json_out("data")))
+        .fetch_all(&mut *tx)
+        .await?;
+    let teams = rows.len();
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        let name: String = row.try_get("name")?;
+        let data = doc_from(&row.try_get::<String, _>("data")?)?;
+        q(format!("UPDATE teams SET name_key = $1, data_folded = {} WHERE id = $3", d.json_in(2)))
+            .bind(fold(&name))
+            .bind(team_folded_text(&data))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    if users + teams > 0 {
+        tracing::info!(users, teams, "filled the folded text columns");
+    }
+    Ok(())
 }
 
 fn placeholders(start: usize, n: usize) -> String {
@@ -678,19 +743,20 @@ impl Tx for SqlTx {
             self.user_cols(),
             self.lock
         );
-        Ok(self.fetch_users(sql, vec![SqlValue::Text(user_name.to_lowercase())]).await?.pop())
+        Ok(self.fetch_users(sql, vec![SqlValue::Text(fold(user_name))]).await?.pop())
     }
 
     async fn insert_user(&mut self, u: &UserRecord) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO users (id, user_name, user_name_key, external_id, display_name, active, data, created, last_modified, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, {}, $8, $9, $10)",
-            self.d.json_in(7)
+            "INSERT INTO users (id, user_name, user_name_key, external_id, display_name, active, data, created, last_modified, version, data_folded) \
+             VALUES ($1, $2, $3, $4, $5, $6, {}, $8, $9, $10, {})",
+            self.d.json_in(7),
+            self.d.json_in(11)
         );
         q(sql)
             .bind(u.id.clone())
             .bind(u.user_name.clone())
-            .bind(u.user_name.to_lowercase())
+            .bind(fold(&u.user_name))
             .bind(u.external_id.clone())
             .bind(u.display_name.clone())
             .bind(u.active as i64)
@@ -698,6 +764,7 @@ impl Tx for SqlTx {
             .bind(u.created.clone())
             .bind(u.last_modified.clone())
             .bind(u.version)
+            .bind(user_folded_text(&u.data))
             .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("userName '{}' is already taken", u.user_name)))?;
@@ -709,11 +776,12 @@ impl Tx for SqlTx {
         set.value("display_name", SqlValue::opt(&u.display_name));
         set.value("active", SqlValue::Int(u.active as i64));
         set.json("data", doc_text(&u.data));
+        set.json("data_folded", user_folded_text(&u.data));
         set.value("last_modified", SqlValue::Text(u.last_modified.clone()));
         set.value("version", SqlValue::Int(u.version));
         if u.user_name != before.user_name {
             set.value("user_name", SqlValue::Text(u.user_name.clone()));
-            set.value("user_name_key", SqlValue::Text(u.user_name.to_lowercase()));
+            set.value("user_name_key", SqlValue::Text(fold(&u.user_name)));
         }
         if u.external_id != before.external_id {
             set.value("external_id", SqlValue::opt(&u.external_id));
@@ -830,9 +898,10 @@ impl Tx for SqlTx {
 
     async fn insert_team(&mut self, t: &TeamRecord) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO teams (id, name, handle, scim_id, external_id, data, created, last_modified, version) \
-             VALUES ($1, $2, $3, $4, $5, {}, $7, $8, $9)",
-            self.d.json_in(6)
+            "INSERT INTO teams (id, name, handle, scim_id, external_id, data, created, last_modified, version, name_key, data_folded) \
+             VALUES ($1, $2, $3, $4, $5, {}, $7, $8, $9, $10, {})",
+            self.d.json_in(6),
+            self.d.json_in(11)
         );
         q(sql)
             .bind(t.id.clone())
@@ -844,6 +913,8 @@ impl Tx for SqlTx {
             .bind(t.created.clone())
             .bind(t.last_modified.clone())
             .bind(t.version)
+            .bind(fold(&t.name))
+            .bind(team_folded_text(&t.data))
             .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
@@ -853,10 +924,12 @@ impl Tx for SqlTx {
     async fn update_team(&mut self, before: &TeamRecord, t: &TeamRecord) -> StoreResult<()> {
         let mut set = SetClause::new(self.d);
         set.json("data", doc_text(&t.data));
+        set.json("data_folded", team_folded_text(&t.data));
         set.value("last_modified", SqlValue::Text(t.last_modified.clone()));
         set.value("version", SqlValue::Int(t.version));
         if t.name != before.name {
             set.value("name", SqlValue::Text(t.name.clone()));
+            set.value("name_key", SqlValue::Text(fold(&t.name)));
         }
         if t.handle != before.handle {
             set.value("handle", SqlValue::Text(t.handle.clone()));

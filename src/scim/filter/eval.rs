@@ -1,7 +1,8 @@
 //! In-memory evaluation of filters, with the semantics the SQL translation of the store also
 //! follows (the store's tests compare the two):
 //!
-//! - strings compare without regard to case unless the attribute is `caseExact`;
+//! - strings compare without regard to case unless the attribute is `caseExact`, folded by
+//!   [`crate::scim::fold::fold`] (Unicode caseless matching) and then by code point;
 //! - `gt`/`ge`/`lt`/`le` compare strings lexicographically, numbers numerically and
 //!   dateTimes as instants; booleans take only `eq` and `ne`;
 //! - a multi-valued attribute matches when any of its values does, and a complex multi-valued
@@ -15,6 +16,7 @@ use serde_json::Value;
 use std::cmp::Ordering;
 
 use super::ast::{AttrPath, CompareOp, Filter};
+use crate::scim::fold::fold;
 use crate::scim::schema::{AttrType, AttributeDef, ResourceType};
 
 /// Whether `resource` (a full JSON representation of type `rt`) matches `filter`.
@@ -207,7 +209,7 @@ fn compare(def: &AttributeDef, actual: &Value, op: CompareOp, expected: &Value) 
         AttrType::Complex => false,
         AttrType::String | AttrType::Reference | AttrType::Binary => {
             let (Some(a), Some(e)) = (scalar_text(actual), scalar_text(expected)) else { return false };
-            let (a, e) = if def.case_exact { (a, e) } else { (a.to_lowercase(), e.to_lowercase()) };
+            let (a, e) = if crate::scim::fold::folds(def) { (fold(&a), fold(&e)) } else { (a, e) };
             match op {
                 CompareOp::Co => a.contains(&e),
                 CompareOp::Sw => a.starts_with(&e),

@@ -7,7 +7,9 @@ use crate::scim::ScimError;
 
 /// Longest filter accepted, in bytes.
 pub const MAX_FILTER_LEN: usize = 8192;
-/// Deepest nesting of parentheses, `not` and value filters accepted.
+/// Deepest filter accepted: nesting of parentheses, `not` and value filters, and the depth of
+/// the expression tree, where a chain of `and`/`or` counts as a balanced tree (a chain of n terms
+/// is log2(n) deep). Every filter within [`MAX_FILTER_LEN`] and this depth runs on both stores.
 pub const MAX_DEPTH: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,8 +90,13 @@ impl<'a> Lexer<'a> {
                 b'"' => {
                     let lit = &self.src[start..=i];
                     self.pos = i + 1;
-                    return serde_json::from_str::<String>(lit)
-                        .map_err(|e| err_at(kind, start, &format!("invalid string literal ({e})")));
+                    let text = serde_json::from_str::<String>(lit)
+                        .map_err(|e| err_at(kind, start, &format!("invalid string literal ({e})")))?;
+                    // No stored value holds one (they are refused on input).
+                    if text.chars().any(char::is_control) {
+                        return Err(err_at(kind, start, "control characters are not allowed in a string"));
+                    }
+                    return Ok(text);
                 }
                 _ => i += 1,
             }
@@ -204,24 +211,22 @@ impl Parser {
 
     /// filter := and ("or" and)*
     fn or(&mut self) -> Result<Filter, ScimError> {
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.is_keyword("or") {
             self.i += 1;
-            let right = self.and()?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            terms.push(self.and()?);
         }
-        Ok(left)
+        Ok(balanced(terms, Filter::Or))
     }
 
     /// and := unary ("and" unary)*
     fn and(&mut self) -> Result<Filter, ScimError> {
-        let mut left = self.unary()?;
+        let mut terms = vec![self.unary()?];
         while self.is_keyword("and") {
             self.i += 1;
-            let right = self.unary()?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            terms.push(self.unary()?);
         }
-        Ok(left)
+        Ok(balanced(terms, Filter::And))
     }
 
     fn unary(&mut self) -> Result<Filter, ScimError> {
@@ -325,6 +330,25 @@ impl Parser {
     }
 }
 
+/// Joins the terms of an `and`/`or` chain as a balanced tree (both operators are associative):
+/// a long chain stays shallow for the evaluator, the SQL translation and the databases.
+fn balanced(mut terms: Vec<Filter>, join: fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    if terms.len() == 1 {
+        return terms.remove(0);
+    }
+    let right = terms.split_off(terms.len() / 2);
+    join(Box::new(balanced(terms, join)), Box::new(balanced(right, join)))
+}
+
+/// Depth of a filter's expression tree (a comparison is 1).
+fn depth(f: &Filter) -> usize {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+        Filter::Not(inner) | Filter::ValuePath { filter: inner, .. } => 1 + depth(inner),
+        Filter::Compare { .. } | Filter::Present(_) => 1,
+    }
+}
+
 /// Parses a filter; errors are 400 `invalidFilter`.
 pub fn parse_filter(input: &str) -> Result<Filter, ScimError> {
     let kind: fn(String) -> ScimError = ScimError::invalid_filter;
@@ -339,6 +363,9 @@ pub fn parse_filter(input: &str) -> Result<Filter, ScimError> {
     let f = p.or()?;
     if p.i < p.toks.len() {
         return Err(p.err("unexpected text after the filter"));
+    }
+    if depth(&f) > MAX_DEPTH {
+        return Err(kind(format!("filter nested too deeply (at most {MAX_DEPTH} levels)")));
     }
     Ok(f)
 }

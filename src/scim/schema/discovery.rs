@@ -143,6 +143,26 @@ pub struct ServiceProviderConfig {
     pub authentication_schemes: Vec<AuthenticationScheme>,
 }
 
+/// The request limits a client may need to know before it sends a request (each refused with a
+/// 400 naming it, or 413 for the body size). RFC 7643 has a place for `filter.maxResults` only,
+/// and strict clients refuse extensions of the ServiceProviderConfig, so these are served
+/// beside SCIM (`/api/v1/limits`), as [`limits_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedLimits {
+    /// Largest request body, in bytes.
+    pub max_payload_size: u64,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: u64,
+    /// Most values of one multi-valued attribute in one request.
+    pub max_values_per_attribute: u64,
+    /// Longest filter, in bytes.
+    pub max_filter_length: u64,
+    /// Deepest filter expression tree (parentheses, `not`, value filters and `and`/`or`).
+    pub max_filter_depth: u64,
+    /// Largest page (also `filter.maxResults` of the ServiceProviderConfig).
+    pub max_results: u64,
+}
+
 impl Default for ServiceProviderConfig {
     /// What this server implements: PATCH, filtering, sorting and ETags; no bulk, no password
     /// change; bearer tokens.
@@ -161,6 +181,18 @@ impl Default for ServiceProviderConfig {
             authentication_schemes: vec![AuthenticationScheme::oauth_bearer_token()],
         }
     }
+}
+
+/// The limits as JSON.
+pub fn limits_json(l: &AdvertisedLimits) -> Value {
+    json!({
+        "maxPayloadSize": l.max_payload_size,
+        "maxPatchOperations": l.max_patch_operations,
+        "maxValuesPerAttribute": l.max_values_per_attribute,
+        "maxFilterLength": l.max_filter_length,
+        "maxFilterDepth": l.max_filter_depth,
+        "maxResults": l.max_results,
+    })
 }
 
 /// The §5 document served at `{base_url}/ServiceProviderConfig`.
