@@ -541,7 +541,7 @@ node_netns_of() {
   done | sort -u
 }
 
-# The kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY) outlive it.
+# The kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY, KUBE-IPTABLES-HINT) outlive it.
 node_kubelet_iptables_cleanup() {
   local ipt table chain
   for ipt in iptables ip6tables; do
@@ -550,7 +550,7 @@ node_kubelet_iptables_cleanup() {
       for chain in INPUT OUTPUT FORWARD PREROUTING POSTROUTING; do
         while "$ipt" -w -t "$table" -D "$chain" -j KUBE-FIREWALL 2>/dev/null; do :; done
       done
-      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY; do
+      for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
         "$ipt" -w -t "$table" -F "$chain" 2>/dev/null || true
         "$ipt" -w -t "$table" -X "$chain" 2>/dev/null || true
       done
