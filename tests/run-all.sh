@@ -24,7 +24,9 @@ export SCIM_CONFORMANCE_BIN SCIM_CONFORMANCE_REQUIRED=1
 
 cp_dir=$(mktemp -d)
 pg_dir=$(mktemp -d)
+node_dir=$(mktemp -d)
 cleanup() {
+  bash tests/env/control-plane.sh stop "$node_dir" >/dev/null 2>&1 || true
   bash tests/env/control-plane.sh stop "$cp_dir" >/dev/null 2>&1 || true
   bash tests/env/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true
 }
@@ -62,5 +64,16 @@ bash tests/chart/test-chart.sh
 
 step "Dockerfile lint (hadolint)"
 "$SCIM_CONFORMANCE_BIN/hadolint" Dockerfile
+
+step "cluster: image from the Dockerfile (buildah), chart on a node (kubelet, containerd, kube-proxy, CoreDNS on an isolated bridge)"
+bash tests/env/control-plane.sh build --with-node
+bash tests/env/control-plane.sh start "$node_dir" --with-node >/dev/null
+image=$(bash tests/env/image.sh "$node_dir" | tail -n 1)
+(
+  # shellcheck disable=SC1091
+  source "$node_dir/env"
+  bash tests/cluster/test-cluster.sh "$image"
+)
+bash tests/env/control-plane.sh stop "$node_dir"
 
 step "done"

@@ -5,8 +5,8 @@
 # the Go module proxy.
 #
 # Usage:
-#   tests/env/control-plane.sh build          build (or reuse cached) binaries
-#   tests/env/control-plane.sh start [DIR]    start a control plane, print DIR
+#   tests/env/control-plane.sh build [--with-node]        build (or reuse cached) binaries
+#   tests/env/control-plane.sh start [DIR] [--with-node]  start a control plane, print DIR
 #   tests/env/control-plane.sh stop DIR [--keep-logs]
 #   tests/env/control-plane.sh env            print the bin directory
 #
@@ -15,6 +15,12 @@
 #   . "$dir/env"                               # KUBECONFIG, KUBECTL, HELM, ...
 #   kubectl get ns
 #   tests/env/control-plane.sh stop "$dir"
+#
+# --with-node (root only, one per machine) adds a Ready node "scim-node": kubelet,
+# kube-scheduler, kube-proxy, CoreDNS, containerd, CNI and hostPath PVs of a
+# default StorageClass; the API server then listens on the node's bridge
+# address instead of 127.0.0.1. See tests/env/node.sh for what runs, the
+# findings on this machine and the network isolation; `stop` tears it down.
 #
 # What `start` writes into DIR:
 #   kubeconfig        admin (static token, group system:masters)
@@ -28,7 +34,12 @@
 #                     KUBE_APISERVER_PID, KUBE_CONTROLLER_MANAGER_PID (empty
 #                     when not running), HELM_CACHE_HOME/HELM_CONFIG_HOME/
 #                     HELM_DATA_HOME (isolated inside DIR)
+#                     with --with-node also NODE_NAME, NODE_IP,
+#                     CONTAINERD_ADDRESS (for `ctr -n k8s.io images import`),
+#                     KUBELET_PID
 #   *.log             etcd.log, kube-apiserver.log, kube-controller-manager.log
+#                     (+ kube-scheduler, containerd, kubelet, kube-proxy,
+#                     coredns with --with-node)
 #
 # Least-privilege identities for tests (RBAC is on):
 #   - the static non-admin user: KUBECONFIG="$KUBECONFIG_USER" kubectl ...
@@ -55,6 +66,8 @@ BUILD_CONTROLLER_MANAGER=1
 START_TIMEOUT=60
 # Controllers run by kube-controller-manager (nothing that needs nodes).
 KCM_CONTROLLERS="namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller"
+# ... and with a node, what workloads, Services and volumes need.
+KCM_NODE_CONTROLLERS="deployment-controller,replicaset-controller,statefulset-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,node-lifecycle-controller,pod-garbage-collector-controller,persistentvolume-binder-controller,persistentvolume-protection-controller,persistentvolumeclaim-protection-controller,disruption-controller,job-controller"
 
 CACHE_ROOT="${SCIM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scim-operator}"
 KUBE_DIR="$CACHE_ROOT/k8s/$KUBE_VERSION"
@@ -64,6 +77,10 @@ HELM_DIR="$CACHE_ROOT/helm/$HELM_VERSION"
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { printf '[control-plane] error: %s\n' "$*" >&2; exit 1; }
+
+WITH_NODE=0
+# shellcheck source=tests/env/node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/node.sh"
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
@@ -80,7 +97,7 @@ reported_version() {
   local name=$1 path=$2 out
   [[ -x $path ]] || return 0
   case $name in
-    kube-apiserver | kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kube-proxy | kubelet)
       out=$("$path" --version 2>/dev/null) || return 0
       printf '%s\n' "${out##* }" ;;
     kubectl)
@@ -154,6 +171,7 @@ kube_ldflags() {
 build_kube() {
   local cmds=(kube-apiserver kubectl) cmd todo=() t0 ldflags
   ((BUILD_CONTROLLER_MANAGER)) && cmds=(kube-apiserver kube-controller-manager kubectl)
+  ((WITH_NODE)) && cmds+=(kube-scheduler kube-proxy kubelet)
   for cmd in "${cmds[@]}"; do
     if is_current "$cmd" "$KUBE_BIN/$cmd" "$KUBE_VERSION"; then
       log "$cmd $KUBE_VERSION: cached"
@@ -232,6 +250,13 @@ build_helm() {
 }
 
 cmd_build() {
+  local a
+  for a in "$@"; do
+    case $a in
+      --with-node) WITH_NODE=1 ;;
+      *) usage ;;
+    esac
+  done
   command -v go >/dev/null || die "go is not installed (needed to build the control plane)"
   local t0
   t0=$(now)
@@ -245,6 +270,7 @@ cmd_build() {
   build_kube
   build_etcd
   build_helm
+  ((WITH_NODE)) && node_build
   mkdir -p "$KUBE_BIN"
   ln -sfn "../../../etcd/$ETCD_VERSION/bin/etcd" "$KUBE_BIN/etcd"
   ln -sfn "../../../helm/$HELM_VERSION/bin/helm" "$KUBE_BIN/helm"
@@ -327,6 +353,7 @@ stop_component() {
 on_start_exit() {
   local rc=$? i
   if ((!START_OK)) && [[ -n $START_DIR ]]; then
+    ((WITH_NODE)) && node_stop "$START_DIR" 1
     for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
       stop_component "$START_DIR" "${STARTED[i]}"
     done
@@ -400,7 +427,7 @@ make_pki() {
     "basicConstraints=critical,CA:FALSE" \
     "keyUsage=critical,digitalSignature,keyEncipherment" \
     "extendedKeyUsage=serverAuth" \
-    "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+    "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:${SERVICE_CIDR%.*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
     >"$pki/serving.ext"
   openssl x509 -req -sha256 -days 30 -in "$pki/serving.csr" -CA "$pki/ca.crt" \
     -CAkey "$pki/ca.key" -set_serial "0x$(openssl rand -hex 8)" \
@@ -411,8 +438,16 @@ make_pki() {
 }
 
 cmd_start() {
-  local t0 b
+  local t0 b a dir_arg=""
   t0=$(now)
+  for a in "$@"; do
+    case $a in
+      --with-node) WITH_NODE=1 ;;
+      -*) usage ;;
+      *) dir_arg=$a ;;
+    esac
+  done
+  set -- ${dir_arg:+"$dir_arg"}
   for b in openssl curl base64; do
     command -v "$b" >/dev/null || die "$b is required by start"
   done
@@ -430,6 +465,12 @@ cmd_start() {
   START_DIR=$(cd "$START_DIR" && pwd)
   trap on_start_exit EXIT
   trap 'exit 130' INT TERM
+  local bind_ip=127.0.0.1
+  if ((WITH_NODE)); then
+    node_preflight
+    node_net_up "$START_DIR/node"
+    bind_ip=$NODE_IP
+  fi
 
   local etcd_port etcd_peer_port api_port kcm_port
   pick_port etcd_port
@@ -469,12 +510,14 @@ cmd_start() {
   log "etcd ready on 127.0.0.1:$etcd_port ($(elapsed "$t0")s)"
 
   # kube-apiserver
-  local server="https://127.0.0.1:$api_port"
+  local server="https://$bind_ip:$api_port" node_api_flags=(--endpoint-reconciler-type=none --disable-admission-plugins=ServiceAccount)
+  # With a node: the `kubernetes` Service points at the bridge address, and pods get tokens.
+  ((WITH_NODE)) && node_api_flags=(--endpoint-reconciler-type=lease --kubelet-preferred-address-types=InternalIP)
   launch kube-apiserver "$KUBE_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
-    --endpoint-reconciler-type=none \
+    --bind-address="$bind_ip" \
+    --advertise-address="$bind_ip" \
+    "${node_api_flags[@]}" \
     --secure-port="$api_port" \
     --tls-cert-file="$START_DIR/pki/serving.crt" \
     --tls-private-key-file="$START_DIR/pki/serving.key" \
@@ -484,8 +527,7 @@ cmd_start() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$START_DIR/pki/sa.pub" \
     --service-account-signing-key-file="$START_DIR/pki/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 \
-    --disable-admission-plugins=ServiceAccount \
+    --service-cluster-ip-range="$SERVICE_CIDR" \
     --allow-privileged=true \
     --profiling=false
   local api_pid
@@ -498,7 +540,8 @@ cmd_start() {
   log "kube-apiserver ready at $server ($(elapsed "$t0")s)"
 
   # kube-controller-manager (optional)
-  local kcm_pid=""
+  local kcm_pid="" kcm_controllers=$KCM_CONTROLLERS
+  ((WITH_NODE)) && kcm_controllers+=",$KCM_NODE_CONTROLLERS"
   if [[ -x $KUBE_BIN/kube-controller-manager ]]; then
     launch kube-controller-manager "$KUBE_BIN/kube-controller-manager" \
       --kubeconfig="$START_DIR/kubeconfig" \
@@ -510,7 +553,7 @@ cmd_start() {
       --tls-cert-file="$START_DIR/pki/serving.crt" \
       --tls-private-key-file="$START_DIR/pki/serving.key" \
       --leader-elect=false \
-      --controllers="$KCM_CONTROLLERS" \
+      --controllers="$kcm_controllers" \
       --service-account-private-key-file="$START_DIR/pki/sa.key" \
       --root-ca-file="$START_DIR/pki/ca.crt" \
       --use-service-account-credentials=false \
@@ -521,6 +564,9 @@ cmd_start() {
   else
     log "kube-controller-manager not built: namespaces will stay Terminating"
   fi
+
+  NODE_ENV=()
+  ((WITH_NODE)) && node_start "$t0"
 
   local helm_bin=""
   [[ -x $KUBE_BIN/helm ]] && helm_bin="$KUBE_BIN/helm"
@@ -546,7 +592,8 @@ cmd_start() {
       "ETCD_ENDPOINT=http://127.0.0.1:$etcd_port" \
       "ETCD_PID=$etcd_pid" \
       "KUBE_APISERVER_PID=$api_pid" \
-      "KUBE_CONTROLLER_MANAGER_PID=$kcm_pid"; do
+      "KUBE_CONTROLLER_MANAGER_PID=$kcm_pid" \
+      ${NODE_ENV[@]+"${NODE_ENV[@]}"}; do
       printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
     done
   } >"$START_DIR/env"
@@ -568,6 +615,7 @@ cmd_stop() {
   done
   [[ -n $dir ]] || usage
   [[ -d $dir ]] || die "$dir does not exist"
+  node_stop "$dir" "$keep_logs"
   stop_component "$dir" kube-controller-manager
   stop_component "$dir" kube-apiserver
   stop_component "$dir" etcd
