@@ -257,7 +257,8 @@ async fn deactivation_revokes_the_users_keys_and_reactivation_does_not_restore_t
     assert_eq!(status, StatusCode::OK);
     // The server warns about a SCIM key owned by a user.
     let ready: Value = s.http.get(format!("{}/readyz", s.root())).send().await.unwrap().json().await.unwrap();
-    assert!(ready["warnings"][0].as_str().unwrap().contains("belongs to user"), "{ready}");
+    assert!(ready["warnings"][0].as_str().unwrap().contains("1 SCIM key(s) belong to a user"), "{ready}");
+    assert!(!ready.to_string().contains(&id), "unauthenticated readiness names no user: {ready}");
 
     let (status, u) =
         s.patch(&format!("/Users/{id}"), patch(json!([{"op": "replace", "value": {"active": false}}]))).await;
