@@ -156,9 +156,15 @@ log "buildah bud -f Dockerfile -t $IMAGE ..."
 ca_args=()
 [[ -s /etc/ssl/certs/ca-certificates.crt ]] &&
   ca_args=(--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+# vfs copies every layer whole (about 1 GB for the build stage): the working
+# containers an interrupted build left and the untagged images each build leaves
+# (earlier builds of this tag, intermediate layers) are removed, so repeated runs
+# do not fill the disk. The expensive cache, cargo's, lives in cache mounts.
+"${B[@]}" rm --all >/dev/null 2>&1 || true
 nice "${B[@]}" bud --pull=never --layers --network host "${ca_args[@]}" -f Dockerfile -t "$IMAGE" . >&2 ||
   die "buildah bud failed"
-log "image built in $(($(now) - t0))s"
+"${B[@]}" rmi --prune >/dev/null 2>&1 || true
+log "image built in $(($(now) - t0))s; storage: $(du -sh /var/lib/containers/storage 2>/dev/null | cut -f1)"
 
 # The image runs without a shell and as the numeric user.
 user=$("${B[@]}" inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")
