@@ -9,14 +9,14 @@
 
 mod common;
 
+use common::k8s::install_crds;
+
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt, ResourceExt};
 use scim_operator::clock::{Clock, SystemClock, format_time};
-use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
+use scim_operator::operator::crd::ScimUser;
 use scim_operator::store::AuditQuery;
 use serde_json::json;
 use std::path::Path;
@@ -95,18 +95,6 @@ impl Drop for Replica {
         let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd()] {
-        let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("e2e-leader").force(), &Patch::Apply(&crd)).await.unwrap();
-        tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
-            .await
-            .expect("CRD established")
-            .unwrap();
     }
 }
 
