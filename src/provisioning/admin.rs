@@ -9,7 +9,7 @@ use super::*;
 use crate::store::TeamRecord;
 
 impl Directory {
-    async fn find_team(&self, tx: &mut dyn Tx, team: &str) -> OpResult<TeamRecord> {
+    async fn find_team(&self, tx: &mut dyn ReadTx, team: &str) -> OpResult<TeamRecord> {
         if let Some(t) = tx.team(team).await? {
             return Ok(t);
         }

@@ -70,7 +70,7 @@ fn group_not_found(id: &str) -> ScimError {
 
 impl Directory {
     /// Refuses member ids that are not live users, naming them; nothing is applied then.
-    async fn require_users(&self, tx: &mut dyn Tx, ids: &[String]) -> OpResult<()> {
+    async fn require_users(&self, tx: &mut dyn ReadTx, ids: &[String]) -> OpResult<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -93,7 +93,7 @@ impl Directory {
         }
     }
 
-    async fn unique_handle(&self, tx: &mut dyn Tx, name: &str) -> OpResult<String> {
+    async fn unique_handle(&self, tx: &mut dyn ReadTx, name: &str) -> OpResult<String> {
         let base = handle_from_name(name);
         let mut candidate = base.clone();
         let mut n = 1;
@@ -355,7 +355,7 @@ impl Directory {
     /// The membership as pending operations would leave it.
     async fn current_members(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         team_id: &str,
         add: &BTreeSet<String>,
         remove: &BTreeSet<String>,

@@ -175,7 +175,7 @@ impl Directory {
     }
 
     /// The invitation of a link, if it can be accepted now by an active user; else why not.
-    async fn acceptable(&self, tx: &mut dyn Tx, token: &str) -> Result<InvitationRecord, InvitationError> {
+    async fn acceptable(&self, tx: &mut dyn ReadTx, token: &str) -> Result<InvitationRecord, InvitationError> {
         let inv =
             tx.invitation_by_token_hash(&hash_secret(token)).await.map_err(failed)?.ok_or(InvitationError::Unknown)?;
         if let Some(refused) = Self::refusal(&inv, self.clock.now()) {

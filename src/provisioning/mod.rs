@@ -23,7 +23,8 @@ use std::sync::Arc;
 use crate::clock::{Clock, format_time};
 use crate::scim::ScimError;
 use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
-use crate::store::{AuditEvent, SharedStore, StoreError, Tx};
+use crate::store::prelude::*;
+use crate::store::{AuditEvent, SharedStore, StoreError};
 
 /// How many times a write is retried when it lost a race with another writer.
 const MAX_ATTEMPTS: usize = 8;

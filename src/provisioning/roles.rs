@@ -6,14 +6,8 @@
 
 use serde_json::Value;
 
-/// A role of the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Role {
-    pub id: String,
-    pub name: String,
-    pub builtin: bool,
-    pub description: String,
-}
+/// A role of the catalog (the record lives with the store's other records).
+pub use crate::store::Role;
 
 /// Stable id of the built-in `Admin` role.
 pub const ADMIN_ROLE_ID: &str = "7a1d0000-0000-4000-8000-000000000001";

@@ -173,7 +173,7 @@ impl Directory {
     }
 
     /// The configured default role, if any.
-    pub(super) async fn default_role(&self, tx: &mut dyn Tx) -> OpResult<Option<Role>> {
+    pub(super) async fn default_role(&self, tx: &mut dyn ReadTx) -> OpResult<Option<Role>> {
         Ok(tx.role_named_by_setting(DEFAULT_ROLE_SETTING).await?)
     }
 }

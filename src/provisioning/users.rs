@@ -35,7 +35,7 @@ impl Directory {
     /// be returned, its groups.
     async fn user_view(
         &self,
-        tx: &mut dyn Tx,
+        tx: &mut dyn ReadTx,
         rec: &UserRecord,
         with_groups: bool,
         ctx: &RequestContext,

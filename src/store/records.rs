@@ -285,3 +285,17 @@ impl std::fmt::Debug for OutboxMessage {
             .finish()
     }
 }
+
+/// A role of the catalog: a built-in one (Admin, Standard, Read Only) or one an administrator
+/// added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    /// Stable id (built-in roles have fixed ones).
+    pub id: String,
+    /// Name, unique without regard to case.
+    pub name: String,
+    /// Whether the role is built in (built-in roles cannot be deleted).
+    pub builtin: bool,
+    /// What the role allows, for people.
+    pub description: String,
+}
