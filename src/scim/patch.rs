@@ -1049,11 +1049,11 @@ mod tests {
     }
 
     fn multi_valued_op_strategy() -> impl Strategy<Value = Value> {
-        let values = prop::collection::vec(email_strategy(), 0..4);
+        let values = || prop::collection::vec(email_strategy(), 0..4);
         prop_oneof![
-            4 => values.clone().prop_map(|v| json!({"op": "add", "path": "emails", "value": v})),
-            2 => values.clone().prop_map(|v| json!({"op": "add", "value": {"emails": v}})),
-            3 => values.prop_map(|v| json!({"op": "remove", "path": "emails", "value": v})),
+            4 => values().prop_map(|v| json!({"op": "add", "path": "emails", "value": v})),
+            2 => values().prop_map(|v| json!({"op": "add", "value": {"emails": v}})),
+            3 => values().prop_map(|v| json!({"op": "remove", "path": "emails", "value": v})),
             1 => Just(json!({"op": "replace", "path": "emails[value eq \"a@x\"].primary", "value": true})),
             1 => Just(json!({"op": "remove", "path": "emails[type eq \"home\"]"})),
             1 => Just(json!({"op": "add", "path": "emails.type", "value": "other"})),
