@@ -440,20 +440,58 @@ async fn groups_keep_membership_as_rows() {
     assert_eq!(user["groups"][0]["value"], gid);
     assert_eq!(user["groups"][0]["display"], "Engineering");
 
-    // Add one, remove one by filter, remove one Entra-style by value.
-    let (status, body) = s
-        .patch(
+    // Add one, remove one by filter, remove one Entra-style by value: a membership PATCH as
+    // identity providers send it (no attributes, no excludedAttributes) is answered 204 with
+    // the new ETag, and no member list.
+    let (_, before) = s.get(&format!("/Groups/{gid}?excludedAttributes=members")).await;
+    let (status, headers, body) = s
+        .call(
+            Method::PATCH,
             &format!("/Groups/{gid}"),
-            patch(json!([
+            Some(patch(json!([
                 {"op": "add", "path": "members", "value": [{"value": u3}]},
                 {"op": "remove", "path": format!("members[value eq \"{u1}\"]")},
                 {"op": "Remove", "path": "members", "value": [{"value": u2}]}
-            ])),
+            ]))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(body, Value::Null);
+    let (_, now) = s.get(&format!("/Groups/{gid}")).await;
+    assert_ne!(now["meta"]["version"], before["meta"]["version"]);
+    assert_eq!(headers.get("etag").and_then(|v| v.to_str().ok()), now["meta"]["version"].as_str());
+    let members: Vec<&str> = now["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
+    assert_eq!(members, [u3.as_str()]);
+    // A client that names a projection gets the group, as projected.
+    let (status, body) = s
+        .patch(
+            &format!("/Groups/{gid}?attributes=members"),
+            patch(json!([{"op": "add", "path": "members", "value": [{"value": u2}]}])),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let members: Vec<&str> = body["members"].as_array().unwrap().iter().map(|m| m["value"].as_str().unwrap()).collect();
-    assert_eq!(members, [u3.as_str()]);
+    assert_eq!(body["members"].as_array().map(Vec::len), Some(2), "{body}");
+    let (status, body) = s
+        .patch(
+            &format!("/Groups/{gid}?excludedAttributes=members"),
+            patch(json!([{"op": "remove", "path": "members", "value": [{"value": u2}]}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("members").is_none() && body["displayName"] == "Engineering", "{body}");
+    // Anything but adding and removing named members is answered with the group: here removing
+    // all members, then putting one back with replace.
+    let (status, body) = s.patch(&format!("/Groups/{gid}"), patch(json!([{"op": "remove", "path": "members"}]))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("members").is_none(), "{body}");
+    let (status, body) = s
+        .patch(
+            &format!("/Groups/{gid}"),
+            patch(json!([{"op": "replace", "path": "members", "value": [{"value": u3}]}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["members"][0]["value"], u3.as_str(), "{body}");
 
     // An unknown member refuses the whole PATCH and names the id.
     let (status, body) = s

@@ -10,10 +10,10 @@ use super::view::group_json;
 use super::*;
 use crate::scim::filter::{AttrPath, CompareOp, Filter, matches};
 use crate::scim::list::ListQuery;
-use crate::scim::patch::{MultiValueOp, apply_patch, parse_patch_request};
+use crate::scim::patch::{MultiValueOp, PatchRequest, apply_patch, parse_patch_request};
 use crate::scim::projection::Projection;
 use crate::scim::resource::normalize;
-use crate::store::TeamRecord;
+use crate::store::{StoreError, TeamRecord};
 
 /// Whether a POST /Groups may link an existing unmanaged team of the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,29 @@ pub enum LinkExisting {
     Allowed,
     /// Never: answer 409 `uniqueness` instead.
     Never,
+}
+
+/// How a Group PATCH is answered (RFC 7644 §3.5.2).
+#[derive(Debug, Clone)]
+pub enum PatchReply {
+    /// 200 with the group.
+    Resource(Resource),
+    /// 204 No Content; the group's new version, for the ETag header.
+    NoContent { version: i64 },
+}
+
+/// A Group PATCH evaluated on one read of the group.
+struct GroupPatchPlan {
+    /// The group as read.
+    before: TeamRecord,
+    /// The new document.
+    doc: Map<String, Value>,
+    add: Vec<String>,
+    remove: Vec<String>,
+    /// Whether the evaluation read the member list.
+    read_members: bool,
+    /// Whether every operation adds or removes named members and nothing else.
+    incremental: bool,
 }
 
 /// How many member ids an audit event lists before it only counts.
@@ -246,6 +269,10 @@ impl Directory {
     }
 
     /// Replaces a group (PUT /Groups/{id}); only membership differences are written.
+    ///
+    /// The group and its members are read and the differences computed before the write
+    /// transaction; the transaction only checks that the group is still at the version read
+    /// (else everything starts over) and writes.
     pub async fn replace_group(
         &self,
         ctx: &RequestContext,
@@ -259,111 +286,168 @@ impl Directory {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
         })?;
+        let wanted_set: BTreeSet<String> = wanted.iter().cloned().collect();
         let with_members = projection.includes_top_level(&self.types.group, "members");
         self.retry(|| async {
+            let (before, add, remove) = {
+                // Group and members from one snapshot.
+                let mut rd = self.store.begin_read().await?;
+                let before = rd.group(id).await?.ok_or_else(|| group_not_found(id))?;
+                check_if_match(if_match, before.version)?;
+                let current: BTreeSet<String> = rd.team_members(&before.id).await?.into_iter().collect();
+                let add: Vec<String> = wanted_set.difference(&current).cloned().collect();
+                let remove: Vec<String> = current.difference(&wanted_set).cloned().collect();
+                (before, add, remove)
+            };
             let mut tx = self.store.begin_write().await?;
-            let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
-            check_if_match(if_match, before.version)?;
+            let current = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+            check_if_match(if_match, current.version)?;
+            if current.version != before.version {
+                return Err(StoreError::Concurrent(format!("group {id}")).into());
+            }
             self.require_users(tx.as_mut(), &wanted).await?;
-            let current: BTreeSet<String> = tx.team_members(&before.id).await?.into_iter().collect();
-            let wanted_set: BTreeSet<String> = wanted.iter().cloned().collect();
-            let add: Vec<String> = wanted_set.difference(&current).cloned().collect();
-            let remove: Vec<String> = current.difference(&wanted_set).cloned().collect();
             let team = self.write_group(tx.as_mut(), ctx, &before, doc.clone(), &add, &remove, "group.replace").await?;
-            let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
             tx.commit().await?;
+            // What was written: the membership is exactly the request's (its users exist: checked
+            // in the transaction), sorted by id.
+            let members: Option<Vec<String>> = with_members.then(|| wanted_set.iter().cloned().collect());
             Ok(self.group_resource(&team, members.as_deref(), ctx))
         })
         .await
     }
 
     /// Applies a PATCH (PATCH /Groups/{id}); member operations become row inserts and deletes.
+    ///
+    /// `wanted` is the projection the client asked for with `attributes` or
+    /// `excludedAttributes`, or `None` when it asked for neither. A PATCH whose operations all
+    /// add or remove named members (what Okta and Microsoft Entra ID send for membership
+    /// changes) is then answered 204 No Content (RFC 7644 §3.5.2 allows it; Entra documents 204
+    /// for group PATCH, Okta accepts 200 or 204): the answer would carry every member, which
+    /// would make one membership change cost as much as reading the whole group, and the client
+    /// did not ask for it; such a PATCH reads no member at all. Every other PATCH (a rename, an
+    /// `externalId`, removing or replacing all members, a member filter other than `value eq`)
+    /// and every PATCH that names a projection is answered 200 with the group, as before: strict
+    /// clients, such as the `scim-sanity` conformance probe, expect 200 with the resource for
+    /// those.
     pub async fn patch_group(
         &self,
         ctx: &RequestContext,
         id: &str,
         body: &Value,
         if_match: Option<&str>,
-        projection: &Projection,
-    ) -> Result<Resource, ScimError> {
+        wanted: Option<&Projection>,
+    ) -> Result<PatchReply, ScimError> {
         let request = parse_patch_request(body)?;
-        let with_members = projection.includes_top_level(&self.types.group, "members");
         self.retry(|| async {
+            // Evaluated outside the write transaction, on one read of the group.
+            let plan = self.plan_group_patch(id, &request, if_match).await?;
+            let no_content = wanted.is_none() && plan.incremental;
+            let with_members = match wanted {
+                Some(p) => p.includes_top_level(&self.types.group, "members"),
+                None => !no_content,
+            };
             let mut tx = self.store.begin_write().await?;
-            let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
-            check_if_match(if_match, before.version)?;
-            let mut doc = before.data.clone();
-            let outcome = apply_patch(&self.types.group, &mut doc, &request, &["members"])?;
-            // Resolve member operations in order against a working view of the membership,
-            // loading the full member list only when an operation needs it.
-            let mut add: BTreeSet<String> = BTreeSet::new();
-            let mut remove: BTreeSet<String> = BTreeSet::new();
-            for op in outcome.external.iter().map(|e| &e.op) {
-                match op {
-                    MultiValueOp::Add(values) => {
-                        for m in member_ids(values)? {
-                            remove.remove(&m);
-                            add.insert(m);
-                        }
-                    }
-                    MultiValueOp::RemoveValues(values) => {
-                        for m in member_ids(values)? {
-                            add.remove(&m);
-                            remove.insert(m);
-                        }
-                    }
-                    MultiValueOp::Remove(filter) => {
-                        let targets = match filter.as_ref().and_then(simple_member_ids) {
-                            Some(ids) => ids,
-                            None => {
-                                let all = self.current_members(tx.as_mut(), &before.id, &add, &remove).await?;
-                                match filter {
-                                    None => all,
-                                    Some(f) => {
-                                        all.into_iter().filter(|m| member_matches(&self.types.group, f, m)).collect()
-                                    }
-                                }
-                            }
-                        };
-                        for m in targets {
-                            add.remove(&m);
-                            remove.insert(m);
-                        }
-                    }
-                    MultiValueOp::Replace(values) => {
-                        let wanted: BTreeSet<String> = member_ids(values)?.into_iter().collect();
-                        let all = self.current_members(tx.as_mut(), &before.id, &add, &remove).await?;
-                        remove.extend(all.into_iter().filter(|m| !wanted.contains(m)));
-                        for m in &wanted {
-                            remove.remove(m);
-                        }
-                        add = wanted;
-                    }
-                }
+            let current = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+            check_if_match(if_match, current.version)?;
+            // The evaluation holds if the group is still at the version it read, or if only its
+            // membership changed since and the evaluation did not read the membership: adding
+            // or removing named members does not depend on the others (so concurrent membership
+            // PATCHes on one group do not make each other start over).
+            let unchanged_inputs =
+                !plan.read_members && current.data == plan.before.data && current.name == plan.before.name;
+            if current.version != plan.before.version && !unchanged_inputs {
+                return Err(StoreError::Concurrent(format!("group {id}")).into());
             }
-            let add: Vec<String> = add.into_iter().collect();
-            let remove: Vec<String> = remove.into_iter().collect();
-            self.require_users(tx.as_mut(), &add).await?;
-            let team = self.write_group(tx.as_mut(), ctx, &before, doc, &add, &remove, "group.patch").await?;
+            self.require_users(tx.as_mut(), &plan.add).await?;
+            let team =
+                self.write_group(tx.as_mut(), ctx, &current, plan.doc, &plan.add, &plan.remove, "group.patch").await?;
             let members = if with_members { Some(tx.team_members(&team.id).await?) } else { None };
             tx.commit().await?;
-            Ok(self.group_resource(&team, members.as_deref(), ctx))
+            Ok(if no_content {
+                PatchReply::NoContent { version: team.version }
+            } else {
+                PatchReply::Resource(self.group_resource(&team, members.as_deref(), ctx))
+            })
         })
         .await
     }
 
-    /// The membership as pending operations would leave it.
-    async fn current_members(
+    /// Reads a group and evaluates a PATCH on it: the new document and the member ids to add and
+    /// to remove, resolved in request order. The member list is read only when an operation
+    /// needs it (removing all, a filter other than `value eq`, replacing them).
+    async fn plan_group_patch(
         &self,
-        tx: &mut dyn ReadTx,
-        team_id: &str,
-        add: &BTreeSet<String>,
-        remove: &BTreeSet<String>,
-    ) -> OpResult<Vec<String>> {
-        let mut all: BTreeSet<String> = tx.team_members(team_id).await?.into_iter().collect();
-        all.extend(add.iter().cloned());
-        all.retain(|m| !remove.contains(m));
-        Ok(all.into_iter().collect())
+        id: &str,
+        request: &PatchRequest,
+        if_match: Option<&str>,
+    ) -> OpResult<GroupPatchPlan> {
+        let mut rd = self.store.read().await?;
+        let before = rd.group(id).await?.ok_or_else(|| group_not_found(id))?;
+        check_if_match(if_match, before.version)?;
+        let mut doc = before.data.clone();
+        let outcome = apply_patch(&self.types.group, &mut doc, request, &["members"])?;
+        // Every operation adds or removes named members (and nothing else changed).
+        let incremental = !outcome.changed
+            && outcome.external.len() == request.operations.len()
+            && outcome.external.iter().all(|e| match &e.op {
+                MultiValueOp::Add(_) | MultiValueOp::RemoveValues(_) => true,
+                MultiValueOp::Remove(Some(f)) => simple_member_ids(f).is_some(),
+                MultiValueOp::Remove(None) | MultiValueOp::Replace(_) => false,
+            });
+        let mut add: BTreeSet<String> = BTreeSet::new();
+        let mut remove: BTreeSet<String> = BTreeSet::new();
+        let mut stored: Option<Vec<String>> = None;
+        for op in outcome.external.iter().map(|e| &e.op) {
+            match op {
+                MultiValueOp::Add(values) => {
+                    for m in member_ids(values)? {
+                        remove.remove(&m);
+                        add.insert(m);
+                    }
+                }
+                MultiValueOp::RemoveValues(values) => {
+                    for m in member_ids(values)? {
+                        add.remove(&m);
+                        remove.insert(m);
+                    }
+                }
+                MultiValueOp::Remove(filter) => {
+                    let targets = match filter.as_ref().and_then(simple_member_ids) {
+                        Some(ids) => ids,
+                        None => {
+                            let all = current_members(rd.as_mut(), &mut stored, &before.id, &add, &remove).await?;
+                            match filter {
+                                None => all,
+                                Some(f) => {
+                                    all.into_iter().filter(|m| member_matches(&self.types.group, f, m)).collect()
+                                }
+                            }
+                        }
+                    };
+                    for m in targets {
+                        add.remove(&m);
+                        remove.insert(m);
+                    }
+                }
+                MultiValueOp::Replace(values) => {
+                    let wanted: BTreeSet<String> = member_ids(values)?.into_iter().collect();
+                    let all = current_members(rd.as_mut(), &mut stored, &before.id, &add, &remove).await?;
+                    remove.extend(all.into_iter().filter(|m| !wanted.contains(m)));
+                    for m in &wanted {
+                        remove.remove(m);
+                    }
+                    add = wanted;
+                }
+            }
+        }
+        Ok(GroupPatchPlan {
+            before,
+            doc,
+            add: add.into_iter().collect(),
+            remove: remove.into_iter().collect(),
+            read_members: stored.is_some(),
+            incremental,
+        })
     }
 
     /// Writes a group change: document, then only the membership rows that change.
@@ -478,6 +562,23 @@ impl Directory {
         }
         Ok((total, out))
     }
+}
+
+/// The membership as pending operations would leave it; the stored list is read once.
+async fn current_members(
+    rd: &mut dyn ReadTx,
+    stored: &mut Option<Vec<String>>,
+    team_id: &str,
+    add: &BTreeSet<String>,
+    remove: &BTreeSet<String>,
+) -> OpResult<Vec<String>> {
+    if stored.is_none() {
+        *stored = Some(rd.team_members(team_id).await?);
+    }
+    let mut all: BTreeSet<String> = stored.iter().flatten().cloned().collect();
+    all.extend(add.iter().cloned());
+    all.retain(|m| !remove.contains(m));
+    Ok(all.into_iter().collect())
 }
 
 /// Member ids of a filter made only of `value eq "id"` terms joined by `or` (the common case),

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 use super::view::user_json;
 use super::*;
 use crate::scim::list::ListQuery;
-use crate::scim::patch::{apply_patch, parse_patch_request};
+use crate::scim::patch::{PatchRequest, apply_patch, parse_patch_request};
 use crate::scim::projection::Projection;
 use crate::scim::resource::normalize;
 use crate::store::UserRecord;
@@ -111,6 +111,9 @@ impl Directory {
     }
 
     /// Replaces a user (PUT /Users/{id}).
+    ///
+    /// The new document and its columns are computed before the write transaction (they do not
+    /// depend on the stored user), and the answer is built after it from what was written.
     pub async fn replace_user(
         &self,
         ctx: &RequestContext,
@@ -126,14 +129,19 @@ impl Directory {
             let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
             check_if_match(if_match, before.version)?;
             let rec = self.write_user(tx.as_mut(), ctx, &before, doc.clone(), &cols, "user.replace").await?;
-            let view = self.user_view(tx.as_mut(), &rec, true, ctx).await?;
+            let groups = tx.groups_of_user(&rec.id).await?;
             tx.commit().await?;
-            Ok(view)
+            Ok(user_resource(&rec, &groups, ctx))
         })
         .await
     }
 
     /// Applies a PATCH (PATCH /Users/{id}).
+    ///
+    /// The PATCH is evaluated on a read of the user, outside the write transaction (its cost
+    /// grows with the values it touches and must not hold up other writers); the transaction
+    /// reads the user again and writes only if it is still at the version evaluated, else the
+    /// attempt starts over from a new read. The answer is built after the commit.
     pub async fn patch_user(
         &self,
         ctx: &RequestContext,
@@ -142,23 +150,62 @@ impl Directory {
         if_match: Option<&str>,
     ) -> Result<Resource, ScimError> {
         let request = parse_patch_request(body)?;
+        // The first attempt evaluates the PATCH outside the write transaction (the writer is
+        // held only to write); a retry after losing a race evaluates it inside, on the row as
+        // locked, so concurrent PATCHes of one user queue instead of losing to each other.
+        let optimistic = std::sync::atomic::AtomicBool::new(true);
         self.retry(|| async {
-            let mut tx = self.store.begin_write().await?;
-            let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+            if !optimistic.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                return self.patch_user_locked(ctx, id, &request, if_match).await;
+            }
+            let (before, groups) = {
+                let mut rd = self.store.read().await?;
+                rd.user_with_groups(id).await?.ok_or_else(|| user_not_found(id))?
+            };
             check_if_match(if_match, before.version)?;
             let mut doc = before.data.clone();
             let outcome = apply_patch(&self.types.user, &mut doc, &request, &[])?;
-            let rec = if outcome.changed {
-                let cols = columns(&doc)?;
-                self.write_user(tx.as_mut(), ctx, &before, doc, &cols, "user.patch").await?
-            } else {
-                before
-            };
-            let view = self.user_view(tx.as_mut(), &rec, true, ctx).await?;
+            if !outcome.changed {
+                // Nothing to write: the user as read is the answer.
+                return Ok(user_resource(&before, &groups, ctx));
+            }
+            let cols = columns(&doc)?;
+            let mut tx = self.store.begin_write().await?;
+            let current = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+            check_if_match(if_match, current.version)?;
+            if current.version != before.version {
+                return Err(StoreError::Concurrent(format!("user {id}")).into());
+            }
+            let rec = self.write_user(tx.as_mut(), ctx, &current, doc, &cols, "user.patch").await?;
+            let groups = tx.groups_of_user(&rec.id).await?;
             tx.commit().await?;
-            Ok(view)
+            Ok(user_resource(&rec, &groups, ctx))
         })
         .await
+    }
+
+    /// One attempt of a PATCH evaluated inside the write transaction.
+    async fn patch_user_locked(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        request: &PatchRequest,
+        if_match: Option<&str>,
+    ) -> OpResult<Resource> {
+        let mut tx = self.store.begin_write().await?;
+        let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
+        check_if_match(if_match, before.version)?;
+        let mut doc = before.data.clone();
+        let outcome = apply_patch(&self.types.user, &mut doc, request, &[])?;
+        let rec = if outcome.changed {
+            let cols = columns(&doc)?;
+            self.write_user(tx.as_mut(), ctx, &before, doc, &cols, "user.patch").await?
+        } else {
+            before
+        };
+        let groups = tx.groups_of_user(&rec.id).await?;
+        tx.commit().await?;
+        Ok(user_resource(&rec, &groups, ctx))
     }
 
     /// Writes a changed user document, with the audit event and the offboarding rules.

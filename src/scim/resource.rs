@@ -235,14 +235,11 @@ impl ValueSet {
     pub(crate) fn insert(&mut self, v: &Value) -> bool {
         self.0.insert(canonical_text(v))
     }
-    /// Whether an equal value is in the set.
-    pub(crate) fn contains(&self, v: &Value) -> bool {
-        self.0.contains(&canonical_text(v))
-    }
 }
 
-/// Serialisation with object keys sorted, so that equal values serialise alike.
-fn canonical_text(v: &Value) -> String {
+/// Serialisation with object keys sorted, so that equal values serialise alike: two values are
+/// equal (as `Value`s) exactly when their canonical texts are.
+pub(crate) fn canonical_text(v: &Value) -> String {
     fn write(v: &Value, out: &mut String) {
         match v {
             Value::Object(m) => {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::AuthenticatedKey;
 use super::response::{ApiError, ApiResult, ScimJson};
-use crate::provisioning::groups::LinkExisting;
+use crate::provisioning::groups::{LinkExisting, PatchReply};
 use crate::provisioning::{RequestContext, Resource};
 use crate::scim::ScimError;
 use crate::scim::list::{ListQuery, list_response};
@@ -273,13 +273,24 @@ pub async fn patch_group(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
     let body = json_body(&s, body)?;
     let ctx = context(&s, &key, &headers);
-    let r = s.directory.patch_group(&ctx, &id, &body, if_match(&headers).as_deref(), &p).await?;
-    Ok(resource_response(r, StatusCode::OK, rt, &p))
+    // Neither `attributes` nor `excludedAttributes` (or both empty): the client did not ask
+    // for the resource, and a membership PATCH is answered 204 (see `Directory::patch_group`).
+    let asked = p != Projection::default();
+    match s.directory.patch_group(&ctx, &id, &body, if_match(&headers).as_deref(), asked.then_some(&p)).await? {
+        PatchReply::Resource(r) => Ok(resource_response(r, StatusCode::OK, rt, &p).into_response()),
+        PatchReply::NoContent { version } => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            if let Ok(etag) = header::HeaderValue::from_str(&crate::provisioning::view::etag(version)) {
+                resp.headers_mut().insert(header::ETAG, etag);
+            }
+            Ok(resp)
+        }
+    }
 }
 
 pub async fn delete_group(
