@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the SCIM server side by side with a peer (the Python scim2-server) and a ceiling
 # (nginx answering a fixed small JSON body), all on loopback, and writes BENCHMARKS.md with the
-# results table, the ratios and a plot. Not part of the test command.
+# results table, the ratios and a plot. A second ceiling, for writes: the raw durable-commit rate
+# of SQLite with the server's pragmas and BENCH_CONCURRENCY writers (bench/sqlite_commit.rs), on
+# the file system the server's database is on. Not part of the test command.
 #
 # Knobs: BENCH_DURATION (s per run, 10), BENCH_CONCURRENCY (16), BENCH_USERS (100500),
 # BENCH_BIG (100000), BENCH_GROUPS (10000), BENCH_PEER_USERS/BIG/GROUPS (10200/10000/1000),
@@ -53,9 +55,10 @@ server_params="duration=${duration}s concurrency=$conc users=$users big_group=$b
 if [ "$only" != operator ]; then
 echo "{\"target\":\"meta\",\"workload\":\"server_params\",\"value\":\"$server_params\"}" >> "$results"
 say "building (release)"
-cargo build --release --locked --quiet --bin scim-operator --example bench-seed
+cargo build --release --locked --quiet --bin scim-operator --example bench-seed --example bench-sqlite-commit
 bin="$CARGO_TARGET_DIR/release/scim-operator"
 seed="$CARGO_TARGET_DIR/release/examples/bench-seed"
+commit_ceiling="$CARGO_TARGET_DIR/release/examples/bench-sqlite-commit"
 
 # run TARGET WORKLOAD URL PREFIX DIR USERS [PATCH_QUERY]
 run() {
@@ -98,7 +101,10 @@ scim_suite() { # NAME URL DIR USERS PREFIX GROUPS
   run "$name" groups_page "$url" "$prefix" "$dir" "$n"
   # The big group last: a server that collapses on it (the peer does) leaves the rest measured.
   run "$name" patch_small "$url" "$prefix" "$dir" "$n" "?excludedAttributes=members"
+  # The same membership change as an identity provider sends it: no query, members with display.
+  run "$name" patch_small_idp "$url" "$prefix" "$dir" "$n"
   run "$name" patch_big "$url" "$prefix" "$dir" "$n" "?excludedAttributes=members"
+  run "$name" patch_big_idp "$url" "$prefix" "$dir" "$n"
   run "$name" patch_big "$url" "$prefix" "$dir" "$n"
 }
 
@@ -173,6 +179,15 @@ wait_http "http://127.0.0.1:$p/"
 run ceiling lookup "http://127.0.0.1:$p" "" "$work/sqlite" "$big"
 run ceiling create "http://127.0.0.1:$p" "" "$work/sqlite" "$big"
 nginx -c "$work/nginx/nginx.conf" -s stop
+
+# --- the write ceiling: SQLite's own durable-commit rate, 16 writers, next to the server's files
+say "SQLite commit ceiling: $conc writers"
+if out=$("$commit_ceiling" "$work/commit-ceiling" "$duration" "$conc"); then
+  echo "$out" >> "$results"
+  say "ceiling sqlite_commit: $out"
+else
+  say "no result for ceiling sqlite_commit"
+fi
 fi
 
 # --- the operator (bench/operator.sh)

@@ -14,7 +14,13 @@ end
 
 local token = read("token"):gsub("%s+$", "")
 local ids = {}
-for line in read("user_ids"):gmatch("[^\n]+") do ids[#ids + 1] = line end
+-- Both seeders name the user at line i of user_ids "user<i-1>@bench.test": the userName an
+-- identity provider sends as the member's display.
+local user_names = {}
+for line in read("user_ids"):gmatch("[^\n]+") do
+  ids[#ids + 1] = line
+  user_names[line] = "user" .. (#ids - 1) .. "@bench.test"
+end
 local big, small = read("big_group"), read("small_group")
 -- Users in no group: each wrk thread adds its own SPARES of them one by one, then removes them
 -- one by one, so every PATCH changes the membership (an add of a member or a remove of a
@@ -38,18 +44,21 @@ local function headers()
   return { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/scim+json" }
 end
 
-local function patch_member(group)
+-- IDP: the request exactly as Okta sends it (tests/replays/okta_group_push.json): each added
+-- member with its display, and never a query (BENCH_PATCH_QUERY is ignored).
+local function patch_member(group, idp)
   local k = patches % SPARES
   local op = (math.floor(patches / SPARES) % 2 == 0) and "add" or "remove"
   patches = patches + 1
   local spare = spares[((tid or 1) - 1) * SPARES + k + 1]
   local body
   if op == "add" then
-    body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"' .. spare .. '"}]}]}'
+    local display = idp and (',"display":"' .. assert(user_names[spare], "spare user not in user_ids") .. '"') or ""
+    body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"' .. spare .. '"' .. display .. '}]}]}'
   else
     body = '{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members[value eq \\"' .. spare .. '\\"]"}]}'
   end
-  local query = os.getenv("BENCH_PATCH_QUERY") or ""
+  local query = idp and "" or (os.getenv("BENCH_PATCH_QUERY") or "")
   return wrk.format("PATCH", prefix .. "/Groups/" .. group .. query, headers(), body)
 end
 
@@ -72,6 +81,10 @@ function request()
     return patch_member(big)
   elseif workload == "patch_small" then
     return patch_member(small)
+  elseif workload == "patch_big_idp" then
+    return patch_member(big, true)
+  elseif workload == "patch_small_idp" then
+    return patch_member(small, true)
   elseif workload == "groups_page" then
     local pages = math.max(1, math.floor((tonumber(os.getenv("BENCH_NGROUPS") or "10000")) / 100))
     local start = math.random(0, pages - 1) * 100 + 1
