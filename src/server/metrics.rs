@@ -49,6 +49,10 @@ pub struct Metrics {
     pub auth_failures: Family<AuthLabels, Counter>,
     pub role_events: Family<RoleLabels, Counter>,
     pub outbox: Family<OutboxLabels, Counter>,
+    /// Group commits of the SQLite writer, brought up to date at each scrape.
+    pub store_commits: Counter,
+    /// Request transactions those commits made durable.
+    pub store_transactions: Counter,
 }
 
 impl Default for Metrics {
@@ -74,11 +78,29 @@ impl Default for Metrics {
             "Outbox delivery attempts by outcome (sent, retry, parked) in this process",
             outbox.clone(),
         );
-        Self { registry, requests, durations, auth_failures, role_events, outbox }
+        let store_commits = Counter::default();
+        let store_transactions = Counter::default();
+        registry.register(
+            "store_commits",
+            "Commits of the SQLite writer; each makes the transactions of several requests durable at once",
+            store_commits.clone(),
+        );
+        registry.register(
+            "store_committed_transactions",
+            "Request transactions made durable by the SQLite writer's commits",
+            store_transactions.clone(),
+        );
+        Self { registry, requests, durations, auth_failures, role_events, outbox, store_commits, store_transactions }
     }
 }
 
 impl Metrics {
+    /// Brings the store's counters up to `stats` (they only grow).
+    pub fn observe_store(&self, stats: crate::store::CommitStats) {
+        self.store_commits.inc_by(stats.commits.saturating_sub(self.store_commits.get()));
+        self.store_transactions.inc_by(stats.transactions.saturating_sub(self.store_transactions.get()));
+    }
+
     /// Text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -108,6 +108,15 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// Counts of the SQLite writer's group commits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Commits of the writer connection (each one sync of the log).
+    pub commits: u64,
+    /// Request transactions those commits made durable.
+    pub transactions: u64,
+}
+
 /// Result alias for store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -144,6 +153,11 @@ pub trait Store: Send + Sync + 'static {
     fn key_generation(&self) -> u64;
     /// Closes the pool, waiting for connections to be returned.
     async fn close(&self);
+    /// What the SQLite writer committed so far in this process (all zero on PostgreSQL, whose
+    /// transactions commit one by one).
+    fn commit_stats(&self) -> CommitStats {
+        CommitStats::default()
+    }
 }
 
 /// A user and its managed teams as (group id, display name).

@@ -308,6 +308,13 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    fn commit_stats(&self) -> CommitStats {
+        match &self.backend {
+            Backend::Postgres(_) => CommitStats::default(),
+            Backend::Sqlite(engine) => engine.stats(),
+        }
+    }
+
     async fn close(&self) {
         match &self.backend {
             Backend::Postgres(pool) => pool.close().await,

@@ -25,12 +25,12 @@
 //! a quarter of a second for readers), which bounds its size.
 
 use rusqlite::{Connection, OpenFlags};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, oneshot};
 
-use super::super::{SqlValue, StoreError, StoreResult};
+use super::super::{CommitStats, SqlValue, StoreError, StoreResult};
 use super::exec::Row;
 
 /// Tuning of the engine.
@@ -82,7 +82,8 @@ struct Writer {
 
 struct Group {
     waiters: Vec<oneshot::Sender<Result<(), String>>>,
-    opened: Instant,
+    /// When the first request of the group finished (and began waiting for the commit).
+    first_done: Option<Instant>,
 }
 
 struct Readers {
@@ -100,6 +101,8 @@ pub(super) struct Engine {
     wal_pages: Arc<AtomicI64>,
     stop: Arc<AtomicBool>,
     settings: Settings,
+    commits: AtomicU64,
+    committed: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -138,6 +141,8 @@ impl Engine {
             wal_pages: Arc::new(AtomicI64::new(0)),
             stop: Arc::new(AtomicBool::new(false)),
             settings,
+            commits: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
         });
         spawn_checkpointer(checkpointer, engine.wal_pages.clone(), engine.stop.clone())?;
         Ok(engine)
@@ -151,7 +156,7 @@ impl Engine {
         queued.done();
         if guard.group.is_none() {
             guard.conn.execute_batch("BEGIN IMMEDIATE")?;
-            guard.group = Some(Group { waiters: Vec::new(), opened: Instant::now() });
+            guard.group = Some(Group { waiters: Vec::new(), first_done: None });
         }
         if let Err(e) = guard.conn.execute_batch("SAVEPOINT request") {
             // Nothing of this request is in the group: let the group commit without it.
@@ -185,7 +190,11 @@ impl Engine {
     fn finish_group(&self, w: &mut Writer) {
         let Some(group) = w.group.take() else { return };
         let outcome = match w.conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.committed.fetch_add(group.waiters.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(error = %e, requests = group.waiters.len(), "a group commit failed");
                 // A failed COMMIT may leave the transaction open: end it.
@@ -226,6 +235,14 @@ impl Engine {
         let mut guard = self.writer.clone().lock_owned().await;
         if self.waiting.load(Ordering::Acquire) == 0 {
             self.finish_group(&mut guard);
+        }
+    }
+
+    /// Commits and the request transactions they made durable.
+    pub(super) fn stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            transactions: self.committed.load(Ordering::Relaxed),
         }
     }
 
@@ -392,7 +409,8 @@ impl WriteSession {
             return Err(e.into());
         }
         let engine = self.engine.clone();
-        let group = guard.group.as_ref().map(|g| (g.waiters.len() + 1, g.opened.elapsed()));
+        let group =
+            guard.group.as_ref().map(|g| (g.waiters.len() + 1, g.first_done.map_or(Duration::ZERO, |t| t.elapsed())));
         let full =
             group.is_none_or(|(size, age)| size >= engine.settings.max_group || age >= engine.settings.max_group_age);
         if full || engine.waiting.load(Ordering::Acquire) == 0 {
@@ -408,6 +426,7 @@ impl WriteSession {
         let (tx, rx) = oneshot::channel();
         if let Some(g) = guard.group.as_mut() {
             g.waiters.push(tx);
+            g.first_done.get_or_insert_with(Instant::now);
         }
         // The next writer continues the group; the last one commits it.
         drop(guard);
@@ -484,5 +503,24 @@ impl ReadSession {
 impl Drop for ReadSession {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_read_connection_refuses_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ro.db").to_string_lossy().into_owned();
+        let engine = Engine::open(&path, Settings::default()).expect("open");
+        let w = engine.begin_write().await.expect("writer");
+        w.execute("CREATE TABLE t (x INTEGER)", &[]).expect("create");
+        w.commit().await.expect("commit");
+        let r = engine.begin_read(false).await.expect("reader");
+        let refused = r.execute("INSERT INTO t (x) VALUES (1)", &[]);
+        assert!(matches!(refused, Err(StoreError::Sqlite(_))), "a reader wrote: {refused:?}");
+        assert_eq!(r.query("SELECT COUNT(*) FROM t", &[]).expect("count")[0].try_get::<i64, _>(0).expect("n"), 0);
     }
 }
