@@ -809,6 +809,21 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_settings_are_read_from_the_url_and_removed_from_it() {
+        let (url, s) = sqlite_settings("sqlite:///var/lib/scim.db?mode=rwc&synchronous=FULL&readers=8").unwrap();
+        assert_eq!(url, "sqlite:///var/lib/scim.db?mode=rwc");
+        assert!(s.sync_full);
+        assert_eq!(s.readers, 8);
+        let (url, s) = sqlite_settings("sqlite:///var/lib/scim.db?mode=rwc").unwrap();
+        assert_eq!(url, "sqlite:///var/lib/scim.db?mode=rwc");
+        assert!(!s.sync_full);
+        assert!(sqlite_settings("sqlite://x.db?synchronous=off").is_err());
+        assert!(sqlite_settings("sqlite://x.db?readers=0").is_err());
+        assert!(sqlite_path("sqlite::memory:").is_err());
+        assert_eq!(sqlite_path("sqlite://data/x.db?mode=rwc").unwrap(), "data/x.db");
+    }
+
+    #[test]
     fn bad_pool_settings_are_refused() {
         for bad in [
             "max_connections=0",
