@@ -28,6 +28,35 @@ async fn wait_ready(http: &reqwest::Client, port: u16) {
     panic!("server did not become ready");
 }
 
+/// Every acknowledged user is in the database at `db`, and nothing is half-written: each stored
+/// user has exactly its creation event.
+async fn assert_all_kept(db: &str, acknowledged: &[String]) {
+    let store = scim_operator::store::open(db).await.unwrap();
+    let mut tx = store.begin_read().await.unwrap();
+    for name in acknowledged {
+        assert!(tx.user_by_name(name).await.unwrap().is_some(), "{name} was acknowledged but is lost");
+    }
+    let events = tx
+        .list_audit(&scim_operator::store::AuditQuery { action: Some("user.create".into()), ..Default::default() })
+        .await
+        .unwrap();
+    let users = tx
+        .list_users(&scim_operator::store::ListSpec {
+            resource_type: &scim_operator::scim::schema::user_resource_type(),
+            filter: None,
+            sort_by: None,
+            sort_order: Default::default(),
+            offset: 0,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .0;
+    // Nothing half-written: each stored user has exactly its creation event.
+    assert_eq!(events.len() as u64, users, "users and their audit events disagree");
+    assert!(users as usize >= acknowledged.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,31 +99,7 @@ async fn sigkill_mid_load_loses_nothing_acknowledged() {
     // Restart on the same file: every acknowledged user is there, with its audit event.
     let mut server = serve(&db, port);
     wait_ready(&http, port).await;
-    let store = scim_operator::store::open(&db).await.unwrap();
-    let mut tx = store.begin_read().await.unwrap();
-    for name in &acknowledged {
-        assert!(tx.user_by_name(name).await.unwrap().is_some(), "{name} was acknowledged but is lost");
-    }
-    let events = tx
-        .list_audit(&scim_operator::store::AuditQuery { action: Some("user.create".into()), ..Default::default() })
-        .await
-        .unwrap();
-    let users = tx
-        .list_users(&scim_operator::store::ListSpec {
-            resource_type: &scim_operator::scim::schema::user_resource_type(),
-            filter: None,
-            sort_by: None,
-            sort_order: Default::default(),
-            offset: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .0;
-    // Nothing half-written: each stored user has exactly its creation event.
-    assert_eq!(events.len() as u64, users, "users and their audit events disagree");
-    assert!(users as usize >= acknowledged.len());
-    drop(tx);
+    assert_all_kept(&db, &acknowledged).await;
     let _ = server.kill();
     let _ = server.wait();
 }
@@ -158,27 +163,5 @@ async fn sigkill_between_group_commits_loses_no_acknowledged_write() {
     assert!(acknowledged.len() > 100, "the load did not run before the kills ({} users)", acknowledged.len());
     assert!(transactions > commits, "no group commit happened: {transactions} transactions in {commits} commits");
 
-    let store = scim_operator::store::open(&db).await.unwrap();
-    let mut tx = store.begin_read().await.unwrap();
-    for name in &acknowledged {
-        assert!(tx.user_by_name(name).await.unwrap().is_some(), "{name} was acknowledged but is lost");
-    }
-    let events = tx
-        .list_audit(&scim_operator::store::AuditQuery { action: Some("user.create".into()), ..Default::default() })
-        .await
-        .unwrap();
-    let users = tx
-        .list_users(&scim_operator::store::ListSpec {
-            resource_type: &scim_operator::scim::schema::user_resource_type(),
-            filter: None,
-            sort_by: None,
-            sort_order: Default::default(),
-            offset: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .0;
-    assert_eq!(events.len() as u64, users, "users and their audit events disagree");
-    assert!(users as usize >= acknowledged.len());
+    assert_all_kept(&db, &acknowledged).await;
 }
