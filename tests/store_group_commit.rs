@@ -1,7 +1,6 @@
 //! The SQLite writer's group commit, at the store's interface: requests that share one commit
 //! are each all-or-nothing, and one that fails rolls back alone.
 
-use scim_operator::store::prelude::*;
 use scim_operator::store::{StoreError, UserRecord};
 use serde_json::Map;
 use std::time::Duration;

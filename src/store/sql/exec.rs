@@ -17,7 +17,7 @@ pub(super) enum Conn {
     /// rolled back when dropped.
     SqlxTx(sqlx::Transaction<'static, sqlx::Any>),
     /// A pooled PostgreSQL connection in autocommit mode: each statement is its own snapshot.
-    SqlxConn(sqlx::pool::PoolConnection<sqlx::Any>),
+    SqlxPooled(sqlx::pool::PoolConnection<sqlx::Any>),
     /// A SQLite connection held by this transaction (the writer, or one of the readers).
     Lite(sqlite::Session),
 }
@@ -86,7 +86,7 @@ impl Query {
     pub(super) async fn execute(self, conn: &mut Conn) -> StoreResult<Done> {
         match conn {
             Conn::SqlxTx(tx) => pg_execute(self, tx).await,
-            Conn::SqlxConn(c) => pg_execute(self, c).await,
+            Conn::SqlxPooled(c) => pg_execute(self, c).await,
             Conn::Lite(s) => Ok(Done { rows: s.execute(&self.sql, &self.params)? }),
         }
     }
@@ -95,7 +95,7 @@ impl Query {
     pub(super) async fn fetch_all(self, conn: &mut Conn) -> StoreResult<Vec<Row>> {
         match conn {
             Conn::SqlxTx(tx) => pg_fetch(self, tx).await,
-            Conn::SqlxConn(c) => pg_fetch(self, c).await,
+            Conn::SqlxPooled(c) => pg_fetch(self, c).await,
             Conn::Lite(s) => s.query(&self.sql, &self.params),
         }
     }

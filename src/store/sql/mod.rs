@@ -286,7 +286,7 @@ impl Store for SqlStore {
 
     async fn read(&self) -> StoreResult<Box<dyn ReadTx>> {
         Ok(Box::new(match &self.backend {
-            Backend::Postgres(pool) => self.handle(Conn::SqlxConn(pool.acquire().await?), ""),
+            Backend::Postgres(pool) => self.handle(Conn::SqlxPooled(pool.acquire().await?), ""),
             Backend::Sqlite(engine) => self.handle(Conn::Lite(engine.begin_read(false).await?), ""),
         }))
     }
@@ -777,7 +777,7 @@ impl Tx for SqlTx {
         self.flush_audit().await?;
         match self.conn {
             Conn::SqlxTx(tx) => tx.commit().await?,
-            Conn::SqlxConn(_) => {}
+            Conn::SqlxPooled(_) => {}
             Conn::Lite(session) => session.commit().await?,
         }
         if self.keys_changed {

@@ -57,7 +57,7 @@ impl TeamReads for SqlTx {
             .bind(team_id.to_string())
             .fetch_all(self.conn())
             .await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        rows.iter().map(|r| r.try_get(0)).collect()
     }
 
     async fn team_member_count(&mut self, team_id: &str) -> StoreResult<u64> {
