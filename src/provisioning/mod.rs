@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, format_time};
 use crate::scim::ScimError;
 use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
-use crate::store::{AuditEvent, SharedStore, StoreError, Tx};
+use crate::store::{AuditEvent, AuditQuery, SharedStore, StoreError, Tx};
 
 /// How many times a write is retried when it lost a race with another writer.
 const MAX_ATTEMPTS: usize = 8;
@@ -229,6 +229,11 @@ impl Directory {
             .map_err(OpError::into_scim)?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Audit events matching `query`, oldest first: what the `audit` command prints.
+    pub async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, ScimError> {
+        Ok(self.store.begin_read().await?.list_audit(query).await?)
     }
 }
 
