@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, format_time};
 use crate::provisioning::{Directory, RequestContext};
+use crate::redact::redact_url;
 use crate::server::{AppState, ServerConfig, metrics::Metrics};
 use crate::store::{AuditQuery, KeyOwner, SharedStore};
 
@@ -378,20 +379,6 @@ async fn open(db: &DbArgs) -> Result<SharedStore> {
     crate::store::open(&db.db).await.with_context(|| format!("opening the database {}", redact_url(&db.db)))
 }
 
-/// Hides a password in a database URL.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 async fn serve(args: ServeArgs) -> Result<()> {
     let store = open(&args.db).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -410,7 +397,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(path) = &args.bootstrap_key_file {
         sync_bootstrap_key(&directory, &ctx, path, grace).await?;
     }
-    for warning in crate::server::key_warnings(&directory).await? {
+    for warning in directory.key_warnings().await? {
         tracing::warn!("{warning}");
         directory.record_warning(&ctx, &warning).await?;
     }
@@ -549,8 +536,7 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
             Ok(())
         }
         KeysCommand::List { db } => {
-            let store = open(&db).await?;
-            let keys = store.begin_read().await?.list_keys().await?;
+            let keys = directory_for(&db).await?.keys().await?;
             for k in keys {
                 let line = serde_json::json!({
                     "id": k.id, "name": k.name, "owner": k.owner.as_str(), "ownerUserId": k.owner_user_id,
@@ -570,9 +556,8 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
 }
 
 async fn audit(args: AuditArgs) -> Result<()> {
-    let store = open(&args.db).await?;
     let query = AuditQuery { since: args.since, action: args.action, target_id: args.target, limit: args.limit };
-    let events = store.begin_read().await?.list_audit(&query).await?;
+    let events = directory_for(&args.db).await?.audit_events(&query).await?;
     for e in events {
         println!("{}", serde_json::to_string(&e)?);
     }
@@ -677,15 +662,4 @@ async fn invites(cmd: InvitesCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_in_urls_are_hidden() {
-        assert_eq!(redact_url("postgres://scim:s3cret@db:5432/scim"), "postgres://scim:***@db:5432/scim");
-        assert_eq!(redact_url("/var/lib/scim.db"), "/var/lib/scim.db");
-    }
 }

@@ -35,7 +35,10 @@ pub struct SmtpConfig {
 
 impl std::fmt::Debug for SmtpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpConfig").field("url", &crate::cli::redact_url(&self.url)).field("from", &self.from).finish()
+        f.debug_struct("SmtpConfig")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("from", &self.from)
+            .finish()
     }
 }
 

@@ -4,7 +4,7 @@
 //! - [`store`]: the database behind a trait (SQLite embedded, PostgreSQL shared).
 //! - [`provisioning`]: the product's rules applied to users and teams.
 //! - [`server`]: the HTTP layer.
-//! - [`cli`]: the `scim-operator` command.
+//! - [`cli`]: the `scim-operator` command (nothing else in the crate imports it).
 
 pub mod cli;
 pub mod client;
@@ -12,6 +12,7 @@ pub mod clock;
 pub mod delivery;
 pub mod operator;
 pub mod provisioning;
+pub mod redact;
 pub mod scim;
 pub mod server;
 pub mod store;

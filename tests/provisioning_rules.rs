@@ -55,7 +55,39 @@ fn assigned(user: &Value) -> Vec<String> {
 
 async fn audit(s: &TestServer, action: &str) -> Vec<scim_operator::store::AuditEvent> {
     let q = AuditQuery { action: Some(action.into()), ..Default::default() };
-    s.store.begin_read().await.unwrap().list_audit(&q).await.unwrap()
+    s.directory.audit_events(&q).await.unwrap()
+}
+
+/// Runs the `scim-operator` command line on the test server's database as administrator
+/// `tester` (its audit actor is `cli:tester`).
+fn run_cli(s: &TestServer, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
+        .args(args)
+        .args(["--db", &s.db_url])
+        .env("USER", "tester")
+        .output()
+        .expect("run scim-operator")
+}
+
+/// The standard output of a command that must succeed.
+fn cli_ok(s: &TestServer, args: &[&str]) -> String {
+    let out = run_cli(s, args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Asserts that a command fails with exit code 1, prints nothing on stdout and reports
+/// `expected` (the error the provisioning layer returned for the same request) on stderr.
+fn cli_refused(s: &TestServer, args: &[&str], expected: &scim_operator::scim::ScimError) {
+    let out = run_cli(s, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?} must be refused: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?} printed {}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains(&format!("error: {expected}\n")), "{args:?}: expected '{expected}', got: {stderr}");
+}
+
+fn cli_as_tester() -> RequestContext {
+    RequestContext { actor: "cli:tester".into(), request_id: None, base_url: String::new() }
 }
 
 #[tokio::test]
@@ -276,6 +308,131 @@ async fn deactivation_revokes_the_users_keys_and_reactivation_does_not_restore_t
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked key stays revoked");
     // The service-account key was never affected.
     assert_eq!(s.get("/Users").await.0, StatusCode::OK);
+}
+
+/// `keys create` and `keys revoke` are the provisioning layer's: a key the command line makes
+/// is audited exactly as the library audits one, works over HTTP, is revoked by offboarding
+/// its owner, and `keys list` and `audit` show what the library reads.
+#[tokio::test]
+async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules() {
+    let s = TestServer::start().await;
+    let owner = s.create_user("owner@cli.test").await;
+    let out = cli_ok(&s, &["keys", "create", "--name", "cli-personal", "--user", "owner@cli.test"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let cli_id = lines[0].split_whitespace().nth(2).expect("key id").to_string();
+    assert_eq!(lines[0], format!("created key {cli_id} (cli-personal) for user"));
+    let cli_secret = lines[1];
+    assert!(cli_secret.starts_with("scimop_"), "{out}");
+    assert_eq!(s.call_as(cli_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
+
+    let (lib, _) = s.directory.create_key(&cli_as_tester(), "lib-personal", Some(&owner)).await.unwrap();
+    let created = audit(&s, "key.create").await;
+    let event = |id: &str| created.iter().find(|e| e.target_id == id).cloned().expect("a key.create event");
+    let (by_cli, by_lib) = (event(&cli_id), event(&lib.id));
+    assert_eq!(by_cli.details, json!({"name": "cli-personal", "owner": "user", "ownerUserId": owner}));
+    assert_eq!(by_lib.details, json!({"name": "lib-personal", "owner": "user", "ownerUserId": owner}));
+    for e in [&by_cli, &by_lib] {
+        assert_eq!((e.actor.as_str(), e.action.as_str(), e.target_type.as_str()), ("cli:tester", "key.create", "key"));
+    }
+
+    // The listings print what the provisioning layer reads, never a secret.
+    let printed = cli_ok(&s, &["audit", "--action", "key.create"]);
+    let printed: Vec<Value> = printed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(printed, created.iter().map(|e| serde_json::to_value(e).unwrap()).collect::<Vec<_>>());
+    let listed = cli_ok(&s, &["keys", "list"]);
+    assert!(!listed.contains(cli_secret), "keys list never prints a secret");
+    let listed: Vec<Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let keys = s.directory.keys().await.unwrap();
+    assert_eq!(listed.len(), keys.len());
+    for (line, key) in listed.iter().zip(&keys) {
+        assert_eq!(line["id"], key.id.as_str());
+        assert_eq!(line["owner"], key.owner.as_str());
+        assert_eq!(line["ownerUserId"], json!(key.owner_user_id));
+        assert_eq!(line["permissions"], json!(key.permissions));
+    }
+    let listed_cli = listed.iter().find(|l| l["id"] == cli_id.as_str()).expect("the CLI's key is listed");
+    assert_eq!(listed_cli["permissions"], json!(["user_access_invite", "user_access_manage"]));
+    assert_eq!(listed_cli["revoked"], Value::Null);
+
+    // Offboarding the owner revokes the keys the command line made, like any other.
+    let (status, u) =
+        s.patch(&format!("/Users/{owner}"), patch(json!([{"op": "replace", "path": "active", "value": false}]))).await;
+    assert_eq!(status, StatusCode::OK, "{u}");
+    assert_eq!(s.call_as(cli_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::UNAUTHORIZED);
+    let deactivated = audit(&s, "user.deactivate").await;
+    assert_eq!(deactivated[0].details["revokedKeys"], json!([cli_id, lib.id]));
+
+    // `keys revoke` by name: audited against the key's id, and the key stops working.
+    let out = cli_ok(&s, &["keys", "create", "--name", "cli-service"]);
+    assert!(
+        out.starts_with("created key ") && out.lines().next().unwrap().ends_with("(cli-service) for service_account")
+    );
+    let service_secret = out.lines().last().unwrap();
+    let service_id = out.split_whitespace().nth(2).unwrap().to_string();
+    assert_eq!(s.call_as(service_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
+    assert_eq!(cli_ok(&s, &["keys", "revoke", "cli-service"]), "revoked cli-service\n");
+    let (lib_service, _) = s.directory.create_key(&cli_as_tester(), "lib-service", None).await.unwrap();
+    s.directory.revoke_key(&cli_as_tester(), "lib-service").await.unwrap();
+    let revoked = audit(&s, "key.revoke").await;
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    for (e, id, name) in [(&revoked[0], &service_id, "cli-service"), (&revoked[1], &lib_service.id, "lib-service")] {
+        assert_eq!(
+            (e.actor.as_str(), e.target_type.as_str(), e.target_id.as_str()),
+            ("cli:tester", "key", id.as_str())
+        );
+        assert_eq!(e.details, json!({"name": name, "reason": "revoked by administrator"}));
+    }
+    // Revoked by another process: this server notices within its key cache's time to live.
+    tokio::time::sleep(ServerConfig::default().key_cache_ttl + Duration::from_millis(200)).await;
+    assert_eq!(s.call_as(service_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.get("/Users").await.0, StatusCode::OK, "other keys keep working");
+}
+
+/// What the rules refuse, the command line is refused with the provisioning layer's own error,
+/// and nothing of it is stored or audited.
+#[tokio::test]
+async fn the_cli_is_refused_what_the_rules_refuse_with_the_same_error() {
+    let s = TestServer::start().await;
+    let ctx = cli_as_tester();
+    let member = s.create_user("member@cli.test").await;
+    let (status, group) = s.post("/Groups", json!({"schemas": [GROUP], "displayName": "Synced"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    assert_eq!(cli_ok(&s, &["roles", "create", "Billing"]).lines().next().unwrap().split(' ').nth(2), Some("Billing"));
+    assert_eq!(cli_ok(&s, &["roles", "default", "Billing"]), "default role: Billing\n");
+    let default_events = audit(&s, "role.default").await;
+    assert_eq!(default_events.len(), 1);
+    assert_eq!(default_events[0].actor, "cli:tester");
+    assert_eq!(default_events[0].details, json!({"defaultRole": "Billing"}));
+    let (roles, _) = s.directory.role_catalog().await.unwrap();
+    let builtin = roles.iter().find(|r| r.builtin).expect("a built-in role").name.clone();
+    let everything = || async {
+        (s.directory.keys().await.unwrap(), s.directory.audit_events(&AuditQuery::default()).await.unwrap())
+    };
+    let before = everything().await;
+
+    let e = s.directory.create_key(&ctx, "bootstrap-mine", None).await.unwrap_err();
+    assert_eq!(e.status, 400);
+    cli_refused(&s, &["keys", "create", "--name", "bootstrap-mine"], &e);
+    let e = s.directory.create_key(&ctx, "k", Some("nobody@cli.test")).await.unwrap_err();
+    assert_eq!(e.status, 404);
+    cli_refused(&s, &["keys", "create", "--name", "k", "--user", "nobody@cli.test"], &e);
+    let e = s.directory.revoke_key(&ctx, "no-such-key").await.unwrap_err();
+    assert_eq!(e.status, 404);
+    cli_refused(&s, &["keys", "revoke", "no-such-key"], &e);
+    let e = s.directory.delete_role(&ctx, &builtin).await.unwrap_err();
+    assert!(e.detail.contains("built-in"), "{e}");
+    cli_refused(&s, &["roles", "delete", &builtin], &e);
+    let e = s.directory.delete_role(&ctx, "Billing").await.unwrap_err();
+    assert!(e.detail.contains("default role"), "{e}");
+    cli_refused(&s, &["roles", "delete", "Billing"], &e);
+    let e = s.directory.change_team_member(&ctx, "Synced", &member, true).await.unwrap_err();
+    assert!(e.detail.contains("managed by an identity provider"), "{e}");
+    cli_refused(&s, &["teams", "add-member", "Synced", &member], &e);
+
+    assert_eq!(everything().await, before, "a refused command stores and audits nothing");
+    let teams = s.directory.teams().await.unwrap();
+    assert_eq!(teams.iter().find(|(t, _)| t.name == "Synced").map(|(_, n)| *n), Some(0));
 }
 
 #[tokio::test]

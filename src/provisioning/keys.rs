@@ -2,13 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{Directory, OpError, RequestContext};
+use super::{Directory, OpError, OpResult, RequestContext};
 use crate::clock::{format_time, parse_time};
 use crate::scim::ScimError;
-use crate::store::{ApiKeyRecord, KeyOwner};
+use crate::store::{ApiKeyRecord, KeyOwner, Tx};
 
 /// Permission to invite users (create them).
 pub const PERM_USER_ACCESS_INVITE: &str = "user_access_invite";
@@ -150,9 +150,7 @@ impl Directory {
                 let owner = if owner_user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
                 let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
                 let record = new_key_record(&secret, name, owner, owner_user_id, perms, &self.now());
-                tx.insert_key(&record).await?;
-                let details = json!({"name": name, "owner": owner.as_str(), "ownerUserId": record.owner_user_id});
-                self.audit(tx.as_mut(), ctx, "key.create", "key", &record.id, details).await?;
+                self.insert_key_audited(tx.as_mut(), ctx, &record, None).await?;
                 tx.commit().await?;
                 Ok(record)
             })
@@ -160,19 +158,106 @@ impl Directory {
         Ok((record, secret))
     }
 
-    /// Revokes the unrevoked key with this id or name. Audited as `key.revoke`.
+    /// Revokes the unrevoked keys with this id or name (a name may have been given to several
+    /// keys). Audited as `key.revoke`, one event per key, naming the key by its id.
     pub async fn revoke_key(&self, ctx: &RequestContext, key: &str) -> Result<(), ScimError> {
+        const REASON: &str = "revoked by administrator";
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
-            if !tx.revoke_key(key, &self.now(), "revoked by administrator").await? {
+            let matching: Vec<ApiKeyRecord> = tx
+                .list_keys()
+                .await?
+                .into_iter()
+                .filter(|k| k.revoked_at.is_none() && (k.id == key || k.name == key))
+                .collect();
+            if matching.is_empty() {
                 return Err(ScimError::not_found(format!("no unrevoked key with id or name '{key}'")).into());
             }
-            self.audit(tx.as_mut(), ctx, "key.revoke", "key", key, json!({"reason": "revoked by administrator"}))
-                .await?;
+            let now = self.now();
+            for k in &matching {
+                self.revoke_key_audited(tx.as_mut(), ctx, k, &now, REASON, json!({})).await?;
+            }
             tx.commit().await?;
             Ok(())
         })
         .await
+    }
+
+    /// Every key, revoked ones included (never a secret: only its hash is stored).
+    pub async fn keys(&self) -> Result<Vec<ApiKeyRecord>, ScimError> {
+        Ok(self.store.begin_read().await?.list_keys().await?)
+    }
+
+    /// Unrevoked SCIM keys owned by users: they stop working when that user is offboarded, and
+    /// with them all provisioning, which is worth a warning.
+    pub async fn user_owned_scim_keys(&self) -> Result<Vec<ApiKeyRecord>, ScimError> {
+        Ok(self
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.revoked_at.is_none() && k.owner == KeyOwner::User && allows_scim(k))
+            .collect())
+    }
+
+    /// Warnings an operator should act on, naming the keys and users (for the log and the
+    /// audit trail, never for unauthenticated endpoints).
+    pub async fn key_warnings(&self) -> Result<Vec<String>, ScimError> {
+        Ok(self
+            .user_owned_scim_keys()
+            .await?
+            .iter()
+            .map(|k| {
+                format!(
+                    "SCIM key '{}' ({}) belongs to user {}: deactivating that user revokes the key and breaks provisioning; use a service-account key",
+                    k.name,
+                    k.id,
+                    k.owner_user_id.as_deref().unwrap_or("?")
+                )
+            })
+            .collect())
+    }
+
+    /// The one place a key is created: inserts `record` and audits it as `key.create` in the
+    /// same transaction, whoever asked (the command line, the bootstrap key file). `source`
+    /// says where a secret came from when it was not generated here.
+    async fn insert_key_audited(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        record: &ApiKeyRecord,
+        source: Option<&str>,
+    ) -> OpResult<()> {
+        tx.insert_key(record).await?;
+        let mut details =
+            json!({"name": record.name, "owner": record.owner.as_str(), "ownerUserId": record.owner_user_id});
+        if let Some(source) = source {
+            details["source"] = json!(source);
+        }
+        self.audit(tx, ctx, "key.create", "key", &record.id, details).await
+    }
+
+    /// The one place a key is revoked on request: revokes `key` (by id) and audits it as
+    /// `key.revoke` with its name, the reason and `extra` details. Returns whether it was still
+    /// unrevoked (nothing is audited otherwise). Offboarding revokes a user's keys in bulk and
+    /// audits them in its own `user.deactivate`/`user.delete` event.
+    async fn revoke_key_audited(
+        &self,
+        tx: &mut dyn Tx,
+        ctx: &RequestContext,
+        key: &ApiKeyRecord,
+        now: &str,
+        reason: &str,
+        extra: Value,
+    ) -> OpResult<bool> {
+        if !tx.revoke_key(&key.id, now, reason).await? {
+            return Ok(false);
+        }
+        let mut details = json!({"name": key.name, "reason": reason});
+        if let (Some(details), Value::Object(extra)) = (details.as_object_mut(), extra) {
+            details.extend(extra);
+        }
+        self.audit(tx, ctx, "key.revoke", "key", &key.id, details).await?;
+        Ok(true)
     }
 }
 
@@ -242,9 +327,7 @@ impl Directory {
                         revoked_at: None,
                         revoked_reason: None,
                     };
-                    tx.insert_key(&record).await?;
-                    let details = json!({"name": record.name, "owner": "service_account", "source": "bootstrap file"});
-                    self.audit(tx.as_mut(), ctx, "key.create", "key", &record.id, details).await?;
+                    self.insert_key_audited(tx.as_mut(), ctx, &record, Some("bootstrap file")).await?;
                     done.registered = Some(record.id.clone());
                     keys.push(record);
                 }
@@ -253,9 +336,8 @@ impl Directory {
             done.next_revocation = next;
             let reason = "superseded by a newer bootstrap key; grace period over";
             for key in due {
-                if tx.revoke_key(&key.id, &stamp, reason).await? {
-                    let details = json!({"name": key.name, "reason": reason, "graceSeconds": grace.num_seconds()});
-                    self.audit(tx.as_mut(), ctx, "key.revoke", "key", &key.id, details).await?;
+                let extra = json!({"graceSeconds": grace.num_seconds()});
+                if self.revoke_key_audited(tx.as_mut(), ctx, key, &stamp, reason, extra).await? {
                     done.revoked.push(key.id.clone());
                 }
             }

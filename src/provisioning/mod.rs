@@ -24,7 +24,7 @@ use crate::clock::{Clock, format_time};
 use crate::scim::ScimError;
 use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
 use crate::store::prelude::*;
-use crate::store::{AuditEvent, SharedStore, StoreError};
+use crate::store::{AuditEvent, AuditQuery, SharedStore, StoreError};
 
 /// How many times a write is retried when it lost a race with another writer.
 const MAX_ATTEMPTS: usize = 8;
@@ -230,6 +230,11 @@ impl Directory {
             .map_err(OpError::into_scim)?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Audit events matching `query`, oldest first: what the `audit` command prints.
+    pub async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, ScimError> {
+        Ok(self.store.begin_read().await?.list_audit(query).await?)
     }
 }
 

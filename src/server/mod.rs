@@ -179,43 +179,10 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
-/// Unrevoked SCIM keys owned by users: they stop working when that user is offboarded, and
-/// with them all provisioning.
-async fn user_owned_scim_keys(
-    directory: &Directory,
-) -> Result<Vec<crate::store::ApiKeyRecord>, crate::store::StoreError> {
-    let keys = directory.store().begin_read().await?.list_keys().await?;
-    Ok(keys
-        .into_iter()
-        .filter(|k| {
-            k.revoked_at.is_none()
-                && k.owner == crate::store::KeyOwner::User
-                && crate::provisioning::keys::allows_scim(k)
-        })
-        .collect())
-}
-
-/// Warnings an operator should act on, naming the keys and users (for the log and the audit
-/// trail, never for unauthenticated endpoints).
-pub async fn key_warnings(directory: &Directory) -> Result<Vec<String>, crate::store::StoreError> {
-    Ok(user_owned_scim_keys(directory)
-        .await?
-        .iter()
-        .map(|k| {
-            format!(
-                "SCIM key '{}' ({}) belongs to user {}: deactivating that user revokes the key and breaks provisioning; use a service-account key",
-                k.name,
-                k.id,
-                k.owner_user_id.as_deref().unwrap_or("?")
-            )
-        })
-        .collect())
-}
-
-/// The same warnings for `/readyz`, which anyone who reaches the port may read: counts only,
+/// The key warnings ([`Directory::key_warnings`]) for `/readyz`, which anyone who reaches the port may read: counts only,
 /// no key names, key ids or user ids (those are in the log, the audit trail and `keys list`).
 async fn readiness_warnings(directory: &Directory) -> Vec<String> {
-    match user_owned_scim_keys(directory).await {
+    match directory.user_owned_scim_keys().await {
         Ok(keys) if keys.is_empty() => Vec::new(),
         Ok(keys) => vec![format!(
             "{} SCIM key(s) belong to a user: deactivating that user revokes the key and breaks provisioning; use service-account keys (`scim-operator keys list` names them)",
