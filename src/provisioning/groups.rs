@@ -339,25 +339,39 @@ impl Directory {
     ) -> Result<PatchReply, ScimError> {
         let request = parse_patch_request(body)?;
         self.retry(|| async {
-            // Evaluated outside the write transaction, on one read of the group.
-            let plan = self.plan_group_patch(id, &request, if_match).await?;
+            let (plan, mut tx, current) = if self.store.dialect() == Dialect::Sqlite {
+                // SQLite has one writer: evaluate outside the write transaction, on one read of
+                // the group, and hold the writer only to write.
+                let plan = {
+                    let mut rd = self.store.read().await?;
+                    self.plan_group_patch(rd.as_mut(), id, &request, if_match).await?
+                };
+                let mut tx = self.store.begin_write().await?;
+                let current = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+                check_if_match(if_match, current.version)?;
+                // The evaluation holds if the group is still at the version it read, or if only
+                // its membership changed since and the evaluation did not read the membership:
+                // adding or removing named members does not depend on the others (so concurrent
+                // membership PATCHes on one group do not make each other start over).
+                let unchanged_inputs =
+                    !plan.read_members && current.data == plan.before.data && current.name == plan.before.name;
+                if current.version != plan.before.version && !unchanged_inputs {
+                    return Err(StoreError::Concurrent(format!("group {id}")).into());
+                }
+                (plan, tx, current)
+            } else {
+                // PostgreSQL writers run in parallel and lock only the group's row: evaluate on
+                // the row as locked, without a read before the transaction.
+                let mut tx = self.store.begin_write().await?;
+                let plan = self.plan_group_patch(tx.as_mut(), id, &request, if_match).await?;
+                let current = plan.before.clone();
+                (plan, tx, current)
+            };
             let no_content = wanted.is_none() && plan.incremental;
             let with_members = match wanted {
                 Some(p) => p.includes_top_level(&self.types.group, "members"),
                 None => !no_content,
             };
-            let mut tx = self.store.begin_write().await?;
-            let current = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
-            check_if_match(if_match, current.version)?;
-            // The evaluation holds if the group is still at the version it read, or if only its
-            // membership changed since and the evaluation did not read the membership: adding
-            // or removing named members does not depend on the others (so concurrent membership
-            // PATCHes on one group do not make each other start over).
-            let unchanged_inputs =
-                !plan.read_members && current.data == plan.before.data && current.name == plan.before.name;
-            if current.version != plan.before.version && !unchanged_inputs {
-                return Err(StoreError::Concurrent(format!("group {id}")).into());
-            }
             self.require_users(tx.as_mut(), &plan.add).await?;
             let team =
                 self.write_group(tx.as_mut(), ctx, &current, plan.doc, &plan.add, &plan.remove, "group.patch").await?;
@@ -377,11 +391,11 @@ impl Directory {
     /// needs it (removing all, a filter other than `value eq`, replacing them).
     async fn plan_group_patch(
         &self,
+        rd: &mut dyn ReadTx,
         id: &str,
         request: &PatchRequest,
         if_match: Option<&str>,
     ) -> OpResult<GroupPatchPlan> {
-        let mut rd = self.store.read().await?;
         let before = rd.group(id).await?.ok_or_else(|| group_not_found(id))?;
         check_if_match(if_match, before.version)?;
         let mut doc = before.data.clone();
@@ -415,7 +429,7 @@ impl Directory {
                     let targets = match filter.as_ref().and_then(simple_member_ids) {
                         Some(ids) => ids,
                         None => {
-                            let all = current_members(rd.as_mut(), &mut stored, &before.id, &add, &remove).await?;
+                            let all = current_members(&mut *rd, &mut stored, &before.id, &add, &remove).await?;
                             match filter {
                                 None => all,
                                 Some(f) => {
@@ -431,7 +445,7 @@ impl Directory {
                 }
                 MultiValueOp::Replace(values) => {
                     let wanted: BTreeSet<String> = member_ids(values)?.into_iter().collect();
-                    let all = current_members(rd.as_mut(), &mut stored, &before.id, &add, &remove).await?;
+                    let all = current_members(&mut *rd, &mut stored, &before.id, &add, &remove).await?;
                     remove.extend(all.into_iter().filter(|m| !wanted.contains(m)));
                     for m in &wanted {
                         remove.remove(m);

@@ -24,7 +24,7 @@ use crate::clock::{Clock, format_time};
 use crate::scim::ScimError;
 use crate::scim::schema::{ResourceType, group_resource_type, role_mapping_resource_type, user_resource_type};
 use crate::store::prelude::*;
-use crate::store::{AuditEvent, AuditQuery, SharedStore, StoreError};
+use crate::store::{AuditEvent, AuditQuery, Dialect, SharedStore, StoreError};
 
 /// How many times a write is retried when it lost a race with another writer.
 const MAX_ATTEMPTS: usize = 8;

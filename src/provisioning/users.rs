@@ -150,10 +150,12 @@ impl Directory {
         if_match: Option<&str>,
     ) -> Result<Resource, ScimError> {
         let request = parse_patch_request(body)?;
-        // The first attempt evaluates the PATCH outside the write transaction (the writer is
-        // held only to write); a retry after losing a race evaluates it inside, on the row as
-        // locked, so concurrent PATCHes of one user queue instead of losing to each other.
-        let optimistic = std::sync::atomic::AtomicBool::new(true);
+        // On SQLite (one writer) the first attempt evaluates the PATCH outside the write
+        // transaction, which is held only to write; a retry after losing a race evaluates it
+        // inside, on the row as locked, so concurrent PATCHes of one user queue instead of
+        // losing to each other. PostgreSQL writers run in parallel and lock only the row:
+        // there, every attempt evaluates inside (no read before the transaction).
+        let optimistic = std::sync::atomic::AtomicBool::new(self.store.dialect() == Dialect::Sqlite);
         self.retry(|| async {
             if !optimistic.swap(false, std::sync::atomic::Ordering::Relaxed) {
                 return self.patch_user_locked(ctx, id, &request, if_match).await;

@@ -189,7 +189,7 @@ impl Engine {
     /// Commits the open group, if any, and answers its requests.
     fn finish_group(&self, w: &mut Writer) {
         let Some(group) = w.group.take() else { return };
-        let outcome = match w.conn.execute_batch("COMMIT") {
+        let outcome = match off_the_runtime(|| w.conn.execute_batch("COMMIT")) {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.committed.fetch_add(group.waiters.len() as u64, Ordering::Relaxed);
@@ -218,7 +218,10 @@ impl Engine {
             return;
         }
         let _ = conn.busy_timeout(Duration::from_millis(250));
-        match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))) {
+        let restart = off_the_runtime(|| {
+            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        });
+        match restart {
             Ok((busy, pages)) => {
                 tracing::debug!(busy, pages, "restarted the SQLite log");
                 if busy == 0 {
@@ -255,6 +258,16 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Runs file I/O that may wait for the disk (a commit's write of the log, which can stall
+/// behind a checkpoint's sync; a log restart) without holding up the other tasks of this
+/// runtime thread: on a multi-threaded runtime they move to another thread meanwhile.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
