@@ -91,7 +91,7 @@ impl Directory {
         let teams: BTreeSet<String> = before.iter().chain(after.iter()).cloned().collect();
         let teams: Vec<String> = teams.into_iter().collect();
         // Before reading members: a member joining one of these teams meanwhile either waits
-        // for this change or is read here (see `Tx::lock_team_names`).
+        // for this change or is read here (see `RoleWrites::lock_team_names`).
         tx.lock_team_names(&teams).await?;
         let users = tx.members_of_team_names(&teams).await?;
         self.recompute_roles(tx, ctx, &users).await

@@ -44,7 +44,7 @@ pub trait InvitationWrites: InvitationReads {
     /// deliverer took the message over).
     async fn outbox_sent(&mut self, id: &str, claim: &str, now: &str, body: &str) -> StoreResult<bool>;
     /// Records a failed attempt of a message of `claim`: retried not before `retry_at`, or,
-    /// with `None`, parked at `now` (its link cleared). `false` as for [`Tx::outbox_sent`].
+    /// with `None`, parked at `now` (its link cleared). `false` as for [`InvitationWrites::outbox_sent`].
     async fn outbox_failed(
         &mut self,
         id: &str,

@@ -630,7 +630,7 @@ impl SetClause {
     }
 }
 
-/// The advisory lock key of a team name's role recomputation (see [`Tx::lock_team_names`]): 64
+/// The advisory lock key of a team name's role recomputation (see [`RoleWrites::lock_team_names`]): 64
 /// bits of a hash of the name under a prefix of its own, so it collides with no other use of
 /// advisory locks (a collision of two names would only serialise them needlessly).
 fn team_lock_key(name: &str) -> i64 {
