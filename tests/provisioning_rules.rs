@@ -428,6 +428,9 @@ async fn the_cli_is_refused_what_the_rules_refuse_with_the_same_error() {
     cli_refused(&s, &["roles", "delete", "Billing"], &e);
     let e = s.directory.change_team_member(&ctx, "Synced", &member, true).await.unwrap_err();
     assert!(e.detail.contains("managed by an identity provider"), "{e}");
+    // The refused change's transaction locked the team's row (PostgreSQL); its rollback runs on
+    // this test's runtime, which the blocking CLI call below would not let run.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     cli_refused(&s, &["teams", "add-member", "Synced", &member], &e);
 
     assert_eq!(everything().await, before, "a refused command stores and audits nothing");
