@@ -150,11 +150,17 @@ say "operator.replicas=2: one leader, both Ready, deleting the leader hands over
 "$HELM" upgrade "$rel" "$chart" "${install_args[@]}" --set server.maxCount=500 --set operator.replicas=2 >/dev/null
 wait_rollout
 sel="app.kubernetes.io/instance=$rel,app.kubernetes.io/component=operator"
-k -n "$ns" wait --for=condition=Ready --timeout=120s pod -l "$sel" >/dev/null || fail "operator pods not Ready"
-# Pods of the previous ReplicaSet may still be terminating: only those not being deleted.
-mapfile -t ops < <(k -n "$ns" get pods -l "$sel" \
-  -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\n"}{end}' | awk 'NF == 1 { print $1 }')
-[[ ${#ops[@]} == 2 ]] || fail "expected 2 operator pods, got: ${ops[*]}"
+# Pods of the previous ReplicaSet may still be terminating (and vanish while waited on): wait
+# until exactly two pods that are not being deleted are Ready.
+ops=()
+for ((i = 0; i < 240; i++)); do
+  mapfile -t ops < <(k -n "$ns" get pods -l "$sel" \
+    -o jsonpath='{range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+    awk '$2 == "True" && NF == 2 { print $1 }')
+  [[ ${#ops[@]} == 2 ]] && break
+  sleep 0.5
+done
+[[ ${#ops[@]} == 2 ]] || fail "expected 2 Ready operator pods, got: ${ops[*]}"
 leader=""
 for ((i = 0; i < 120; i++)); do
   leader=$(lease_holder)
