@@ -179,7 +179,7 @@ async fn count(conn: &mut AnyConnection, table: &str, filter: &str) -> StoreResu
 }
 
 /// The SQLite file behind a `--from` argument, when it names one.
-fn sqlite_file(arg: &str) -> Option<&str> {
+pub(crate) fn sqlite_file(arg: &str) -> Option<&str> {
     let path = arg.strip_prefix("sqlite://").or_else(|| arg.strip_prefix("sqlite:")).unwrap_or(arg);
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     (!path.is_empty() && path != ":memory:").then_some(path)

@@ -172,14 +172,9 @@ fn sqlite_settings(url: &str) -> StoreResult<(String, sqlite::Settings)> {
 
 /// The SQLite file a URL names.
 fn sqlite_path(url: &str) -> StoreResult<String> {
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Unsupported(
-            "the SQLite store needs a database file, not an in-memory database".into(),
-        ));
-    }
-    Ok(path.to_string())
+    super::copy::sqlite_file(url).map(str::to_string).ok_or_else(|| {
+        StoreError::Unsupported("the SQLite store needs a database file, not an in-memory database".into())
+    })
 }
 
 /// A one-connection sqlx pool on the SQLite file, for migrations and the start-up backfill

@@ -428,11 +428,7 @@ impl WriteSession {
             group.is_none_or(|(size, age)| size >= engine.settings.max_group || age >= engine.settings.max_group_age);
         if full || engine.waiting.load(Ordering::Acquire) == 0 {
             // Nobody is queued behind this request (or the group is full): commit the group.
-            let outcome = guard.group.as_ref().map(|_| ());
-            let result = match outcome {
-                Some(()) => commit_now(&engine, &mut guard),
-                None => Ok(()),
-            };
+            let result = if guard.group.is_some() { commit_now(&engine, &mut guard) } else { Ok(()) };
             drop(guard);
             return result;
         }
