@@ -24,6 +24,7 @@
 //! between two groups and after answering them, restarts the log (`RESTART`, waiting at most
 //! a quarter of a second for readers), which bounds its size.
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -70,6 +71,10 @@ fn configure(conn: &Connection, sync_full: bool) -> rusqlite::Result<()> {
     conn.pragma_update(None, "mmap_size", 1_073_741_824i64)?;
     conn.pragma_update(None, "cache_size", -16_384i64)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0i64)?;
+    // Plans that do not depend on bound values. Without this, SQLite marks a statement whose
+    // LIMIT is a parameter to be compiled again whenever a value is bound, so every page query
+    // was parsed and planned anew despite the statement cache.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }
@@ -124,6 +129,11 @@ impl Engine {
         // The log file is cut back to this size when it restarts, so a burst does not keep
         // its disk space.
         conn.pragma_update(None, "journal_size_limit", 67_108_864i64)?;
+        // Each request of a group is a savepoint, so SQLite keeps the pages it changes for a
+        // rollback to that savepoint in a statement journal. In a temporary file that was one
+        // write() per page, more bytes than the log itself; in memory it is a copy, at most a
+        // group's pages.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut idle = Vec::with_capacity(settings.readers);
         for _ in 0..settings.readers.max(1) {
@@ -155,10 +165,10 @@ impl Engine {
         let mut guard = self.writer.clone().lock_owned().await;
         queued.done();
         if guard.group.is_none() {
-            guard.conn.execute_batch("BEGIN IMMEDIATE")?;
+            run(&guard.conn, "BEGIN IMMEDIATE")?;
             guard.group = Some(Group { waiters: Vec::new(), first_done: None });
         }
-        if let Err(e) = guard.conn.execute_batch("SAVEPOINT request") {
+        if let Err(e) = run(&guard.conn, "SAVEPOINT request") {
             // Nothing of this request is in the group: let the group commit without it.
             self.finish_group(&mut guard);
             return Err(e.into());
@@ -180,7 +190,7 @@ impl Engine {
             .ok_or_else(|| StoreError::Corrupt("a read permit without a read connection".into()))?;
         let mut session = ReadSession { conn: Some(conn), engine: self.clone(), in_tx: false, _permit: permit };
         if snapshot {
-            session.conn()?.execute_batch("BEGIN")?;
+            run(session.conn()?, "BEGIN")?;
             session.in_tx = true;
         }
         Ok(Session::Read(session))
@@ -189,7 +199,7 @@ impl Engine {
     /// Commits the open group, if any, and answers its requests.
     fn finish_group(&self, w: &mut Writer) {
         let Some(group) = w.group.take() else { return };
-        let outcome = match off_the_runtime(|| w.conn.execute_batch("COMMIT")) {
+        let outcome = match off_the_runtime(|| run(&w.conn, "COMMIT")) {
             Ok(()) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
                 self.committed.fetch_add(group.waiters.len() as u64, Ordering::Relaxed);
@@ -199,7 +209,7 @@ impl Engine {
                 tracing::error!(error = %e, requests = group.waiters.len(), "a group commit failed");
                 // A failed COMMIT may leave the transaction open: end it.
                 if !w.conn.is_autocommit() {
-                    let _ = w.conn.execute_batch("ROLLBACK");
+                    let _ = run(&w.conn, "ROLLBACK");
                 }
                 Err(e.to_string())
             }
@@ -416,7 +426,7 @@ impl WriteSession {
         let Some(mut guard) = self.guard.take() else {
             return Err(StoreError::Unsupported("the transaction has ended".into()));
         };
-        if let Err(e) = guard.conn.execute_batch("RELEASE request") {
+        if let Err(e) = run(&guard.conn, "RELEASE request") {
             rollback_request(&mut guard.conn);
             self.engine.finish_group(&mut guard);
             return Err(e.into());
@@ -461,9 +471,16 @@ fn commit_now(engine: &Engine, w: &mut Writer) -> StoreResult<()> {
     }
 }
 
+/// Runs one statement that returns no rows through the connection's statement cache: the
+/// transaction statements run several times per request, and parsing them each time showed in
+/// the profile.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(|_| ())
+}
+
 /// Undoes the current request's savepoint, keeping the rest of the group.
 fn rollback_request(conn: &mut Connection) {
-    if let Err(e) = conn.execute_batch("ROLLBACK TO request; RELEASE request") {
+    if let Err(e) = run(conn, "ROLLBACK TO request").and_then(|()| run(conn, "RELEASE request")) {
         tracing::error!(error = %e, "could not roll a request back to its savepoint");
     }
 }
@@ -477,7 +494,7 @@ impl Drop for WriteSession {
             let empty = guard.group.as_ref().is_some_and(|g| g.waiters.is_empty());
             if empty && !guard.conn.is_autocommit() {
                 // Only this request was in the transaction: end it without a commit.
-                let _ = guard.conn.execute_batch("ROLLBACK");
+                let _ = run(&guard.conn, "ROLLBACK");
                 guard.group = None;
             } else if self.engine.waiting.load(Ordering::Acquire) == 0 {
                 self.engine.finish_group(&mut guard);
@@ -502,7 +519,7 @@ impl ReadSession {
     fn end(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.in_tx || !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = run(&conn, "ROLLBACK");
             }
             lock(&self.engine.readers.idle).push(conn);
         }
