@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
     for chunk in 0..users.div_ceil(5000) {
         let mut tx = store.begin_write().await?;
         for i in chunk * 5000..((chunk + 1) * 5000).min(users) {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = scim_operator::provisioning::ids::new_id();
             let name = format!("user{i}@bench.test");
             let data = json!({"userName": name, "active": true, "displayName": format!("User {i}"),
                 "emails": [{"value": name, "type": "work", "primary": true}]});
@@ -40,11 +40,11 @@ async fn main() -> anyhow::Result<()> {
         tx.commit().await?;
     }
     let team = |name: String| TeamRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: scim_operator::provisioning::ids::new_id(),
         handle: name.to_lowercase().replace(' ', "-"),
         data: json!({"displayName": name}).as_object().cloned().unwrap_or_default(),
         name,
-        scim_id: Some(uuid::Uuid::new_v4().to_string()),
+        scim_id: Some(scim_operator::provisioning::ids::new_id()),
         external_id: None,
         created: now.clone(),
         last_modified: now.clone(),

@@ -44,7 +44,7 @@ impl Directory {
             let mut data = serde_json::Map::new();
             data.insert("displayName".into(), serde_json::Value::String(name.clone()));
             let team = TeamRecord {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: super::ids::new_id(),
                 name: name.clone(),
                 handle,
                 scim_id: None,
@@ -137,7 +137,7 @@ impl Directory {
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let role = Role {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: super::ids::new_id(),
                 name: name.clone(),
                 builtin: false,
                 description: description.to_string(),

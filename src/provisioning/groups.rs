@@ -169,7 +169,7 @@ impl Directory {
             let mut tx = self.store.begin_write().await?;
             self.require_users(tx.as_mut(), &members).await?;
             let now = self.now();
-            let scim_id = uuid::Uuid::new_v4().to_string();
+            let scim_id = super::ids::new_id();
             let team = match tx.team_by_name(&name).await? {
                 Some(existing) if existing.scim_id.is_some() => {
                     return Err(ScimError::uniqueness(format!(
@@ -218,7 +218,7 @@ impl Directory {
                 None => {
                     let handle = self.unique_handle(tx.as_mut(), &name).await?;
                     let team = TeamRecord {
-                        id: uuid::Uuid::new_v4().to_string(),
+                        id: super::ids::new_id(),
                         name: name.clone(),
                         handle,
                         scim_id: Some(scim_id.clone()),

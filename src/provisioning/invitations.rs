@@ -90,7 +90,7 @@ impl Directory {
         let expires = now + self.settings.invitation_ttl;
         let token = Secret::generate();
         let inv = InvitationRecord {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: super::ids::new_id(),
             user_id: user.id.clone(),
             token_hash: hash_secret(token.expose()),
             email: email.clone(),
@@ -107,7 +107,7 @@ impl Directory {
             inv.expires_at
         );
         tx.insert_outbox(&OutboxMessage {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: super::ids::new_id(),
             kind: "invitation".into(),
             recipient: email.clone(),
             subject: "Your invitation".into(),

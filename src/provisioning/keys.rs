@@ -59,7 +59,7 @@ pub fn new_key_record(
 ) -> ApiKeyRecord {
     let hint: String = secret.expose().chars().take(SECRET_PREFIX.len() + 4).collect();
     ApiKeyRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: super::ids::new_id(),
         name: name.to_string(),
         owner,
         owner_user_id,
@@ -316,7 +316,7 @@ impl Directory {
                 None => {
                     let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
                     let record = ApiKeyRecord {
-                        id: uuid::Uuid::new_v4().to_string(),
+                        id: super::ids::new_id(),
                         name: format!("{BOOTSTRAP_PREFIX}{}", &hash[..8]),
                         owner: KeyOwner::ServiceAccount,
                         owner_user_id: None,

@@ -5,6 +5,7 @@
 mod admin;
 mod error;
 pub mod groups;
+pub mod ids;
 pub mod invitations;
 pub mod keys;
 pub mod observer;
@@ -207,7 +208,7 @@ impl Directory {
         details: Value,
     ) -> OpResult<()> {
         let event = AuditEvent {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: ids::new_id(),
             time: self.now(),
             actor: ctx.actor.clone(),
             action: action.to_string(),

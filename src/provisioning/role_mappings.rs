@@ -106,7 +106,7 @@ impl Directory {
             let (name, role_ids, teams) = resolve(&doc, &catalog)?;
             let now = self.now();
             let rec = RoleMappingRecord {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: super::ids::new_id(),
                 display_name: name.clone(),
                 external_id: doc_str(&doc, "externalId"),
                 data: Map::new(),

@@ -63,7 +63,7 @@ impl Directory {
         // A taken userName (without regard to case) fails the insert below on the database's
         // unique index, as 409 `uniqueness`: no read beforehand.
         let now = self.now();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = super::ids::new_id();
         let mut doc = doc.clone();
         let explicit = self.match_requested_roles(tx.as_mut(), ctx, &id, &cols.user_name, &mut doc).await?;
         let rec = UserRecord {

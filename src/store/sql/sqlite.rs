@@ -34,6 +34,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, onesh
 use super::super::{CommitStats, SqlValue, StoreError, StoreResult};
 use super::exec::Row;
 
+/// Bytes of a log frame's header, before the page it carries.
+const WAL_FRAME_HEADER: i64 = 24;
+
 /// Tuning of the engine.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -127,8 +130,13 @@ impl Engine {
         }
         configure(&conn, settings.sync_full)?;
         // The log file is cut back to this size when it restarts, so a burst does not keep
-        // its disk space.
-        conn.pragma_update(None, "journal_size_limit", 67_108_864i64)?;
+        // its disk space. Twice the restart bound: in steady use the file keeps its size and
+        // each cycle overwrites it in place. A limit under the bound (as it was) made every
+        // restart shorten the file and every cycle grow it again, block by block, which showed
+        // as slower commits and longer restarts.
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let frame = page_size + WAL_FRAME_HEADER;
+        conn.pragma_update(None, "journal_size_limit", 2 * settings.wal_restart_pages * frame)?;
         // Each request of a group is a savepoint, so SQLite keeps the pages it changes for a
         // rollback to that savepoint in a statement journal. In a temporary file that was one
         // write() per page, more bytes than the log itself; in memory it is a copy, at most a
