@@ -5,7 +5,8 @@
 //! thread per statement.
 
 use sqlx::any::{AnyRow, AnyTypeInfoKind};
-use sqlx::{AssertSqlSafe, Column, Row as _, ValueRef as _};
+use sqlx::{AssertSqlSafe, Column, Row as _};
+use std::cell::Cell;
 use std::sync::Arc;
 
 use super::super::{SqlValue, StoreError, StoreResult};
@@ -134,51 +135,58 @@ async fn pg_fetch(query: Query, conn: &mut sqlx::AnyConnection) -> StoreResult<V
     let rows = query.to_sqlx().fetch_all(conn).await?;
     let Some(first) = rows.first() else { return Ok(Vec::new()) };
     let columns: Arc<[String]> = first.columns().iter().map(|c| c.name().to_string()).collect();
-    rows.iter().map(|r| Ok(Row { columns: columns.clone(), values: pg_values(r)? })).collect()
+    rows.iter().map(|r| Ok(Row::new(columns.clone(), pg_values(r)?))).collect()
 }
 
 /// The values of a PostgreSQL row, decoded by the type the driver reports for each column.
 fn pg_values(row: &AnyRow) -> StoreResult<Vec<SqlValue>> {
+    fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> SqlValue) -> SqlValue {
+        v.map_or(SqlValue::Null, f)
+    }
     (0..row.columns().len())
         .map(|i| {
-            if row.try_get_raw(i)?.is_null() {
-                return Ok(SqlValue::Null);
-            }
             let kind = row.columns()[i].type_info().kind();
             Ok(match kind {
                 AnyTypeInfoKind::Null => SqlValue::Null,
-                AnyTypeInfoKind::Bool => SqlValue::Int(row.try_get::<bool, _>(i)? as i64),
-                AnyTypeInfoKind::SmallInt => SqlValue::Int(row.try_get::<i16, _>(i)?.into()),
-                AnyTypeInfoKind::Integer => SqlValue::Int(row.try_get::<i32, _>(i)?.into()),
-                AnyTypeInfoKind::BigInt => SqlValue::Int(row.try_get::<i64, _>(i)?),
-                AnyTypeInfoKind::Real => SqlValue::Float(row.try_get::<f32, _>(i)?.into()),
-                AnyTypeInfoKind::Double => SqlValue::Float(row.try_get::<f64, _>(i)?),
-                AnyTypeInfoKind::Text => SqlValue::Text(row.try_get::<String, _>(i)?),
-                AnyTypeInfoKind::Blob => {
-                    let bytes = row.try_get::<Vec<u8>, _>(i)?;
-                    SqlValue::Text(String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                }
+                AnyTypeInfoKind::Bool => opt(row.try_get::<Option<bool>, _>(i)?, |b| SqlValue::Int(b as i64)),
+                AnyTypeInfoKind::SmallInt => opt(row.try_get::<Option<i16>, _>(i)?, |v| SqlValue::Int(v.into())),
+                AnyTypeInfoKind::Integer => opt(row.try_get::<Option<i32>, _>(i)?, |v| SqlValue::Int(v.into())),
+                AnyTypeInfoKind::BigInt => opt(row.try_get::<Option<i64>, _>(i)?, SqlValue::Int),
+                AnyTypeInfoKind::Real => opt(row.try_get::<Option<f32>, _>(i)?, |v| SqlValue::Float(v.into())),
+                AnyTypeInfoKind::Double => opt(row.try_get::<Option<f64>, _>(i)?, SqlValue::Float),
+                AnyTypeInfoKind::Text => opt(row.try_get::<Option<String>, _>(i)?, SqlValue::Text),
+                AnyTypeInfoKind::Blob => match row.try_get::<Option<Vec<u8>>, _>(i)? {
+                    None => SqlValue::Null,
+                    Some(bytes) => {
+                        SqlValue::Text(String::from_utf8(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                    }
+                },
             })
         })
         .collect()
 }
 
 /// One row of a result, owned, the same for both backends.
+///
+/// Reading a column moves its value out, so a text value is not copied once more for every
+/// read (in the profile of a page of 100 groups on PostgreSQL those copies were a few percent
+/// of the server's time). A row is decoded once; reading a column twice is an error.
 pub(super) struct Row {
     columns: Arc<[String]>,
-    values: Vec<SqlValue>,
+    values: Vec<Cell<Option<SqlValue>>>,
 }
 
 impl Row {
     /// A row of SQLite's.
     pub(super) fn new(columns: Arc<[String]>, values: Vec<SqlValue>) -> Self {
-        Self { columns, values }
+        Self { columns, values: values.into_iter().map(|v| Cell::new(Some(v))).collect() }
     }
 
     /// The value of a column, by name or position, as `T`.
     pub(super) fn try_get<T: FromSqlValue, I: ColumnIndex>(&self, index: I) -> StoreResult<T> {
         let i = index.position(&self.columns)?;
-        let v = self.values.get(i).ok_or_else(|| StoreError::Corrupt(format!("no column {i} in a row")))?;
+        let cell = self.values.get(i).ok_or_else(|| StoreError::Corrupt(format!("no column {i} in a row")))?;
+        let v = cell.take().ok_or_else(|| StoreError::Corrupt(format!("column {} read twice", self.columns[i])))?;
         T::from_value(v).map_err(|e| StoreError::Corrupt(format!("column {}: {e}", self.columns[i])))
     }
 }
@@ -202,32 +210,66 @@ impl ColumnIndex for &str {
 
 /// A Rust value read from a column.
 pub(super) trait FromSqlValue: Sized {
-    fn from_value(v: &SqlValue) -> Result<Self, String>;
+    fn from_value(v: SqlValue) -> Result<Self, String>;
 }
 
 impl FromSqlValue for String {
-    fn from_value(v: &SqlValue) -> Result<Self, String> {
+    fn from_value(v: SqlValue) -> Result<Self, String> {
         match v {
-            SqlValue::Text(s) => Ok(s.clone()),
+            SqlValue::Text(s) => Ok(s),
             other => Err(format!("expected text, found {other:?}")),
         }
     }
 }
 
 impl FromSqlValue for i64 {
-    fn from_value(v: &SqlValue) -> Result<Self, String> {
+    fn from_value(v: SqlValue) -> Result<Self, String> {
         match v {
-            SqlValue::Int(i) => Ok(*i),
+            SqlValue::Int(i) => Ok(i),
             other => Err(format!("expected an integer, found {other:?}")),
         }
     }
 }
 
 impl<T: FromSqlValue> FromSqlValue for Option<T> {
-    fn from_value(v: &SqlValue) -> Result<Self, String> {
+    fn from_value(v: SqlValue) -> Result<Self, String> {
         match v {
             SqlValue::Null => Ok(None),
             v => T::from_value(v).map(Some),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> Row {
+        let columns: Arc<[String]> = ["name", "version", "note"].iter().map(|c| c.to_string()).collect();
+        Row::new(columns, vec![SqlValue::Text("ops".into()), SqlValue::Int(3), SqlValue::Null])
+    }
+
+    #[test]
+    fn columns_are_read_by_name_or_position_with_their_types() {
+        let r = row();
+        assert_eq!(r.try_get::<String, _>("name").expect("name"), "ops");
+        assert_eq!(r.try_get::<i64, _>(1).expect("version"), 3);
+        assert_eq!(r.try_get::<Option<String>, _>("note").expect("note"), None);
+    }
+
+    #[test]
+    fn a_second_read_of_a_column_is_an_error_not_a_missing_value() {
+        let r = row();
+        r.try_get::<Option<String>, _>("note").expect("first read");
+        let again = r.try_get::<Option<String>, _>("note");
+        assert!(matches!(&again, Err(StoreError::Corrupt(m)) if m.contains("read twice")), "{again:?}");
+    }
+
+    #[test]
+    fn a_wrong_type_or_column_is_an_error() {
+        let r = row();
+        assert!(matches!(r.try_get::<i64, _>("name"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(r.try_get::<String, _>("missing"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(r.try_get::<String, _>(7), Err(StoreError::Corrupt(_))));
     }
 }

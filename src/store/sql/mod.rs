@@ -724,7 +724,7 @@ impl SqlTx {
         Ok(())
     }
 
-    async fn mapping_from(&mut self, r: &Row) -> StoreResult<RoleMappingRecord> {
+    async fn mapping_from(&mut self, r: Row) -> StoreResult<RoleMappingRecord> {
         let id: String = r.try_get("id")?;
         let role_rows = q("SELECT role_id FROM role_mapping_roles WHERE mapping_id = $1 ORDER BY role_id".into())
             .bind(id.clone())

@@ -91,7 +91,7 @@ impl RoleReads for SqlTx {
         );
         let row = q(sql).bind(id.to_string()).fetch_optional(self.conn()).await?;
         match row {
-            Some(r) => Ok(Some(self.mapping_from(&r).await?)),
+            Some(r) => Ok(Some(self.mapping_from(r).await?)),
             None => Ok(None),
         }
     }
@@ -103,7 +103,7 @@ impl RoleReads for SqlTx {
         );
         let rows = q(sql).fetch_all(self.conn()).await?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
+        for r in rows {
             out.push(self.mapping_from(r).await?);
         }
         Ok(out)
