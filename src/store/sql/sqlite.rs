@@ -557,4 +557,26 @@ mod tests {
         assert!(matches!(refused, Err(StoreError::Sqlite(_))), "a reader wrote: {refused:?}");
         assert_eq!(r.query("SELECT COUNT(*) FROM t", &[]).expect("count")[0].try_get::<i64, _>(0).expect("n"), 0);
     }
+
+    #[tokio::test]
+    async fn a_page_query_is_compiled_once_whatever_its_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("plan.db").to_string_lossy().into_owned();
+        let engine = Engine::open(&path, Settings::default()).expect("open");
+        let w = engine.begin_write().await.expect("writer");
+        w.execute("CREATE TABLE t (x INTEGER)", &[]).expect("create");
+        w.execute("INSERT INTO t (x) VALUES (1), (2), (3)", &[]).expect("insert");
+        w.commit().await.expect("commit");
+        let r = engine.begin_read(false).await.expect("reader");
+        let sql = "SELECT x FROM t ORDER BY x LIMIT $1 OFFSET $2";
+        for limit in 1..=3 {
+            let rows = r.query(sql, &[SqlValue::Int(limit), SqlValue::Int(0)]).expect("page");
+            assert_eq!(rows.len() as i64, limit);
+        }
+        // Without the planner's stability guarantee SQLite compiles this statement again at
+        // every bind of its LIMIT (three times here).
+        let conn = r.conn().expect("connection");
+        let reprepared = conn.prepare_cached(sql).expect("cached").get_status(rusqlite::StatementStatus::RePrepare);
+        assert_eq!(reprepared, 0, "the page query was compiled again {reprepared} times");
+    }
 }
