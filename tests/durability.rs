@@ -1,6 +1,8 @@
 //! A server process killed with SIGKILL in the middle of a load loses nothing it acknowledged
 //! and leaves nothing half-written (SQLite in WAL mode; transactions around every change).
 
+mod common;
+
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -28,6 +30,18 @@ async fn wait_ready(http: &reqwest::Client, port: u16) {
     panic!("server did not become ready");
 }
 
+/// A database file in a new directory (kept while the directory lives), a SCIM key made in it
+/// with the command line, and a free port for the server.
+fn new_database_with_key() -> (tempfile::TempDir, String, String, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scim.db").to_string_lossy().into_owned();
+    let out = Command::new(bin()).args(["keys", "create", "--db", &db, "--name", "load"]).output().unwrap();
+    assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    (dir, db, token, port)
+}
+
 /// Every acknowledged user is in the database at `db`, and nothing is half-written: each stored
 /// user has exactly its creation event.
 async fn assert_all_kept(db: &str, acknowledged: &[String]) {
@@ -40,18 +54,7 @@ async fn assert_all_kept(db: &str, acknowledged: &[String]) {
         .list_audit(&scim_operator::store::AuditQuery { action: Some("user.create".into()), ..Default::default() })
         .await
         .unwrap();
-    let users = tx
-        .list_users(&scim_operator::store::ListSpec {
-            resource_type: &scim_operator::scim::schema::user_resource_type(),
-            filter: None,
-            sort_by: None,
-            sort_order: Default::default(),
-            offset: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .0;
+    let users = common::count_users(tx.as_mut()).await;
     // Nothing half-written: each stored user has exactly its creation event.
     assert_eq!(events.len() as u64, users, "users and their audit events disagree");
     assert!(users as usize >= acknowledged.len());
@@ -59,12 +62,7 @@ async fn assert_all_kept(db: &str, acknowledged: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_mid_load_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("scim.db").to_string_lossy().into_owned();
-    let out = Command::new(bin()).args(["keys", "create", "--db", &db, "--name", "load"]).output().unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_dir, db, token, port) = new_database_with_key();
     let mut server = serve(&db, port);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     wait_ready(&http, port).await;
@@ -119,12 +117,7 @@ fn counter(scrape: &str, name: &str) -> u64 {
 /// kills fell between and inside groups, not between single commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_between_group_commits_loses_no_acknowledged_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("scim.db").to_string_lossy().into_owned();
-    let out = Command::new(bin()).args(["keys", "create", "--db", &db, "--name", "load"]).output().unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_dir, db, token, port) = new_database_with_key();
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
     let mut acknowledged = Vec::new();
     let (mut commits, mut transactions) = (0, 0);

@@ -299,18 +299,7 @@ async fn replica_killed_mid_load_loses_nothing_acknowledged() {
         let team = tx.group(&gid).await.unwrap().unwrap();
         tx.team_members(&team.id).await.unwrap().into_iter().collect()
     };
-    let all_users = tx
-        .list_users(&scim_operator::store::ListSpec {
-            resource_type: &scim_operator::scim::schema::user_resource_type(),
-            filter: None,
-            sort_by: None,
-            sort_order: Default::default(),
-            offset: 0,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .0;
+    let all_users = common::count_users(tx.as_mut()).await;
     drop(tx);
     for (id, _) in &memberships {
         assert!(stored_members.contains(id), "membership of {id} was acknowledged but is lost");

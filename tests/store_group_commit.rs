@@ -1,23 +1,11 @@
 //! The SQLite writer's group commit, at the store's interface: requests that share one commit
 //! are each all-or-nothing, and one that fails rolls back alone.
 
-use scim_operator::store::{StoreError, UserRecord};
-use serde_json::Map;
-use std::time::Duration;
+mod common;
 
-fn user(id: &str, name: &str) -> UserRecord {
-    UserRecord {
-        id: id.into(),
-        user_name: name.into(),
-        external_id: None,
-        display_name: None,
-        active: true,
-        data: Map::new(),
-        created: "2026-12-01T00:00:00Z".into(),
-        last_modified: "2026-12-01T00:00:00Z".into(),
-        version: 1,
-    }
-}
+use common::user_record as user;
+use scim_operator::store::StoreError;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_request_in_a_group_rolls_back_alone() {

@@ -5,8 +5,10 @@
 
 mod common;
 
-use scim_operator::store::{StoreError, UserRecord};
+use scim_operator::store::StoreError;
 use std::time::{Duration, Instant};
+
+use common::user_record as user;
 
 fn postgres() -> bool {
     if std::env::var_os("SCIM_TEST_DATABASE_URL").is_some() {
@@ -18,20 +20,6 @@ fn postgres() -> bool {
     );
     eprintln!("SKIPPED: SCIM_TEST_DATABASE_URL is not set (start PostgreSQL with tests/env/postgres.sh)");
     false
-}
-
-fn user(id: &str, name: &str) -> UserRecord {
-    UserRecord {
-        id: id.into(),
-        user_name: name.into(),
-        external_id: None,
-        display_name: None,
-        active: true,
-        data: serde_json::Map::new(),
-        created: "2026-01-01T00:00:00.000Z".into(),
-        last_modified: "2026-01-01T00:00:00.000Z".into(),
-        version: 1,
-    }
 }
 
 fn with_params(url: &str, params: &str) -> String {

@@ -12,7 +12,7 @@ use scim_operator::clock::{Clock, SystemClock, format_time};
 use scim_operator::provisioning::Directory;
 use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
-use scim_operator::store::{KeyOwner, SharedStore};
+use scim_operator::store::{KeyOwner, ListSpec, ReadTx, SharedStore, UserRecord};
 
 pub mod k8s;
 
@@ -209,6 +209,34 @@ pub async fn create_key(store: &SharedStore, name: &str, user_id: Option<String>
     tx.insert_key(&rec).await.expect("insert key");
     tx.commit().await.expect("commit");
     secret.expose().to_string()
+}
+
+/// A user record for tests at the store's interface: `id` and `name`, nothing else set.
+pub fn user_record(id: &str, name: &str) -> UserRecord {
+    UserRecord {
+        id: id.into(),
+        user_name: name.into(),
+        external_id: None,
+        display_name: None,
+        active: true,
+        data: serde_json::Map::new(),
+        created: "2026-01-01T00:00:00.000Z".into(),
+        last_modified: "2026-01-01T00:00:00.000Z".into(),
+        version: 1,
+    }
+}
+
+/// How many users the store holds, as a read handle sees them (a page of none still counts).
+pub async fn count_users(tx: &mut dyn ReadTx) -> u64 {
+    let spec = ListSpec {
+        resource_type: &scim_operator::scim::schema::user_resource_type(),
+        filter: None,
+        sort_by: None,
+        sort_order: Default::default(),
+        offset: 0,
+        limit: 0,
+    };
+    tx.list_users(&spec).await.expect("count users").0
 }
 
 /// The SCIM error body's fields, asserting the shape of RFC 7644 §3.12.
