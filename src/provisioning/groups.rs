@@ -270,9 +270,10 @@ impl Directory {
 
     /// Replaces a group (PUT /Groups/{id}); only membership differences are written.
     ///
-    /// The group and its members are read and the differences computed before the write
-    /// transaction; the transaction only checks that the group is still at the version read
-    /// (else everything starts over) and writes.
+    /// On SQLite the group and its members are read and the differences computed before the
+    /// write transaction; the transaction only checks that the group is still at the version
+    /// read (else everything starts over) and writes. On PostgreSQL they are computed inside,
+    /// on the locked row.
     pub async fn replace_group(
         &self,
         ctx: &RequestContext,
@@ -289,22 +290,31 @@ impl Directory {
         let wanted_set: BTreeSet<String> = wanted.iter().cloned().collect();
         let with_members = projection.includes_top_level(&self.types.group, "members");
         self.retry(|| async {
-            let (before, add, remove) = {
+            // As for PATCH: on SQLite (one writer) the differences are computed on a read before
+            // the write transaction, which then only checks the version and writes; PostgreSQL
+            // writers run in parallel and lock the group's row, so there they are computed on
+            // the row as locked (no read before, and no retry when a concurrent change lands
+            // between the two).
+            let planned = if self.store.dialect() == Dialect::Sqlite {
                 // Group and members from one snapshot.
                 let mut rd = self.store.begin_read().await?;
                 let before = rd.group(id).await?.ok_or_else(|| group_not_found(id))?;
                 check_if_match(if_match, before.version)?;
-                let current: BTreeSet<String> = rd.team_members(&before.id).await?.into_iter().collect();
-                let add: Vec<String> = wanted_set.difference(&current).cloned().collect();
-                let remove: Vec<String> = current.difference(&wanted_set).cloned().collect();
-                (before, add, remove)
+                let (add, remove) = membership_changes(rd.as_mut(), &before.id, &wanted_set).await?;
+                Some((before.version, add, remove))
+            } else {
+                None
             };
             let mut tx = self.store.begin_write().await?;
-            let current = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
-            check_if_match(if_match, current.version)?;
-            if current.version != before.version {
-                return Err(StoreError::Concurrent(format!("group {id}")).into());
-            }
+            let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
+            check_if_match(if_match, before.version)?;
+            let (add, remove) = match planned {
+                Some((version, _, _)) if version != before.version => {
+                    return Err(StoreError::Concurrent(format!("group {id}")).into());
+                }
+                Some((_, add, remove)) => (add, remove),
+                None => membership_changes(tx.as_mut(), &before.id, &wanted_set).await?,
+            };
             self.require_users(tx.as_mut(), &wanted).await?;
             let team = self.write_group(tx.as_mut(), ctx, &before, doc.clone(), &add, &remove, "group.replace").await?;
             tx.commit().await?;
@@ -576,6 +586,16 @@ impl Directory {
         }
         Ok((total, out))
     }
+}
+
+/// The member ids to add and to remove for a group to have exactly `wanted`.
+async fn membership_changes(
+    rd: &mut dyn ReadTx,
+    team_id: &str,
+    wanted: &BTreeSet<String>,
+) -> OpResult<(Vec<String>, Vec<String>)> {
+    let current: BTreeSet<String> = rd.team_members(team_id).await?.into_iter().collect();
+    Ok((wanted.difference(&current).cloned().collect(), current.difference(wanted).cloned().collect()))
 }
 
 /// The membership as pending operations would leave it; the stored list is read once.
