@@ -47,7 +47,9 @@ install_args=(--namespace "$ns" --set "image.repository=$repo" --set "image.tag=
 forward() {
   [[ -n $pf_pid ]] && { kill "$pf_pid" 2>/dev/null || true; wait "$pf_pid" 2>/dev/null || true; }
   : >"$work/pf.log"
-  k -n "$ns" port-forward "svc/$full-server" 0:8080 >"$work/pf.log" 2>&1 &
+  # kubectl itself, not the k function: a function sent to the background runs in a subshell,
+  # and $! would be that subshell, whose kill leaves the port-forward running after the test.
+  "$KUBECTL" -n "$ns" port-forward "svc/$full-server" 0:8080 >"$work/pf.log" 2>&1 &
   pf_pid=$!
   local port="" i
   for ((i = 0; i < 100; i++)); do
