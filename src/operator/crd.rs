@@ -177,7 +177,10 @@ pub struct ScimUserStatus {
 /// Membership policy of a `ManagedTeam`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum MemberPolicy {
-    /// The declared members are the whole membership: others are removed.
+    /// The declared members are the whole membership: others are removed. A declared member is
+    /// removed only when its ScimUser is gone or being deleted, or it is refused on ownership
+    /// grounds; one whose ScimUser is there but not provisioned right now (an error, not Ready
+    /// yet) stays.
     #[default]
     Authoritative,
     /// Declared members are added; members someone else added stay.
@@ -204,10 +207,13 @@ pub struct TeamMember {
     /// Name of a `ScimUser` in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_user_ref: Option<String>,
-    /// userName of a user on the SCIM server. In a trusted namespace, any user (provisioned by
-    /// any means, its ScimUser in any namespace). In an untrusted namespace, only a user owned by
-    /// a ScimUser of the same namespace; any other makes the team Ready=False with reason
-    /// `MemberNotAllowed` and nothing is written.
+    /// userName of a user on the SCIM server. In a trusted namespace, a user nobody owns (one an
+    /// identity provider or an administrator made) or one a ScimUser of a trusted namespace owns
+    /// (as its ownership marker on the server says); a user owned by an untrusted namespace (or
+    /// another cluster) is left out, and removed if it is a member, while the other members are
+    /// applied, and the team reports Ready=False with reason `MemberNotAllowed`. In an untrusted
+    /// namespace, only a user owned by a ScimUser of the same namespace; any other makes the team
+    /// Ready=False with reason `MemberNotAllowed` and nothing is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
 }
@@ -283,7 +289,8 @@ pub struct ManagedTeamStatus {
 }
 
 /// Grants roles to the members of teams. Cluster-scoped, so only cluster administrators grant
-/// roles. Teams are named, so a mapping also reaches teams made later under that name: the
+/// roles. Only a server mapping this resource created is replaced or deleted: one of the same
+/// name made another way is reported as `Conflict` and left as it is. Teams are named, so a mapping also reaches teams made later under that name: the
 /// operator lets no untrusted namespace create or link a team a mapping names.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(

@@ -440,7 +440,20 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
         .for_each(|_| async {});
 
-    let teams_stream = watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default()).modify(slim);
+    // Teams resolve members from the ScimUser store: one that has not listed every ScimUser yet
+    // (after a restart or a failover) would make members look gone. So the teams' watch starts
+    // after the store's first list; until then no team is known, so none is reconciled.
+    let users_listed = ctx.users.clone();
+    let users_first_list = futures::stream::once(async move {
+        if users_listed.wait_until_ready().await.is_err() {
+            tracing::error!("the ScimUser watch ended before its first list; teams wait for it");
+            std::future::pending::<()>().await;
+        }
+    })
+    .filter_map(|()| futures::future::ready(None::<Result<watcher::Event<ManagedTeam>, watcher::Error>>));
+    let teams_stream = users_first_list
+        .chain(watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default()))
+        .modify(slim);
     let (teams_store, teams_writer) = reflector::store();
     let teams_controller = Controller::for_stream(
         teams_stream
@@ -454,6 +467,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let members = ChangeFilter::new(ctx.users.clone());
     let member_changes = member_events
         .filter(move |u| futures::future::ready(members.changed(u.as_ref(), managed_team::member_trigger(u.as_ref()))));
+    let trust = ctx.clone();
     let teams = teams_controller
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
@@ -462,7 +476,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             teams_store
                 .state()
                 .into_iter()
-                .filter(|t| managed_team::may_reference(t, user.as_ref()))
+                .filter(|t| managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref()))
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })
