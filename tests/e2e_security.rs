@@ -396,7 +396,8 @@ async fn namespaces_touch_only_what_they_own() {
     assert!(said.contains("zed@sec.test") && said.contains(&dev), "{said}");
     let before = snapshot(&scim).await;
     let (_, g) = scim.get(&format!("/Groups/{oncall_gid}")).await;
-    let members: Vec<&str> = g["members"].as_array().into_iter().flatten().filter_map(|m| m["value"].as_str()).collect();
+    let members: Vec<&str> =
+        g["members"].as_array().into_iter().flatten().filter_map(|m| m["value"].as_str()).collect();
     assert_eq!(members, [ada_id.as_str()], "only ada, never dev's zed ({zed_id})");
     unchanged(&scim, &before, "a userName squat from an untrusted namespace").await;
 

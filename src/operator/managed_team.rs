@@ -109,7 +109,8 @@ fn named_users(team: &ManagedTeam, ctx: &Context, ns: &str, trusted: bool) -> Na
             }
         } else if let (Some(user_name), false) = (&m.user_name, trusted) {
             let before = out.users.len();
-            out.users.extend(own.iter().filter(|u| u.spec.user_name.eq_ignore_ascii_case(user_name)).map(|u| Arc::clone(u)));
+            out.users
+                .extend(own.iter().filter(|u| u.spec.user_name.eq_ignore_ascii_case(user_name)).map(|u| Arc::clone(u)));
             if out.users.len() == before {
                 out.missing_user_names.push(user_name.clone());
             }

@@ -451,9 +451,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         }
     })
     .filter_map(|()| futures::future::ready(None::<Result<watcher::Event<ManagedTeam>, watcher::Error>>));
-    let teams_stream = users_first_list
-        .chain(watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default()))
-        .modify(slim);
+    let teams_stream =
+        users_first_list.chain(watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default())).modify(slim);
     let (teams_store, teams_writer) = reflector::store();
     let teams_controller = Controller::for_stream(
         teams_stream
@@ -476,7 +475,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             teams_store
                 .state()
                 .into_iter()
-                .filter(|t| managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref()))
+                .filter(|t| {
+                    managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref())
+                })
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })
