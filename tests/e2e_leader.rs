@@ -305,7 +305,8 @@ struct DelayingProxy {
     addr: std::net::SocketAddr,
     hold: std::sync::Arc<std::sync::Mutex<Option<Duration>>>,
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    delivered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When the first held chunk was delivered.
+    delivered: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
     statuses: std::sync::Arc<std::sync::Mutex<Vec<(Instant, u16)>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -318,7 +319,7 @@ impl DelayingProxy {
         let addr = listener.local_addr().unwrap();
         let hold = std::sync::Arc::new(std::sync::Mutex::new(None::<Duration>));
         let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let delivered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let delivered = std::sync::Arc::new(std::sync::Mutex::new(None));
         let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (h, he, d, s) = (hold.clone(), held.clone(), delivered.clone(), statuses.clone());
         let task = tokio::spawn(async move {
@@ -355,7 +356,7 @@ impl DelayingProxy {
                             break;
                         }
                         if was_held {
-                            delivered.fetch_add(1, SeqCst);
+                            delivered.lock().unwrap().get_or_insert_with(Instant::now);
                         }
                     }
                 });
@@ -449,11 +450,10 @@ async fn a_write_held_back_past_the_lease_does_not_land() {
     })
     .await;
     let delivered_by = Instant::now() + HOLD + Duration::from_secs(5);
-    eventually("the proxy to deliver the held write", HOLD + Duration::from_secs(10), || async {
-        (proxy.delivered.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    let delivered = eventually("the proxy to deliver the held write", HOLD + Duration::from_secs(10), || async {
+        *proxy.delivered.lock().unwrap()
     })
     .await;
-    let delivered = Instant::now();
     assert!(delivered < delivered_by);
     // The server's answer to it (it arrives at the proxy even though the leader is frozen).
     let answer = eventually("the server's answer to the held write", Duration::from_secs(10), || async {

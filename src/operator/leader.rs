@@ -44,7 +44,8 @@ pub struct LeaseArgs {
     #[arg(long, env = "SCIM_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
     /// Seconds the leader goes on reconciling without a successful renewal before it stops
-    /// (the process exits); shorter than the lease duration.
+    /// (the process exits); shorter than the lease duration. Every SCIM request and Kubernetes
+    /// write times out after three quarters of the difference between the two.
     #[arg(long, env = "SCIM_OPERATOR_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
     pub lease_renew_deadline_seconds: u64,
     /// Seconds between attempts to acquire or renew the Lease; shorter than the renew deadline.
