@@ -150,31 +150,40 @@ fn scim_user(name: &str, ns: &str) -> ScimUser {
     .unwrap()
 }
 
+/// A fresh namespace (for the Lease and the ScimUsers) named after `prefix`, with the CRDs installed.
+async fn namespace(prefix: &str) -> (Client, String, Api<Lease>, Api<ScimUser>) {
+    let client = Client::try_default().await.expect("kubeconfig");
+    install_crds(&client).await;
+    let ns = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    (client.clone(), ns.clone(), Api::namespaced(client.clone(), &ns), Api::namespaced(client, &ns))
+}
+
+/// A replica with a key of its own (so the audit trail tells the replicas apart) talking to `url`.
+async fn replica(server: &common::TestServer, identity: &str, url: &str, ns: &str, dir: &Path) -> Replica {
+    let token = common::create_key(&server.store, identity, None).await;
+    let keys = server.store.begin_read().await.unwrap().list_keys().await.unwrap();
+    let key_id = keys.iter().find(|k| k.name == identity).expect("the replica's key").id.clone();
+    let token_file = dir.join(format!("{identity}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    Replica::start(identity, &key_id, &token_file, url, ns, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
     if !control_plane() {
         return;
     }
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    let ns = format!("leader-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let (client, ns, leases, users) = namespace("leader").await;
 
     let server = common::TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut replicas = Vec::new();
     for identity in ["replica-a", "replica-b"] {
-        let token = common::create_key(&server.store, identity, None).await;
-        let keys = server.store.begin_read().await.unwrap().list_keys().await.unwrap();
-        let key_id = keys.iter().find(|k| k.name == identity).expect("the replica's key").id.clone();
-        let token_file = dir.path().join(format!("{identity}.token"));
-        std::fs::write(&token_file, token).unwrap();
-        replicas.push(Replica::start(identity, &key_id, &token_file, &server.base, &ns, dir.path()));
+        replicas.push(replica(&server, identity, &server.base, &ns, dir.path()).await);
     }
 
     // Both Ready, the standby included: readiness is not leadership.
@@ -404,15 +413,7 @@ async fn a_write_held_back_past_the_lease_does_not_land() {
         return;
     }
     const HOLD: Duration = Duration::from_secs(10);
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    let ns = format!("fence-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let (client, ns, leases, users) = namespace("fence").await;
     let server = common::TestServer::start().await;
     let upstream: std::net::SocketAddr =
         server.base.trim_start_matches("http://").trim_end_matches("/scim/v2").parse().expect("the server's address");
@@ -421,12 +422,7 @@ async fn a_write_held_back_past_the_lease_does_not_land() {
     let mut replicas = Vec::new();
     // The first replica talks through the proxy and is started alone, so that it leads.
     for (identity, url) in [("fenced-a", format!("http://{}/scim/v2", proxy.addr)), ("fenced-b", server.base.clone())] {
-        let token = common::create_key(&server.store, identity, None).await;
-        let keys = server.store.begin_read().await.unwrap().list_keys().await.unwrap();
-        let key_id = keys.iter().find(|k| k.name == identity).expect("the replica's key").id.clone();
-        let token_file = dir.path().join(format!("{identity}.token"));
-        std::fs::write(&token_file, token).unwrap();
-        replicas.push(Replica::start(identity, &key_id, &token_file, &url, &ns, dir.path()));
+        replicas.push(replica(&server, identity, &url, &ns, dir.path()).await);
         if replicas.len() == 1 {
             let first = eventually("a leader", WAIT, || holder(&leases)).await;
             assert_eq!(first, identity, "the only replica leads");
