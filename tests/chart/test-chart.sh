@@ -180,7 +180,7 @@ say "CRDs on upgrade: helm upgrade leaves them; the documented server-side apply
 prev="$work/prev" next="$work/next"
 mkdir -p "$prev" "$next"
 git archive main "$chart" | tar -x -C "$prev" || fail "reading the previous chart from the main branch"
-cp -r "$chart" "$next/"
+mkdir -p "$next/charts" && cp -r "$chart" "$next/charts/"
 python3 - "$next/$chart/crds/scimusers.scim.dev.yaml" <<'PY'
 import sys, yaml
 path = sys.argv[1]
