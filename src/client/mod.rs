@@ -106,8 +106,8 @@ pub enum Precondition<'a> {
 
 /// Observes request latencies (for metrics).
 pub trait RequestObserver: Send + Sync {
-    /// One request finished.
-    fn observe(&self, method: &str, resource: &str, outcome: &str, elapsed: Duration);
+    /// One request finished, with the HTTP status of its answer (`None` when none came).
+    fn observe(&self, method: &str, resource: &str, outcome: &str, status: Option<u16>, elapsed: Duration);
 }
 
 /// Client settings.
@@ -117,6 +117,7 @@ pub struct ClientConfig {
     pub base_url: String,
     /// File holding the bearer token; re-read when it changes (key rotation).
     pub token_file: PathBuf,
+    /// Timeout of every request; also sent as its deadline ([`crate::scim::deadline`]).
     pub timeout: Duration,
     /// Requests in flight at most.
     pub max_concurrency: usize,
@@ -252,6 +253,10 @@ impl ScimClient {
                 retry_after: None,
             });
         }
+        // The server refuses the request once the client no longer waits for it, so a request
+        // held up on the network cannot land after this replica's leadership ended.
+        let deadline = std::time::SystemTime::now() + self.config.timeout;
+        req = req.header(crate::scim::deadline::HEADER, crate::scim::deadline::encode(deadline));
         req = match precondition {
             Precondition::None => req,
             Precondition::Version(v) => req.header(reqwest::header::IF_MATCH, v),
@@ -259,10 +264,12 @@ impl ScimClient {
         };
         let start = Instant::now();
         let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
+        let mut answered = None;
         let result = match req.send().await {
             Err(e) => Err(ClientError::Unavailable { message: e.to_string(), retry_after: None }),
             Ok(resp) => {
                 let status = resp.status();
+                answered = Some(status.as_u16());
                 let ra = retry_after(resp.headers());
                 let text = resp.text().await.unwrap_or_default();
                 let json: Value = if text.trim().is_empty() {
@@ -278,7 +285,7 @@ impl ScimClient {
                 Ok(_) => "ok",
                 Err(e) => e.class(),
             };
-            o.observe(method.as_str(), &resource, outcome, start.elapsed());
+            o.observe(method.as_str(), &resource, outcome, answered, start.elapsed());
         }
         result
     }

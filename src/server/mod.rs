@@ -2,6 +2,7 @@
 //! only translate between HTTP and `crate::provisioning`.
 
 mod auth;
+mod deadline;
 mod discovery;
 mod handlers;
 mod invitations;
@@ -152,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/invitations/{token}", get(invitations::show).post(invitations::accept))
         .route("/metrics", get(metrics_text))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(deadline::enforce))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
