@@ -95,31 +95,6 @@ async fn team_becomes(api: &Api<ManagedTeam>, name: &str, status: &str, reason: 
     .await
 }
 
-/// Releases every scim.dev object earlier test runs left on this control plane (a failed run
-/// stops its operator before cleaning up): their finalizers are removed, so no SCIM server is
-/// touched, and they are deleted. Otherwise this run's operator, which watches the whole
-/// cluster, would provision them into this run's server and change the state compared.
-async fn forget_earlier_runs(client: &Client) {
-    let release = json!({"metadata": {"finalizers": null}});
-    let users: Api<ScimUser> = Api::all(client.clone());
-    for u in users.list(&Default::default()).await.unwrap() {
-        let api: Api<ScimUser> = Api::namespaced(client.clone(), &u.namespace().unwrap());
-        let _ = api.patch(&u.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = api.delete(&u.name_any(), &DeleteParams::default()).await;
-    }
-    let teams: Api<ManagedTeam> = Api::all(client.clone());
-    for t in teams.list(&Default::default()).await.unwrap() {
-        let api: Api<ManagedTeam> = Api::namespaced(client.clone(), &t.namespace().unwrap());
-        let _ = api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
-    }
-    let mappings: Api<RoleMapping> = Api::all(client.clone());
-    for m in mappings.list(&Default::default()).await.unwrap() {
-        let _ = mappings.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = mappings.delete(&m.name_any(), &DeleteParams::default()).await;
-    }
-}
-
 /// Runs the command-line administrator's `scim-operator ARGS --db DB`.
 fn cli(db: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))

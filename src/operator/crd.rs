@@ -84,6 +84,7 @@ pub struct EnterpriseFields {
     kind = "ScimUser",
     plural = "scimusers",
     shortname = "su",
+    category = "scim",
     namespaced,
     status = "ScimUserStatus",
     printcolumn = r#"{"name":"User","type":"string","jsonPath":".spec.userName"}"#,
@@ -169,7 +170,9 @@ pub struct ScimUserStatus {
     /// read when the server cannot be asked.
     #[serde(default)]
     pub effective_roles: Vec<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -220,6 +223,7 @@ pub struct TeamMember {
     kind = "ManagedTeam",
     plural = "managedteams",
     shortname = "mt",
+    category = "scim",
     namespaced,
     status = "ManagedTeamStatus",
     printcolumn = r#"{"name":"Team","type":"string","jsonPath":".spec.displayName"}"#,
@@ -277,7 +281,9 @@ pub struct ManagedTeamStatus {
     /// Members that are not provisioned yet (ScimUser names or userNames).
     #[serde(default)]
     pub pending_members: Vec<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -292,6 +298,7 @@ pub struct ManagedTeamStatus {
     kind = "RoleMapping",
     plural = "rolemappings",
     shortname = "rm",
+    category = "scim",
     status = "RoleMappingStatus",
     printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".spec.roles"}"#,
     printcolumn = r#"{"name":"Teams","type":"string","jsonPath":".spec.teams"}"#,
@@ -320,7 +327,9 @@ pub struct RoleMappingStatus {
     /// Id of the role mapping on the SCIM server.
     #[serde(default)]
     pub scim_id: Option<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
