@@ -61,6 +61,25 @@ promtool test rules "$work/alerts-test.yaml" >"$work/promtool.log" 2>&1 || { cat
 $HELM template scim "$chart" --namespace scim-system | grep -qE "kind: (PrometheusRule|PodMonitor)|grafana_dashboard" \
   && fail "monitoring objects rendered without being asked for"
 
+say "invitation links follow the public URL; metrics on a port of their own"
+render() { $HELM template scim "$chart" --namespace scim-system "$@"; }
+server_env() { render "$@" | awk '/^kind: (StatefulSet|Deployment)/{k=$2} /name: scim-scim-operator-server$/{s=1} /^---/{s=0} s' ; }
+invitation_url() { server_env "$@" | grep -A1 'name: SCIM_OPERATOR_INVITATION_URL' | sed -n 's/.*value: "\(.*\)"/\1/p'; }
+[ -z "$(invitation_url)" ] || fail "without server.baseUrl the chart should leave the invitation URL to the server"
+got=$(invitation_url --set server.baseUrl=https://scim.example.com/scim/v2/)
+[ "$got" = "https://scim.example.com/invitations" ] || fail "invitation URL from server.baseUrl: got '$got'"
+got=$(invitation_url --set server.baseUrl=https://example.com/idp/scim/v2)
+[ "$got" = "https://example.com/idp/invitations" ] || fail "invitation URL keeps a path prefix: got '$got'"
+got=$(invitation_url --set server.baseUrl=https://scim.example.com/scim/v2 --set invitations.url=https://join.example.com/i)
+[ "$got" = "https://join.example.com/i" ] || fail "invitations.url wins: got '$got'"
+render --set invitations.url=localhost >/dev/null 2>&1 && fail "invitations.url must be an http(s) URL"
+render --set metrics.port=9090 --set serviceMonitor.enabled=true > "$work/metrics.yaml"
+server_env --set metrics.port=9090 | grep -A1 'SCIM_OPERATOR_METRICS_LISTEN' | grep -q '"0.0.0.0:9090"' || fail "metrics.port should set --metrics-listen"
+grep -B2 -A2 'port: 9090' "$work/metrics.yaml" | grep -q 'name: metrics' || fail "metrics.port should add a Service port named metrics"
+grep -A1 'endpoints:' "$work/metrics.yaml" | grep -q 'port: metrics' || fail "the ServiceMonitor should scrape the metrics port"
+grep -A1 'endpoints:' "$work/default.yaml" "$work/custom.yaml" | grep -q 'port: metrics' && fail "without metrics.port the ServiceMonitor scrapes the API port"
+server_env | grep -q SCIM_OPERATOR_METRICS_LISTEN && fail "without metrics.port the server serves /metrics beside the API"
+
 say "server-side dry-run of the rendered manifests"
 $KUBECTL create namespace scim-system --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 $KUBECTL apply --server-side -f crds/ >/dev/null
