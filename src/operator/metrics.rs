@@ -131,32 +131,6 @@ impl crate::client::RequestObserver for OperatorMetrics {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::RequestObserver as _;
-
-    #[test]
-    fn answers_are_counted_by_a_bounded_status() {
-        let m = OperatorMetrics::default();
-        for status in [Some(401), Some(429), Some(429), Some(201), Some(418), Some(503), None, Some(999)] {
-            m.observe("POST", "Users", "x", status, Duration::ZERO);
-        }
-        let text = m.encode();
-        for line in [
-            "scim_operator_scim_responses_total{status=\"401\"} 1",
-            "scim_operator_scim_responses_total{status=\"429\"} 2",
-            "scim_operator_scim_responses_total{status=\"2xx\"} 1",
-            "scim_operator_scim_responses_total{status=\"4xx\"} 1",
-            "scim_operator_scim_responses_total{status=\"5xx\"} 1",
-            "scim_operator_scim_responses_total{status=\"none\"} 1",
-            "scim_operator_scim_responses_total{status=\"other\"} 1",
-        ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
-        }
-    }
-}
-
 /// Serves `/healthz`, `/readyz` and `/metrics`.
 pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let m1 = metrics.clone();
@@ -189,4 +163,30 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::R
             tracing::warn!(error = %e, "health server stopped");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::RequestObserver as _;
+
+    #[test]
+    fn answers_are_counted_by_a_bounded_status() {
+        let m = OperatorMetrics::default();
+        for status in [Some(401), Some(429), Some(429), Some(201), Some(418), Some(503), None, Some(999)] {
+            m.observe("POST", "Users", "x", status, Duration::ZERO);
+        }
+        let text = m.encode();
+        for line in [
+            "scim_operator_scim_responses_total{status=\"401\"} 1",
+            "scim_operator_scim_responses_total{status=\"429\"} 2",
+            "scim_operator_scim_responses_total{status=\"2xx\"} 1",
+            "scim_operator_scim_responses_total{status=\"4xx\"} 1",
+            "scim_operator_scim_responses_total{status=\"5xx\"} 1",
+            "scim_operator_scim_responses_total{status=\"none\"} 1",
+            "scim_operator_scim_responses_total{status=\"other\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 }

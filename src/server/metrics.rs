@@ -145,6 +145,14 @@ impl crate::provisioning::observer::Observer for MetricsObserver {
     }
 }
 
+/// A StatsD client sending UDP datagrams to `addr` (`host:port`).
+pub fn statsd_client(addr: &str) -> std::io::Result<cadence::StatsdClient> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    socket.set_nonblocking(true)?;
+    let sink = cadence::UdpMetricSink::from(addr, socket).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(cadence::StatsdClient::from_sink("scim", sink))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,12 +166,4 @@ mod tests {
         assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other", "methods are case-sensitive");
         assert_eq!(method_label(&Method::TRACE), "other");
     }
-}
-
-/// A StatsD client sending UDP datagrams to `addr` (`host:port`).
-pub fn statsd_client(addr: &str) -> std::io::Result<cadence::StatsdClient> {
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
-    socket.set_nonblocking(true)?;
-    let sink = cadence::UdpMetricSink::from(addr, socket).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(cadence::StatsdClient::from_sink("scim", sink))
 }
