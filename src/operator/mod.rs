@@ -449,19 +449,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
         .for_each(|_| async {});
 
-    // Teams resolve members from the ScimUser store: one that has not listed every ScimUser yet
-    // (after a restart or a failover) would make members look gone. So the teams' watch starts
-    // after the store's first list; until then no team is known, so none is reconciled.
-    let users_listed = ctx.users.clone();
-    let users_first_list = futures::stream::once(async move {
-        if users_listed.wait_until_ready().await.is_err() {
-            tracing::error!("the ScimUser watch ended before its first list; teams wait for it");
-            std::future::pending::<()>().await;
-        }
-    })
-    .filter_map(|()| futures::future::ready(None::<Result<watcher::Event<ManagedTeam>, watcher::Error>>));
-    let teams_stream =
-        users_first_list.chain(watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default())).modify(slim);
+    let teams_stream = watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default()).modify(slim);
     let (teams_store, teams_writer) = reflector::store();
     let teams_controller = Controller::for_stream(
         teams_stream
