@@ -326,7 +326,11 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     let cli_id = lines[0].split_whitespace().nth(2).expect("key id").to_string();
-    assert_eq!(lines[0], format!("created key {cli_id} (cli-personal) for user"));
+    // Without --preset or --permission a key gets the identity-provider preset.
+    assert_eq!(
+        lines[0],
+        format!("created key {cli_id} (cli-personal) for user with user_access_invite,user_access_manage,teams_manage")
+    );
     let cli_secret = lines[1];
     assert!(cli_secret.starts_with("scimop_"), "{out}");
     assert_eq!(s.call_as(cli_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
@@ -335,8 +339,15 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
     let created = audit(&s, "key.create").await;
     let event = |id: &str| created.iter().find(|e| e.target_id == id).cloned().expect("a key.create event");
     let (by_cli, by_lib) = (event(&cli_id), event(&lib.id));
-    assert_eq!(by_cli.details, json!({"name": "cli-personal", "owner": "user", "ownerUserId": owner}));
-    assert_eq!(by_lib.details, json!({"name": "lib-personal", "owner": "user", "ownerUserId": owner}));
+    let idp_permissions = json!(["user_access_invite", "user_access_manage", "teams_manage"]);
+    assert_eq!(
+        by_cli.details,
+        json!({"name": "cli-personal", "owner": "user", "ownerUserId": owner, "permissions": idp_permissions})
+    );
+    assert_eq!(
+        by_lib.details,
+        json!({"name": "lib-personal", "owner": "user", "ownerUserId": owner, "permissions": idp_permissions})
+    );
     for e in [&by_cli, &by_lib] {
         assert_eq!((e.actor.as_str(), e.action.as_str(), e.target_type.as_str()), ("cli:tester", "key.create", "key"));
     }
@@ -357,7 +368,7 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
         assert_eq!(line["permissions"], json!(key.permissions));
     }
     let listed_cli = listed.iter().find(|l| l["id"] == cli_id.as_str()).expect("the CLI's key is listed");
-    assert_eq!(listed_cli["permissions"], json!(["user_access_invite", "user_access_manage"]));
+    assert_eq!(listed_cli["permissions"], idp_permissions);
     assert_eq!(listed_cli["revoked"], Value::Null);
 
     // Offboarding the owner revokes the keys the command line made, like any other.
@@ -371,7 +382,13 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
     // `keys revoke` by name: audited against the key's id, and the key stops working.
     let out = cli_ok(&s, &["keys", "create", "--name", "cli-service"]);
     assert!(
-        out.starts_with("created key ") && out.lines().next().unwrap().ends_with("(cli-service) for service_account")
+        out.starts_with("created key ")
+            && out
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("(cli-service) for service_account with user_access_invite,user_access_manage,teams_manage"),
+        "{out}"
     );
     let service_secret = out.lines().last().unwrap();
     let service_id = out.split_whitespace().nth(2).unwrap().to_string();
