@@ -24,6 +24,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The tests of this file run one at a time: their replicas watch every namespace, so a leader
+/// of one test would also provision (and set Ready on) the other test's ScimUsers, into its own
+/// server, and each test's attribution of writes to its leader would race with the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const LEASE: Duration = Duration::from_secs(4);
 const RENEW_DEADLINE: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_secs(1);
@@ -177,6 +182,7 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
     if !control_plane() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (client, ns, leases, users) = namespace("leader").await;
 
     let server = common::TestServer::start().await;
@@ -412,6 +418,7 @@ async fn a_write_held_back_past_the_lease_does_not_land() {
     if !control_plane() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     const HOLD: Duration = Duration::from_secs(10);
     let (client, ns, leases, users) = namespace("fence").await;
     let server = common::TestServer::start().await;
