@@ -131,7 +131,7 @@ current-context: operator
 KUBE
 bin="${CARGO_TARGET_DIR:-target}/debug/scim-operator"
 [ -x "$bin" ] || cargo build --locked --quiet
-"$bin" keys create --db "$work/scim.db" --name operator | tail -n 1 > "$work/token"
+"$bin" keys create --db "$work/scim.db" --name operator --preset operator | tail -n 1 > "$work/token"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" serve --db "$work/scim.db" --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
