@@ -172,4 +172,26 @@ mod tests {
         let c = json!({"roles": [{"value": "admin"}], "teams": [{"value": "Finance"}]});
         assert!(differs(&c, &a));
     }
+
+    #[test]
+    fn only_a_mapping_carrying_this_resources_marker_is_written() {
+        // A cluster-scoped RoleMapping has no namespace; its marker names its uid.
+        let me = Owner::new("c1", "", "uid-1");
+        let other = Owner::new("c1", "", "uid-2");
+        let mapping = |external_id: Option<&str>| ScimObject {
+            id: "m1".into(),
+            version: None,
+            external_id: external_id.map(str::to_string),
+            body: json!({}),
+        };
+        let cases = [
+            (Some(me.marker()), true, "created by this resource"),
+            (Some(other.marker()), false, "another resource's"),
+            (None, false, "an administrator's or an identity provider's (no marker)"),
+            (Some("okta-123"), false, "an identity provider's own externalId"),
+        ];
+        for (external_id, want, what) in cases {
+            assert_eq!(ours(&me, &mapping(external_id)), want, "{what}");
+        }
+    }
 }
