@@ -246,6 +246,18 @@ impl ScimClient {
         body: Option<&Value>,
         precondition: Precondition<'_>,
     ) -> ClientResult<Value> {
+        self.send(method, path, body, precondition, &[]).await
+    }
+
+    /// Sends one request with a precondition and extra headers.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        precondition: Precondition<'_>,
+        extra: &[(&'static str, &'static str)],
+    ) -> ClientResult<Value> {
         let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
         self.limiter.until_ready().await;
         let token = self.token()?;
@@ -254,6 +266,9 @@ impl ScimClient {
             self.http.request(method.clone(), &url).bearer_auth(token).header("accept", "application/scim+json");
         if let Some(b) = body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        for (name, value) in extra {
+            req = req.header(*name, *value);
         }
         // Checked last before sending: the wait for a permit or the rate limit may have outlasted
         // this replica's leadership.
@@ -348,8 +363,12 @@ impl ScimClient {
     }
 
     /// Creates a user.
-    pub async fn create_user(&self, user: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::POST, "/Users", Some(user)).await?)
+    /// With `invite: false` the request asks the server to withhold the user's invitation
+    /// (see [`crate::scim::invitation`]; a server that does not know the header ignores it).
+    pub async fn create_user(&self, user: &Value, invite: bool) -> ClientResult<ScimObject> {
+        let hint: &[(&str, &str)] =
+            if invite { &[] } else { &[(crate::scim::invitation::HEADER, crate::scim::invitation::WITHHOLD)] };
+        ScimObject::from_reply(self.send(Method::POST, "/Users", Some(user), Precondition::None, hint).await?)
     }
 
     /// Replaces a user.

@@ -120,7 +120,9 @@ async fn sync(
             debug_assert_eq!(decide(Held::Nothing, ask), Decision::Create);
             // Most users are new, so this saves a lookup; a taken userName answers 409 (this
             // server never merges a POST into an existing user) and the lookup below decides.
-            match scim.create_user(want).await {
+            // An untrusted namespace may create users but not make the service e-mail whatever
+            // address it declares: the invitation is withheld (an administrator can send it).
+            match scim.create_user(want, trusted).await {
                 // A new user holds exactly the roles asked for, all granted by this resource.
                 Ok(created) => return Ok((Applied::Created(created.id), plan_roles(&[], &[], asked).granted)),
                 Err(ClientError::Conflict(_)) => {}
