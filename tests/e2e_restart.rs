@@ -117,7 +117,10 @@ async fn a_restart_under_412s_removes_no_member_and_revokes_no_role() {
         return;
     }
     let users_total: usize = std::env::var("SCIM_RESTART_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
-    assert!(users_total % TEAMS == 0 && users_total >= TEAMS * 10, "SCIM_RESTART_USERS must be a multiple of ten");
+    assert!(
+        users_total.is_multiple_of(TEAMS) && users_total >= TEAMS * 10,
+        "SCIM_RESTART_USERS must be a multiple of ten"
+    );
     let per_team = users_total / TEAMS;
     let client = Client::try_default().await.expect("kubeconfig");
     install_crds(&client).await;
