@@ -1,4 +1,4 @@
-//! Adversarial end to end: roles granted from Git follow Git. On the real control plane and the
+//! Adversarial end to end: roles granted from Git follow Git, and refusals cost no writes. On the real control plane and the
 //! real SCIM server, a trusted ScimUser asks for Admin; then the spec stops asking in each of
 //! the three ways an issue report found Admin staying: an empty list, the field deleted, and
 //! the namespace taken off the trusted list (an operator restart with the new setting). Each
@@ -73,11 +73,15 @@ async fn role_events(scim: &TestServer, id: &str) -> Vec<String> {
     events.into_iter().map(|e| e.action).filter(|a| a == "role.provision" || a == "role.revoke").collect()
 }
 
+/// The tests of this file run one at a time: each one's operator watches every namespace.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_granted_from_git_are_withdrawn_when_git_stops_asking() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = SERIAL.lock().await;
     let client = Client::try_default().await.expect("kubeconfig");
     install_crds(&client).await;
     forget_earlier_runs(&client).await;
@@ -156,4 +160,51 @@ async fn roles_granted_from_git_are_withdrawn_when_git_stops_asking() {
     let _ = users.delete("ada", &Default::default()).await;
     scim.stop().await;
     drop(ada.name_any());
+}
+
+/// The server's count of `method` requests on `route` answered `status` (its /metrics).
+async fn served(scim: &TestServer, method: &str, route: &str, status: &str) -> u64 {
+    let text = scim.http.get(format!("{}/metrics", scim.root())).send().await.unwrap().text().await.unwrap();
+    let labels = [format!("method=\"{method}\""), format!("route=\"{route}\""), format!("status=\"{status}\"")];
+    text.lines()
+        .filter(|l| l.starts_with("scim_http_requests_total{") && labels.iter().all(|x| l.contains(x.as_str())))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
+/// A resource refused on ownership grounds is looked at again with backoff, and each look is a
+/// read: a standing refusal never POSTs again (before, every retry sent the create anew).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standing_refusal_is_retried_with_reads_only() {
+    if control_plane().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let client = Client::try_default().await.expect("kubeconfig");
+    install_crds(&client).await;
+    forget_earlier_runs(&client).await;
+    let platform = namespace(&client, "platform").await;
+    let scim = TestServer::start().await;
+    // An administrator's user of that name, which no resource owns.
+    scim.create_user("grace@roles.test").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &scim.token).unwrap();
+    // A resync of 1 s: without backoff, a refused resource would be retried every second.
+    let operator = start_operator_with(&scim.base, &token_file, &[&platform], &platform, 1);
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &platform);
+    users.create(&PostParams::default(), &scim_user("grace", json!({"userName": "grace@roles.test"}))).await.unwrap();
+    wait_for(&users, "grace", "Conflict", |u| user_ready(u, "False", "Conflict")).await;
+    let posts = served(&scim, "POST", "/scim/v2/Users", "409").await;
+    let looks = served(&scim, "GET", "/scim/v2/Users", "200").await;
+    assert_eq!(posts, 1, "the first attempt creates (and learns the name is taken)");
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let looks_after = served(&scim, "GET", "/scim/v2/Users", "200").await;
+    assert!(looks_after > looks, "the refusal was looked at again ({looks} -> {looks_after} lookups)");
+    assert_eq!(served(&scim, "POST", "/scim/v2/Users", "409").await, posts, "a retry sent the create again");
+    assert!(looks_after - looks <= 5, "retries back off: {} lookups in 10 s", looks_after - looks);
+    operator.stop().await;
+    let _ = users.delete("grace", &Default::default()).await;
+    forget_earlier_runs(&client).await;
+    scim.stop().await;
 }

@@ -451,7 +451,7 @@ async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> 
             o
         }
         Err(TeamError::Refused(r, message)) => {
-            action = ctx.refused_retry(std::time::Duration::from_secs(300));
+            action = ctx.refused_retry(&key(obj.as_ref()), std::time::Duration::from_secs(300));
             Outcome { ready: Desired::not_ready(r, message), scim_id: None, counts: None }
         }
         Err(TeamError::Client(e)) => {

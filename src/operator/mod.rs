@@ -242,9 +242,13 @@ impl Context {
     }
 
     /// When to look again at a refused resource (the owner may have changed): the resync
-    /// interval, at most `limit`.
-    pub fn refused_retry(&self, limit: Duration) -> Action {
-        Action::requeue(Duration::from_secs(self.args.resync_seconds.max(1)).min(limit))
+    /// interval, doubling with each refusal in a row, at most `limit`; a success resets it.
+    pub fn refused_retry(&self, key: &str, limit: Duration) -> Action {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_secs(self.args.resync_seconds.max(1));
+        Action::requeue(base.saturating_mul(1 << (*n - 1).min(8)).min(limit))
     }
 
     /// Publishes an event about `obj`; failures to publish are logged, never fatal.

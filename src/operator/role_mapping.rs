@@ -115,7 +115,7 @@ async fn apply(obj: Arc<RoleMapping>, api: &Api<RoleMapping>, ctx: &Context) -> 
             Desired::ready(format!("members of {} receive {}", obj.spec.teams.join(", "), obj.spec.roles.join(", ")))
         }
         Err(MappingError::NotOurs(message)) => {
-            action = ctx.refused_retry(std::time::Duration::from_secs(300));
+            action = ctx.refused_retry(&key(obj.as_ref()), std::time::Duration::from_secs(300));
             Desired::not_ready(conditions::reason::CONFLICT, message)
         }
         Err(MappingError::Client(e)) => {

@@ -114,7 +114,21 @@ async fn sync(
 ) -> Result<(Applied, Vec<String>), ApplyError> {
     let scim = &ctx.scim;
     let ask = Ask { take_over: obj.spec.adopt, trusted };
-    let existing = match fetch_by_status(ctx, obj).await? {
+    // A resource refused before is most likely refused again: look first, so that a standing
+    // refusal costs a read per retry, never a write.
+    let refused_before = obj.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == conditions::READY
+                && c.status == "False"
+                && conditions::progress(&c.reason) == conditions::Progress::Stalled
+        })
+    });
+    let known = match fetch_by_status(ctx, obj).await? {
+        Some(u) => Some(u),
+        None if refused_before => scim.find_user_by_name(&obj.spec.user_name).await?,
+        None => None,
+    };
+    let existing = match known {
         Some(u) => u,
         None => {
             debug_assert_eq!(decide(Held::Nothing, ask), Decision::Create);
@@ -259,7 +273,7 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             }
             Err(ApplyError::Refused(r)) => {
                 wanted.push(refused(r, &obj.spec.user_name, &ns));
-                action = ctx.refused_retry(Duration::from_secs(300));
+                action = ctx.refused_retry(&key(obj.as_ref()), Duration::from_secs(300));
             }
             Err(ApplyError::Client(e)) => {
                 status.granted_roles = Some(intent);
