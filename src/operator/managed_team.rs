@@ -348,6 +348,11 @@ const USERS_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(30)
 
 /// Reconciles one ManagedTeam.
 pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let _worker = match ctx.team_shares.enter(&ns, std::time::Instant::now()) {
+        Ok(worker) => worker,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     // Members are resolved from the ScimUser cache. Until it holds every ScimUser (after a start
     // or a failover), a member not listed yet would look deleted and an Authoritative team would
     // remove it, revoking its mapped roles, only to add it back moments later.
@@ -359,7 +364,7 @@ pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Actio
             return Ok(Action::requeue(std::time::Duration::from_secs(5)));
         }
     }
-    let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &ns);
     reconcile_with_finalizer("ManagedTeam", &ctx, &api, obj, |event| async {
         match event {
             Finalizer::Apply(t) => apply(t, &api, &ctx).await,

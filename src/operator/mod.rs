@@ -6,6 +6,7 @@
 
 pub mod conditions;
 pub mod crd;
+pub mod fairness;
 mod leader;
 mod managed_team;
 mod metrics;
@@ -163,8 +164,9 @@ pub struct ControllerArgs {
     /// object the operator created.
     #[arg(long, env = "SCIM_OPERATOR_CLUSTER_ID")]
     pub cluster_id: Option<String>,
-    /// Reconciles in flight per controller.
-    #[arg(long, env = "SCIM_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    /// Reconciles in flight per controller (at least 1). While several namespaces have work,
+    /// each may hold at most an equal share of them; a namespace alone may hold them all.
+    #[arg(long, env = "SCIM_OPERATOR_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// SCIM requests per second at most.
     #[arg(long, env = "SCIM_OPERATOR_RATE_LIMIT", default_value_t = 50)]
@@ -206,6 +208,10 @@ pub struct Context {
     pub users: reflector::Store<ScimUser>,
     /// The cluster identity in ownership markers.
     pub cluster: String,
+    /// Fair shares of the ScimUser workers among namespaces.
+    pub user_shares: Arc<fairness::Shares>,
+    /// Fair shares of the ManagedTeam workers among namespaces.
+    pub team_shares: Arc<fairness::Shares>,
 }
 
 impl Context {
@@ -427,8 +433,16 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     );
     // The controller is triggered only by changes it acts on, not by its own writes.
     let own = ChangeFilter::new(users_store.clone());
+    let user_shares = fairness::Shares::new(usize::from(args.concurrency));
+    let noted = user_shares.clone();
     let users_controller = Controller::for_shared_stream(
-        own_changes.filter(move |u| futures::future::ready(own.changed(u.as_ref(), resource_trigger(u.as_ref())))),
+        own_changes.filter(move |u| {
+            let changed = own.changed(u.as_ref(), resource_trigger(u.as_ref()));
+            if changed {
+                noted.note(&u.namespace().unwrap_or_default(), std::time::Instant::now());
+            }
+            futures::future::ready(changed)
+        }),
         users_store.clone(),
     );
     let ctx = Arc::new(Context {
@@ -440,6 +454,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         failures: Mutex::new(HashMap::new()),
         users: users_store,
         cluster,
+        user_shares,
+        team_shares: fairness::Shares::new(usize::from(args.concurrency)),
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {

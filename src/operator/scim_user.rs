@@ -77,6 +77,10 @@ fn refused(refusal: Refusal, user_name: &str, namespace: &str) -> Desired {
 /// Reconciles one ScimUser.
 pub async fn reconcile(obj: Arc<ScimUser>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
+    let _worker = match ctx.user_shares.enter(&ns, std::time::Instant::now()) {
+        Ok(worker) => worker,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     let api: Api<ScimUser> = Api::namespaced(ctx.kube.clone(), &ns);
     reconcile_with_finalizer("ScimUser", &ctx, &api, obj, |event| async {
         match event {

@@ -139,7 +139,18 @@ pub fn start_operator_with(
     lease_ns: &str,
     resync_seconds: u64,
 ) -> Operator {
-    let args = ControllerArgs {
+    start_operator_from(operator_args(scim_url, token_file, trusted, lease_ns, resync_seconds))
+}
+
+/// The settings [`start_operator_with`] runs the operator with.
+pub fn operator_args(
+    scim_url: &str,
+    token_file: &Path,
+    trusted: &[&str],
+    lease_ns: &str,
+    resync_seconds: u64,
+) -> ControllerArgs {
+    ControllerArgs {
         scim_url: scim_url.to_string(),
         token_file: token_file.to_path_buf(),
         trusted_namespaces: trusted.iter().map(|t| t.to_string()).collect(),
@@ -153,7 +164,11 @@ pub fn start_operator_with(
         identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
         cluster_id: None,
         lease: Default::default(),
-    };
+    }
+}
+
+/// Starts the operator with `args`.
+pub fn start_operator_from(args: ControllerArgs) -> Operator {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(args, async {
         let _ = rx.await;
