@@ -13,7 +13,6 @@ mod common;
 use common::TestServer;
 use common::k8s::*;
 use futures::StreamExt;
-use kube::Client;
 use kube::api::{Api, PostParams};
 use scim_operator::operator::crd::ScimUser;
 use serde_json::json;
@@ -32,15 +31,11 @@ async fn a_small_namespace_is_served_while_a_bulk_run_is_under_way() {
     if control_plane().is_none() {
         return;
     }
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    forget_earlier_runs(&client).await;
+    let client = fresh_cluster().await;
     let bulk_ns = namespace(&client, "bulk").await;
     let small_ns = namespace(&client, "small").await;
     let scim = TestServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &scim.token).unwrap();
+    let (_dir, token_file) = token_file(&scim.token);
     let mut args = operator_args(&scim.base, &token_file, &[], &bulk_ns, 3600);
     args.rate_limit = 40;
     args.concurrency = 4;

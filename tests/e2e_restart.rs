@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use common::TestServer;
 use common::k8s::*;
 use futures::StreamExt;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
 use scim_operator::store::AuditQuery;
 use serde_json::json;
@@ -122,15 +122,11 @@ async fn a_restart_under_412s_removes_no_member_and_revokes_no_role() {
         "SCIM_RESTART_USERS must be a multiple of ten"
     );
     let per_team = users_total / TEAMS;
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    forget_earlier_runs(&client).await;
+    let client = fresh_cluster().await;
     let ns = namespace(&client, "platform").await;
     let scim = TestServer::start().await;
     let (proxy, proxy_url) = start_proxy(&scim.root()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &scim.token).unwrap();
+    let (_dir, token_file) = token_file(&scim.token);
     let mut operator = start_operator_with(&proxy_url, &token_file, &[&ns], &ns, 3600);
 
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);

@@ -12,25 +12,17 @@ mod common;
 
 use common::TestServer;
 use common::k8s::*;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
 use reqwest::StatusCode;
 use scim_operator::operator::crd::ScimUser;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// The names of the user's effective roles, from the access view the seeds' audit relies on.
 async fn effective_roles(scim: &TestServer, id: &str) -> Vec<String> {
-    let resp = scim
-        .http
-        .get(format!("{}/api/v1/users/{id}/access", scim.root()))
-        .bearer_auth(&scim.token)
-        .send()
-        .await
-        .expect("access view");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let view: Value = resp.json().await.expect("access JSON");
+    let view = scim.access(id).await;
     let mut names: Vec<String> = view["effectiveRoles"]
         .as_array()
         .unwrap_or_else(|| panic!("no roles in the access view: {view}"))
@@ -82,14 +74,10 @@ async fn roles_granted_from_git_are_withdrawn_when_git_stops_asking() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    forget_earlier_runs(&client).await;
+    let client = fresh_cluster().await;
     let platform = namespace(&client, "platform").await;
     let scim = TestServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &scim.token).unwrap();
+    let (_dir, token_file) = token_file(&scim.token);
     let mut operator = start_operator(&scim.base, &token_file, &[&platform], &platform);
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &platform);
     let pp = PostParams::default();
@@ -180,16 +168,12 @@ async fn a_standing_refusal_is_retried_with_reads_only() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    forget_earlier_runs(&client).await;
+    let client = fresh_cluster().await;
     let platform = namespace(&client, "platform").await;
     let scim = TestServer::start().await;
     // An administrator's user of that name, which no resource owns.
     scim.create_user("grace@roles.test").await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, &scim.token).unwrap();
+    let (_dir, token_file) = token_file(&scim.token);
     // A resync of 1 s: without backoff, a refused resource would be retried every second.
     let operator = start_operator_with(&scim.base, &token_file, &[&platform], &platform, 1);
     let users: Api<ScimUser> = Api::namespaced(client.clone(), &platform);

@@ -37,7 +37,7 @@ async fn snapshot(scim: &TestServer) -> Value {
     let mut access = serde_json::Map::new();
     for u in users["Resources"].as_array().into_iter().flatten() {
         let id = u["id"].as_str().expect("user id");
-        access.insert(id.to_string(), access_of(scim, id).await);
+        access.insert(id.to_string(), scim.access(id).await);
     }
     let mut teams = Vec::new();
     let mut read = scim.store.begin_read().await.expect("read handle");
@@ -50,19 +50,6 @@ async fn snapshot(scim: &TestServer) -> Value {
     drop(read);
     teams.sort_by_key(|t| t["name"].as_str().unwrap_or_default().to_string());
     json!({"users": users["Resources"], "groups": groups["Resources"], "teams": teams, "access": access})
-}
-
-/// The access view of a user (`/api/v1/users/{id}/access`): its effective roles and why.
-async fn access_of(scim: &TestServer, id: &str) -> Value {
-    let resp = scim
-        .http
-        .get(format!("{}/api/v1/users/{id}/access", scim.root()))
-        .bearer_auth(&scim.token)
-        .send()
-        .await
-        .expect("access view");
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.expect("access JSON")
 }
 
 /// Asserts the server state equals `before`, naming the attack.
@@ -253,7 +240,7 @@ async fn namespaces_touch_only_what_they_own() {
         m.status.as_ref().and_then(|s| ready(&s.conditions)).is_some_and(|r| r.0 == "True")
     })
     .await;
-    assert!(access_of(&scim, &ada_id).await.to_string().contains("\"Admin\""), "ada is Admin through the team");
+    assert!(scim.access(&ada_id).await.to_string().contains("\"Admin\""), "ada is Admin through the team");
 
     // --- attack: linking the administrator's Admin-mapped team from dev, with and without asking.
     let before = snapshot(&scim).await;
@@ -269,7 +256,7 @@ async fn namespaces_touch_only_what_they_own() {
     }
     unchanged(&scim, &before, "linking an Admin-mapped team from an untrusted namespace").await;
     let mallory_id = dev_users.get("mallory").await.unwrap().status.unwrap().scim_id.unwrap();
-    let access = access_of(&scim, &mallory_id).await;
+    let access = scim.access(&mallory_id).await;
     assert!(!access.to_string().contains("\"Admin\""), "mallory gained Admin: {access}");
 
     // --- attack: linking an unmapped administrator's team from dev: LinkNotAllowed; without

@@ -30,6 +30,24 @@ pub fn control_plane() -> Option<()> {
     None
 }
 
+/// A client of the control plane, with the CRDs installed and earlier runs' objects released
+/// (see [`forget_earlier_runs`]).
+pub async fn fresh_cluster() -> Client {
+    let client = Client::try_default().await.expect("kubeconfig");
+    install_crds(&client).await;
+    forget_earlier_runs(&client).await;
+    client
+}
+
+/// A file holding `token`, as the operator reads its key (the directory lives as long as the
+/// value returned).
+pub fn token_file(token: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("token");
+    std::fs::write(&path, token).expect("write the token file");
+    (dir, path)
+}
+
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd()] {

@@ -153,6 +153,19 @@ impl TestServer {
         (status, headers, json)
     }
 
+    /// The access view of a user (`/api/v1/users/{id}/access`): its effective roles and why.
+    pub async fn access(&self, id: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/users/{id}/access", self.root()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("access view");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.expect("access JSON")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let (s, _, b) = self.call(Method::GET, path, None).await;
         (s, b)
