@@ -3,6 +3,8 @@
 //! transaction as each change.
 
 mod admin;
+pub mod console;
+pub mod console_views;
 mod error;
 pub mod groups;
 pub mod ids;

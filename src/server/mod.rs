@@ -87,13 +87,21 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// Recently verified keys.
     pub keys: Arc<auth::KeyCache>,
+    /// The web console, served under `/console` when set.
+    pub console: Option<crate::console::ConsoleState>,
 }
 
 impl AppState {
     /// The state of a server over `directory`.
     pub fn new(directory: Directory, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
         let keys = Arc::new(auth::KeyCache::new(config.key_cache_ttl));
-        Self { directory, metrics, config: Arc::new(config), keys }
+        Self { directory, metrics, config: Arc::new(config), keys, console: None }
+    }
+
+    /// Serves the web console under `/console` too.
+    pub fn with_console(mut self, console: crate::console::ConsoleState) -> Self {
+        self.console = Some(console);
+        self
     }
 }
 
@@ -144,8 +152,11 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/access", get(handlers::user_access))
         .route("/limits", get(discovery::limits))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    Router::new()
-        .nest("/scim/v2", scim)
+    let mut app = Router::new();
+    if let Some(console) = &state.console {
+        app = app.nest_service("/console", crate::console::router(console.clone()));
+    }
+    app.nest("/scim/v2", scim)
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

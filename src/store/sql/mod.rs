@@ -4,6 +4,7 @@
 //! with group commit, read-only readers). Each area's SQL is a module of its own.
 
 mod audit;
+mod console;
 mod exec;
 mod invitations;
 mod keys;

@@ -1,0 +1,467 @@
+//! The console in real headless Chromium (driven over WebDriver by `chromedriver`), signing in
+//! through a real Keycloak as the OpenID Connect provider, against the real server.
+//!
+//! Needs `chromium` and `chromium-driver` and a Keycloak started by `tests/env/keycloak.sh`
+//! (its `env` file sourced: `KEYCLOAK_URL`, `KEYCLOAK_REALM`, `KEYCLOAK_ISSUER`,
+//! `KEYCLOAK_CONSOLE_CLIENT_ID`, `KEYCLOAK_CONSOLE_CLIENT_SECRET`, `KEYCLOAK_ADMIN_USER`,
+//! `KEYCLOAK_ADMIN_PASSWORD`). Without them the test says so and passes, unless
+//! `SCIM_BROWSER_REQUIRED=1`, which makes their absence a failure. With
+//! `SCIM_SCREENSHOTS_DIR=docs/screenshots` it saves a screenshot of each page.
+
+mod common;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+use scim_operator::clock::SystemClock;
+use scim_operator::console::oidc::{OidcConfig, SubjectClaim};
+use scim_operator::console::{ConsoleConfig, ConsoleState, redirect_uri};
+use scim_operator::provisioning::Directory;
+use scim_operator::provisioning::console::SessionPolicy;
+use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
+use scim_operator::store::{InvitationReads, SharedStore};
+
+/// What the Keycloak environment file provides.
+struct Keycloak {
+    url: String,
+    realm: String,
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    admin_user: String,
+    admin_password: String,
+}
+
+impl Keycloak {
+    fn from_env() -> Option<Self> {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        Some(Self {
+            url: var("KEYCLOAK_URL")?,
+            realm: var("KEYCLOAK_REALM")?,
+            issuer: var("KEYCLOAK_ISSUER")?,
+            client_id: var("KEYCLOAK_CONSOLE_CLIENT_ID")?,
+            client_secret: var("KEYCLOAK_CONSOLE_CLIENT_SECRET")?,
+            admin_user: var("KEYCLOAK_ADMIN_USER")?,
+            admin_password: var("KEYCLOAK_ADMIN_PASSWORD")?,
+        })
+    }
+
+    /// Creates a realm user with a password and a verified e-mail (its username).
+    async fn create_user(&self, http: &reqwest::Client, email: &str, password: &str) {
+        let token: Value = http
+            .post(format!("{}/realms/master/protocol/openid-connect/token", self.url))
+            .form(&[
+                ("grant_type", "password"),
+                ("client_id", "admin-cli"),
+                ("username", &self.admin_user),
+                ("password", &self.admin_password),
+            ])
+            .send()
+            .await
+            .expect("admin token")
+            .json()
+            .await
+            .expect("admin token json");
+        let token = token["access_token"].as_str().expect("access_token");
+        let resp = http
+            .post(format!("{}/admin/realms/{}/users", self.url, self.realm))
+            .bearer_auth(token)
+            .json(&json!({
+                "username": email, "email": email, "emailVerified": true, "enabled": true,
+                "firstName": "Test", "lastName": email.split('@').next().unwrap_or("user"),
+                "credentials": [{"type": "password", "value": password, "temporary": false}],
+            }))
+            .send()
+            .await
+            .expect("create realm user");
+        assert_eq!(resp.status(), StatusCode::CREATED, "creating {email} in Keycloak: {:?}", resp.text().await);
+    }
+}
+
+/// Whether the prerequisites are here; `None` means skip (or fail when required).
+fn prerequisites() -> Option<(Keycloak, String)> {
+    let required = std::env::var("SCIM_BROWSER_REQUIRED").is_ok_and(|v| v == "1");
+    let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(str::to_string);
+    let keycloak = Keycloak::from_env();
+    match (keycloak, driver) {
+        (Some(k), Some(d)) => Some((k, d)),
+        (k, d) => {
+            let missing = match (k.is_none(), d.is_none()) {
+                (true, true) => "Keycloak (source the env of tests/env/keycloak.sh start) and chromedriver",
+                (true, false) => "Keycloak (source the env of tests/env/keycloak.sh start)",
+                _ => "chromedriver (apt-get install chromium chromium-driver)",
+            };
+            assert!(!required, "SCIM_BROWSER_REQUIRED=1 but {missing} is missing");
+            eprintln!("skipping the browser test: {missing} is missing");
+            None
+        }
+    }
+}
+
+/// A chromedriver of our own on a free port, stopped when dropped.
+struct Driver {
+    url: String,
+    _child: tokio::process::Child,
+}
+
+impl Driver {
+    async fn start(path: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let child = tokio::process::Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{url}/status")).await.is_ok() {
+                return Self { url, _child: child };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not answer on {url}");
+    }
+
+    /// A fresh browser (its own profile: no cookies, no identity-provider session).
+    async fn browser(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]}),
+        );
+        ClientBuilder::rustls().expect("tls").capabilities(caps).connect(&self.url).await.expect("a WebDriver session")
+    }
+}
+
+/// The console server with single sign-on through Keycloak.
+struct Server {
+    root: String,
+    key: String,
+    db_url: String,
+    store: SharedStore,
+    directory: Directory,
+    http: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start(kc: &Keycloak) -> Self {
+        let (db_url, dir) = common::fresh_database().await;
+        let store = scim_operator::store::open(&db_url).await.expect("open store");
+        let key = common::create_key(&store, "idp", None).await;
+        let directory = Directory::new(store.clone(), Arc::new(SystemClock));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let root = format!("http://{}", listener.local_addr().expect("addr"));
+        let public_url = format!("{root}/console");
+        let oidc = OidcConfig {
+            issuer: kc.issuer.clone(),
+            client_id: kc.client_id.clone(),
+            client_secret: Some(kc.client_secret.clone()),
+            redirect_uri: redirect_uri(&public_url),
+            claim: SubjectClaim::Email,
+        };
+        let config =
+            ConsoleConfig { public_url, oidc: Some(oidc), secure_cookies: false, policy: SessionPolicy::default() };
+        let console = ConsoleState::new(directory.clone(), config).expect("console");
+        let state = AppState::new(directory.clone(), Arc::new(Metrics::default()), ServerConfig::default())
+            .with_console(console);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = scim_operator::server::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { root, key, db_url, store, directory, http, _dir: dir, stop: Some(tx) }
+    }
+
+    async fn scim(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .request(method, format!("{}/scim/v2{path}", self.root))
+            .bearer_auth(&self.key)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("scim");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn provision(&self, email: &str, role: Option<&str>) -> String {
+        let mut body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": email,
+            "active": true, "emails": [{"value": email, "primary": true}]});
+        if let Some(role) = role {
+            body["roles"] = json!([{"value": role}]);
+        }
+        self.scim(reqwest::Method::POST, "/Users", body).await["id"].as_str().expect("id").to_string()
+    }
+
+    async fn pending_link(&self, user_id: &str) -> String {
+        let mut tx = self.store.begin_read().await.expect("read");
+        let newest = tx.invitations(Some(user_id)).await.expect("invitations").into_iter().next().expect("one");
+        let outbox = tx.outbox(100).await.expect("outbox");
+        let msg = outbox.into_iter().find(|m| m.invitation_id.as_deref() == Some(&newest.id)).expect("message");
+        msg.link.expect("unsent link").rsplit('/').next().expect("token").to_string()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.store.close()).await;
+        common::drop_database(&self.db_url).await;
+    }
+}
+
+/// Waits until the browser is on a page whose path is `path`.
+async fn wait_path(b: &Client, path: &str) {
+    for _ in 0..200 {
+        if b.current_url().await.is_ok_and(|u| u.path() == path) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = b.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+    let html = b.source().await.unwrap_or_default();
+    panic!("the browser did not reach {path}; it is on {now}:\n{html}");
+}
+
+/// Waits until the page holds `text`.
+async fn wait_text(b: &Client, text: &str) {
+    for _ in 0..200 {
+        if b.source().await.is_ok_and(|html| html.contains(text)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {text:?}:\n{}", b.source().await.unwrap_or_default());
+}
+
+/// Signs in through the console's single sign-on button and Keycloak's login form.
+async fn sso(b: &Client, server: &Server, email: &str, password: &str) {
+    b.goto(&format!("{}/console", server.root)).await.expect("open the console");
+    wait_path(b, "/console/signin").await;
+    b.find(Locator::LinkText("Sign in with single sign-on"))
+        .await
+        .expect("the SSO button")
+        .click()
+        .await
+        .expect("click");
+    let user =
+        b.wait().at_most(Duration::from_secs(30)).for_element(Locator::Id("username")).await.expect("login form");
+    user.send_keys(email).await.expect("type username");
+    b.find(Locator::Id("password")).await.expect("password").send_keys(password).await.expect("type password");
+    b.find(Locator::Id("kc-login")).await.expect("login button").click().await.expect("submit");
+}
+
+/// Saves a screenshot when `SCIM_SCREENSHOTS_DIR` is set.
+async fn screenshot(b: &Client, name: &str) {
+    let Ok(dir) = std::env::var("SCIM_SCREENSHOTS_DIR") else { return };
+    let png = b.screenshot().await.expect("screenshot");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    std::fs::write(format!("{dir}/console-{name}.png"), png).expect("write screenshot");
+}
+
+/// The browser's console session cookie as a `Cookie` header value.
+async fn cookie_header(b: &Client) -> String {
+    b.get_all_cookies()
+        .await
+        .expect("cookies")
+        .iter()
+        .filter(|c| c.name().starts_with("scimop_"))
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn click_link(b: &Client, text: &str) {
+    b.find(Locator::LinkText(text)).await.unwrap_or_else(|e| panic!("link {text}: {e}")).click().await.expect("click");
+}
+
+#[tokio::test]
+async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
+    let Some((kc, driver_path)) = prerequisites() else { return };
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let ann = format!("ann-{run}@example.com");
+    let sam = format!("sam-{run}@example.com");
+    let bob = format!("bob-{run}@example.com");
+    let nobody = format!("nobody-{run}@example.com");
+    let password = "Console-test-1";
+    let server = Server::start(&kc).await;
+    for who in [&ann, &sam, &nobody] {
+        kc.create_user(&server.http, who, password).await;
+    }
+    server.provision(&ann, Some("Admin")).await;
+    server.provision(&sam, None).await;
+    let bob_id = server.provision(&bob, None).await;
+    let group = server
+        .scim(
+            reqwest::Method::POST,
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": format!("Payments {run}"),
+                "externalId": "00g-okta-payments", "members": [{"value": bob_id}]}),
+        )
+        .await;
+    let team_name = format!("Payments {run}");
+    assert_eq!(group["displayName"], team_name.as_str());
+    let driver = Driver::start(&driver_path).await;
+
+    // A provisioned Admin signs in.
+    let b = driver.browser().await;
+    sso(&b, &server, &ann, password).await;
+    wait_path(&b, "/console/users").await;
+    let html = b.source().await.expect("source");
+    assert!(html.contains(&bob) && html.contains(&ann), "{html}");
+    screenshot(&b, "users").await;
+
+    // A team pushed over SCIM shows as managed externally, with its member.
+    click_link(&b, "Teams").await;
+    wait_path(&b, "/console/teams").await;
+    let html = b.source().await.expect("source");
+    assert!(html.contains(&team_name) && html.contains("Managed externally"), "{html}");
+    screenshot(&b, "teams").await;
+    click_link(&b, &team_name).await;
+    let html = b.wait().for_element(Locator::Css("h1")).await.expect("team page").html(false).await.expect("h1");
+    assert!(html.contains(&team_name));
+    assert!(b.source().await.expect("source").contains(&bob));
+    screenshot(&b, "team").await;
+
+    // Resend gives a new link, and the old one is refused.
+    let old = server.pending_link(&bob_id).await;
+    b.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
+    screenshot(&b, "user").await;
+    b.find(Locator::Css("form[action$='/resend'] button")).await.expect("Resend").click().await.expect("click");
+    b.wait().for_element(Locator::Css(".notice")).await.expect("the notice");
+    let new = server.pending_link(&bob_id).await;
+    assert_ne!(old, new);
+    let status = |token: String| {
+        let http = server.http.clone();
+        let url = format!("{}/invitations/{token}", server.root);
+        async move { http.get(url).send().await.expect("invitation").status() }
+    };
+    assert_eq!(status(old).await, StatusCode::GONE);
+    assert_eq!(status(new).await, StatusCode::OK);
+
+    // A key created in the console is shown once, works, and after revocation gets 401.
+    click_link(&b, "Service accounts and keys").await;
+    wait_path(&b, "/console/keys").await;
+    b.find(Locator::Id("name")).await.expect("name").send_keys("okta-prod").await.expect("type");
+    b.find(Locator::Css("form[action='/console/keys'] button")).await.expect("create").click().await.expect("click");
+    let secret = b.wait().for_element(Locator::Id("secret")).await.expect("secret").prop("value").await.expect("value");
+    let secret = secret.expect("a secret");
+    screenshot(&b, "keys").await;
+    let scim_status = |key: String| {
+        let http = server.http.clone();
+        let url = format!("{}/scim/v2/Users", server.root);
+        async move { http.get(url).bearer_auth(key).send().await.expect("scim").status() }
+    };
+    assert_eq!(scim_status(secret.clone()).await, StatusCode::OK);
+    b.find(Locator::Css("button[aria-label='Revoke key okta-prod']"))
+        .await
+        .expect("revoke")
+        .click()
+        .await
+        .expect("click");
+    b.wait().for_element(Locator::Css(".notice")).await.expect("revoked notice");
+    assert_eq!(scim_status(secret).await, StatusCode::UNAUTHORIZED);
+
+    // The audit filter and its CSV agree with `scim-operator audit`.
+    click_link(&b, "Audit trail").await;
+    wait_path(&b, "/console/audit").await;
+    b.find(Locator::Id("action")).await.expect("action").send_keys("invitation.resend").await.expect("type");
+    b.find(Locator::Css("form.filters button")).await.expect("filter").click().await.expect("click");
+    wait_text(&b, "1 event(s)").await;
+    let html = b.source().await.expect("source");
+    assert!(html.contains("1 event(s)") && html.contains(&format!("console:{ann}")), "{html}");
+    screenshot(&b, "audit").await;
+    let cookie = cookie_header(&b).await;
+    let csv = server
+        .http
+        .get(format!("{}/console/audit.csv?action=invitation.resend", server.root))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("csv body");
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
+        .args(["audit", "--db", &server.db_url, "--action", "invitation.resend", "--format", "csv"])
+        .output()
+        .expect("audit command");
+    assert_eq!(String::from_utf8_lossy(&cli.stdout), csv);
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+
+    // A form posted without its CSRF token is refused.
+    let refused = server
+        .http
+        .post(format!("{}/console/users/{bob_id}/resend", server.root))
+        .header("cookie", &cookie)
+        .form(&[("nothing", "")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    // A Standard user sees the pages but cannot change anything.
+    let s = driver.browser().await;
+    sso(&s, &server, &sam, password).await;
+    wait_path(&s, "/console/users").await;
+    s.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
+    let html = s.source().await.expect("source");
+    assert!(html.contains("read only") && !html.contains("Resend invitation"), "{html}");
+    s.goto(&format!("{}/console/keys", server.root)).await.expect("keys");
+    assert!(!s.source().await.expect("source").contains("Create a key"));
+    let sam_cookie = cookie_header(&s).await;
+    let csrf = s.find(Locator::Css("input[name='csrf']")).await.expect("csrf").prop("value").await.expect("v");
+    let forbidden = server
+        .http
+        .post(format!("{}/console/users/{bob_id}/resend", server.root))
+        .header("cookie", &sam_cookie)
+        .form(&[("csrf", csrf.expect("token").as_str())])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    s.close().await.expect("close");
+
+    // A user deactivated over SCIM is refused on the next click.
+    let ann_id = server.directory.search_users(&ann, 1).await.expect("search").1[0].id.clone();
+    server
+        .scim(
+            reqwest::Method::PATCH,
+            &format!("/Users/{ann_id}"),
+            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        )
+        .await;
+    click_link(&b, "Users").await;
+    let html = b.wait().for_element(Locator::Css(".error")).await.expect("refused").text().await.expect("text");
+    assert!(html.contains("deactivated"), "{html}");
+    b.close().await.expect("close");
+
+    // A person never provisioned cannot sign in.
+    let n = driver.browser().await;
+    sso(&n, &server, &nobody, password).await;
+    wait_path(&n, "/console/callback").await;
+    let html = n.source().await.expect("source");
+    assert!(html.contains("no provisioned user"), "{html}");
+    assert!(!cookie_header(&n).await.contains("scimop_console="));
+    screenshot(&n, "signin-refused").await;
+    n.goto(&format!("{}/console/signin", server.root)).await.expect("signin");
+    screenshot(&n, "signin").await;
+    n.close().await.expect("close");
+    server.stop().await;
+}

@@ -1,0 +1,439 @@
+//! The console over real HTTP against a real server and database (SQLite, or PostgreSQL with
+//! `SCIM_TEST_DATABASE_URL`): sign-in links, sessions and their timeouts, what each role may
+//! do, CSRF, resend, keys and the audit CSV. Single sign-on against a real identity provider is
+//! in `console_browser.rs`.
+
+mod common;
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use scim_operator::clock::{Clock, ManualClock, SystemClock};
+use scim_operator::console::{ConsoleConfig, ConsoleState};
+use scim_operator::provisioning::console::{SessionPolicy, SigninError};
+use scim_operator::provisioning::{Directory, RequestContext};
+use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
+use scim_operator::store::{InvitationReads, SharedStore};
+
+struct Console {
+    root: String,
+    scim: String,
+    key: String,
+    directory: Directory,
+    store: SharedStore,
+    db_url: String,
+    http: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Console {
+    async fn start(clock: Arc<dyn Clock>) -> Self {
+        let (db_url, dir) = common::fresh_database().await;
+        let store = scim_operator::store::open(&db_url).await.expect("open store");
+        let key = common::create_key(&store, "idp", None).await;
+        let directory = Directory::new(store.clone(), clock);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let root = format!("http://{}", listener.local_addr().expect("addr"));
+        let config = ConsoleConfig {
+            public_url: format!("{root}/console"),
+            oidc: None,
+            secure_cookies: false,
+            policy: SessionPolicy::default(),
+        };
+        let console = ConsoleState::new(directory.clone(), config).expect("console");
+        let state = AppState::new(directory.clone(), Arc::new(Metrics::default()), ServerConfig::default())
+            .with_console(console);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            scim_operator::server::serve(listener, state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self {
+            scim: format!("{root}/scim/v2"),
+            root,
+            key,
+            directory,
+            store,
+            db_url,
+            http,
+            _dir: dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.store.close()).await;
+        common::drop_database(&self.db_url).await;
+    }
+
+    async fn scim(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.scim)).bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("scim request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Provisions a user over SCIM with an e-mail (so it is invited) and, optionally, a role.
+    async fn provision(&self, user_name: &str, role: Option<&str>) -> String {
+        let mut body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": user_name,
+            "active": true,
+            "emails": [{"value": user_name, "primary": true}],
+        });
+        if let Some(role) = role {
+            body["roles"] = json!([{"value": role}]);
+        }
+        let (s, b) = self.scim(reqwest::Method::POST, "/Users", Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        b["id"].as_str().expect("id").to_string()
+    }
+
+    /// Signs `user` in through a sign-in link; returns the session cookie (`name=value`).
+    async fn sign_in(&self, user: &str) -> String {
+        let ctx = RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() };
+        let (_, token) =
+            self.directory.create_login_link(&ctx, user, chrono::Duration::minutes(15)).await.expect("login link");
+        let link = format!("{}/console/link/{}", self.root, token.expose());
+        let page = self.http.get(&link).send().await.expect("link page");
+        assert_eq!(page.status(), StatusCode::OK);
+        let resp = self.http.post(&link).send().await.expect("use link");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{:?}", resp.text().await);
+        assert_eq!(resp.headers()[LOCATION], "/console/users");
+        session_cookie(&resp).expect("a session cookie")
+    }
+
+    async fn page(&self, cookie: &str, path: &str) -> (StatusCode, String) {
+        let resp =
+            self.http.get(format!("{}{path}", self.root)).header(COOKIE, cookie).send().await.expect("console page");
+        let status = resp.status();
+        (status, resp.text().await.expect("body"))
+    }
+
+    async fn form(&self, cookie: &str, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.root))
+            .header(COOKIE, cookie)
+            .form(fields)
+            .send()
+            .await
+            .expect("console form")
+    }
+
+    async fn audit_count(&self, action: &str) -> usize {
+        let q = scim_operator::store::AuditQuery { action: Some(action.into()), ..Default::default() };
+        self.directory.audit_events(&q).await.expect("audit").len()
+    }
+
+    /// The unsent invitation link of a user's newest message (the outbox keeps it until sent).
+    async fn pending_link(&self, user_id: &str) -> String {
+        let mut tx = self.store.begin_read().await.expect("read");
+        let inv = tx.invitations(Some(user_id)).await.expect("invitations");
+        let newest = inv.first().expect("an invitation");
+        let outbox = tx.outbox(100).await.expect("outbox");
+        let msg = outbox.iter().find(|m| m.invitation_id.as_deref() == Some(&newest.id)).expect("its message");
+        msg.link.clone().expect("an unsent link")
+    }
+}
+
+fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("scimop_console=") && !c.contains("Max-Age=0"))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+}
+
+/// The CSRF token in a page's forms.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().expect("value").to_string()
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_by_link_and_resend_refuses_the_old_invitation_link() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let bob = c.provision("bob@example.com", None).await;
+    let cookie = c.sign_in("ANN@example.com").await;
+    let cookie_line = cookie.clone();
+    let (s, html) = c.page(&cookie_line, "/console/users").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("bob@example.com") && html.contains("ann@example.com"), "{html}");
+    let (s, html) = c.page(&cookie_line, "/console/users?q=BOB").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("bob@example.com") && !html.contains(">ann@example.com<"), "search narrows: {html}");
+
+    let old = c.pending_link(&bob).await;
+    let token_of = |link: &str| link.rsplit('/').next().expect("token").to_string();
+    let (s, html) = c.page(&cookie_line, &format!("/console/users/{bob}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("Resend invitation") && html.contains("Standard"), "{html}");
+    assert!(html.contains("the default role"), "the role's path is shown: {html}");
+    let resp = c.form(&cookie_line, &format!("/console/users/{bob}/resend"), &[("csrf", &csrf(&html))]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let new = c.pending_link(&bob).await;
+    assert_ne!(new, old);
+    let old_page = c.http.get(format!("{}/invitations/{}", c.root, token_of(&old))).send().await.expect("old");
+    assert_eq!(old_page.status(), StatusCode::GONE, "the old link is refused");
+    let new_page = c.http.get(format!("{}/invitations/{}", c.root, token_of(&new))).send().await.expect("new");
+    assert_eq!(new_page.status(), StatusCode::OK, "the new link works");
+    let events = c
+        .directory
+        .audit_events(&scim_operator::store::AuditQuery {
+            action: Some("invitation.resend".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, "console:ann@example.com", "audited with the person as actor");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_form_without_its_csrf_token_is_refused_and_changes_nothing() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let bob = c.provision("bob@example.com", None).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    for fields in [vec![], vec![("csrf", "scimop_forged")]] {
+        let resp = c.form(&cookie, &format!("/console/users/{bob}/resend"), &fields).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        assert!(resp.text().await.expect("body").contains("CSRF"));
+        let resp = c.form(&cookie, "/console/keys", &[&fields[..], &[("name", "sneaky")]].concat()).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(c.audit_count("invitation.resend").await, 0);
+    assert!(c.directory.keys().await.expect("keys").iter().all(|k| k.name != "sneaky"));
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_standard_user_sees_the_pages_but_cannot_change_anything() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    c.provision("sam@example.com", None).await;
+    let cookie = c.sign_in("sam@example.com").await;
+    let ann_page = format!("/console/users/{ann}");
+    for path in ["/console/users", ann_page.as_str(), "/console/teams", "/console/keys", "/console/audit"] {
+        let (s, html) = c.page(&cookie, path).await;
+        assert_eq!(s, StatusCode::OK, "{path}");
+        assert!(html.contains("read only"), "{path}: the header says so");
+        assert!(!html.contains("Resend invitation") && !html.contains("Create a key"), "{path}: no change forms");
+    }
+    let (_, html) = c.page(&cookie, "/console/users").await;
+    let token = csrf(&html);
+    let resp = c.form(&cookie, &format!("/console/users/{ann}/resend"), &[("csrf", &token)]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = c.form(&cookie, "/console/keys", &[("csrf", &token), ("name", "mine")]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(c.audit_count("invitation.resend").await, 0);
+    assert_eq!(c.audit_count("key.create").await, 0, "the test key was made at the store, unaudited");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn deactivation_or_role_loss_over_scim_takes_effect_on_the_next_request() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    assert_eq!(c.page(&cookie, "/console/users").await.0, StatusCode::OK);
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    let (s, b) = c.scim(reqwest::Method::PATCH, &format!("/Users/{ann}"), Some(patch)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, html) = c.page(&cookie, "/console/users").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(html.contains("deactivated"), "{html}");
+    let (s, _) = c.page(&cookie, "/console/users").await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "the session is gone for good");
+    assert_eq!(c.audit_count("console.session.end").await, 1);
+
+    // Role loss: no default role, and the explicit role taken away.
+    let carl = c.provision("carl@example.com", Some("Read Only")).await;
+    let cookie = c.sign_in("carl@example.com").await;
+    let ctx = RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() };
+    c.directory.set_default_role(&ctx, None).await.expect("no default role");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "remove", "path": "roles"}]});
+    let (s, b) = c.scim(reqwest::Method::PATCH, &format!("/Users/{carl}"), Some(patch)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, html) = c.page(&cookie, "/console/teams").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{html}");
+    assert!(html.contains("no role"), "{html}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn only_provisioned_people_sign_in_and_a_link_works_once() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let policy = SessionPolicy::default();
+    let refused = c.directory.console_sign_in("nobody@example.com", &policy, None).await.map(|_| ());
+    assert_eq!(refused, Err(SigninError::NotProvisioned("nobody@example.com".into())));
+    assert_eq!(c.audit_count("console.signin.refused").await, 1);
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    let signed = c.directory.console_sign_in("Ann@Example.com", &policy, None).await;
+    assert_eq!(signed.map(|(_, p)| p.user_id).ok().as_deref(), Some(ann.as_str()), "matched as userName folds");
+
+    let ctx = RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() };
+    let err = c.directory.create_login_link(&ctx, "nobody@example.com", chrono::Duration::minutes(5)).await;
+    assert_eq!(err.map(|_| ()).map_err(|e| e.status), Err(404));
+    let (_, token) = c.directory.create_login_link(&ctx, &ann, chrono::Duration::minutes(5)).await.expect("link");
+    let link = format!("{}/console/link/{}", c.root, token.expose());
+    assert_eq!(c.http.post(&link).send().await.expect("first").status(), StatusCode::SEE_OTHER);
+    let again = c.http.post(&link).send().await.expect("second");
+    assert_eq!(again.status(), StatusCode::FORBIDDEN, "single use");
+    assert!(session_cookie(&again).is_none());
+    assert_eq!(c.http.get(&link).send().await.expect("page").status(), StatusCode::GONE);
+    let unknown = c.http.post(format!("{}/console/link/scimop_nope", c.root)).send().await.expect("unknown");
+    assert_eq!(unknown.status(), StatusCode::FORBIDDEN);
+    assert_eq!(c.audit_count("console.link.create").await, 1);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_end_after_the_idle_and_the_absolute_timeout() {
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let c = Console::start(clock.clone()).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(c.page(&cookie, "/console/users").await.0, StatusCode::OK);
+    clock.advance(chrono::Duration::minutes(29));
+    assert_eq!(c.page(&cookie, "/console/users").await.0, StatusCode::OK, "use keeps it alive");
+    clock.advance(chrono::Duration::minutes(31));
+    let (s, _) = c.page(&cookie, "/console/users").await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "idle for more than 30 minutes");
+
+    let cookie = c.sign_in("ann@example.com").await;
+    for _ in 0..30 {
+        clock.advance(chrono::Duration::minutes(29));
+        if c.page(&cookie, "/console/users").await.0 != StatusCode::OK {
+            break;
+        }
+    }
+    let (s, _) = c.page(&cookie, "/console/users").await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "12 hours after sign-in, however busy");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_created_in_the_console_is_shown_once_works_and_stops_when_revoked() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    let (_, html) = c.page(&cookie, "/console/keys").await;
+    let resp = c.form(&cookie, "/console/keys", &[("csrf", &csrf(&html)), ("name", "okta-prod")]).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let html = resp.text().await.expect("body");
+    let at = html.find("id=\"secret\" readonly value=\"").expect("the secret is shown") + 27;
+    let secret = html[at..].split('"').next().expect("secret").to_string();
+    assert!(secret.starts_with("scimop_"), "{secret}");
+    let (_, again) = c.page(&cookie, "/console/keys").await;
+    assert!(!again.contains(&secret), "shown once");
+    let users = |key: String| {
+        let http = c.http.clone();
+        let url = format!("{}/Users", c.scim);
+        async move { http.get(url).bearer_auth(key).send().await.expect("scim").status() }
+    };
+    assert_eq!(users(secret.clone()).await, StatusCode::OK);
+    let key = c.directory.keys().await.expect("keys").into_iter().find(|k| k.name == "okta-prod").expect("key");
+    let events = c
+        .directory
+        .audit_events(&scim_operator::store::AuditQuery { target_id: Some(key.id.clone()), ..Default::default() });
+    assert_eq!(events.await.expect("audit")[0].actor, "console:ann@example.com");
+    let resp = c.form(&cookie, &format!("/console/keys/{}/revoke", key.id), &[("csrf", &csrf(&again))]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(users(secret).await, StatusCode::UNAUTHORIZED);
+
+    // A key tied to a person carries the warning.
+    let resp = c
+        .form(&cookie, "/console/keys", &[("csrf", &csrf(&again)), ("name", "personal"), ("user", "ann@example.com")])
+        .await;
+    let html = resp.text().await.expect("body");
+    assert!(html.contains("belongs to a person"), "{html}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_filter_and_csv_agree_with_the_audit_command() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    c.provision("bob@example.com", None).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    let (s, html) = c.page(&cookie, "/console/audit?action=user.create").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("2 event(s)"), "{html}");
+    let resp = c
+        .http
+        .get(format!("{}/console/audit.csv?action=user.create&actor=&since=2000-01-01", c.root))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().expect("type").starts_with("text/csv"));
+    let csv = resp.text().await.expect("csv");
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
+        .args([
+            "audit",
+            "--db",
+            &c.db_url,
+            "--action",
+            "user.create",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .expect("run the audit command");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), csv, "the command and the console export agree");
+
+    let (s, html) = c.page(&cookie, "/console/audit?since=yesterday").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(html.contains("is not a time"));
+    let anon = c.http.get(format!("{}/console/audit.csv", c.root)).send().await.expect("anonymous");
+    assert_eq!(anon.status(), StatusCode::SEE_OTHER, "the export needs a session");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn every_console_response_carries_the_strict_policy_and_no_cache() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    for path in ["/console/signin", "/console/users", "/console/nope"] {
+        let resp = c.http.get(format!("{}{path}", c.root)).send().await.expect("page");
+        let h = resp.headers();
+        assert_eq!(h["content-security-policy"], scim_operator::console::CONTENT_SECURITY_POLICY, "{path}");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["cache-control"], "no-store");
+    }
+    let css = c.http.get(format!("{}/console/static/console.css", c.root)).send().await.expect("css");
+    assert_eq!(css.status(), StatusCode::OK);
+    c.stop().await;
+}
