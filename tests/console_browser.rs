@@ -22,7 +22,7 @@ use scim_operator::console::{ConsoleConfig, ConsoleState, redirect_uri};
 use scim_operator::provisioning::Directory;
 use scim_operator::provisioning::console::SessionPolicy;
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
-use scim_operator::store::{InvitationReads, SharedStore};
+use scim_operator::store::SharedStore;
 
 /// What the Keycloak environment file provides.
 struct Keycloak {
@@ -53,12 +53,16 @@ impl Keycloak {
     async fn create_user(&self, http: &reqwest::Client, email: &str, password: &str) {
         let token: Value = http
             .post(format!("{}/realms/master/protocol/openid-connect/token", self.url))
-            .form(&[
-                ("grant_type", "password"),
-                ("client_id", "admin-cli"),
-                ("username", &self.admin_user),
-                ("password", &self.admin_password),
-            ])
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("grant_type", "password"),
+                    ("client_id", "admin-cli"),
+                    ("username", &self.admin_user),
+                    ("password", &self.admin_password),
+                ])
+                .expect("form"),
+            )
             .send()
             .await
             .expect("admin token")
@@ -333,9 +337,8 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     assert!(html.contains(&team_name) && html.contains("Managed externally"), "{html}");
     screenshot(&b, "teams").await;
     click_link(&b, &team_name).await;
-    let html = b.wait().for_element(Locator::Css("h1")).await.expect("team page").html(false).await.expect("h1");
-    assert!(html.contains(&team_name));
-    assert!(b.source().await.expect("source").contains(&bob));
+    wait_text(&b, &format!("<h1>{team_name}</h1>")).await;
+    assert!(b.source().await.expect("source").contains(&bob), "the member is listed");
     screenshot(&b, "team").await;
 
     // Resend gives a new link, and the old one is refused.
@@ -409,7 +412,8 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .http
         .post(format!("{}/console/users/{bob_id}/resend", server.root))
         .header("cookie", &cookie)
-        .form(&[("nothing", "")])
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("nothing=")
         .send()
         .await
         .expect("post");
@@ -430,7 +434,8 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .http
         .post(format!("{}/console/users/{bob_id}/resend", server.root))
         .header("cookie", &sam_cookie)
-        .form(&[("csrf", csrf.expect("token").as_str())])
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("csrf", csrf.expect("token"))]).expect("form"))
         .send()
         .await
         .expect("post");

@@ -15,7 +15,7 @@ use scim_operator::console::{ConsoleConfig, ConsoleState};
 use scim_operator::provisioning::console::{SessionPolicy, SigninError};
 use scim_operator::provisioning::{Directory, RequestContext};
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
-use scim_operator::store::{InvitationReads, SharedStore};
+use scim_operator::store::SharedStore;
 
 struct Console {
     root: String,
@@ -133,7 +133,8 @@ impl Console {
         self.http
             .post(format!("{}{path}", self.root))
             .header(COOKIE, cookie)
-            .form(fields)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).expect("form"))
             .send()
             .await
             .expect("console form")
@@ -360,10 +361,8 @@ async fn a_key_created_in_the_console_is_shown_once_works_and_stops_when_revoked
     };
     assert_eq!(users(secret.clone()).await, StatusCode::OK);
     let key = c.directory.keys().await.expect("keys").into_iter().find(|k| k.name == "okta-prod").expect("key");
-    let events = c
-        .directory
-        .audit_events(&scim_operator::store::AuditQuery { target_id: Some(key.id.clone()), ..Default::default() });
-    assert_eq!(events.await.expect("audit")[0].actor, "console:ann@example.com");
+    let q = scim_operator::store::AuditQuery { target_id: Some(key.id.clone()), ..Default::default() };
+    assert_eq!(c.directory.audit_events(&q).await.expect("audit")[0].actor, "console:ann@example.com");
     let resp = c.form(&cookie, &format!("/console/keys/{}/revoke", key.id), &[("csrf", &csrf(&again))]).await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(users(secret).await, StatusCode::UNAUTHORIZED);
