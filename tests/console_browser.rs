@@ -58,8 +58,8 @@ impl Keycloak {
                 serde_urlencoded::to_string([
                     ("grant_type", "password"),
                     ("client_id", "admin-cli"),
-                    ("username", &self.admin_user),
-                    ("password", &self.admin_password),
+                    ("username", self.admin_user.as_str()),
+                    ("password", self.admin_password.as_str()),
                 ])
                 .expect("form"),
             )

@@ -223,7 +223,9 @@ async fn a_form_without_its_csrf_token_is_refused_and_changes_nothing() {
         let resp = c.form(&cookie, &format!("/console/users/{bob}/resend"), &fields).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
         assert!(resp.text().await.expect("body").contains("CSRF"));
-        let resp = c.form(&cookie, "/console/keys", &[&fields[..], &[("name", "sneaky")]].concat()).await;
+        let mut with_name = fields.clone();
+        with_name.push(("name", "sneaky"));
+        let resp = c.form(&cookie, "/console/keys", &with_name).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     }
     assert_eq!(c.audit_count("invitation.resend").await, 0);
@@ -349,7 +351,8 @@ async fn a_key_created_in_the_console_is_shown_once_works_and_stops_when_revoked
     let resp = c.form(&cookie, "/console/keys", &[("csrf", &csrf(&html)), ("name", "okta-prod")]).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let html = resp.text().await.expect("body");
-    let at = html.find("id=\"secret\" readonly value=\"").expect("the secret is shown") + 27;
+    let marker = "id=\"secret\" readonly value=\"";
+    let at = html.find(marker).expect("the secret is shown") + marker.len();
     let secret = html[at..].split('"').next().expect("secret").to_string();
     assert!(secret.starts_with("scimop_"), "{secret}");
     let (_, again) = c.page(&cookie, "/console/keys").await;
