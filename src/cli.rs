@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, format_time};
+use crate::provisioning::access::{Permissions, Preset};
 use crate::provisioning::{Directory, RequestContext};
 use crate::redact::redact_url;
 use crate::server::{AppState, ServerConfig, metrics::Metrics};
@@ -35,8 +36,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the SCIM 2.0 API.
     Serve(ServeArgs),
-    /// Manage application keys (bearer tokens for the SCIM API).
-    #[command(subcommand)]
+    /// Manage application keys (bearer tokens for the SCIM API), each with its permissions.
+    #[command(subcommand, after_long_help = KEYS_HELP)]
     Keys(KeysCommand),
     /// Print the audit trail as JSON lines.
     Audit(AuditArgs),
@@ -357,6 +358,10 @@ pub struct ServeArgs {
     pub smtp_from: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    /// Serve `/metrics` (and `/healthz`) on this address instead of beside the API, so the
+    /// public port does not expose them (e.g. `0.0.0.0:9090`).
+    #[arg(long, env = "SCIM_OPERATOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// StatsD address (`host:port`) for role provisioning events.
     #[arg(long, env = "SCIM_OPERATOR_STATSD")]
     pub statsd: Option<String>,
@@ -378,9 +383,68 @@ pub struct ServeArgs {
     pub bootstrap_key_check_seconds: u64,
 }
 
+/// What `keys --help` and `keys create --help` say about permissions; a test checks that it
+/// names every permission and preset.
+const KEYS_HELP: &str = "\
+Permissions (a request outside a key's permissions is answered 403 with a SCIM error):
+  user_access_invite       create users (sends their invitation); read users
+  user_access_manage       read, change (attributes, roles, active) and delete users; read a user's access
+  teams_manage             read, create, link, change and unlink teams (SCIM groups) and members
+  role_mappings_manage     read and change RoleMappings (roles granted to the members of teams)
+  roles_manage             change the role catalog and the default role
+  kubernetes_owned_manage  delete users and teams the operator owns (externalId k8s:...),
+                           change such an externalId, or write one
+  keys_manage              create, list and revoke keys
+  audit_logs_read          read the audit trail
+
+Presets:
+  identity-provider  user_access_invite, user_access_manage, teams_manage (the default)
+  operator           identity-provider + role_mappings_manage, kubernetes_owned_manage
+                     (what the Kubernetes operator calls; the bootstrap key gets these)
+  admin              every permission
+
+Examples:
+  scim-operator keys create --name okta
+  scim-operator keys create --name operator --preset operator
+  scim-operator keys create --name audit --permission audit_logs_read,user_access_manage";
+
+/// A preset of `keys create` (see [`crate::provisioning::access::Preset`]).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyPreset {
+    /// user_access_invite, user_access_manage, teams_manage.
+    IdentityProvider,
+    /// identity-provider + role_mappings_manage, kubernetes_owned_manage.
+    Operator,
+    /// Every permission.
+    Admin,
+}
+
+impl KeyPreset {
+    fn preset(self) -> Preset {
+        match self {
+            KeyPreset::IdentityProvider => Preset::IdentityProvider,
+            KeyPreset::Operator => Preset::Operator,
+            KeyPreset::Admin => Preset::Admin,
+        }
+    }
+}
+
+/// The permissions `keys create` gives: the preset's and the listed ones together; the
+/// `identity-provider` preset when neither is given.
+fn key_permissions(preset: Option<KeyPreset>, listed: &[String]) -> Result<Permissions> {
+    let listed = Permissions::parse(listed).map_err(|e| anyhow::anyhow!(e.detail))?;
+    Ok(match preset {
+        Some(p) => p.preset().permissions().union(&listed),
+        None if listed.is_empty() => Preset::IdentityProvider.permissions(),
+        None => listed,
+    })
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create a key and print its secret as the last line of stdout (shown once).
+    /// Create a key and print its secret as the last line of stdout (shown once). Without
+    /// --preset or --permission the key gets the identity-provider preset.
+    #[command(after_long_help = KEYS_HELP)]
     Create {
         #[command(flatten)]
         db: DbArgs,
@@ -391,6 +455,12 @@ pub enum KeysCommand {
         /// for SCIM: deactivating that user revokes the key and stops provisioning.
         #[arg(long, env = "SCIM_OPERATOR_KEY_USER")]
         user: Option<String>,
+        /// A preset of permissions for the key's use.
+        #[arg(long, env = "SCIM_OPERATOR_KEY_PRESET", value_enum)]
+        preset: Option<KeyPreset>,
+        /// A permission to give (repeat it, or separate names with commas), on top of the preset.
+        #[arg(long = "permission", env = "SCIM_OPERATOR_KEY_PERMISSIONS", value_delimiter = ',')]
+        permissions: Vec<String>,
     },
     /// List keys (never their secrets).
     List {
@@ -503,7 +573,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let observer = Arc::new(crate::server::metrics::MetricsObserver { metrics: metrics.clone(), statsd });
     let directory =
         Directory::new(store.clone(), clock.clone()).with_settings(args.invitations.settings()).with_observer(observer);
-    let ctx = RequestContext { actor: "system".into(), request_id: None, base_url: String::new() };
+    let ctx = RequestContext::trusted("system");
+    if args.smtp_url.is_some()
+        && let Some(warning) = directory.settings().invitation_link_warning()
+    {
+        tracing::warn!(invitation_url = %args.invitations.invitation_url, "{warning}");
+    }
     let grace = chrono::Duration::seconds(i64::try_from(args.bootstrap_key_grace_seconds).unwrap_or(i64::MAX / 1000));
     if let Some(path) = &args.bootstrap_key_file {
         sync_bootstrap_key(&directory, &ctx, path, grace).await?;
@@ -523,7 +598,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             let deliverer = crate::delivery::Deliverer::new(&config, store.clone(), clock.clone())?
                 .with_policy(args.delivery.policy())
                 .with_metrics(metrics.clone());
-            Some(tokio::spawn(deliverer.run(stop_rx)))
+            Some(tokio::spawn(deliverer.run(stop_rx.clone())))
         }
         None => None,
     };
@@ -550,6 +625,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_patch_operations: args.max_patch_operations,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             key_cache_ttl: Duration::from_millis(args.key_cache_millis),
+            metrics_on_api_port: args.metrics_listen.is_none(),
+            sends_invitation_email: args.smtp_url.is_some(),
         },
     );
     let state = match console {
@@ -558,9 +635,25 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => {
+            let metrics_listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for metrics"))?;
+            tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening on /metrics");
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(crate::server::serve_metrics(metrics_listener, state.clone(), shutdown)))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, "SCIM server listening on /scim/v2");
     crate::server::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
     let _ = stop_tx.send(true);
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     if let Some(d) = delivery {
         let _ = d.await;
     }
@@ -644,20 +737,27 @@ pub async fn shutdown_signal() {
 
 fn cli_context() -> RequestContext {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    RequestContext { actor: format!("cli:{user}"), request_id: None, base_url: String::new() }
+    RequestContext::trusted(format!("cli:{user}"))
 }
 
 async fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
-        KeysCommand::Create { db, name, user } => {
+        KeysCommand::Create { db, name, user, preset, permissions } => {
+            let permissions = key_permissions(preset, &permissions)?;
             let directory = directory_for(&db).await?;
-            let (record, secret) = directory.create_key(&cli_context(), &name, user.as_deref()).await?;
+            let (record, secret) = directory.create_key(&cli_context(), &name, user.as_deref(), &permissions).await?;
             if record.owner == KeyOwner::User {
                 eprintln!(
                     "warning: this key belongs to a user; if that user is deactivated the key is revoked and provisioning stops. Prefer a service-account key."
                 );
             }
-            println!("created key {} ({}) for {}", record.id, name, record.owner.as_str());
+            println!(
+                "created key {} ({}) for {} with {}",
+                record.id,
+                name,
+                record.owner.as_str(),
+                record.permissions.join(",")
+            );
             println!("{}", secret.expose());
             Ok(())
         }

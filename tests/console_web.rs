@@ -110,7 +110,7 @@ impl Console {
 
     /// Signs `user` in through a sign-in link; returns the session cookie (`name=value`).
     async fn sign_in(&self, user: &str) -> String {
-        let ctx = RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() };
+        let ctx = RequestContext::trusted("cli:test");
         let (_, token) =
             self.directory.create_login_link(&ctx, user, chrono::Duration::minutes(15)).await.expect("login link");
         let link = format!("{}/console/link/{}", self.root, token.expose());
@@ -277,7 +277,7 @@ async fn deactivation_or_role_loss_over_scim_takes_effect_on_the_next_request() 
     // Role loss: no default role, and the explicit role taken away.
     let carl = c.provision("carl@example.com", Some("Read Only")).await;
     let cookie = c.sign_in("carl@example.com").await;
-    let ctx = RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() };
+    let ctx = RequestContext::trusted("cli:test");
     c.directory.set_default_role(&ctx, None).await.expect("no default role");
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "remove", "path": "roles"}]});
@@ -300,7 +300,7 @@ async fn only_provisioned_people_sign_in_and_a_link_works_once() {
     let signed = c.directory.console_sign_in("Ann@Example.com", &policy, None).await;
     assert_eq!(signed.map(|(_, p)| p.user_id).ok().as_deref(), Some(ann.as_str()), "matched as userName folds");
 
-    let ctx = RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() };
+    let ctx = RequestContext::trusted("cli:test");
     let err = c.directory.create_login_link(&ctx, "nobody@example.com", chrono::Duration::minutes(5)).await;
     assert_eq!(err.map(|_| ()).map_err(|e| e.status), Err(404));
     let (_, token) = c.directory.create_login_link(&ctx, &ann, chrono::Duration::minutes(5)).await.expect("link");

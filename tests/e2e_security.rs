@@ -95,31 +95,6 @@ async fn team_becomes(api: &Api<ManagedTeam>, name: &str, status: &str, reason: 
     .await
 }
 
-/// Releases every scim.dev object earlier test runs left on this control plane (a failed run
-/// stops its operator before cleaning up): their finalizers are removed, so no SCIM server is
-/// touched, and they are deleted. Otherwise this run's operator, which watches the whole
-/// cluster, would provision them into this run's server and change the state compared.
-async fn forget_earlier_runs(client: &Client) {
-    let release = json!({"metadata": {"finalizers": null}});
-    let users: Api<ScimUser> = Api::all(client.clone());
-    for u in users.list(&Default::default()).await.unwrap() {
-        let api: Api<ScimUser> = Api::namespaced(client.clone(), &u.namespace().unwrap());
-        let _ = api.patch(&u.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = api.delete(&u.name_any(), &DeleteParams::default()).await;
-    }
-    let teams: Api<ManagedTeam> = Api::all(client.clone());
-    for t in teams.list(&Default::default()).await.unwrap() {
-        let api: Api<ManagedTeam> = Api::namespaced(client.clone(), &t.namespace().unwrap());
-        let _ = api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
-    }
-    let mappings: Api<RoleMapping> = Api::all(client.clone());
-    for m in mappings.list(&Default::default()).await.unwrap() {
-        let _ = mappings.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = mappings.delete(&m.name_any(), &DeleteParams::default()).await;
-    }
-}
-
 /// Runs the command-line administrator's `scim-operator ARGS --db DB`.
 fn cli(db: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-operator"))
@@ -370,8 +345,11 @@ async fn namespaces_touch_only_what_they_own() {
     assert!(message(&t.status.as_ref().unwrap().conditions).contains("ada@sec.test"));
     unchanged(&scim, &before, "adding a user of another namespace").await;
 
-    // --- a trusted team naming, by userName, a member whose ScimUser lives in dev and is created
-    // later: the team hears of it through the watch (the resync is an hour away).
+    // --- attack: a userName squat. A trusted team names, by userName, a member not provisioned
+    // yet; dev creates a ScimUser of that userName (dev chooses its e-mail and invitation). The
+    // team hears of it through the watch (the resync is an hour away) and refuses it: the user
+    // is owned by an untrusted namespace. (Before the fix the team took it in: Provisioned, with
+    // 2 members.)
     trusted_teams
         .create(
             &pp,
@@ -384,11 +362,19 @@ async fn namespaces_touch_only_what_they_own() {
         .unwrap();
     let pending = team_becomes(&trusted_teams, "oncall", "False", "MembersPending").await;
     assert_eq!(pending.status.as_ref().unwrap().pending_members, ["zed@sec.test"]);
+    let oncall_gid = pending.status.as_ref().unwrap().scim_id.clone().unwrap();
     dev_users.create(&pp, &scim_user("zed", json!({"userName": "zed@sec.test"}))).await.unwrap();
-    let oncall = team_becomes(&trusted_teams, "oncall", "True", "Provisioned").await;
-    let status = oncall.status.as_ref().unwrap();
-    assert!(status.pending_members.is_empty(), "the status clears pendingMembers: {status:?}");
-    assert_eq!(status.member_count, 2);
+    let zed = wait_for(&dev_users, "zed", "Ready", |u| user_ready(u, "True", "Provisioned")).await;
+    let zed_id = zed.status.as_ref().unwrap().scim_id.clone().unwrap();
+    let refused = team_becomes(&trusted_teams, "oncall", "False", "MemberNotAllowed").await;
+    let said = message(&refused.status.as_ref().unwrap().conditions);
+    assert!(said.contains("zed@sec.test") && said.contains(&dev), "{said}");
+    let before = snapshot(&scim).await;
+    let (_, g) = scim.get(&format!("/Groups/{oncall_gid}")).await;
+    let members: Vec<&str> =
+        g["members"].as_array().into_iter().flatten().filter_map(|m| m["value"].as_str()).collect();
+    assert_eq!(members, [ada_id.as_str()], "only ada, never dev's zed ({zed_id})");
+    unchanged(&scim, &before, "a userName squat from an untrusted namespace").await;
 
     // --- deleting refused teams (deletionPolicy Unlink by default) touches nothing.
     let before = snapshot(&scim).await;

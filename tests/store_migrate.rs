@@ -24,7 +24,7 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
     let store = scim_operator::store::open(&sqlite).await.unwrap();
     let token = common::create_key(&store, "carried-over", None).await;
     let d = Directory::new(store.clone(), Arc::new(SystemClock));
-    let ctx = RequestContext { actor: "test".into(), request_id: None, base_url: "http://x/scim/v2".into() };
+    let ctx = RequestContext { base_url: "http://x/scim/v2".into(), ..RequestContext::trusted("test") };
     d.create_role(&ctx, "Billing", "").await.unwrap();
     let mut ids = Vec::new();
     for i in 0..20 {

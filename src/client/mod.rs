@@ -106,8 +106,8 @@ pub enum Precondition<'a> {
 
 /// Observes request latencies (for metrics).
 pub trait RequestObserver: Send + Sync {
-    /// One request finished.
-    fn observe(&self, method: &str, resource: &str, outcome: &str, elapsed: Duration);
+    /// One request finished, with the HTTP status of its answer (`None` when none came).
+    fn observe(&self, method: &str, resource: &str, outcome: &str, status: Option<u16>, elapsed: Duration);
 }
 
 /// Client settings.
@@ -117,6 +117,7 @@ pub struct ClientConfig {
     pub base_url: String,
     /// File holding the bearer token; re-read when it changes (key rotation).
     pub token_file: PathBuf,
+    /// Timeout of every request; also sent as its deadline ([`crate::scim::deadline`]).
     pub timeout: Duration,
     /// Requests in flight at most.
     pub max_concurrency: usize,
@@ -252,6 +253,10 @@ impl ScimClient {
                 retry_after: None,
             });
         }
+        // The server refuses the request once the client no longer waits for it, so a request
+        // held up on the network cannot land after this replica's leadership ended.
+        let deadline = std::time::SystemTime::now() + self.config.timeout;
+        req = req.header(crate::scim::deadline::HEADER, crate::scim::deadline::encode(deadline));
         req = match precondition {
             Precondition::None => req,
             Precondition::Version(v) => req.header(reqwest::header::IF_MATCH, v),
@@ -259,10 +264,12 @@ impl ScimClient {
         };
         let start = Instant::now();
         let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
+        let mut answered = None;
         let result = match req.send().await {
             Err(e) => Err(ClientError::Unavailable { message: e.to_string(), retry_after: None }),
             Ok(resp) => {
                 let status = resp.status();
+                answered = Some(status.as_u16());
                 let ra = retry_after(resp.headers());
                 let text = resp.text().await.unwrap_or_default();
                 let json: Value = if text.trim().is_empty() {
@@ -278,7 +285,7 @@ impl ScimClient {
                 Ok(_) => "ok",
                 Err(e) => e.class(),
             };
-            o.observe(method.as_str(), &resource, outcome, start.elapsed());
+            o.observe(method.as_str(), &resource, outcome, answered, start.elapsed());
         }
         result
     }
@@ -304,6 +311,30 @@ impl ScimClient {
     pub async fn find_user_by_name(&self, user_name: &str) -> ClientResult<Option<ScimObject>> {
         let q = Self::encode(&format!("userName eq {}", quote(user_name)));
         self.list(&format!("/Users?{q}")).await?.into_iter().next().map(ScimObject::from_reply).transpose()
+    }
+
+    /// Every user whose `externalId` starts with `prefix`: (id, externalId), read page by page.
+    pub async fn users_marked(&self, prefix: &str) -> ClientResult<Vec<(String, String)>> {
+        let q = Self::encode(&format!("externalId sw {}", quote(prefix)));
+        let mut out = Vec::new();
+        let mut start = 1;
+        loop {
+            let path = format!("/Users?{q}&attributes=externalId&startIndex={start}&count=1000");
+            let page = self.request(Method::GET, &path, None).await?;
+            let resources = page.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
+            for u in &resources {
+                let o = ScimObject::from_reply(u.clone())?;
+                // A server that does not filter exactly is not trusted to: only exact prefixes count.
+                if let Some(e) = o.external_id.filter(|e| e.starts_with(prefix)) {
+                    out.push((o.id, e));
+                }
+            }
+            let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
+            start += resources.len() as u64;
+            if resources.is_empty() || start > total {
+                return Ok(out);
+            }
+        }
     }
 
     /// Creates a user.

@@ -534,7 +534,14 @@ pub async fn create_key(
         return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some("A key needs a name.".into()), None).await;
     }
     let user = Some(form.user.trim()).filter(|u| !u.is_empty());
-    match s.directory.create_key(&person.context(request_id(&headers)), name, user).await {
+    match s.directory
+        .create_key(
+            &person.context(request_id(&headers)),
+            name,
+            user,
+            &crate::provisioning::access::Preset::IdentityProvider.permissions(),
+        )
+        .await {
         Ok((record, secret)) => {
             let created = CreatedKey {
                 name: record.name.clone(),

@@ -84,6 +84,7 @@ pub struct EnterpriseFields {
     kind = "ScimUser",
     plural = "scimusers",
     shortname = "su",
+    category = "scim",
     namespaced,
     status = "ScimUserStatus",
     printcolumn = r#"{"name":"User","type":"string","jsonPath":".spec.userName"}"#,
@@ -169,7 +170,9 @@ pub struct ScimUserStatus {
     /// read when the server cannot be asked.
     #[serde(default)]
     pub effective_roles: Vec<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -177,7 +180,10 @@ pub struct ScimUserStatus {
 /// Membership policy of a `ManagedTeam`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum MemberPolicy {
-    /// The declared members are the whole membership: others are removed.
+    /// The declared members are the whole membership: others are removed. A declared member is
+    /// removed only when its ScimUser is gone or being deleted, or it is refused on ownership
+    /// grounds; one whose ScimUser is there but not provisioned right now (an error, not Ready
+    /// yet) stays.
     #[default]
     Authoritative,
     /// Declared members are added; members someone else added stay.
@@ -204,10 +210,13 @@ pub struct TeamMember {
     /// Name of a `ScimUser` in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_user_ref: Option<String>,
-    /// userName of a user on the SCIM server. In a trusted namespace, any user (provisioned by
-    /// any means, its ScimUser in any namespace). In an untrusted namespace, only a user owned by
-    /// a ScimUser of the same namespace; any other makes the team Ready=False with reason
-    /// `MemberNotAllowed` and nothing is written.
+    /// userName of a user on the SCIM server. In a trusted namespace, a user nobody owns (one an
+    /// identity provider or an administrator made) or one a ScimUser of a trusted namespace owns
+    /// (as its ownership marker on the server says); a user owned by an untrusted namespace (or
+    /// another cluster) is left out, and removed if it is a member, while the other members are
+    /// applied, and the team reports Ready=False with reason `MemberNotAllowed`. In an untrusted
+    /// namespace, only a user owned by a ScimUser of the same namespace; any other makes the team
+    /// Ready=False with reason `MemberNotAllowed` and nothing is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
 }
@@ -220,6 +229,7 @@ pub struct TeamMember {
     kind = "ManagedTeam",
     plural = "managedteams",
     shortname = "mt",
+    category = "scim",
     namespaced,
     status = "ManagedTeamStatus",
     printcolumn = r#"{"name":"Team","type":"string","jsonPath":".spec.displayName"}"#,
@@ -277,13 +287,16 @@ pub struct ManagedTeamStatus {
     /// Members that are not provisioned yet (ScimUser names or userNames).
     #[serde(default)]
     pub pending_members: Vec<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
 /// Grants roles to the members of teams. Cluster-scoped, so only cluster administrators grant
-/// roles. Teams are named, so a mapping also reaches teams made later under that name: the
+/// roles. Only a server mapping this resource created is replaced or deleted: one of the same
+/// name made another way is reported as `Conflict` and left as it is. Teams are named, so a mapping also reaches teams made later under that name: the
 /// operator lets no untrusted namespace create or link a team a mapping names.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -292,6 +305,7 @@ pub struct ManagedTeamStatus {
     kind = "RoleMapping",
     plural = "rolemappings",
     shortname = "rm",
+    category = "scim",
     status = "RoleMappingStatus",
     printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".spec.roles"}"#,
     printcolumn = r#"{"name":"Teams","type":"string","jsonPath":".spec.teams"}"#,
@@ -320,7 +334,9 @@ pub struct RoleMappingStatus {
     /// Id of the role mapping on the SCIM server.
     #[serde(default)]
     pub scim_id: Option<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

@@ -345,12 +345,15 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
-    let kube = Client::try_default().await.context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
+    let kube_config =
+        kube::Config::infer().await.context("reading the Kubernetes configuration (kubeconfig or in-cluster)")?;
+    let kube = Client::try_from(kube_config.clone()).context("connecting to Kubernetes")?;
     let metrics = Arc::new(OperatorMetrics::default());
+    let timing = args.lease.timing().map_err(anyhow::Error::msg)?;
     let scim = ScimClient::new(ClientConfig {
         base_url: args.scim_url.clone(),
         token_file: args.token_file.clone(),
-        timeout: Duration::from_secs(15),
+        timeout: timing.request_timeout(),
         max_concurrency: args.max_in_flight,
         rate_limit: args.rate_limit,
     })?
@@ -359,7 +362,6 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-operator".into()), std::process::id())
     });
     let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
-    let timing = args.lease.timing().map_err(anyhow::Error::msg)?;
     let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
     // Ready means able to take over: a standby is Ready as well, or a rolling update of two
     // replicas would wait forever for the one that does not lead.
@@ -370,7 +372,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         let _ = stop_tx.send(true);
     });
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let (scim, mut renewal) = if args.leader_election {
+    let (fence, mut renewal): (crate::client::Fence, _) = if args.leader_election {
         let mut elector = leader::Elector::new(kube.clone(), &args.lease_namespace, "scim-operator", &identity, timing);
         tracing::info!(%identity, "standing by for the leader lease");
         let mut stop = stop_rx.clone();
@@ -387,10 +389,17 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         let renewal = elector.lead_until(async {
             let _ = release_rx.await;
         });
-        (scim.with_fence(Arc::new(move || leadership.is_leading())), renewal)
+        (Arc::new(move || leadership.is_leading()), renewal)
     } else {
-        (scim, tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
+        (Arc::new(|| true), tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
     };
+    let scim = scim.with_fence(fence.clone());
+    // Status, finalizer and event writes are fenced like SCIM requests, within the same timeout
+    // (the elector keeps the unfenced client: it must renew).
+    let kube = kube::client::ClientBuilder::try_from(kube_config)
+        .context("connecting to Kubernetes")?
+        .with_layer(&leader::FenceLayer::new(fence, timing.request_timeout()))
+        .build();
     metrics.set_leader(true);
     let reporter = Reporter { controller: "scim-operator".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(kube.clone(), reporter);
@@ -454,6 +463,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let members = ChangeFilter::new(ctx.users.clone());
     let member_changes = member_events
         .filter(move |u| futures::future::ready(members.changed(u.as_ref(), managed_team::member_trigger(u.as_ref()))));
+    let trust = ctx.clone();
     let teams = teams_controller
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
@@ -462,7 +472,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             teams_store
                 .state()
                 .into_iter()
-                .filter(|t| managed_team::may_reference(t, user.as_ref()))
+                .filter(|t| {
+                    managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref())
+                })
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })

@@ -105,7 +105,12 @@ impl ConsoleUser {
 
     /// The request context of a change made by this person: audited with them as actor.
     pub fn context(&self, request_id: Option<String>) -> RequestContext {
-        RequestContext { actor: format!("{ACTOR_PREFIX}{}", self.user_name), request_id, base_url: String::new() }
+        let permissions = if self.may(ConsolePermission::Change) {
+            access::Preset::Admin.permissions()
+        } else {
+            access::Permissions::none()
+        };
+        RequestContext { actor: format!("{ACTOR_PREFIX}{}", self.user_name), request_id, base_url: String::new(), permissions }
     }
 }
 
@@ -167,7 +172,7 @@ pub fn session_expired(s: &ConsoleSessionRecord, policy: &SessionPolicy, now: Da
 
 /// The audit context of the sign-in machinery itself.
 fn signin_context(actor: String, request_id: Option<String>) -> RequestContext {
-    RequestContext { actor, request_id, base_url: String::new() }
+    RequestContext::for_principal(&access::Principal::trusted(actor), request_id, String::new())
 }
 
 impl Directory {

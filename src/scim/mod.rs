@@ -3,6 +3,7 @@
 //! Nothing in this module performs I/O: it turns bytes and JSON into validated values and back,
 //! so the HTTP layer, the store and the client all share one understanding of the protocol.
 
+pub mod deadline;
 pub mod error;
 pub mod filter;
 pub mod fold;

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
@@ -159,5 +159,30 @@ impl Operator {
         }
         let r = tokio::time::timeout(WAIT, self.task).await.expect("operator stops").expect("join");
         r.expect("operator ran cleanly");
+    }
+}
+
+/// Releases every scim.dev object earlier test runs left on this control plane (a failed run
+/// stops its operator before cleaning up): their finalizers are removed, so no SCIM server is
+/// touched, and they are deleted. Otherwise this run's operator, which watches the whole
+/// cluster, would provision them into this run's server and change the state compared.
+pub async fn forget_earlier_runs(client: &Client) {
+    let release = json!({"metadata": {"finalizers": null}});
+    let users: Api<ScimUser> = Api::all(client.clone());
+    for u in users.list(&Default::default()).await.unwrap() {
+        let api: Api<ScimUser> = Api::namespaced(client.clone(), &u.namespace().unwrap());
+        let _ = api.patch(&u.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+        let _ = api.delete(&u.name_any(), &DeleteParams::default()).await;
+    }
+    let teams: Api<ManagedTeam> = Api::all(client.clone());
+    for t in teams.list(&Default::default()).await.unwrap() {
+        let api: Api<ManagedTeam> = Api::namespaced(client.clone(), &t.namespace().unwrap());
+        let _ = api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
+    }
+    let mappings: Api<RoleMapping> = Api::all(client.clone());
+    for m in mappings.list(&Default::default()).await.unwrap() {
+        let _ = mappings.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+        let _ = mappings.delete(&m.name_any(), &DeleteParams::default()).await;
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use scim_operator::clock::{Clock, SystemClock, format_time};
 use scim_operator::provisioning::Directory;
-use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
+use scim_operator::provisioning::access::Permissions;
+use scim_operator::provisioning::keys::{Secret, new_key_record};
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
 use scim_operator::store::{KeyOwner, ListSpec, ReadTx, SharedStore, UserRecord};
 
@@ -199,12 +200,21 @@ impl TestServer {
     }
 }
 
-/// Creates an application key directly in the store and returns its secret.
+/// Creates an application key with every permission directly in the store and returns its secret.
 pub async fn create_key(store: &SharedStore, name: &str, user_id: Option<String>) -> String {
+    create_key_with(store, name, user_id, &Permissions::all()).await
+}
+
+/// Same, with these permissions.
+pub async fn create_key_with(
+    store: &SharedStore,
+    name: &str,
+    user_id: Option<String>,
+    permissions: &Permissions,
+) -> String {
     let secret = Secret::generate();
     let owner = if user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
-    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-    let rec = new_key_record(&secret, name, owner, user_id, perms, &format_time(SystemClock.now()));
+    let rec = new_key_record(&secret, name, owner, user_id, permissions, &format_time(SystemClock.now()));
     let mut tx = store.begin_write().await.expect("tx");
     tx.insert_key(&rec).await.expect("insert key");
     tx.commit().await.expect("commit");

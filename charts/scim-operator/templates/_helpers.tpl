@@ -60,3 +60,15 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/*
+Base URL of invitation links: invitations.url, else server.baseUrl without its /scim/v2 plus
+/invitations, else empty (the server's default, localhost).
+*/}}
+{{- define "scim-operator.invitationUrl" -}}
+{{- if .Values.invitations.url -}}
+{{- .Values.invitations.url -}}
+{{- else if .Values.server.baseUrl -}}
+{{- printf "%s/invitations" (.Values.server.baseUrl | trimSuffix "/" | trimSuffix "/scim/v2" | trimSuffix "/") -}}
+{{- end -}}
+{{- end }}
