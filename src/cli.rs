@@ -35,7 +35,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the SCIM 2.0 API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage application keys (bearer tokens for the SCIM API), each with its permissions.
     #[command(subcommand, after_long_help = KEYS_HELP)]
     Keys(KeysCommand),
@@ -396,6 +396,7 @@ Permissions (a request outside a key's permissions is answered 403 with a SCIM e
                            change such an externalId, or write one
   keys_manage              create, list and revoke keys
   audit_logs_read          read the audit trail
+  directory_read           read users, their access, teams and RoleMappings; change nothing
 
 Presets:
   identity-provider  user_access_invite, user_access_manage, teams_manage (the default)
@@ -406,7 +407,7 @@ Presets:
 Examples:
   scim-operator keys create --name okta
   scim-operator keys create --name operator --preset operator
-  scim-operator keys create --name audit --permission audit_logs_read,user_access_manage";
+  scim-operator keys create --name audit --permission audit_logs_read,directory_read";
 
 /// A preset of `keys create` (see [`crate::provisioning::access::Preset`]).
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -524,7 +525,7 @@ pub fn init_tracing(format: LogFormat) {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Keys(cmd) => keys(cmd).await,
         Command::Audit(args) => audit(args).await,
         Command::Roles(cmd) => roles(cmd).await,

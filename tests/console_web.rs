@@ -118,7 +118,8 @@ impl Console {
         assert_eq!(page.status(), StatusCode::OK);
         let resp = self.http.post(&link).send().await.expect("use link");
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{:?}", resp.text().await);
-        assert_eq!(resp.headers()[LOCATION], "/console/users");
+        let to = resp.headers()[LOCATION].to_str().expect("location").to_string();
+        assert!(to == "/console" || to == "/console/users", "on to the console: {to}");
         session_cookie(&resp).expect("a session cookie")
     }
 
@@ -225,6 +226,7 @@ async fn a_form_without_its_csrf_token_is_refused_and_changes_nothing() {
         assert!(resp.text().await.expect("body").contains("CSRF"));
         let mut with_name = fields.clone();
         with_name.push(("name", "sneaky"));
+        with_name.push(("preset", "admin"));
         let resp = c.form(&cookie, "/console/keys", &with_name).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     }
@@ -233,27 +235,110 @@ async fn a_form_without_its_csrf_token_is_refused_and_changes_nothing() {
     c.stop().await;
 }
 
+/// What the store holds that a forged console form could change: keys, invitations (with
+/// their state), teams with their members, and the audit trail's length.
+async fn changeable_state(c: &Console) -> String {
+    let mut tx = c.store.begin_read().await.expect("read");
+    let keys: Vec<String> = tx.list_keys().await.expect("keys").into_iter().map(|k| format!("{k:?}")).collect();
+    let invitations: Vec<String> =
+        tx.invitations(None).await.expect("invitations").into_iter().map(|i| format!("{i:?}")).collect();
+    let mut teams = Vec::new();
+    for t in tx.list_teams().await.expect("teams") {
+        let members = tx.team_members(&t.id).await.expect("members");
+        teams.push(format!("{t:?} {members:?}"));
+    }
+    drop(tx);
+    let audit = c.directory.audit_events(&Default::default()).await.expect("audit").len();
+    format!("{keys:?}\n{invitations:?}\n{teams:?}\n{audit}")
+}
+
 #[tokio::test]
-async fn a_standard_user_sees_the_pages_but_cannot_change_anything() {
+async fn a_plain_user_sees_only_their_own_page_and_forged_forms_change_nothing() {
     let c = Console::start(Arc::new(SystemClock)).await;
     let ann = c.provision("ann@example.com", Some("Admin")).await;
-    c.provision("sam@example.com", None).await;
+    let sam = c.provision("sam@example.com", None).await;
+    let (s, b) = c
+        .scim(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Platform",
+                "members": [{"value": ann}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let team = b["id"].as_str().expect("team id").to_string();
     let cookie = c.sign_in("sam@example.com").await;
+    let (s, html) = c.page(&cookie, &format!("/console/users/{sam}")).await;
+    assert_eq!(s, StatusCode::OK, "their own page");
+    assert!(html.contains("sam@example.com") && html.contains("the default role") && html.contains("read only"));
+    assert!(!html.contains("Resend invitation"), "no resend, not even their own: {html}");
+    let token = csrf(&html);
     let ann_page = format!("/console/users/{ann}");
-    for path in ["/console/users", ann_page.as_str(), "/console/teams", "/console/keys", "/console/audit"] {
+    let team_page = format!("/console/teams/{team}");
+    for path in ["/console/users", ann_page.as_str(), "/console/teams", team_page.as_str(), "/console/keys"] {
+        let (s, html) = c.page(&cookie, path).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {html}");
+        assert!(!html.contains("ann@example.com") && !html.contains("Platform"), "{path} leaks nothing: {html}");
+    }
+    for path in ["/console/audit", "/console/audit.csv"] {
+        assert_eq!(c.page(&cookie, path).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+
+    // Forged forms with the session's own valid CSRF token: refused, nothing changed.
+    let before = changeable_state(&c).await;
+    let forged: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (format!("/console/users/{ann}/resend"), vec![("csrf", &token)]),
+        (format!("/console/users/{sam}/resend"), vec![("csrf", &token)]),
+        ("/console/keys".into(), vec![("csrf", &token), ("name", "mine"), ("preset", "admin")]),
+        (
+            "/console/keys".into(),
+            vec![("csrf", &token), ("name", "mine"), ("user", "sam@example.com"), ("permission", "audit_logs_read")],
+        ),
+        (format!("/console/teams/{team}"), vec![("csrf", &token), ("name", "Renamed")]),
+        (format!("/console/teams/{team}/members"), vec![("csrf", &token), ("user", "sam@example.com")]),
+    ];
+    for (path, fields) in &forged {
+        let resp = c.form(&cookie, path, fields).await;
+        let status = resp.status();
+        assert!(
+            status == StatusCode::FORBIDDEN
+                || status == StatusCode::METHOD_NOT_ALLOWED
+                || status == StatusCode::NOT_FOUND,
+            "{path}: {status}"
+        );
+    }
+    assert_eq!(changeable_state(&c).await, before, "no forged form changed anything");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_only_user_reads_users_teams_and_the_audit_trail_but_changes_nothing() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    c.provision("rita@example.com", Some("Read Only")).await;
+    let admin_key = c.key.clone();
+    let cookie = c.sign_in("rita@example.com").await;
+    let ann_page = format!("/console/users/{ann}");
+    for path in ["/console/users", ann_page.as_str(), "/console/teams", "/console/audit", "/console/audit.csv"] {
         let (s, html) = c.page(&cookie, path).await;
         assert_eq!(s, StatusCode::OK, "{path}");
-        assert!(html.contains("read only"), "{path}: the header says so");
         assert!(!html.contains("Resend invitation") && !html.contains("Create a key"), "{path}: no change forms");
     }
     let (_, html) = c.page(&cookie, "/console/users").await;
+    assert!(html.contains("read only"), "the header says so");
     let token = csrf(&html);
+    assert_eq!(c.page(&cookie, "/console/keys").await.0, StatusCode::FORBIDDEN, "keys are the admins'");
+    let before = changeable_state(&c).await;
     let resp = c.form(&cookie, &format!("/console/users/{ann}/resend"), &[("csrf", &token)]).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    let resp = c.form(&cookie, "/console/keys", &[("csrf", &token), ("name", "mine")]).await;
+    let resp = c.form(&cookie, "/console/keys", &[("csrf", &token), ("name", "mine"), ("preset", "admin")]).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert_eq!(c.audit_count("invitation.resend").await, 0);
-    assert_eq!(c.audit_count("key.create").await, 0, "the test key was made at the store, unaudited");
+    let key = c.directory.keys().await.expect("keys").into_iter().next().expect("the test key");
+    let resp = c.form(&cookie, &format!("/console/keys/{}/revoke", key.id), &[("csrf", &token)]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(changeable_state(&c).await, before, "nothing changed");
+    let (s, _) = c.scim(reqwest::Method::GET, "/Users", None).await;
+    assert_eq!(s, StatusCode::OK, "the key {admin_key:.8} still works");
     c.stop().await;
 }
 
@@ -348,7 +433,16 @@ async fn a_key_created_in_the_console_is_shown_once_works_and_stops_when_revoked
     c.provision("ann@example.com", Some("Admin")).await;
     let cookie = c.sign_in("ann@example.com").await;
     let (_, html) = c.page(&cookie, "/console/keys").await;
-    let resp = c.form(&cookie, "/console/keys", &[("csrf", &csrf(&html)), ("name", "okta-prod")]).await;
+    let none = c.form(&cookie, "/console/keys", &[("csrf", &csrf(&html)), ("name", "bare")]).await;
+    assert_eq!(none.status(), StatusCode::BAD_REQUEST, "a key needs a permission");
+    assert!(none.text().await.expect("body").contains("Choose a preset or at least one permission"));
+    let resp = c
+        .form(
+            &cookie,
+            "/console/keys",
+            &[("csrf", &csrf(&html)), ("name", "okta-prod"), ("preset", "identity-provider")],
+        )
+        .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let html = resp.text().await.expect("body");
     let marker = "id=\"secret\" readonly value=\"";
@@ -370,9 +464,46 @@ async fn a_key_created_in_the_console_is_shown_once_works_and_stops_when_revoked
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(users(secret).await, StatusCode::UNAUTHORIZED);
 
+    // Chosen permissions are exactly what the key may do: an auditor's key reads, changes nothing.
+    let resp = c
+        .form(
+            &cookie,
+            "/console/keys",
+            &[
+                ("csrf", &csrf(&again)),
+                ("name", "auditor"),
+                ("permission", "directory_read"),
+                ("permission", "audit_logs_read"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let html = resp.text().await.expect("body");
+    assert!(html.contains("Permissions: audit_logs_read, directory_read"), "{html}");
+    let at = html.find(marker).expect("the secret is shown") + marker.len();
+    let auditor = html[at..].split('"').next().expect("secret").to_string();
+    assert_eq!(users(auditor.clone()).await, StatusCode::OK);
+    let create = c
+        .http
+        .post(format!("{}/Users", c.scim))
+        .bearer_auth(&auditor)
+        .header("content-type", "application/scim+json")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "x@example.com"}).to_string(),
+        )
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(create.status(), StatusCode::FORBIDDEN, "directory_read creates nothing");
+    assert_eq!(c.directory.keys().await.expect("keys").iter().filter(|k| k.name == "auditor").count(), 1);
+
     // A key tied to a person carries the warning.
     let resp = c
-        .form(&cookie, "/console/keys", &[("csrf", &csrf(&again)), ("name", "personal"), ("user", "ann@example.com")])
+        .form(
+            &cookie,
+            "/console/keys",
+            &[("csrf", &csrf(&again)), ("name", "personal"), ("user", "ann@example.com"), ("preset", "admin")],
+        )
         .await;
     let html = resp.text().await.expect("body");
     assert!(html.contains("belongs to a person"), "{html}");

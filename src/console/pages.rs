@@ -10,8 +10,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::ConsoleState;
-use super::session::{self, Signed, require_change};
+use super::session::{self, Signed, require, require_change, require_on_user};
 use super::templates::*;
+use crate::provisioning::access::{Action, Permission, Permissions, Preset};
 use crate::provisioning::console::ConsoleUser;
 use crate::provisioning::console_views::{Provenance, audit_csv as render_audit_csv, provenance};
 use crate::scim::ScimError;
@@ -57,8 +58,13 @@ fn nav(person: &ConsoleUser) -> Option<Nav> {
     Some(Nav {
         user_name: person.user_name.clone(),
         roles: person.roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
-        can_change: person.may(crate::provisioning::console::ConsolePermission::Change),
+        read_only: !person.may_change_anything(),
         csrf: person.csrf_token.clone(),
+        user_id: person.user_id.clone(),
+        users: person.may(Action::ReadUsers),
+        teams: person.may(Action::ReadTeams),
+        keys: person.may(Action::ManageKeys),
+        audit: person.may(Action::ReadAuditTrail),
     })
 }
 
@@ -93,8 +99,13 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-pub async fn home() -> Redirect {
-    Redirect::to("/console/users")
+/// The first page a person may see: the users, or else their own page.
+pub async fn home(Signed(person): Signed) -> Redirect {
+    if person.may(Action::ReadUsers) {
+        Redirect::to("/console/users")
+    } else {
+        Redirect::to(&format!("/console/users/{}", person.user_id))
+    }
 }
 
 pub async fn stylesheet() -> Response {
@@ -210,10 +221,10 @@ pub async fn callback(State(s): State<ConsoleState>, headers: HeaderMap, Query(q
 }
 
 /// The response to a successful sign-in: the session cookie, the flow cookie gone, and on to
-/// the users page.
+/// the first page the person may see.
 fn signed_in(s: &ConsoleState, session_id: &str) -> Response {
     let secure = s.config.secure_cookies;
-    let mut resp = Redirect::to("/console/users").into_response();
+    let mut resp = Redirect::to("/console").into_response();
     let h = resp.headers_mut();
     h.append(header::SET_COOKIE, session::set_session(secure, session_id, s.config.policy.absolute));
     h.append(header::SET_COOKIE, session::clear_flow(secure));
@@ -266,6 +277,9 @@ pub struct UsersQuery {
 }
 
 pub async fn users(State(s): State<ConsoleState>, Signed(person): Signed, Query(q): Query<UsersQuery>) -> Response {
+    if let Some(refused) = require(&person, Action::ReadUsers) {
+        return refused;
+    }
     match s.directory.search_users(&q.q, USERS_SHOWN).await {
         Ok((total, rows)) => render(
             StatusCode::OK,
@@ -292,11 +306,14 @@ pub async fn user(
     Path(id): Path<String>,
     Query(n): Query<NoticeQuery>,
 ) -> Response {
+    if let Some(refused) = require_on_user(&person, Action::ReadUserAccess, &id) {
+        return refused;
+    }
     match s.directory.user_detail(&id).await {
         Ok(d) => {
             let display_name = d.user.display_name.clone().unwrap_or_default();
             let external_id = d.user.external_id.clone().unwrap_or_default();
-            let can_change = person.may(crate::provisioning::console::ConsolePermission::Change);
+            let can_change = person.may(Action::InviteUsers);
             render(
                 StatusCode::OK,
                 &UserPage {
@@ -323,7 +340,7 @@ pub async fn resend(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = require_change(&person, &form.csrf) {
+    if let Some(refused) = require_change(&person, &form.csrf, Action::InviteUsers) {
         return refused;
     }
     match s.directory.resend_invitation(&person.context(request_id(&headers)), &id).await {
@@ -350,6 +367,9 @@ fn provenance_text(p: &Provenance) -> String {
 }
 
 pub async fn teams(State(s): State<ConsoleState>, Signed(person): Signed) -> Response {
+    if let Some(refused) = require(&person, Action::ReadTeams) {
+        return refused;
+    }
     match s.directory.teams().await {
         Ok(teams) => {
             let rows = teams
@@ -368,6 +388,9 @@ pub async fn teams(State(s): State<ConsoleState>, Signed(person): Signed) -> Res
 }
 
 pub async fn team(State(s): State<ConsoleState>, Signed(person): Signed, Path(id): Path<String>) -> Response {
+    if let Some(refused) = require(&person, Action::ReadTeams) {
+        return refused;
+    }
     match s.directory.team_detail(&id).await {
         Ok(d) => {
             let provenance = provenance_text(&d.provenance);
@@ -413,6 +436,9 @@ fn audit_query(f: &AuditFilter) -> Result<AuditQuery, String> {
 }
 
 pub async fn audit(State(s): State<ConsoleState>, Signed(person): Signed, Query(f): Query<AuditFilter>) -> Response {
+    if let Some(refused) = require(&person, Action::ReadAuditTrail) {
+        return refused;
+    }
     let csv_query = match serde_urlencoded::to_string(&f) {
         Ok(q) => format!("?{q}"),
         Err(_) => String::new(),
@@ -436,7 +462,14 @@ pub async fn audit(State(s): State<ConsoleState>, Signed(person): Signed, Query(
 }
 
 /// Every event the filter matches, oldest first, as `scim-operator audit --format csv` prints it.
-pub async fn audit_csv(State(s): State<ConsoleState>, Signed(_): Signed, Query(f): Query<AuditFilter>) -> Response {
+pub async fn audit_csv(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    Query(f): Query<AuditFilter>,
+) -> Response {
+    if let Some(refused) = require(&person, Action::ReadAuditTrail) {
+        return refused;
+    }
     let query = match audit_query(&f) {
         Ok(q) => q,
         Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
@@ -488,7 +521,8 @@ async fn keys_page(
             revoked: k.revoked_at,
         })
         .collect();
-    let can_change = person.may(crate::provisioning::console::ConsolePermission::Change);
+    let presets = Preset::ALL.iter().map(|p| (p.as_str(), p.permissions().names().join(", "))).collect();
+    let permissions = Permission::ALL.iter().map(|p| p.as_str()).collect();
     render(
         status,
         &KeysPage {
@@ -498,25 +532,61 @@ async fn keys_page(
             rows,
             warnings,
             created,
-            can_change,
+            presets,
+            permissions,
             csrf: &person.csrf_token,
         },
     )
 }
 
 pub async fn keys(State(s): State<ConsoleState>, Signed(person): Signed, Query(n): Query<NoticeQuery>) -> Response {
+    if let Some(refused) = require(&person, Action::ManageKeys) {
+        return refused;
+    }
     keys_page(&s, &person, StatusCode::OK, n.message(), None).await
 }
 
-#[derive(Debug, Deserialize)]
+/// The key form: `csrf`, `name`, `user` (a userName to tie the key to; empty for a service
+/// account), `preset` (a preset's name, or empty) and any number of `permission` fields. The
+/// preset and the ticked permissions add up, as `keys create --preset --permission` do.
+#[derive(Debug, Default)]
 pub struct CreateKeyForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
-    /// A userName to tie the key to; empty for a service account.
-    #[serde(default)]
     user: String,
+    preset: String,
+    permissions: Vec<String>,
+}
+
+impl CreateKeyForm {
+    fn from_fields(fields: Vec<(String, String)>) -> Self {
+        let mut form = Self::default();
+        for (k, v) in fields {
+            match k.as_str() {
+                "csrf" => form.csrf = v,
+                "name" => form.name = v,
+                "user" => form.user = v,
+                "preset" => form.preset = v,
+                "permission" => form.permissions.push(v),
+                _ => {}
+            }
+        }
+        form
+    }
+
+    /// The permissions chosen: at least one, every name known. The message is a form error.
+    fn chosen(&self) -> Result<Permissions, String> {
+        let preset = match self.preset.trim() {
+            "" => Permissions::none(),
+            name => Preset::parse(name).ok_or_else(|| format!("There is no preset '{name}'."))?.permissions(),
+        };
+        let ticked = Permissions::parse(&self.permissions).map_err(|e| e.detail)?;
+        let chosen = preset.union(&ticked);
+        if chosen.is_empty() {
+            return Err("Choose a preset or at least one permission for the key.".into());
+        }
+        Ok(chosen)
+    }
 }
 
 /// Creates a key. The secret is in this response only (never stored, never redirected to).
@@ -524,33 +594,35 @@ pub async fn create_key(
     State(s): State<ConsoleState>,
     Signed(person): Signed,
     headers: HeaderMap,
-    Form(form): Form<CreateKeyForm>,
+    Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(refused) = require_change(&person, &form.csrf) {
+    let form = CreateKeyForm::from_fields(fields);
+    if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
         return refused;
     }
     let name = form.name.trim();
     if name.is_empty() {
         return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some("A key needs a name.".into()), None).await;
     }
+    let permissions = match form.chosen() {
+        Ok(p) => p,
+        Err(message) => return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some(message), None).await,
+    };
     let user = Some(form.user.trim()).filter(|u| !u.is_empty());
-    match s.directory
-        .create_key(
-            &person.context(request_id(&headers)),
-            name,
-            user,
-            &crate::provisioning::access::Preset::IdentityProvider.permissions(),
-        )
-        .await {
+    match s.directory.create_key(&person.context(request_id(&headers)), name, user, &permissions).await {
         Ok((record, secret)) => {
             let created = CreatedKey {
+                permissions: record.permissions.join(", "),
                 name: record.name.clone(),
                 secret: secret.expose().to_string(),
                 personal: record.owner == KeyOwner::User,
             };
             keys_page(&s, &person, StatusCode::CREATED, None, Some(created)).await
         }
-        Err(e) if e.status < 500 => keys_page(&s, &person, StatusCode::BAD_REQUEST, Some(e.detail), None).await,
+        Err(e) if e.status < 500 => {
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            keys_page(&s, &person, status, Some(e.detail), None).await
+        }
         Err(e) => scim_error_page(e),
     }
 }
@@ -562,7 +634,7 @@ pub async fn revoke_key(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = require_change(&person, &form.csrf) {
+    if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
         return refused;
     }
     match s.directory.revoke_key(&person.context(request_id(&headers)), &id).await {
@@ -585,6 +657,22 @@ mod tests {
             Some("2026-01-31T07:30:00.000Z")
         );
         assert!(filter_time("Until", "yesterday").unwrap_err().starts_with("Until:"));
+    }
+
+    #[test]
+    fn a_key_form_adds_up_its_preset_and_ticked_permissions_and_refuses_none() {
+        let form = |fields: &[(&str, &str)]| {
+            CreateKeyForm::from_fields(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        };
+        let f = form(&[("preset", "identity-provider"), ("permission", "audit_logs_read")]);
+        let mut expected = Preset::IdentityProvider.permissions().names();
+        expected.push("audit_logs_read".into());
+        assert_eq!(f.chosen().unwrap().names(), expected);
+        let f = form(&[("permission", "directory_read"), ("permission", "audit_logs_read")]);
+        assert_eq!(f.chosen().unwrap().names(), ["audit_logs_read", "directory_read"]);
+        assert!(form(&[("preset", "")]).chosen().unwrap_err().contains("Choose"));
+        assert!(form(&[("preset", "root")]).chosen().unwrap_err().contains("no preset 'root'"));
+        assert!(form(&[("permission", "everything")]).chosen().unwrap_err().contains("unknown permission"));
     }
 
     #[test]

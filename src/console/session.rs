@@ -10,7 +10,8 @@ use cookie::{Cookie, SameSite};
 
 use super::ConsoleState;
 use super::pages::error_page;
-use crate::provisioning::console::{ConsolePermission, ConsoleUser, SessionRefusal};
+use crate::provisioning::access::Action;
+use crate::provisioning::console::{ConsoleUser, SessionRefusal};
 
 /// Cookie of the session.
 const SESSION: &str = "scimop_console";
@@ -118,21 +119,39 @@ impl FromRequestParts<ConsoleState> for Signed {
 }
 
 /// The one check before a change: the form carries this session's CSRF token, and the
-/// person's role allows changes. Either failure is a 403 page; nothing is changed.
-pub fn require_change(person: &ConsoleUser, csrf: &str) -> Result<(), Response> {
+/// person's permissions allow `action`. Either failure is a 403 page (returned; `None` when the
+/// change may go ahead); nothing is changed.
+pub fn require_change(person: &ConsoleUser, csrf: &str, action: Action) -> Option<Response> {
     if !person.csrf_matches(csrf) {
-        return Err(error_page(
+        return Some(error_page(
             axum::http::StatusCode::FORBIDDEN,
             "The form was refused: it did not carry this session's CSRF token. Reload the page and try again.",
         ));
     }
-    if !person.may(ConsolePermission::Change) {
-        return Err(error_page(
-            axum::http::StatusCode::FORBIDDEN,
-            "Your role may read the console but not change anything (changes need the Admin role).",
-        ));
-    }
-    Ok(())
+    require(person, action)
+}
+
+/// `None` when the person's permissions allow `action` (decided by `access::allowed`, as for a
+/// key), else the 403 page saying what their roles do not allow.
+pub fn require(person: &ConsoleUser, action: Action) -> Option<Response> {
+    (!person.may(action)).then(|| refusal(person, action))
+}
+
+/// As [`require`], for `action` on the user `target` (a person may always read their own page).
+pub fn require_on_user(person: &ConsoleUser, action: Action, target: &str) -> Option<Response> {
+    (!person.may_on_user(action, target)).then(|| refusal(person, action))
+}
+
+fn refusal(person: &ConsoleUser, action: Action) -> Response {
+    let roles: Vec<&str> = person.roles.iter().map(|r| r.name.as_str()).collect();
+    error_page(
+        axum::http::StatusCode::FORBIDDEN,
+        &format!(
+            "Your role ({}) may not {} here (README: The console, who may do what).",
+            roles.join(", "),
+            action.describe()
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -10,8 +10,16 @@ pub struct Nav {
     pub user_name: String,
     /// The person's effective roles, joined.
     pub roles: String,
-    pub can_change: bool,
+    /// No change form is theirs to submit.
+    pub read_only: bool,
     pub csrf: String,
+    /// Their own user id (their own page is always theirs to read).
+    pub user_id: String,
+    /// Which sections they may open.
+    pub users: bool,
+    pub teams: bool,
+    pub keys: bool,
+    pub audit: bool,
 }
 
 #[derive(Template)]
@@ -140,6 +148,8 @@ pub struct KeyRow {
 /// A key just created: its secret, shown on this response only.
 pub struct CreatedKey {
     pub name: String,
+    /// Its permissions, joined.
+    pub permissions: String,
     pub secret: String,
     pub personal: bool,
 }
@@ -153,6 +163,9 @@ pub struct KeysPage<'a> {
     pub rows: Vec<KeyRow>,
     pub warnings: Vec<String>,
     pub created: Option<CreatedKey>,
-    pub can_change: bool,
+    /// Each preset's name and permissions, joined.
+    pub presets: Vec<(&'static str, String)>,
+    /// Every permission's name.
+    pub permissions: Vec<&'static str>,
     pub csrf: &'a str,
 }

@@ -11,8 +11,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use super::access::{Action, Permissions};
 use super::keys::{Secret, hash_secret};
-use super::roles::{ADMIN_ROLE_ID, Role};
+use super::roles::Role;
 use super::*;
 use crate::clock::parse_time;
 use crate::store::{ConsoleSessionRecord, LoginLinkRecord, SigninFlowRecord, UserRecord};
@@ -20,27 +21,11 @@ use crate::store::{ConsoleSessionRecord, LoginLinkRecord, SigninFlowRecord, User
 /// Prefix of the audit actor of every change made in the console: `console:<userName>`.
 pub const ACTOR_PREFIX: &str = "console:";
 
-/// What a person may do in the console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsolePermission {
-    /// See every page.
-    Read,
-    /// Submit the forms that change something (resend an invitation, create or revoke a key).
-    Change,
-}
-
-/// The one place that decides what a person may do, from their effective roles:
-///
-/// | effective role | console |
-/// |---|---|
-/// | `Admin` | read and change |
-/// | `Standard`, `Read Only`, any custom role | read |
-/// | none | nothing: cannot sign in |
-pub fn allowed(roles: &[Role], permission: ConsolePermission) -> bool {
-    match permission {
-        ConsolePermission::Read => !roles.is_empty(),
-        ConsolePermission::Change => roles.iter().any(|r| r.id == ADMIN_ROLE_ID),
-    }
+/// Whether a person holding `roles` may sign in at all: they need some role (what they may do
+/// then is [`access::role_permissions`] of those roles, decided by [`access::allowed`] like a
+/// key's requests).
+fn may_sign_in(roles: &[Role]) -> bool {
+    !roles.is_empty()
 }
 
 /// How long sessions, sign-ins under way and sign-in links last.
@@ -75,6 +60,8 @@ pub struct ConsoleUser {
     pub display_name: Option<String>,
     /// Effective roles now.
     pub roles: Vec<Role>,
+    /// What those roles allow ([`access::role_permissions`]).
+    pub permissions: Permissions,
     /// The token the session's forms carry.
     pub csrf_token: String,
     session_hash: String,
@@ -92,9 +79,36 @@ impl std::fmt::Debug for ConsoleUser {
 }
 
 impl ConsoleUser {
-    /// Whether this person may do `permission` (see [`allowed`]).
-    pub fn may(&self, permission: ConsolePermission) -> bool {
-        allowed(&self.roles, permission)
+    /// The person as it signs in: their user id and effective roles now.
+    fn new(user: UserRecord, roles: Vec<Role>, csrf_token: String, session_hash: String) -> Self {
+        let permissions = access::role_permissions(roles.iter().map(|r| r.id.as_str()));
+        Self {
+            user_id: user.id,
+            user_name: user.user_name,
+            display_name: user.display_name,
+            roles,
+            permissions,
+            csrf_token,
+            session_hash,
+        }
+    }
+
+    /// Whether this person may do `action` ([`access::allowed`] over their permissions).
+    pub fn may(&self, action: Action) -> bool {
+        access::allowed(&self.permissions, action)
+    }
+
+    /// Whether this person may do `action` on the user `target` ([`access::allowed_on_user`]:
+    /// their own page is always theirs to read).
+    pub fn may_on_user(&self, action: Action, target: &str) -> bool {
+        access::allowed_on_user(&self.permissions, action, Some(&self.user_id), target)
+    }
+
+    /// Whether any change form is theirs to submit (the header says "read only" otherwise).
+    pub fn may_change_anything(&self) -> bool {
+        [Action::InviteUsers, Action::ChangeUsers, Action::ChangeTeams, Action::ManageKeys]
+            .into_iter()
+            .any(|a| self.may(a))
     }
 
     /// Whether `token` is this session's CSRF token (compared as hashes, so the comparison's
@@ -105,12 +119,12 @@ impl ConsoleUser {
 
     /// The request context of a change made by this person: audited with them as actor.
     pub fn context(&self, request_id: Option<String>) -> RequestContext {
-        let permissions = if self.may(ConsolePermission::Change) {
-            access::Preset::Admin.permissions()
-        } else {
-            access::Permissions::none()
-        };
-        RequestContext { actor: format!("{ACTOR_PREFIX}{}", self.user_name), request_id, base_url: String::new(), permissions }
+        RequestContext {
+            actor: format!("{ACTOR_PREFIX}{}", self.user_name),
+            request_id,
+            base_url: String::new(),
+            permissions: self.permissions.clone(),
+        }
     }
 }
 
@@ -156,7 +170,7 @@ fn failed_session(e: impl Into<OpError>) -> SessionRefusal {
 fn refusal_of(user: &UserRecord, roles: &[Role]) -> Option<SigninError> {
     if !user.active {
         Some(SigninError::Inactive)
-    } else if !allowed(roles, ConsolePermission::Read) {
+    } else if !may_sign_in(roles) {
         Some(SigninError::NoRole)
     } else {
         None
@@ -288,14 +302,7 @@ impl Directory {
             d.extend(extra);
         }
         self.audit(tx, &ctx, "console.signin", "user", &user.id, details).await.map_err(failed_signin)?;
-        let person = ConsoleUser {
-            user_id: user.id.clone(),
-            user_name: user.user_name.clone(),
-            display_name: user.display_name.clone(),
-            roles,
-            csrf_token: record.csrf_token,
-            session_hash: record.id_hash,
-        };
+        let person = ConsoleUser::new(user.clone(), roles, record.csrf_token, record.id_hash);
         Ok((session, person))
     }
 
@@ -350,14 +357,7 @@ impl Directory {
             tx.touch_console_session(&hash, &format_time(now)).await.map_err(failed_session)?;
             tx.commit().await.map_err(failed_session)?;
         }
-        Ok(ConsoleUser {
-            user_id: user.id,
-            user_name: user.user_name,
-            display_name: user.display_name,
-            roles,
-            csrf_token: session.csrf_token,
-            session_hash: hash,
-        })
+        Ok(ConsoleUser::new(user, roles, session.csrf_token, hash))
     }
 
     /// Ends the session of `person` (sign-out), audited.
@@ -450,30 +450,6 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provisioning::roles::{BUILTIN_ROLES, READ_ONLY_ROLE_ID, STANDARD_ROLE_ID};
-
-    fn role(id: &str) -> Role {
-        let (id, name, d) = BUILTIN_ROLES.iter().find(|r| r.0 == id).copied().unwrap_or((id, "Custom", ""));
-        Role { id: id.into(), name: name.into(), builtin: true, description: d.into() }
-    }
-
-    #[test]
-    fn only_admins_change_and_anyone_with_a_role_reads() {
-        use ConsolePermission::*;
-        let admin = [role(ADMIN_ROLE_ID)];
-        let standard = [role(STANDARD_ROLE_ID)];
-        let read_only = [role(READ_ONLY_ROLE_ID)];
-        let custom = [role("custom-1")];
-        for roles in [&admin[..], &standard, &read_only, &custom] {
-            assert!(allowed(roles, Read), "{roles:?}");
-        }
-        assert!(allowed(&admin, Change));
-        assert!(allowed(&[role(STANDARD_ROLE_ID), role(ADMIN_ROLE_ID)], Change));
-        for roles in [&standard[..], &read_only, &custom, &[]] {
-            assert!(!allowed(roles, Change), "{roles:?}");
-        }
-        assert!(!allowed(&[], Read), "no role, no console");
-    }
 
     #[test]
     fn sessions_expire_when_idle_and_absolutely() {

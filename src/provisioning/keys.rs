@@ -125,6 +125,7 @@ impl Directory {
         permissions: &Permissions,
     ) -> Result<(ApiKeyRecord, Secret), ScimError> {
         ctx.authorize(Action::ManageKeys)?;
+        super::access::check_grant(&ctx.permissions, permissions)?;
         if permissions.is_empty() {
             return Err(ScimError::invalid_value("a key needs at least one permission"));
         }
