@@ -300,15 +300,17 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let ann = format!("ann-{run}@example.com");
     let sam = format!("sam-{run}@example.com");
+    let rita = format!("rita-{run}@example.com");
     let bob = format!("bob-{run}@example.com");
     let nobody = format!("nobody-{run}@example.com");
     let password = "Console-test-1";
     let server = Server::start(&kc).await;
-    for who in [&ann, &sam, &nobody] {
+    for who in [&ann, &sam, &rita, &nobody] {
         kc.create_user(&server.http, who, password).await;
     }
     server.provision(&ann, Some("Admin")).await;
-    server.provision(&sam, None).await;
+    let sam_id = server.provision(&sam, None).await;
+    server.provision(&rita, Some("Read Only")).await;
     let bob_id = server.provision(&bob, None).await;
     let group = server
         .scim(
@@ -320,6 +322,17 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .await;
     let team_name = format!("Payments {run}");
     assert_eq!(group["displayName"], team_name.as_str());
+    // The marker the operator writes for a ManagedTeam (cluster/namespace/uid), written here by
+    // the test's key, which holds kubernetes_owned_manage.
+    let declared = format!("Platform {run}");
+    server
+        .scim(
+            reqwest::Method::POST,
+            "/Groups",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": declared,
+                "externalId": format!("k8s:kind-test/team-platform/{run}-uid")}),
+        )
+        .await;
     let driver = Driver::start(&driver_path).await;
 
     // A provisioned Admin signs in.
@@ -335,6 +348,7 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     wait_path(&b, "/console/teams").await;
     let html = b.source().await.expect("source");
     assert!(html.contains(&team_name) && html.contains("Managed externally"), "{html}");
+    assert!(html.contains(&declared) && html.contains("Declared in Kubernetes: namespace team-platform"), "{html}");
     screenshot(&b, "teams").await;
     click_link(&b, &team_name).await;
     wait_text(&b, &format!("<h1>{team_name}</h1>")).await;
@@ -361,10 +375,21 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     click_link(&b, "Service accounts and keys").await;
     wait_path(&b, "/console/keys").await;
     b.find(Locator::Id("name")).await.expect("name").send_keys("okta-prod").await.expect("type");
+    b.find(Locator::Id("preset-identity-provider")).await.expect("preset").click().await.expect("choose");
+    b.find(Locator::Id("permission-audit_logs_read")).await.expect("permission").click().await.expect("tick");
+    screenshot(&b, "keys").await;
     b.find(Locator::Css("form[action='/console/keys'] button")).await.expect("create").click().await.expect("click");
     let secret = b.wait().for_element(Locator::Id("secret")).await.expect("secret").prop("value").await.expect("value");
     let secret = secret.expect("a secret");
-    screenshot(&b, "keys").await;
+    let html = b.source().await.expect("source");
+    assert!(
+        html.contains("Permissions: user_access_invite, user_access_manage, teams_manage, audit_logs_read"),
+        "the chosen permissions: {html}"
+    );
+    screenshot(&b, "key-created").await;
+    b.goto(&format!("{}/console/keys", server.root)).await.expect("keys");
+    let html = b.source().await.expect("source");
+    assert!(html.contains("okta-prod") && !html.contains(&secret), "shown once");
     let scim_status = |key: String| {
         let http = server.http.clone();
         let url = format!("{}/scim/v2/Users", server.root);
@@ -419,15 +444,31 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .expect("post");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
-    // A Standard user sees the pages but cannot change anything.
+    // A Read Only user (an auditor) reads users, teams and the audit trail, and changes nothing.
+    let r = driver.browser().await;
+    sso(&r, &server, &rita, password).await;
+    wait_path(&r, "/console/users").await;
+    r.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
+    let html = r.source().await.expect("source");
+    assert!(html.contains("read only") && html.contains(&bob) && !html.contains("Resend invitation"), "{html}");
+    screenshot(&r, "read-only").await;
+    r.goto(&format!("{}/console/keys", server.root)).await.expect("keys");
+    assert!(r.source().await.expect("source").contains("Not allowed"), "keys are the admins'");
+    r.goto(&format!("{}/console/audit", server.root)).await.expect("audit");
+    wait_text(&r, "event(s)").await;
+    r.close().await.expect("close");
+
+    // A Standard user sees their own page only and cannot change anything.
     let s = driver.browser().await;
     sso(&s, &server, &sam, password).await;
-    wait_path(&s, "/console/users").await;
+    wait_path(&s, &format!("/console/users/{sam_id}")).await;
+    let html = s.source().await.expect("source");
+    assert!(html.contains("read only") && html.contains("My access") && !html.contains("Resend invitation"), "{html}");
+    screenshot(&s, "my-access").await;
     s.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
     let html = s.source().await.expect("source");
-    assert!(html.contains("read only") && !html.contains("Resend invitation"), "{html}");
-    s.goto(&format!("{}/console/keys", server.root)).await.expect("keys");
-    assert!(!s.source().await.expect("source").contains("Create a key"));
+    assert!(html.contains("Not allowed") && !html.contains(&bob), "{html}");
+    s.goto(&format!("{}/console/users/{sam_id}", server.root)).await.expect("own page");
     let sam_cookie = cookie_header(&s).await;
     let csrf = s.find(Locator::Css("input[name='csrf']")).await.expect("csrf").prop("value").await.expect("v");
     let forbidden = server
