@@ -16,96 +16,23 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::console::{ConsoleServer as Server, Keycloak};
 use scim_operator::clock::SystemClock;
-use scim_operator::console::oidc::{OidcConfig, SubjectClaim};
-use scim_operator::console::{ConsoleConfig, ConsoleState, redirect_uri};
-use scim_operator::provisioning::Directory;
-use scim_operator::provisioning::console::SessionPolicy;
-use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
-use scim_operator::store::SharedStore;
-
-/// What the Keycloak environment file provides.
-struct Keycloak {
-    url: String,
-    realm: String,
-    issuer: String,
-    client_id: String,
-    client_secret: String,
-    admin_user: String,
-    admin_password: String,
-}
-
-impl Keycloak {
-    fn from_env() -> Option<Self> {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
-        Some(Self {
-            url: var("KEYCLOAK_URL")?,
-            realm: var("KEYCLOAK_REALM")?,
-            issuer: var("KEYCLOAK_ISSUER")?,
-            client_id: var("KEYCLOAK_CONSOLE_CLIENT_ID")?,
-            client_secret: var("KEYCLOAK_CONSOLE_CLIENT_SECRET")?,
-            admin_user: var("KEYCLOAK_ADMIN_USER")?,
-            admin_password: var("KEYCLOAK_ADMIN_PASSWORD")?,
-        })
-    }
-
-    /// Creates a realm user with a password and a verified e-mail (its username).
-    async fn create_user(&self, http: &reqwest::Client, email: &str, password: &str) {
-        let token: Value = http
-            .post(format!("{}/realms/master/protocol/openid-connect/token", self.url))
-            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(
-                serde_urlencoded::to_string([
-                    ("grant_type", "password"),
-                    ("client_id", "admin-cli"),
-                    ("username", self.admin_user.as_str()),
-                    ("password", self.admin_password.as_str()),
-                ])
-                .expect("form"),
-            )
-            .send()
-            .await
-            .expect("admin token")
-            .json()
-            .await
-            .expect("admin token json");
-        let token = token["access_token"].as_str().expect("access_token");
-        let resp = http
-            .post(format!("{}/admin/realms/{}/users", self.url, self.realm))
-            .bearer_auth(token)
-            .json(&json!({
-                "username": email, "email": email, "emailVerified": true, "enabled": true,
-                "firstName": "Test", "lastName": email.split('@').next().unwrap_or("user"),
-                "credentials": [{"type": "password", "value": password, "temporary": false}],
-            }))
-            .send()
-            .await
-            .expect("create realm user");
-        assert_eq!(resp.status(), StatusCode::CREATED, "creating {email} in Keycloak: {:?}", resp.text().await);
-    }
-}
 
 /// Whether the prerequisites are here; `None` means skip (or fail when required).
 fn prerequisites() -> Option<(Keycloak, String)> {
-    let required = std::env::var("SCIM_BROWSER_REQUIRED").is_ok_and(|v| v == "1");
+    const TEST: &str = "the browser test";
     let driver = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .map(str::to_string);
-    let keycloak = Keycloak::from_env();
-    match (keycloak, driver) {
-        (Some(k), Some(d)) => Some((k, d)),
-        (k, d) => {
-            let missing = match (k.is_none(), d.is_none()) {
-                (true, true) => "Keycloak (source the env of tests/env/keycloak.sh start) and chromedriver",
-                (true, false) => "Keycloak (source the env of tests/env/keycloak.sh start)",
-                _ => "chromedriver (apt-get install chromium chromium-driver)",
-            };
-            assert!(!required, "SCIM_BROWSER_REQUIRED=1 but {missing} is missing");
-            eprintln!("skipping the browser test: {missing} is missing");
-            None
-        }
-    }
+    let Some(driver) = driver else {
+        let required = std::env::var("SCIM_BROWSER_REQUIRED").is_ok_and(|v| v == "1");
+        assert!(!required, "SCIM_BROWSER_REQUIRED=1 but chromedriver is missing (tests/env/chromium.sh)");
+        eprintln!("skipping {TEST}: chromedriver is missing (tests/env/chromium.sh)");
+        return None;
+    };
+    Some((Keycloak::from_env(TEST)?, driver))
 }
 
 /// A chromedriver of our own on a free port, stopped when dropped.
@@ -145,88 +72,16 @@ impl Driver {
     }
 }
 
-/// The console server with single sign-on through Keycloak.
-struct Server {
-    root: String,
-    key: String,
-    db_url: String,
-    store: SharedStore,
-    directory: Directory,
-    http: reqwest::Client,
-    _dir: Option<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+/// A SCIM request with the test's key that must succeed; its body.
+async fn scim_ok(server: &Server, method: reqwest::Method, path: &str, body: Value) -> Value {
+    let (status, body) = server.scim(method, path, Some(body)).await;
+    assert!(status.is_success(), "{path}: {status} {body}");
+    body
 }
 
-impl Server {
-    async fn start(kc: &Keycloak) -> Self {
-        let (db_url, dir) = common::fresh_database().await;
-        let store = scim_operator::store::open(&db_url).await.expect("open store");
-        let key = common::create_key(&store, "idp", None).await;
-        let directory = Directory::new(store.clone(), Arc::new(SystemClock));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let root = format!("http://{}", listener.local_addr().expect("addr"));
-        let public_url = format!("{root}/console");
-        let oidc = OidcConfig {
-            issuer: kc.issuer.clone(),
-            client_id: kc.client_id.clone(),
-            client_secret: Some(kc.client_secret.clone()),
-            redirect_uri: redirect_uri(&public_url),
-            claim: SubjectClaim::Email,
-        };
-        let config =
-            ConsoleConfig { public_url, oidc: Some(oidc), secure_cookies: false, policy: SessionPolicy::default() };
-        let console = ConsoleState::new(directory.clone(), config).expect("console");
-        let state = AppState::new(directory.clone(), Arc::new(Metrics::default()), ServerConfig::default())
-            .with_console(console);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = scim_operator::server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { root, key, db_url, store, directory, http, _dir: dir, stop: Some(tx) }
-    }
-
-    async fn scim(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let resp = self
-            .http
-            .request(method, format!("{}/scim/v2{path}", self.root))
-            .bearer_auth(&self.key)
-            .header("content-type", "application/scim+json")
-            .body(body.to_string())
-            .send()
-            .await
-            .expect("scim");
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        resp.json().await.unwrap_or(Value::Null)
-    }
-
-    async fn provision(&self, email: &str, role: Option<&str>) -> String {
-        let mut body = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": email,
-            "active": true, "emails": [{"value": email, "primary": true}]});
-        if let Some(role) = role {
-            body["roles"] = json!([{"value": role}]);
-        }
-        self.scim(reqwest::Method::POST, "/Users", body).await["id"].as_str().expect("id").to_string()
-    }
-
-    async fn pending_link(&self, user_id: &str) -> String {
-        let mut tx = self.store.begin_read().await.expect("read");
-        let newest = tx.invitations(Some(user_id)).await.expect("invitations").into_iter().next().expect("one");
-        let outbox = tx.outbox(100).await.expect("outbox");
-        let msg = outbox.into_iter().find(|m| m.invitation_id.as_deref() == Some(&newest.id)).expect("message");
-        msg.link.expect("unsent link").rsplit('/').next().expect("token").to_string()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.store.close()).await;
-        common::drop_database(&self.db_url).await;
-    }
+/// The token of a user's pending invitation link.
+async fn pending_token(server: &Server, user_id: &str) -> String {
+    server.pending_link(user_id).await.rsplit('/').next().expect("token").to_string()
 }
 
 /// Waits until the browser is on a page whose path is `path`.
@@ -304,7 +159,7 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     let bob = format!("bob-{run}@example.com");
     let nobody = format!("nobody-{run}@example.com");
     let password = "Console-test-1";
-    let server = Server::start(&kc).await;
+    let server = Server::start(Arc::new(SystemClock), Some(&kc)).await;
     for who in [&ann, &sam, &rita, &nobody] {
         kc.create_user(&server.http, who, password).await;
     }
@@ -312,27 +167,27 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     let sam_id = server.provision(&sam, None).await;
     server.provision(&rita, Some("Read Only")).await;
     let bob_id = server.provision(&bob, None).await;
-    let group = server
-        .scim(
-            reqwest::Method::POST,
-            "/Groups",
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": format!("Payments {run}"),
+    let group = scim_ok(
+        &server,
+        reqwest::Method::POST,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": format!("Payments {run}"),
                 "externalId": "00g-okta-payments", "members": [{"value": bob_id}]}),
-        )
-        .await;
+    )
+    .await;
     let team_name = format!("Payments {run}");
     assert_eq!(group["displayName"], team_name.as_str());
     // The marker the operator writes for a ManagedTeam (cluster/namespace/uid), written here by
     // the test's key, which holds kubernetes_owned_manage.
     let declared = format!("Platform {run}");
-    server
-        .scim(
-            reqwest::Method::POST,
-            "/Groups",
-            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": declared,
+    scim_ok(
+        &server,
+        reqwest::Method::POST,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": declared,
                 "externalId": format!("k8s:kind-test/team-platform/{run}-uid")}),
-        )
-        .await;
+    )
+    .await;
     let driver = Driver::start(&driver_path).await;
 
     // A provisioned Admin signs in.
@@ -356,12 +211,12 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     screenshot(&b, "team").await;
 
     // Resend gives a new link, and the old one is refused.
-    let old = server.pending_link(&bob_id).await;
+    let old = pending_token(&server, &bob_id).await;
     b.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
     screenshot(&b, "user").await;
     b.find(Locator::Css("form[action$='/resend'] button")).await.expect("Resend").click().await.expect("click");
     b.wait().for_element(Locator::Css(".notice")).await.expect("the notice");
-    let new = server.pending_link(&bob_id).await;
+    let new = pending_token(&server, &bob_id).await;
     assert_ne!(old, new);
     let status = |token: String| {
         let http = server.http.clone();
@@ -485,14 +340,14 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
 
     // A user deactivated over SCIM is refused on the next click.
     let ann_id = server.directory.search_users(&ann, 1).await.expect("search").1[0].id.clone();
-    server
-        .scim(
-            reqwest::Method::PATCH,
-            &format!("/Users/{ann_id}"),
-            json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+    scim_ok(
+        &server,
+        reqwest::Method::PATCH,
+        &format!("/Users/{ann_id}"),
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
                 "Operations": [{"op": "replace", "path": "active", "value": false}]}),
-        )
-        .await;
+    )
+    .await;
     click_link(&b, "Users").await;
     let html = b.wait().for_element(Locator::Css(".error")).await.expect("refused").text().await.expect("text");
     assert!(html.contains("deactivated"), "{html}");

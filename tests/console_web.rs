@@ -1,111 +1,40 @@
 //! The console over real HTTP against a real server and database (SQLite, or PostgreSQL with
 //! `SCIM_TEST_DATABASE_URL`): sign-in links, sessions and their timeouts, what each role may
-//! do, CSRF, resend, keys and the audit CSV. Single sign-on against a real identity provider is
-//! in `console_browser.rs`.
+//! do (and that forged forms change nothing), CSRF, resend, keys and the audit CSV; and single
+//! sign-on against the real Keycloak of `tests/env/keycloak.sh start DIR` (its env sourced;
+//! without it that test says so and passes, unless `SCIM_KEYCLOAK_REQUIRED=1` or
+//! `SCIM_BROWSER_REQUIRED=1`). The same in a real browser is `console_browser.rs`.
 
 mod common;
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 
 use scim_operator::clock::{Clock, ManualClock, SystemClock};
-use scim_operator::console::{ConsoleConfig, ConsoleState};
+use scim_operator::provisioning::RequestContext;
 use scim_operator::provisioning::console::{SessionPolicy, SigninError};
-use scim_operator::provisioning::{Directory, RequestContext};
-use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
-use scim_operator::store::SharedStore;
 
-struct Console {
-    root: String,
-    scim: String,
-    key: String,
-    directory: Directory,
-    store: SharedStore,
-    db_url: String,
-    http: reqwest::Client,
-    _dir: Option<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+use common::console::{ConsoleServer, Keycloak, cookie_pairs};
+
+/// The console's server, with what these tests do through it.
+struct Console(ConsoleServer);
+
+impl std::ops::Deref for Console {
+    type Target = ConsoleServer;
+    fn deref(&self) -> &ConsoleServer {
+        &self.0
+    }
 }
 
 impl Console {
     async fn start(clock: Arc<dyn Clock>) -> Self {
-        let (db_url, dir) = common::fresh_database().await;
-        let store = scim_operator::store::open(&db_url).await.expect("open store");
-        let key = common::create_key(&store, "idp", None).await;
-        let directory = Directory::new(store.clone(), clock);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let root = format!("http://{}", listener.local_addr().expect("addr"));
-        let config = ConsoleConfig {
-            public_url: format!("{root}/console"),
-            oidc: None,
-            secure_cookies: false,
-            policy: SessionPolicy::default(),
-        };
-        let console = ConsoleState::new(directory.clone(), config).expect("console");
-        let state = AppState::new(directory.clone(), Arc::new(Metrics::default()), ServerConfig::default())
-            .with_console(console);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scim_operator::server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
-        });
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self {
-            scim: format!("{root}/scim/v2"),
-            root,
-            key,
-            directory,
-            store,
-            db_url,
-            http,
-            _dir: dir,
-            stop: Some(tx),
-            task: Some(task),
-        }
+        Self(ConsoleServer::start(clock, None).await)
     }
 
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.store.close()).await;
-        common::drop_database(&self.db_url).await;
-    }
-
-    async fn scim(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.scim)).bearer_auth(&self.key);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/scim+json").body(b.to_string());
-        }
-        let resp = req.send().await.expect("scim request");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-    }
-
-    /// Provisions a user over SCIM with an e-mail (so it is invited) and, optionally, a role.
-    async fn provision(&self, user_name: &str, role: Option<&str>) -> String {
-        let mut body = json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": user_name,
-            "active": true,
-            "emails": [{"value": user_name, "primary": true}],
-        });
-        if let Some(role) = role {
-            body["roles"] = json!([{"value": role}]);
-        }
-        let (s, b) = self.scim(reqwest::Method::POST, "/Users", Some(body)).await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
-        b["id"].as_str().expect("id").to_string()
+    async fn stop(self) {
+        self.0.stop().await
     }
 
     /// Signs `user` in through a sign-in link; returns the session cookie (`name=value`).
@@ -124,8 +53,12 @@ impl Console {
     }
 
     async fn page(&self, cookie: &str, path: &str) -> (StatusCode, String) {
-        let resp =
-            self.http.get(format!("{}{path}", self.root)).header(COOKIE, cookie).send().await.expect("console page");
+        Self::page_of(self, cookie, path).await
+    }
+
+    /// A console page of server `c` with the session `cookie`.
+    async fn page_of(c: &ConsoleServer, cookie: &str, path: &str) -> (StatusCode, String) {
+        let resp = c.http.get(format!("{}{path}", c.root)).header(COOKIE, cookie).send().await.expect("console page");
         let status = resp.status();
         (status, resp.text().await.expect("body"))
     }
@@ -139,21 +72,6 @@ impl Console {
             .send()
             .await
             .expect("console form")
-    }
-
-    async fn audit_count(&self, action: &str) -> usize {
-        let q = scim_operator::store::AuditQuery { action: Some(action.into()), ..Default::default() };
-        self.directory.audit_events(&q).await.expect("audit").len()
-    }
-
-    /// The unsent invitation link of a user's newest message (the outbox keeps it until sent).
-    async fn pending_link(&self, user_id: &str) -> String {
-        let mut tx = self.store.begin_read().await.expect("read");
-        let inv = tx.invitations(Some(user_id)).await.expect("invitations");
-        let newest = inv.first().expect("an invitation");
-        let outbox = tx.outbox(100).await.expect("outbox");
-        let msg = outbox.iter().find(|m| m.invitation_id.as_deref() == Some(&newest.id)).expect("its message");
-        msg.link.clone().expect("an unsent link")
     }
 }
 
@@ -568,5 +486,88 @@ async fn every_console_response_carries_the_strict_policy_and_no_cache() {
     }
     let css = c.http.get(format!("{}/console/static/console.css", c.root)).send().await.expect("css");
     assert_eq!(css.status(), StatusCode::OK);
+    c.stop().await;
+}
+
+/// Starts single sign-on at the console: its redirect to the identity provider and the flow
+/// cookie that binds the sign-in to this browser.
+async fn start_sso(c: &ConsoleServer) -> (String, String) {
+    let resp = c.http.get(format!("{}/console/login", c.root)).send().await.expect("login");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let to = resp.headers()[LOCATION].to_str().expect("location").to_string();
+    (to, cookie_pairs(&resp))
+}
+
+/// The query of a URL, `key=value` pairs.
+fn query_of(url: &str) -> Vec<(String, String)> {
+    serde_urlencoded::from_str(url.split_once('?').map_or("", |(_, q)| q)).expect("query")
+}
+
+/// Single sign-on over plain HTTP with the real Keycloak: a provisioned Admin signs in; a
+/// replayed callback, a callback with a changed state, one from another browser (no flow
+/// cookie) and a person never provisioned are refused, and none of them gets a session.
+#[tokio::test]
+async fn single_sign_on_with_keycloak_and_its_refusals() {
+    let Some(kc) = Keycloak::from_env("single_sign_on_with_keycloak_and_its_refusals") else { return };
+    let c = ConsoleServer::start(Arc::new(SystemClock), Some(&kc)).await;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let (ann, nobody, password) = (format!("ann-{run}@example.com"), format!("nobody-{run}@example.com"), "Sso-test-1");
+    kc.create_user(&c.http, &ann, password).await;
+    kc.create_user(&c.http, &nobody, password).await;
+    c.provision(&ann, Some("Admin")).await;
+    let callback = |url: String, cookie: String| {
+        let http = c.http.clone();
+        async move { http.get(url).header(COOKIE, cookie).send().await.expect("callback") }
+    };
+
+    let (authorize, flow) = start_sso(&c).await;
+    assert!(authorize.starts_with(&kc.issuer), "{authorize}");
+    let params = query_of(&authorize);
+    let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(param("code_challenge_method"), Some("S256"), "PKCE");
+    assert!(param("nonce").is_some() && param("state").is_some());
+    let back = kc.log_in(&c.http, &authorize, &ann, password).await;
+    assert!(back.starts_with(&format!("{}/console/callback?", c.root)), "{back}");
+    let resp = callback(back.clone(), flow.clone()).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{:?}", resp.text().await);
+    let session = session_cookie(&resp).expect("a session");
+    let (s, html) = Console::page_of(&c, &session, "/console/users").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(&ann) && html.contains("Admin"), "{html}");
+    assert_eq!(c.audit_count("console.signin").await, 1);
+
+    // The same answer again (a replay): the sign-in it finished is gone.
+    let replay = callback(back, flow).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert!(session_cookie(&replay).is_none());
+
+    // A changed state is refused, and the sign-in it belonged to cannot be finished afterwards.
+    let (authorize, flow) = start_sso(&c).await;
+    let back = kc.log_in(&c.http, &authorize, &ann, password).await;
+    let state = query_of(&back).into_iter().find(|(k, _)| k == "state").expect("state").1;
+    let forged = back.replace(&format!("state={state}"), "state=forged");
+    let resp = callback(forged, flow.clone()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.expect("body").contains("state does not match"));
+    let resp = callback(back, flow).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "the flow was used up by the refusal");
+    assert!(session_cookie(&resp).is_none());
+
+    // An answer brought to the console by another browser (no flow cookie) is refused.
+    let (authorize, _) = start_sso(&c).await;
+    let back = kc.log_in(&c.http, &authorize, &ann, password).await;
+    let resp = callback(back, String::new()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.expect("body").contains("not started in this browser"));
+
+    // A person Keycloak knows but this server never provisioned.
+    let (authorize, flow) = start_sso(&c).await;
+    let back = kc.log_in(&c.http, &authorize, &nobody, password).await;
+    let resp = callback(back, flow).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(session_cookie(&resp).is_none());
+    assert!(resp.text().await.expect("body").contains("no provisioned user"));
+    assert_eq!(c.audit_count("console.signin.refused").await, 1);
+    assert_eq!(c.audit_count("console.signin").await, 1, "one sign-in in all");
     c.stop().await;
 }

@@ -1,6 +1,7 @@
 //! Test support: a real SCIM server on loopback over a real database, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod replicas;
 pub mod smtp;
 
