@@ -105,8 +105,8 @@ impl AppState {
         Self { directory, metrics, config: Arc::new(config), console: None }
     }
 
-    /// Serves the web console under `/console` too, over this state's directory: a key revoked
-    /// in the console is refused by the API at once (they share the cache of verified keys).
+    /// Serves the web console under `/console` too, over this state's directory (one directory
+    /// per server: the console and the API share its settings and its cache of verified keys).
     pub fn with_console(mut self, mut console: crate::console::ConsoleState) -> Self {
         console.directory = self.directory.clone();
         self.console = Some(console);
