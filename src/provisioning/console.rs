@@ -383,13 +383,10 @@ impl Directory {
     ) -> Result<(LoginLinkRecord, Secret), ScimError> {
         let token = Secret::generate();
         let mut tx = self.store.begin_write().await?;
-        let rec = match tx.user(user).await? {
-            Some(r) => r,
-            None => tx
-                .user_by_name(user)
-                .await?
-                .ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{user}'")))?,
-        };
+        let rec = tx
+            .user_by_id_or_name(user)
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{user}'")))?;
         let roles: Vec<Role> = tx.user_roles(&rec.id).await?.into_iter().map(|(r, _)| r).collect();
         if let Some(refused) = refusal_of(&rec, &roles) {
             return Err(ScimError::invalid_value(format!("{} may not sign in: {refused}", rec.user_name)));

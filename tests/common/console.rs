@@ -168,14 +168,7 @@ impl ConsoleServer {
         let console = ConsoleState::new(directory.clone(), config).expect("console");
         let state = AppState::new(directory.clone(), Arc::new(Metrics::default()), ServerConfig::default())
             .with_console(console);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scim_operator::server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
-        });
+        let (tx, task) = super::spawn_server(listener, state);
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
         Self {
             scim: format!("{root}/scim/v2"),

@@ -31,6 +31,22 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Serves `state` on `listener` in a task until the returned sender is used (or dropped).
+pub fn spawn_server(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        scim_operator::server::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server");
+    });
+    (tx, task)
+}
+
 /// The database the tests run on: a fresh database (`test_<random>`) on the PostgreSQL server
 /// of `SCIM_TEST_DATABASE_URL` when it is set (created through a connection to the URL's own
 /// database; the URL's query string is kept), else a fresh SQLite file.
@@ -97,14 +113,7 @@ impl TestServer {
         let state = AppState::new(directory.clone(), metrics, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scim_operator::server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
-        });
+        let (tx, task) = spawn_server(listener, state);
         Self {
             directory,
             base: format!("http://{addr}/scim/v2"),
