@@ -396,7 +396,7 @@ Permissions (a request outside a key's permissions is answered 403 with a SCIM e
                            change such an externalId, or write one
   keys_manage              create, list and revoke keys
   audit_logs_read          read the audit trail
-  directory_read           read users, their access, teams and RoleMappings; change nothing
+  directory_read           read users, their access, teams, RoleMappings and keys; change nothing
 
 Presets:
   identity-provider  user_access_invite, user_access_manage, teams_manage (the default)

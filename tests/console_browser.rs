@@ -97,6 +97,20 @@ async fn wait_path(b: &Client, path: &str) {
     panic!("the browser did not reach {path}; it is on {now}:\n{html}");
 }
 
+/// Waits until the page has the element `locator` finds, and returns it. Errors while the
+/// browser navigates (a form's answer loading) are retried.
+async fn element(b: &Client, locator: Locator<'_>) -> fantoccini::elements::Element {
+    let mut last = None;
+    for _ in 0..300 {
+        match b.find(locator).await {
+            Ok(e) => return e,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no element {locator:?}: {last:?}\n{}", b.source().await.unwrap_or_default());
+}
+
 /// Waits until the page holds `text`.
 async fn wait_text(b: &Client, text: &str) {
     for _ in 0..200 {
@@ -118,8 +132,7 @@ async fn sso(b: &Client, server: &Server, email: &str, password: &str) {
         .click()
         .await
         .expect("click");
-    let user =
-        b.wait().at_most(Duration::from_secs(30)).for_element(Locator::Id("username")).await.expect("login form");
+    let user = element(b, Locator::Id("username")).await;
     user.send_keys(email).await.expect("type username");
     b.find(Locator::Id("password")).await.expect("password").send_keys(password).await.expect("type password");
     b.find(Locator::Id("kc-login")).await.expect("login button").click().await.expect("submit");
@@ -215,7 +228,7 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     b.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
     screenshot(&b, "user").await;
     b.find(Locator::Css("form[action$='/resend'] button")).await.expect("Resend").click().await.expect("click");
-    b.wait().for_element(Locator::Css(".notice")).await.expect("the notice");
+    element(&b, Locator::Css(".notice")).await;
     let new = pending_token(&server, &bob_id).await;
     assert_ne!(old, new);
     let status = |token: String| {
@@ -234,7 +247,7 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     b.find(Locator::Id("permission-audit_logs_read")).await.expect("permission").click().await.expect("tick");
     screenshot(&b, "keys").await;
     b.find(Locator::Css("form[action='/console/keys'] button")).await.expect("create").click().await.expect("click");
-    let secret = b.wait().for_element(Locator::Id("secret")).await.expect("secret").prop("value").await.expect("value");
+    let secret = element(&b, Locator::Id("secret")).await.prop("value").await.expect("value");
     let secret = secret.expect("a secret");
     let html = b.source().await.expect("source");
     assert!(
@@ -257,7 +270,7 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .click()
         .await
         .expect("click");
-    b.wait().for_element(Locator::Css(".notice")).await.expect("revoked notice");
+    element(&b, Locator::Css(".notice")).await;
     assert_eq!(scim_status(secret).await, StatusCode::UNAUTHORIZED);
 
     // The audit filter and its CSV agree with `scim-operator audit`.
@@ -286,6 +299,13 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .expect("audit command");
     assert_eq!(String::from_utf8_lossy(&cli.stdout), csv);
     assert_eq!(csv.lines().count(), 2, "{csv}");
+
+    // The access review: every account with each role and why, keys included.
+    click_link(&b, "Access review").await;
+    wait_path(&b, "/console/access-review").await;
+    let html = b.source().await.expect("source");
+    assert!(html.contains(&bob) && html.contains("the default role") && html.contains("okta-prod"), "{html}");
+    screenshot(&b, "access-review").await;
 
     // A form posted without its CSRF token is refused.
     let refused = server
@@ -349,7 +369,7 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     )
     .await;
     click_link(&b, "Users").await;
-    let html = b.wait().for_element(Locator::Css(".error")).await.expect("refused").text().await.expect("text");
+    let html = element(&b, Locator::Css(".error")).await.text().await.expect("text");
     assert!(html.contains("deactivated"), "{html}");
     b.close().await.expect("close");
 

@@ -571,3 +571,98 @@ async fn single_sign_on_with_keycloak_and_its_refusals() {
     assert_eq!(c.audit_count("console.signin").await, 1, "one sign-in in all");
     c.stop().await;
 }
+
+/// The access review's CSV against `/api/v1/users/{id}/access` of every user (roles and their
+/// sources, status), and every key with its permissions; an auditor (Read Only) may read it, a
+/// Standard user may not.
+#[tokio::test]
+async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    c.provision("bob@example.com", None).await;
+    let carl = c.provision("carl@example.com", None).await;
+    let dave = c.provision("dave@example.com", Some("Read Only")).await;
+    c.provision("rita@example.com", Some("Read Only")).await;
+    c.provision("sam@example.com", None).await;
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops",
+        "members": [{"value": carl}]});
+    assert_eq!(c.scim(reqwest::Method::POST, "/Groups", Some(group)).await.0, StatusCode::CREATED);
+    let mapping = json!({"schemas": ["urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping"],
+        "displayName": "ops-readers", "roles": [{"value": "Read Only"}], "teams": [{"value": "Ops"}]});
+    let (s, b) = c.scim(reqwest::Method::POST, "/RoleMappings", Some(mapping)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    assert_eq!(c.scim(reqwest::Method::PATCH, &format!("/Users/{dave}"), Some(patch)).await.0, StatusCode::OK);
+    let cli = RequestContext::trusted("cli:test");
+    let idp = scim_operator::provisioning::access::Preset::IdentityProvider.permissions();
+    c.directory.create_key(&cli, "ann-personal", Some(&ann), &idp).await.expect("personal key");
+    let (old, _) = c.directory.create_key(&cli, "old", None, &idp).await.expect("key");
+    c.directory.revoke_key(&cli, &old.id).await.expect("revoke");
+
+    let sam = c.sign_in("sam@example.com").await;
+    for path in ["/console/access-review", "/console/access-review.csv"] {
+        assert_eq!(c.page(&sam, path).await.0, StatusCode::FORBIDDEN, "{path}: a Standard user");
+    }
+    let rita = c.sign_in("rita@example.com").await;
+    let (s, html) = c.page(&rita, "/console/access-review").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("RoleMapping ops-readers through Ops"), "{html}");
+    let (s, text) = c.page(&rita, "/console/access-review.csv").await;
+    assert_eq!(s, StatusCode::OK);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
+    assert_eq!(header, scim_operator::provisioning::access_review::CSV_HEADER);
+    let rows: Vec<Vec<String>> =
+        reader.records().map(|r| r.expect("record").iter().map(str::to_string).collect()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).expect("column");
+    let (kind, id, account, status, access, source, via) = (
+        col("account_type"),
+        col("account_id"),
+        col("account"),
+        col("status"),
+        col("access"),
+        col("source"),
+        col("via"),
+    );
+
+    let (_, users) = c.scim(reqwest::Method::GET, "/Users?count=100", None).await;
+    let users = users["Resources"].as_array().expect("users").clone();
+    assert_eq!(users.len(), 6);
+    for user in &users {
+        let uid = user["id"].as_str().expect("id");
+        let resp = c.http.get(format!("{}/api/v1/users/{uid}/access", c.root)).bearer_auth(&c.key).send().await;
+        let view: serde_json::Value = resp.expect("access view").json().await.expect("json");
+        let mut expected: Vec<(String, String)> = view["effectiveRoles"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .map(|r| (r["name"].as_str().expect("name").into(), r["source"].as_str().expect("source").into()))
+            .collect();
+        if expected.is_empty() {
+            expected.push((String::new(), "none".into()));
+        }
+        expected.sort();
+        let mine: Vec<&Vec<String>> = rows.iter().filter(|r| r[kind] == "person" && r[id] == uid).collect();
+        let mut got: Vec<(String, String)> = mine.iter().map(|r| (r[access].clone(), r[source].clone())).collect();
+        got.sort();
+        assert_eq!(got, expected, "{}", view["userName"]);
+        let state = if view["active"] == true { "active" } else { "deactivated" };
+        assert!(mine.iter().all(|r| r[status] == state && r[account] == view["userName"]), "{view}");
+    }
+    let carl_row = rows.iter().find(|r| r[id] == carl).expect("carl");
+    assert_eq!((carl_row[source].as_str(), carl_row[via].as_str()), ("mapping", "ops-readers through Ops"));
+    assert!(rows.iter().any(|r| r[id] == dave && r[status] == "deactivated"));
+
+    let keys: Vec<&Vec<String>> = rows.iter().filter(|r| r[kind] == "key").collect();
+    let stored = c.directory.keys().await.expect("keys");
+    assert_eq!(keys.len(), stored.len());
+    for k in &stored {
+        let row = keys.iter().find(|r| r[id] == k.id).expect("every key is in the review");
+        assert_eq!(row[access], k.permissions.join(";"));
+        assert_eq!(row[status], if k.revoked_at.is_some() { "revoked" } else { "active" });
+    }
+    let personal = keys.iter().find(|r| r[account] == "ann-personal").expect("ann's key");
+    assert_eq!(personal[via], "owned by ann@example.com");
+    c.stop().await;
+}

@@ -122,6 +122,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/teams/{id}", get(pages::team))
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
+        .route("/access-review", get(pages::access_review))
+        .route("/access-review.csv", get(pages::access_review_csv))
         .route("/keys", get(pages::keys).post(pages::create_key))
         .route("/keys/{id}/revoke", post(pages::revoke_key))
         .fallback(pages::not_found)

@@ -65,6 +65,7 @@ fn nav(person: &ConsoleUser) -> Option<Nav> {
         teams: person.may(Action::ReadTeams),
         keys: person.may(Action::ManageKeys),
         audit: person.may(Action::ReadAuditTrail),
+        access_review: person.may(Action::ReadUserAccess) && person.may(Action::ReadKeys),
     })
 }
 
@@ -486,6 +487,52 @@ pub async fn audit_csv(
         csv,
     )
         .into_response()
+}
+
+// ---------------------------------------------------------------- access review
+
+/// The access review of `person`'s request, or the page that refuses it.
+async fn review_rows(
+    s: &ConsoleState,
+    person: &ConsoleUser,
+    headers: &HeaderMap,
+) -> Result<Vec<crate::provisioning::access_review::AccessRow>, Response> {
+    for action in [Action::ReadUserAccess, Action::ReadKeys] {
+        if let Some(refused) = require(person, action) {
+            return Err(refused);
+        }
+    }
+    s.directory.access_review(&person.context(request_id(headers))).await.map_err(scim_error_page)
+}
+
+/// Every account with each role (or a key's permissions) and why.
+pub async fn access_review(State(s): State<ConsoleState>, Signed(person): Signed, headers: HeaderMap) -> Response {
+    match review_rows(&s, &person, &headers).await {
+        Ok(rows) => render(
+            StatusCode::OK,
+            &AccessReviewPage { nav: nav(&person), section: "access-review", notice: None, rows },
+        ),
+        Err(refused) => refused,
+    }
+}
+
+/// The access review as CSV, one line per role of a person and per key.
+pub async fn access_review_csv(State(s): State<ConsoleState>, Signed(person): Signed, headers: HeaderMap) -> Response {
+    let csv = match review_rows(&s, &person, &headers).await {
+        Ok(rows) => crate::provisioning::access_review::access_review_csv(&rows),
+        Err(refused) => return refused,
+    };
+    match csv {
+        Ok(csv) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"access-review.csv\""),
+            ],
+            csv,
+        )
+            .into_response(),
+        Err(e) => scim_error_page(e),
+    }
 }
 
 // ---------------------------------------------------------------- keys

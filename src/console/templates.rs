@@ -20,6 +20,7 @@ pub struct Nav {
     pub teams: bool,
     pub keys: bool,
     pub audit: bool,
+    pub access_review: bool,
 }
 
 #[derive(Template)]
@@ -168,4 +169,13 @@ pub struct KeysPage<'a> {
     /// Every permission's name.
     pub permissions: Vec<&'static str>,
     pub csrf: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "console/access_review.html")]
+pub struct AccessReviewPage<'a> {
+    pub nav: Option<Nav>,
+    pub section: &'a str,
+    pub notice: Option<String>,
+    pub rows: Vec<crate::provisioning::access_review::AccessRow>,
 }

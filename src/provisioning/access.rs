@@ -34,8 +34,8 @@ pub enum Permission {
     KeysManage,
     /// `audit_logs_read`: read the audit trail.
     AuditLogsRead,
-    /// `directory_read`: read users, their effective access, teams and RoleMappings, and change
-    /// nothing (an auditor's key, or the console's `Read Only` role).
+    /// `directory_read`: read users, their effective access, teams, RoleMappings and keys (never
+    /// a secret), and change nothing (an auditor's key, or the console's `Read Only` role).
     DirectoryRead,
 }
 
@@ -236,11 +236,13 @@ pub enum Action {
     ManageKeys,
     /// Read the audit trail.
     ReadAuditTrail,
+    /// Read keys: names, owners, permissions and dates, never a secret (the access review).
+    ReadKeys,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::ReadUsers,
         Action::InviteUsers,
         Action::ChangeUsers,
@@ -254,6 +256,7 @@ impl Action {
         Action::ChangeKubernetesOwned,
         Action::ManageKeys,
         Action::ReadAuditTrail,
+        Action::ReadKeys,
     ];
 
     /// The permissions any one of which allows the action.
@@ -273,6 +276,7 @@ impl Action {
             Action::ChangeKubernetesOwned => &[KubernetesOwnedManage],
             Action::ManageKeys => &[KeysManage],
             Action::ReadAuditTrail => &[AuditLogsRead],
+            Action::ReadKeys => &[KeysManage, DirectoryRead],
         }
     }
 
@@ -294,6 +298,7 @@ impl Action {
             }
             Action::ManageKeys => "manage keys",
             Action::ReadAuditTrail => "read the audit trail",
+            Action::ReadKeys => "read keys",
         }
     }
 }
@@ -411,13 +416,13 @@ mod tests {
     fn each_permission_allows_exactly_its_actions() {
         let table: &[(Permission, &[Action])] = &[
             (UserAccessInvite, &[ReadUsers, InviteUsers]),
-            (DirectoryRead, &[ReadUsers, ReadUserAccess, ReadTeams, ReadRoleMappings]),
+            (DirectoryRead, &[ReadUsers, ReadUserAccess, ReadTeams, ReadRoleMappings, ReadKeys]),
             (UserAccessManage, &[ReadUsers, ChangeUsers, DeleteUsers, ReadUserAccess]),
             (TeamsManage, &[ReadTeams, ChangeTeams]),
             (RoleMappingsManage, &[ReadRoleMappings, ChangeRoleMappings]),
             (RolesManage, &[ChangeRoleCatalog]),
             (KubernetesOwnedManage, &[ChangeKubernetesOwned]),
-            (KeysManage, &[ManageKeys]),
+            (KeysManage, &[ManageKeys, ReadKeys]),
             (AuditLogsRead, &[ReadAuditTrail]),
         ];
         assert_eq!(table.len(), Permission::ALL.len(), "every permission is in the table");
@@ -461,7 +466,8 @@ mod tests {
         assert_eq!(role_permissions([STANDARD_ROLE_ID, ADMIN_ROLE_ID]), Permissions::all());
         let auditor = role_permissions([READ_ONLY_ROLE_ID]);
         for a in Action::ALL {
-            let reads = matches!(a, ReadUsers | ReadUserAccess | ReadTeams | ReadRoleMappings | ReadAuditTrail);
+            let reads =
+                matches!(a, ReadUsers | ReadUserAccess | ReadTeams | ReadRoleMappings | ReadAuditTrail | ReadKeys);
             assert_eq!(allowed(&auditor, a), reads, "Read Only and {a:?}");
         }
         for plain in [role_permissions([STANDARD_ROLE_ID]), role_permissions(["a-custom-role"]), role_permissions([])] {

@@ -3,6 +3,7 @@
 //! transaction as each change.
 
 pub mod access;
+pub mod access_review;
 mod admin;
 mod authn;
 pub mod console;
