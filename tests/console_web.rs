@@ -147,9 +147,12 @@ async fn a_form_without_its_csrf_token_is_refused_and_changes_nothing() {
         with_name.push(("preset", "admin"));
         let resp = c.form(&cookie, "/console/keys", &with_name).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let resp = c.form(&cookie, "/console/teams", &with_name).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     }
     assert_eq!(c.audit_count("invitation.resend").await, 0);
     assert!(c.directory.keys().await.expect("keys").iter().all(|k| k.name != "sneaky"));
+    assert!(c.directory.teams().await.expect("teams").is_empty(), "no team was made");
     c.stop().await;
 }
 
@@ -212,18 +215,13 @@ async fn a_plain_user_sees_only_their_own_page_and_forged_forms_change_nothing()
             "/console/keys".into(),
             vec![("csrf", &token), ("name", "mine"), ("user", "sam@example.com"), ("permission", "audit_logs_read")],
         ),
-        (format!("/console/teams/{team}"), vec![("csrf", &token), ("name", "Renamed")]),
-        (format!("/console/teams/{team}/members"), vec![("csrf", &token), ("user", "sam@example.com")]),
+        ("/console/teams".into(), vec![("csrf", &token), ("name", "Sneaky")]),
+        (format!("/console/teams/{team}/members"), vec![("csrf", &token), ("op", "add"), ("user", "sam@example.com")]),
+        (format!("/console/teams/{team}/members"), vec![("csrf", &token), ("op", "remove"), ("user", ann.as_str())]),
     ];
     for (path, fields) in &forged {
         let resp = c.form(&cookie, path, fields).await;
-        let status = resp.status();
-        assert!(
-            status == StatusCode::FORBIDDEN
-                || status == StatusCode::METHOD_NOT_ALLOWED
-                || status == StatusCode::NOT_FOUND,
-            "{path}: {status}"
-        );
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
     }
     assert_eq!(changeable_state(&c).await, before, "no forged form changed anything");
     c.stop().await;
@@ -250,6 +248,8 @@ async fn a_read_only_user_reads_users_teams_and_the_audit_trail_but_changes_noth
     let resp = c.form(&cookie, &format!("/console/users/{ann}/resend"), &[("csrf", &token)]).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let resp = c.form(&cookie, "/console/keys", &[("csrf", &token), ("name", "mine"), ("preset", "admin")]).await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = c.form(&cookie, "/console/teams", &[("csrf", &token), ("name", "Sneaky")]).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let key = c.directory.keys().await.expect("keys").into_iter().next().expect("the test key");
     let resp = c.form(&cookie, &format!("/console/keys/{}/revoke", key.id), &[("csrf", &token)]).await;
@@ -664,5 +664,68 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
     }
     let personal = keys.iter().find(|r| r[account] == "ann-personal").expect("ann's key");
     assert_eq!(personal[via], "owned by ann@example.com");
+    c.stop().await;
+}
+
+/// An Admin makes a team and changes its members in the console (audited as them); a team an
+/// identity provider pushed is refused (its members change there) and stays as it was.
+#[tokio::test]
+async fn an_admin_manages_teams_no_identity_provider_manages() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let bob = c.provision("bob@example.com", None).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    let (_, html) = c.page(&cookie, "/console/teams").await;
+    assert!(html.contains("Make a team"), "{html}");
+    let token = csrf(&html);
+    let resp = c.form(&cookie, "/console/teams", &[("csrf", &token), ("name", "On-call")]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let at = resp.headers()[LOCATION].to_str().expect("location").to_string();
+    let team = at.trim_start_matches("/console/teams/").split('?').next().expect("id").to_string();
+    let page = format!("/console/teams/{team}");
+    let (_, html) = c.page(&cookie, &page).await;
+    assert!(html.contains("Made by an administrator") && html.contains("Add member"), "{html}");
+    let members = format!("{page}/members");
+    let add = c.form(&cookie, &members, &[("csrf", &token), ("op", "add"), ("user", "bob@example.com")]).await;
+    assert_eq!(add.status(), StatusCode::SEE_OTHER);
+    let (_, html) = c.page(&cookie, &page).await;
+    assert!(html.contains("bob@example.com") && html.contains("Remove bob@example.com"), "{html}");
+    let events = c
+        .directory
+        .audit_events(&scim_operator::store::AuditQuery {
+            action: Some("team.member.add".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, "console:ann@example.com");
+    let remove = c.form(&cookie, &members, &[("csrf", &token), ("op", "remove"), ("user", bob.as_str())]).await;
+    assert_eq!(remove.status(), StatusCode::SEE_OTHER);
+    let (_, html) = c.page(&cookie, &page).await;
+    assert!(!html.contains("bob@example.com"), "{html}");
+    let bad = c.form(&cookie, &members, &[("csrf", &token), ("op", "rename"), ("user", "bob@example.com")]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // A team pushed over SCIM: managed externally, no form, and a forged one is refused.
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Payments"});
+    let (s, b) = c.scim(reqwest::Method::POST, "/Groups", Some(group)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let pushed = b["id"].as_str().expect("id");
+    let team_id =
+        c.directory.teams().await.expect("teams").into_iter().find(|(t, _)| t.name == "Payments").expect("team").0.id;
+    let (_, html) = c.page(&cookie, &format!("/console/teams/{team_id}")).await;
+    assert!(html.contains("Managed externally") && !html.contains("Add member"), "{html}");
+    let resp = c
+        .form(
+            &cookie,
+            &format!("/console/teams/{team_id}/members"),
+            &[("csrf", &token), ("op", "add"), ("user", "bob@example.com")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.expect("body").contains("managed by an identity provider"));
+    let (_, group) = c.scim(reqwest::Method::GET, &format!("/Groups/{pushed}"), None).await;
+    assert!(group.get("members").is_none(), "unchanged: {group}");
     c.stop().await;
 }

@@ -87,6 +87,9 @@ impl NoticeQuery {
             "resent" => "A new invitation was issued; the earlier link no longer works.",
             "no-address" => "The user has no e-mail address to invite.",
             "revoked" => "The key was revoked.",
+            "team-created" => "The team was made; no identity provider manages it.",
+            "member-added" => "The member was added.",
+            "member-removed" => "The member was removed.",
             _ => return None,
         };
         Some(text.to_string())
@@ -367,7 +370,7 @@ fn provenance_text(p: &Provenance) -> String {
     }
 }
 
-pub async fn teams(State(s): State<ConsoleState>, Signed(person): Signed) -> Response {
+pub async fn teams(State(s): State<ConsoleState>, Signed(person): Signed, Query(n): Query<NoticeQuery>) -> Response {
     if let Some(refused) = require(&person, Action::ReadTeams) {
         return refused;
     }
@@ -382,21 +385,113 @@ pub async fn teams(State(s): State<ConsoleState>, Signed(person): Signed) -> Res
                     members,
                 })
                 .collect();
-            render(StatusCode::OK, &TeamsPage { nav: nav(&person), section: "teams", notice: None, rows })
+            let can_change = person.may(Action::ChangeTeams);
+            render(
+                StatusCode::OK,
+                &TeamsPage {
+                    nav: nav(&person),
+                    section: "teams",
+                    notice: n.message(),
+                    rows,
+                    can_change,
+                    csrf: &person.csrf_token,
+                },
+            )
         }
         Err(e) => scim_error_page(e),
     }
 }
 
-pub async fn team(State(s): State<ConsoleState>, Signed(person): Signed, Path(id): Path<String>) -> Response {
+pub async fn team(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    Path(id): Path<String>,
+    Query(n): Query<NoticeQuery>,
+) -> Response {
     if let Some(refused) = require(&person, Action::ReadTeams) {
         return refused;
     }
     match s.directory.team_detail(&id).await {
         Ok(d) => {
+            // Only teams no identity provider manages change here (provisioning refuses the
+            // others too): the identity provider stays the source of truth.
+            let can_change = person.may(Action::ChangeTeams) && d.provenance == Provenance::Administrator;
             let provenance = provenance_text(&d.provenance);
-            render(StatusCode::OK, &TeamPage { nav: nav(&person), section: "teams", notice: None, d, provenance })
+            render(
+                StatusCode::OK,
+                &TeamPage {
+                    nav: nav(&person),
+                    section: "teams",
+                    notice: n.message(),
+                    d,
+                    provenance,
+                    can_change,
+                    csrf: &person.csrf_token,
+                },
+            )
         }
+        Err(e) => scim_error_page(e),
+    }
+}
+
+/// The form that makes a team: its CSRF token and name.
+#[derive(Debug, Deserialize)]
+pub struct TeamForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Makes a team no identity provider manages.
+pub async fn create_team(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    headers: HeaderMap,
+    Form(form): Form<TeamForm>,
+) -> Response {
+    if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
+        return refused;
+    }
+    match s.directory.create_team(&person.context(request_id(&headers)), &form.name).await {
+        Ok(team) => Redirect::to(&format!("/console/teams/{}?notice=team-created", team.id)).into_response(),
+        Err(e) => scim_error_page(e),
+    }
+}
+
+/// The form that adds (`op=add`) or removes (`op=remove`) a member (`user`: id or userName).
+#[derive(Debug, Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    op: String,
+}
+
+/// Adds or removes a member of a team no identity provider manages.
+pub async fn team_member(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
+        return refused;
+    }
+    let (add, notice) = match form.op.as_str() {
+        "add" => (true, "member-added"),
+        "remove" => (false, "member-removed"),
+        other => return error_page(StatusCode::BAD_REQUEST, &format!("Unknown change '{other}': add or remove.")),
+    };
+    let user = form.user.trim();
+    if user.is_empty() {
+        return error_page(StatusCode::BAD_REQUEST, "Name the user (userName) to add or remove.");
+    }
+    match s.directory.change_team_member(&person.context(request_id(&headers)), &id, user, add).await {
+        Ok(()) => Redirect::to(&format!("/console/teams/{id}?notice={notice}")).into_response(),
         Err(e) => scim_error_page(e),
     }
 }

@@ -93,6 +93,9 @@ pub struct TeamsPage<'a> {
     pub section: &'a str,
     pub notice: Option<String>,
     pub rows: Vec<TeamRow>,
+    /// The person may make teams.
+    pub can_change: bool,
+    pub csrf: &'a str,
 }
 
 #[derive(Template)]
@@ -103,6 +106,9 @@ pub struct TeamPage<'a> {
     pub notice: Option<String>,
     pub d: TeamDetail,
     pub provenance: String,
+    /// The person may change this team's members (a team no identity provider manages).
+    pub can_change: bool,
+    pub csrf: &'a str,
 }
 
 /// The audit filter as typed (shown back in the form).
