@@ -234,9 +234,14 @@ impl ConsoleServer {
         msg.link.clone().expect("an unsent link")
     }
 
+    /// The actor of each audit event with this action, oldest first.
+    pub async fn audit_actors(&self, action: &str) -> Vec<String> {
+        let q = scim_operator::store::AuditQuery { action: Some(action.into()), ..Default::default() };
+        self.directory.audit_events(&q).await.expect("audit").into_iter().map(|e| e.actor).collect()
+    }
+
     /// How many audit events have this action.
     pub async fn audit_count(&self, action: &str) -> usize {
-        let q = scim_operator::store::AuditQuery { action: Some(action.into()), ..Default::default() };
-        self.directory.audit_events(&q).await.expect("audit").len()
+        self.audit_actors(action).await.len()
     }
 }
