@@ -715,3 +715,31 @@ async fn an_admin_manages_teams_no_identity_provider_manages() {
     assert!(group.get("members").is_none(), "unchanged: {group}");
     c.stop().await;
 }
+
+/// Whoever may manage keys hands out only permissions they hold themselves: a holder of
+/// `keys_manage` alone cannot mint an admin key (403, no key, nothing audited).
+#[tokio::test]
+async fn a_key_never_gets_a_permission_its_maker_lacks() {
+    use scim_operator::provisioning::access::{Permission, Permissions, Preset, Principal};
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let maker = Principal {
+        actor: "key-maker".into(),
+        name: "key-maker".into(),
+        permissions: Permissions::of(&[Permission::KeysManage, Permission::AuditLogsRead]),
+    };
+    let ctx = RequestContext::for_principal(&maker, None, String::new());
+    let before = c.directory.keys().await.expect("keys").len();
+    let err =
+        c.directory.create_key(&ctx, "escalate", None, &Preset::Admin.permissions()).await.map(|_| ()).unwrap_err();
+    assert_eq!(err.status, 403);
+    assert!(err.detail.contains("user_access_invite") && !err.detail.contains("audit_logs_read"), "{}", err.detail);
+    assert_eq!(c.directory.keys().await.expect("keys").len(), before, "no key was made");
+    assert_eq!(c.audit_count("key.create").await, 0);
+    let (key, _) = c
+        .directory
+        .create_key(&ctx, "auditor", None, &Permissions::of(&[Permission::AuditLogsRead]))
+        .await
+        .expect("a permission it holds");
+    assert_eq!(key.permissions, ["audit_logs_read"]);
+    c.stop().await;
+}
