@@ -54,6 +54,26 @@ fn scim_error_page(e: ScimError) -> Response {
     error_page(status, &e.detail)
 }
 
+/// After a change: on to the page `to` names (post/redirect/get), or the page of the error.
+fn redirect_or_error<T>(result: Result<T, ScimError>, to: impl FnOnce(T) -> String) -> Response {
+    match result {
+        Ok(done) => Redirect::to(&to(done)).into_response(),
+        Err(e) => scim_error_page(e),
+    }
+}
+
+/// A CSV export, downloaded as `filename`.
+fn csv_download(filename: &str, csv: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
 fn nav(person: &ConsoleUser) -> Option<Nav> {
     Some(Nav {
         user_name: person.user_name.clone(),
@@ -347,11 +367,11 @@ pub async fn resend(
     if let Some(refused) = require_change(&person, &form.csrf, Action::InviteUsers) {
         return refused;
     }
-    match s.directory.resend_invitation(&person.context(request_id(&headers)), &id).await {
-        Ok(Some(_)) => Redirect::to(&format!("/console/users/{id}?notice=resent")).into_response(),
-        Ok(None) => Redirect::to(&format!("/console/users/{id}?notice=no-address")).into_response(),
-        Err(e) => scim_error_page(e),
-    }
+    let sent = s.directory.resend_invitation(&person.context(request_id(&headers)), &id).await;
+    redirect_or_error(sent, |link| {
+        let notice = if link.is_some() { "resent" } else { "no-address" };
+        format!("/console/users/{id}?notice={notice}")
+    })
 }
 
 // ---------------------------------------------------------------- teams
@@ -453,10 +473,8 @@ pub async fn create_team(
     if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
         return refused;
     }
-    match s.directory.create_team(&person.context(request_id(&headers)), &form.name).await {
-        Ok(team) => Redirect::to(&format!("/console/teams/{}?notice=team-created", team.id)).into_response(),
-        Err(e) => scim_error_page(e),
-    }
+    let made = s.directory.create_team(&person.context(request_id(&headers)), &form.name).await;
+    redirect_or_error(made, |team| format!("/console/teams/{}?notice=team-created", team.id))
 }
 
 /// The form that adds (`op=add`) or removes (`op=remove`) a member (`user`: id or userName).
@@ -490,10 +508,8 @@ pub async fn team_member(
     if user.is_empty() {
         return error_page(StatusCode::BAD_REQUEST, "Name the user (userName) to add or remove.");
     }
-    match s.directory.change_team_member(&person.context(request_id(&headers)), &id, user, add).await {
-        Ok(()) => Redirect::to(&format!("/console/teams/{id}?notice={notice}")).into_response(),
-        Err(e) => scim_error_page(e),
-    }
+    let changed = s.directory.change_team_member(&person.context(request_id(&headers)), &id, user, add).await;
+    redirect_or_error(changed, |()| format!("/console/teams/{id}?notice={notice}"))
 }
 
 // ---------------------------------------------------------------- audit trail
@@ -574,14 +590,7 @@ pub async fn audit_csv(
         Ok(csv) => csv,
         Err(e) => return scim_error_page(e),
     };
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.csv\""),
-        ],
-        csv,
-    )
-        .into_response()
+    csv_download("audit.csv", csv)
 }
 
 // ---------------------------------------------------------------- access review
@@ -618,14 +627,7 @@ pub async fn access_review_csv(State(s): State<ConsoleState>, Signed(person): Si
         Err(refused) => return refused,
     };
     match csv {
-        Ok(csv) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"access-review.csv\""),
-            ],
-            csv,
-        )
-            .into_response(),
+        Ok(csv) => csv_download("access-review.csv", csv),
         Err(e) => scim_error_page(e),
     }
 }
@@ -779,10 +781,8 @@ pub async fn revoke_key(
     if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
         return refused;
     }
-    match s.directory.revoke_key(&person.context(request_id(&headers)), &id).await {
-        Ok(()) => Redirect::to("/console/keys?notice=revoked").into_response(),
-        Err(e) => scim_error_page(e),
-    }
+    let revoked = s.directory.revoke_key(&person.context(request_id(&headers)), &id).await;
+    redirect_or_error(revoked, |()| "/console/keys?notice=revoked".to_string())
 }
 
 #[cfg(test)]
