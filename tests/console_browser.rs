@@ -35,10 +35,20 @@ fn prerequisites() -> Option<(Keycloak, String)> {
     Some((Keycloak::from_env(TEST)?, driver))
 }
 
-/// A chromedriver of our own on a free port, stopped when dropped.
+/// A chromedriver of our own on a free port, in a process group of its own that the browsers
+/// it starts join; the whole group is killed when dropped, so a failing test (which never
+/// closes its browsers) leaves no browser behind.
 struct Driver {
     url: String,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
 }
 
 impl Driver {
@@ -48,13 +58,14 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if reqwest::get(format!("{url}/status")).await.is_ok() {
-                return Self { url, _child: child };
+                return Self { url, child };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
