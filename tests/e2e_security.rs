@@ -366,6 +366,20 @@ async fn namespaces_touch_only_what_they_own() {
     dev_users.create(&pp, &scim_user("zed", json!({"userName": "zed@sec.test"}))).await.unwrap();
     let zed = wait_for(&dev_users, "zed", "Ready", |u| user_ready(u, "True", "Provisioned")).await;
     let zed_id = zed.status.as_ref().unwrap().scim_id.clone().unwrap();
+    // An untrusted namespace may create users, not make the service e-mail them: dev's zed gets
+    // no invitation (withheld, and audited); platform's ada got hers.
+    let (invitations, _) = scim.directory.invitations_and_outbox(100).await.expect("invitations");
+    let invited: Vec<&str> = invitations.iter().map(|i| i.user_id.as_str()).collect();
+    assert!(invited.contains(&ada_id.as_str()), "a trusted namespace's user is invited: {invited:?}");
+    assert!(!invited.contains(&zed_id.as_str()), "dev made the service e-mail zed@sec.test");
+    let mut read = scim.store.begin_read().await.expect("read handle");
+    let query = scim_operator::store::AuditQuery {
+        action: Some("invitation.withheld".into()),
+        target_id: Some(zed_id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(read.list_audit(&query).await.expect("audit trail").len(), 1, "the withheld invitation is audited");
+    drop(read);
     let refused = team_becomes(&trusted_teams, "oncall", "False", "MemberNotAllowed").await;
     let said = message(&refused.status.as_ref().unwrap().conditions);
     assert!(said.contains("zed@sec.test") && said.contains(&dev), "{said}");

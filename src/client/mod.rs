@@ -172,6 +172,16 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Characters kept as they are in a path segment (RFC 3986 unreserved); every other byte of a
+/// server-chosen id is percent-encoded, so that an id can never add a path or a query.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `/{collection}/{id}`, the id percent-encoded.
+fn resource_path(collection: &str, id: &str) -> String {
+    format!("/{collection}/{}", percent_encoding::utf8_percent_encode(id, SEGMENT))
+}
+
 /// A SCIM filter string literal.
 pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
@@ -236,6 +246,18 @@ impl ScimClient {
         body: Option<&Value>,
         precondition: Precondition<'_>,
     ) -> ClientResult<Value> {
+        self.send(method, path, body, precondition, &[]).await
+    }
+
+    /// Sends one request with a precondition and extra headers.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        precondition: Precondition<'_>,
+        extra: &[(&'static str, &'static str)],
+    ) -> ClientResult<Value> {
         let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
         self.limiter.until_ready().await;
         let token = self.token()?;
@@ -244,6 +266,9 @@ impl ScimClient {
             self.http.request(method.clone(), &url).bearer_auth(token).header("accept", "application/scim+json");
         if let Some(b) = body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        for (name, value) in extra {
+            req = req.header(*name, *value);
         }
         // Checked last before sending: the wait for a permit or the rate limit may have outlasted
         // this replica's leadership.
@@ -304,7 +329,7 @@ impl ScimClient {
 
     /// A user by id.
     pub async fn get_user(&self, id: &str) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::GET, &format!("/Users/{id}"), None).await?)
+        ScimObject::from_reply(self.request(Method::GET, &resource_path("Users", id), None).await?)
     }
 
     /// The user with this userName (compared without regard to case by the server).
@@ -338,13 +363,17 @@ impl ScimClient {
     }
 
     /// Creates a user.
-    pub async fn create_user(&self, user: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::POST, "/Users", Some(user)).await?)
+    /// With `invite: false` the request asks the server to withhold the user's invitation
+    /// (see [`crate::scim::invitation`]; a server that does not know the header ignores it).
+    pub async fn create_user(&self, user: &Value, invite: bool) -> ClientResult<ScimObject> {
+        let hint: &[(&str, &str)] =
+            if invite { &[] } else { &[(crate::scim::invitation::HEADER, crate::scim::invitation::WITHHOLD)] };
+        ScimObject::from_reply(self.send(Method::POST, "/Users", Some(user), Precondition::None, hint).await?)
     }
 
     /// Replaces a user.
     pub async fn replace_user(&self, id: &str, user: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::PUT, &format!("/Users/{id}"), Some(user)).await?)
+        ScimObject::from_reply(self.request(Method::PUT, &resource_path("Users", id), Some(user)).await?)
     }
 
     /// Applies PATCH operations to a user, if it is still at `version`; the user as answered
@@ -355,7 +384,7 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        self.patch(&format!("/Users/{id}"), operations, version).await
+        self.patch(&resource_path("Users", id), operations, version).await
     }
 
     /// PATCH of `path` with `operations`, if the resource is still at `version`.
@@ -373,14 +402,14 @@ impl ScimClient {
     /// Deletes a user, if it is still at `version`.
     pub async fn delete_user(&self, id: &str, version: Option<&str>) -> ClientResult<()> {
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        self.request_if(Method::DELETE, &format!("/Users/{id}"), None, pre).await.map(|_| ())
+        self.request_if(Method::DELETE, &resource_path("Users", id), None, pre).await.map(|_| ())
     }
 
     /// Effective roles as this server computes them (`/api/v1/users/{id}/access`); `None` from
     /// servers that do not offer it.
     pub async fn effective_roles(&self, id: &str) -> ClientResult<Option<Vec<String>>> {
         let base = self.config.base_url.trim_end_matches('/').trim_end_matches("/scim/v2");
-        let url = format!("{base}/api/v1/users/{id}/access");
+        let url = format!("{base}/api/v1{}/access", resource_path("users", id));
         let token = self.token()?;
         let resp = self
             .http
@@ -389,8 +418,16 @@ impl ScimClient {
             .send()
             .await
             .map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
-        if !resp.status().is_success() {
-            return Ok(None);
+        match resp.status() {
+            s if s.is_success() => {}
+            // A server without this API: there is nothing to read.
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => return Ok(None),
+            // Anything else is a failure to read, not an answer of "no roles".
+            status => {
+                let ra = retry_after(resp.headers());
+                let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+                return Err(scim_error(status, &body, ra));
+            }
         }
         let v: Value = resp.json().await.map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(v.get("effectiveRoles")
@@ -403,13 +440,14 @@ impl ScimClient {
     /// A group by id, without its members.
     pub async fn get_group(&self, id: &str) -> ClientResult<ScimObject> {
         ScimObject::from_reply(
-            self.request(Method::GET, &format!("/Groups/{id}?excludedAttributes=members"), None).await?,
+            self.request(Method::GET, &format!("{}?excludedAttributes=members", resource_path("Groups", id)), None)
+                .await?,
         )
     }
 
     /// Member ids of a group.
     pub async fn group_members(&self, id: &str) -> ClientResult<Vec<String>> {
-        let g = self.request(Method::GET, &format!("/Groups/{id}?attributes=members"), None).await?;
+        let g = self.request(Method::GET, &format!("{}?attributes=members", resource_path("Groups", id)), None).await?;
         Ok(g.get("members")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_string)).collect())
@@ -449,12 +487,13 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        self.patch(&format!("/Groups/{id}?excludedAttributes=members"), operations, version).await
+        self.patch(&format!("{}?excludedAttributes=members", resource_path("Groups", id)), operations, version).await
     }
 
     /// Adds and removes members with PATCH, only the changes, in chunks; the first chunk only if
-    /// the group is still at `version`, each next one at the version the previous answered (or
-    /// without a precondition after a server that answered 204 without a version).
+    /// the group is still at `version`, each next one at the version the previous answered (read
+    /// again from a server that answered 204 without one), so that every chunk carries
+    /// `If-Match` whenever the server versions its groups.
     pub async fn change_members(
         &self,
         id: &str,
@@ -470,8 +509,13 @@ impl ScimClient {
         let removes = remove.chunks(MEMBER_CHUNK).map(|chunk| {
             chunk.iter().map(|m| json!({"op": "remove", "path": format!("members[value eq {}]", quote(m))})).collect()
         });
-        for ops in adds.chain(removes) {
-            let answer = self.patch_group(id, &ops, version.as_deref()).await?;
+        // Collected before the first request: the future then holds no closure over the input.
+        let chunks: Vec<Vec<Value>> = adds.chain(removes).collect();
+        for (i, ops) in chunks.iter().enumerate() {
+            if i > 0 && version.is_none() {
+                version = self.get_group(id).await?.version;
+            }
+            let answer = self.patch_group(id, ops, version.as_deref()).await?;
             version = answer.and_then(|a| a.version);
         }
         Ok(())
@@ -481,14 +525,14 @@ impl ScimClient {
     /// still at `version`.
     pub async fn delete_group(&self, id: &str, version: Option<&str>) -> ClientResult<()> {
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        self.request_if(Method::DELETE, &format!("/Groups/{id}"), None, pre).await.map(|_| ())
+        self.request_if(Method::DELETE, &resource_path("Groups", id), None, pre).await.map(|_| ())
     }
 
     // ---- role mappings
 
     /// A role mapping by id.
     pub async fn get_role_mapping(&self, id: &str) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::GET, &format!("/RoleMappings/{id}"), None).await?)
+        ScimObject::from_reply(self.request(Method::GET, &resource_path("RoleMappings", id), None).await?)
     }
 
     /// The role mapping with this displayName.
@@ -534,18 +578,25 @@ impl ScimClient {
 
     /// Replaces a role mapping.
     pub async fn replace_role_mapping(&self, id: &str, body: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::PUT, &format!("/RoleMappings/{id}"), Some(body)).await?)
+        ScimObject::from_reply(self.request(Method::PUT, &resource_path("RoleMappings", id), Some(body)).await?)
     }
 
     /// Deletes a role mapping.
     pub async fn delete_role_mapping(&self, id: &str) -> ClientResult<()> {
-        self.request(Method::DELETE, &format!("/RoleMappings/{id}"), None).await.map(|_| ())
+        self.request(Method::DELETE, &resource_path("RoleMappings", id), None).await.map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_cannot_leave_their_path_segment() {
+        assert_eq!(resource_path("Users", "2819c223-7f76-453a-919d"), "/Users/2819c223-7f76-453a-919d");
+        assert_eq!(resource_path("Users", "../Groups/x?filter=a b#f"), "/Users/..%2FGroups%2Fx%3Ffilter%3Da%20b%23f");
+        assert_eq!(resource_path("Groups", "héllo"), "/Groups/h%C3%A9llo");
+    }
 
     #[test]
     fn errors_are_classified_by_what_to_do() {

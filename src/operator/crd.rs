@@ -130,8 +130,11 @@ pub struct ScimUserSpec {
     pub enterprise: Option<EnterpriseFields>,
     /// Roles to assign explicitly (names of the server's role catalog). Honoured only in
     /// trusted namespaces; elsewhere none is sent and the resource reports
-    /// `RolesAllowed=False` (`RolesNotAllowed`). When empty, the operator leaves the user's roles
-    /// as they are on the server.
+    /// `RolesAllowed=False` (`RolesNotAllowed`). Roles follow this list: a role the operator
+    /// granted for this resource (recorded in `status.grantedRoles`) is withdrawn when the list
+    /// stops naming it, when the list is emptied or deleted, and when the namespace is no longer
+    /// trusted; the user then falls back to its mapped or default role. Roles an identity
+    /// provider or an administrator granted are never touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// What deleting this resource does on the SCIM server: `Deactivate` (default), `Delete` or
@@ -144,7 +147,7 @@ pub struct ScimUserSpec {
     /// only in trusted namespaces; elsewhere Ready=False with reason `AdoptionNotAllowed` and
     /// nothing is written. A user another resource owns is never taken over. Adopting writes the
     /// ownership marker into the user's `externalId` and changes only the attributes this spec
-    /// declares; everything else (phone numbers, addresses, roles when `roles` is empty) stays.
+    /// declares; everything else (phone numbers, addresses, roles the operator did not grant) stays.
     #[serde(default)]
     pub adopt: bool,
 }
@@ -170,6 +173,13 @@ pub struct ScimUserStatus {
     /// read when the server cannot be asked.
     #[serde(default)]
     pub effective_roles: Vec<String>,
+    /// Roles the operator granted on the server for this resource (as `spec.roles` names them),
+    /// so that it withdraws exactly these when the spec stops asking, and never a role an
+    /// identity provider or an administrator granted. Recorded before a grant is sent. Unset
+    /// on a status an earlier release wrote: the roles its spec names are then taken as granted
+    /// by it (that release sent them).
+    #[serde(default)]
+    pub granted_roles: Option<Vec<String>>,
     /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
     /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
     /// configuration ends), which Flux, Argo CD and `kubectl wait` read.

@@ -6,9 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::conditions::{self, Desired, reason};
@@ -97,27 +98,38 @@ struct Named {
     missing_user_names: Vec<String>,
 }
 
+/// A reference is one lookup in the store's index; only userName members (in an untrusted
+/// namespace) and selectors read the namespace's ScimUsers, once.
 fn named_users(team: &ManagedTeam, ctx: &Context, ns: &str, trusted: bool) -> Named {
-    let state = ctx.users.state();
-    let own: Vec<&Arc<ScimUser>> = state.iter().filter(|u| u.meta().namespace.as_deref() == Some(ns)).collect();
     let mut out = Named { users: Vec::new(), missing_refs: Vec::new(), missing_user_names: Vec::new() };
+    let scan =
+        team.spec.member_selector.is_some() || (!trusted && team.spec.members.iter().any(|m| m.user_name.is_some()));
+    let own: Vec<Arc<ScimUser>> = if scan {
+        ctx.users.state().into_iter().filter(|u| u.meta().namespace.as_deref() == Some(ns)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut by_user_name: HashMap<String, Vec<&Arc<ScimUser>>> = HashMap::new();
+    if !trusted {
+        for u in &own {
+            by_user_name.entry(u.spec.user_name.to_lowercase()).or_default().push(u);
+        }
+    }
     for m in &team.spec.members {
         if let Some(r) = &m.scim_user_ref {
-            match own.iter().find(|u| &u.name_any() == r) {
-                Some(u) => out.users.push(Arc::clone(u)),
+            match ctx.users.get(&ObjectRef::new(r).within(ns)) {
+                Some(u) => out.users.push(u),
                 None => out.missing_refs.push(r.clone()),
             }
         } else if let (Some(user_name), false) = (&m.user_name, trusted) {
-            let before = out.users.len();
-            out.users
-                .extend(own.iter().filter(|u| u.spec.user_name.eq_ignore_ascii_case(user_name)).map(|u| Arc::clone(u)));
-            if out.users.len() == before {
-                out.missing_user_names.push(user_name.clone());
+            match by_user_name.get(&user_name.to_lowercase()) {
+                Some(found) => out.users.extend(found.iter().map(|u| Arc::clone(u))),
+                None => out.missing_user_names.push(user_name.clone()),
             }
         }
     }
     if let Some(sel) = &team.spec.member_selector {
-        out.users.extend(own.iter().filter(|u| selects(sel, u.labels())).map(|u| Arc::clone(u)));
+        out.users.extend(own.iter().filter(|u| selects(sel, u.labels())).cloned());
     }
     out.users.retain(|u| u.meta().deletion_timestamp.is_none());
     out.users.sort_by_key(|u| u.name_any());
@@ -331,8 +343,22 @@ async fn ensure_group(team: &ManagedTeam, ctx: &Context, owner: &Owner, ask: Ask
     }
 }
 
+/// How long a team reconcile waits for the ScimUser cache before it tries again later.
+const USERS_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reconciles one ManagedTeam.
 pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    // Members are resolved from the ScimUser cache. Until it holds every ScimUser (after a start
+    // or a failover), a member not listed yet would look deleted and an Authoritative team would
+    // remove it, revoking its mapped roles, only to add it back moments later.
+    match tokio::time::timeout(USERS_CACHE_WAIT, ctx.users.wait_until_ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(ReconcileError::Invalid("the ScimUser watch has stopped".into())),
+        Err(_) => {
+            tracing::info!(team = %obj.name_any(), "ScimUsers not listed yet; the team waits");
+            return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+        }
+    }
     let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     reconcile_with_finalizer("ManagedTeam", &ctx, &api, obj, |event| async {
         match event {

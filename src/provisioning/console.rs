@@ -119,12 +119,12 @@ impl ConsoleUser {
 
     /// The request context of a change made by this person: audited with them as actor.
     pub fn context(&self, request_id: Option<String>) -> RequestContext {
-        RequestContext {
+        let principal = access::Principal {
             actor: format!("{ACTOR_PREFIX}{}", self.user_name),
-            request_id,
-            base_url: String::new(),
+            name: self.user_name.clone(),
             permissions: self.permissions.clone(),
-        }
+        };
+        RequestContext::for_principal(&principal, request_id, String::new())
     }
 }
 

@@ -48,12 +48,21 @@ pub struct RequestContext {
     pub base_url: String,
     /// What the actor may do; every operation checks it with [`access::check`].
     pub permissions: access::Permissions,
+    /// The client asked to create users without sending their invitation (see
+    /// [`crate::scim::invitation`]); the withholding is audited.
+    pub withhold_invitation: bool,
 }
 
 impl RequestContext {
     /// A request of `principal` (as [`Directory::authenticate`] returned it).
     pub fn for_principal(principal: &access::Principal, request_id: Option<String>, base_url: String) -> Self {
-        Self { actor: principal.actor.clone(), request_id, base_url, permissions: principal.permissions.clone() }
+        Self {
+            actor: principal.actor.clone(),
+            request_id,
+            base_url,
+            permissions: principal.permissions.clone(),
+            withhold_invitation: false,
+        }
     }
 
     /// A request with every permission, by `actor`: the command line (whoever can open the

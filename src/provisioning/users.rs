@@ -82,7 +82,10 @@ impl Directory {
         };
         tx.insert_user(&rec).await?;
         self.write_initial_roles(tx.as_mut(), ctx, &rec.id, explicit).await?;
-        if rec.active {
+        if rec.active && ctx.withhold_invitation {
+            let details = json!({"userName": rec.user_name, "reason": "the client asked to withhold it"});
+            self.audit(tx.as_mut(), ctx, "invitation.withheld", "user", &rec.id, details).await?;
+        } else if rec.active {
             self.issue_invitation(tx.as_mut(), ctx, &rec).await?;
         }
         self.audit(

@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod error;
 pub mod filter;
 pub mod fold;
+pub mod invitation;
 pub mod limits;
 pub mod list;
 pub mod patch;

@@ -42,7 +42,10 @@ pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 
 fn context(state: &AppState, key: &Principal, headers: &HeaderMap) -> RequestContext {
     let request_id = headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string);
-    RequestContext::for_principal(key, request_id, base_url(state, headers))
+    let mut ctx = RequestContext::for_principal(key, request_id, base_url(state, headers));
+    let hint = headers.get(crate::scim::invitation::HEADER).and_then(|h| h.to_str().ok());
+    ctx.withhold_invitation = crate::scim::invitation::withholds(hint);
+    ctx
 }
 
 /// Parses a JSON request body; any media type is read as JSON (identity providers differ).

@@ -113,6 +113,7 @@ pub async fn accept(State(state): State<AppState>, Path(token): Path<String>, he
         base_url: String::new(),
         // The token is the invitee's only credential; it grants no permission of a key.
         permissions: crate::provisioning::access::Permissions::none(),
+        withhold_invitation: false,
     };
     match state.directory.accept_invitation(&ctx, &token).await {
         Ok(user) if json => (StatusCode::OK, axum::Json(json!({"status": "accepted", "user": user}))).into_response(),
