@@ -34,11 +34,14 @@ pub enum Permission {
     KeysManage,
     /// `audit_logs_read`: read the audit trail.
     AuditLogsRead,
+    /// `directory_read`: read users, their effective access, teams, RoleMappings and keys (never
+    /// a secret), and change nothing (an auditor's key, or the console's `Read Only` role).
+    DirectoryRead,
 }
 
 impl Permission {
     /// Every permission, in the order they are documented.
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::UserAccessInvite,
         Permission::UserAccessManage,
         Permission::TeamsManage,
@@ -47,6 +50,7 @@ impl Permission {
         Permission::KubernetesOwnedManage,
         Permission::KeysManage,
         Permission::AuditLogsRead,
+        Permission::DirectoryRead,
     ];
 
     /// The stored and documented name.
@@ -60,6 +64,7 @@ impl Permission {
             Permission::KubernetesOwnedManage => "kubernetes_owned_manage",
             Permission::KeysManage => "keys_manage",
             Permission::AuditLogsRead => "audit_logs_read",
+            Permission::DirectoryRead => "directory_read",
         }
     }
 
@@ -124,6 +129,16 @@ impl Permissions {
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether every permission of this set is in `other`.
+    pub fn is_subset(&self, other: &Permissions) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    /// The permissions of this set that `other` lacks.
+    pub fn without(&self, other: &Permissions) -> Self {
+        Self(self.0.difference(&other.0).copied().collect())
     }
 
     /// Both sets together.
@@ -221,11 +236,13 @@ pub enum Action {
     ManageKeys,
     /// Read the audit trail.
     ReadAuditTrail,
+    /// Read keys: names, owners, permissions and dates, never a secret (the access review).
+    ReadKeys,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::ReadUsers,
         Action::InviteUsers,
         Action::ChangeUsers,
@@ -239,6 +256,7 @@ impl Action {
         Action::ChangeKubernetesOwned,
         Action::ManageKeys,
         Action::ReadAuditTrail,
+        Action::ReadKeys,
     ];
 
     /// The permissions any one of which allows the action.
@@ -246,19 +264,24 @@ impl Action {
         use Permission::*;
         match self {
             // Creating needs to look first (a userName filter), so inviting includes reading.
-            Action::ReadUsers => &[UserAccessInvite, UserAccessManage],
+            Action::ReadUsers => &[UserAccessInvite, UserAccessManage, DirectoryRead],
             Action::InviteUsers => &[UserAccessInvite],
-            Action::ChangeUsers | Action::DeleteUsers | Action::ReadUserAccess => &[UserAccessManage],
-            Action::ReadTeams | Action::ChangeTeams => &[TeamsManage],
-            Action::ReadRoleMappings | Action::ChangeRoleMappings => &[RoleMappingsManage],
+            Action::ChangeUsers | Action::DeleteUsers => &[UserAccessManage],
+            Action::ReadUserAccess => &[UserAccessManage, DirectoryRead],
+            Action::ReadTeams => &[TeamsManage, DirectoryRead],
+            Action::ChangeTeams => &[TeamsManage],
+            Action::ReadRoleMappings => &[RoleMappingsManage, DirectoryRead],
+            Action::ChangeRoleMappings => &[RoleMappingsManage],
             Action::ChangeRoleCatalog => &[RolesManage],
             Action::ChangeKubernetesOwned => &[KubernetesOwnedManage],
             Action::ManageKeys => &[KeysManage],
             Action::ReadAuditTrail => &[AuditLogsRead],
+            Action::ReadKeys => &[KeysManage, DirectoryRead],
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// What the action does, in words ("change teams").
+    pub fn describe(self) -> &'static str {
         match self {
             Action::ReadUsers => "read users",
             Action::InviteUsers => "create (invite) users",
@@ -275,6 +298,7 @@ impl Action {
             }
             Action::ManageKeys => "manage keys",
             Action::ReadAuditTrail => "read the audit trail",
+            Action::ReadKeys => "read keys",
         }
     }
 }
@@ -282,6 +306,39 @@ impl Action {
 /// Whether `permissions` allow `action`: the one place this is decided.
 pub fn allowed(permissions: &Permissions, action: Action) -> bool {
     action.granted_by().iter().any(|p| permissions.contains(*p))
+}
+
+/// Whether `permissions`, held by the user `acting_user` (a person signed in to the console;
+/// `None` for a key), allow `action` on the user `target_user`: as [`allowed`], except that a
+/// person may always read their own user and access (their own page in the console).
+pub fn allowed_on_user(
+    permissions: &Permissions,
+    action: Action,
+    acting_user: Option<&str>,
+    target_user: &str,
+) -> bool {
+    let own = acting_user == Some(target_user) && matches!(action, Action::ReadUsers | Action::ReadUserAccess);
+    own || allowed(permissions, action)
+}
+
+/// The permissions of a person signed in to the console, from the ids of their effective roles
+/// (README: *The console*). A person never holds more than the union of their roles':
+///
+/// | effective role | permissions |
+/// |---|---|
+/// | `Admin` | the `admin` preset (every permission) |
+/// | `Read Only` | `directory_read`, `audit_logs_read`: every page but keys, no change (an auditor) |
+/// | `Standard`, a custom role | none: only their own page ([`allowed_on_user`]) |
+pub fn role_permissions<'a>(role_ids: impl IntoIterator<Item = &'a str>) -> Permissions {
+    use super::roles::{ADMIN_ROLE_ID, READ_ONLY_ROLE_ID};
+    role_ids.into_iter().fold(Permissions::none(), |held, role| {
+        let of_role = match role {
+            ADMIN_ROLE_ID => Preset::Admin.permissions(),
+            READ_ONLY_ROLE_ID => Permissions::of(&[Permission::DirectoryRead, Permission::AuditLogsRead]),
+            _ => Permissions::none(),
+        };
+        held.union(&of_role)
+    })
 }
 
 /// `Ok` when `permissions` allow `action`, else the 403 SCIM error that names what is missing.
@@ -294,6 +351,18 @@ pub fn check(permissions: &Permissions, action: Action) -> Result<(), ScimError>
         "this key may not {}: that needs the permission {} (`scim-operator keys list` shows a key's permissions)",
         action.describe(),
         needed.join(" or ")
+    )))
+}
+
+/// `Ok` when a holder of `held` may hand out `granted` (to a key it creates): never a
+/// permission it lacks itself, else 403 naming those.
+pub fn check_grant(held: &Permissions, granted: &Permissions) -> Result<(), ScimError> {
+    if granted.is_subset(held) {
+        return Ok(());
+    }
+    Err(ScimError::forbidden(format!(
+        "a key may not get permissions its creator lacks: {}",
+        granted.without(held).names().join(", ")
     )))
 }
 
@@ -347,12 +416,13 @@ mod tests {
     fn each_permission_allows_exactly_its_actions() {
         let table: &[(Permission, &[Action])] = &[
             (UserAccessInvite, &[ReadUsers, InviteUsers]),
+            (DirectoryRead, &[ReadUsers, ReadUserAccess, ReadTeams, ReadRoleMappings, ReadKeys]),
             (UserAccessManage, &[ReadUsers, ChangeUsers, DeleteUsers, ReadUserAccess]),
             (TeamsManage, &[ReadTeams, ChangeTeams]),
             (RoleMappingsManage, &[ReadRoleMappings, ChangeRoleMappings]),
             (RolesManage, &[ChangeRoleCatalog]),
             (KubernetesOwnedManage, &[ChangeKubernetesOwned]),
-            (KeysManage, &[ManageKeys]),
+            (KeysManage, &[ManageKeys, ReadKeys]),
             (AuditLogsRead, &[ReadAuditTrail]),
         ];
         assert_eq!(table.len(), Permission::ALL.len(), "every permission is in the table");
@@ -387,6 +457,27 @@ mod tests {
             assert!(!allowed(&operator, a), "the operator never calls {a:?}");
         }
         assert_eq!(Preset::Admin.permissions(), Permissions::all());
+    }
+
+    #[test]
+    fn roles_map_to_console_permissions() {
+        use crate::provisioning::roles::{ADMIN_ROLE_ID, READ_ONLY_ROLE_ID, STANDARD_ROLE_ID};
+        assert_eq!(role_permissions([ADMIN_ROLE_ID]), Permissions::all());
+        assert_eq!(role_permissions([STANDARD_ROLE_ID, ADMIN_ROLE_ID]), Permissions::all());
+        let auditor = role_permissions([READ_ONLY_ROLE_ID]);
+        for a in Action::ALL {
+            let reads =
+                matches!(a, ReadUsers | ReadUserAccess | ReadTeams | ReadRoleMappings | ReadAuditTrail | ReadKeys);
+            assert_eq!(allowed(&auditor, a), reads, "Read Only and {a:?}");
+        }
+        for plain in [role_permissions([STANDARD_ROLE_ID]), role_permissions(["a-custom-role"]), role_permissions([])] {
+            assert!(plain.is_empty());
+            assert!(allowed_on_user(&plain, ReadUsers, Some("u1"), "u1"), "their own page");
+            assert!(allowed_on_user(&plain, ReadUserAccess, Some("u1"), "u1"));
+            assert!(!allowed_on_user(&plain, ReadUsers, Some("u1"), "u2"), "nobody else's");
+            assert!(!allowed_on_user(&plain, InviteUsers, Some("u1"), "u1"), "not even a resend of their own");
+            assert!(!allowed_on_user(&plain, ReadUsers, None, "u1"));
+        }
     }
 
     #[test]

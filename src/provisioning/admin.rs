@@ -97,12 +97,8 @@ impl Directory {
                 ))
                 .into());
             }
-            let u = match tx.user(user).await? {
-                Some(u) => u,
-                None => {
-                    tx.user_by_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?
-                }
-            };
+            let u =
+                tx.user_by_id_or_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?;
             let ids = vec![u.id.clone()];
             let changed =
                 if add { tx.add_team_members(&t.id, &ids).await? } else { tx.remove_team_members(&t.id, &ids).await? };

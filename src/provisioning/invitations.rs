@@ -167,13 +167,10 @@ impl Directory {
         ctx.authorize(super::access::Action::InviteUsers)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
-            let rec = match tx.user(user).await? {
-                Some(r) => r,
-                None => tx
-                    .user_by_name(user)
-                    .await?
-                    .ok_or_else(|| ScimError::not_found(format!("User {user} not found")))?,
-            };
+            let rec = tx
+                .user_by_id_or_name(user)
+                .await?
+                .ok_or_else(|| ScimError::not_found(format!("User {user} not found")))?;
             if !rec.active {
                 return Err(ScimError::invalid_value(format!(
                     "user {} is deactivated; reactivate it first",

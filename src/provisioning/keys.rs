@@ -125,6 +125,7 @@ impl Directory {
         permissions: &Permissions,
     ) -> Result<(ApiKeyRecord, Secret), ScimError> {
         ctx.authorize(Action::ManageKeys)?;
+        super::access::check_grant(&ctx.permissions, permissions)?;
         if permissions.is_empty() {
             return Err(ScimError::invalid_value("a key needs at least one permission"));
         }
@@ -139,12 +140,10 @@ impl Directory {
                 let mut tx = self.store.begin_write().await?;
                 let owner_user_id = match user {
                     Some(u) => {
-                        let found = match tx.user(u).await? {
-                            Some(r) => Some(r),
-                            None => tx.user_by_name(u).await?,
-                        };
-                        let found =
-                            found.ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{u}'")))?;
+                        let found = tx
+                            .user_by_id_or_name(u)
+                            .await?
+                            .ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{u}'")))?;
                         Some(found.id)
                     }
                     None => None,

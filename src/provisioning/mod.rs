@@ -3,8 +3,11 @@
 //! transaction as each change.
 
 pub mod access;
+pub mod access_review;
 mod admin;
 mod authn;
+pub mod console;
+pub mod console_views;
 mod error;
 pub mod groups;
 pub mod ids;

@@ -93,6 +93,8 @@ pub struct AppState {
     pub directory: Directory,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
+    /// The web console, served under `/console` when set.
+    pub console: Option<crate::console::ConsoleState>,
 }
 
 impl AppState {
@@ -100,7 +102,15 @@ impl AppState {
     /// `config.key_cache_ttl`.
     pub fn new(directory: Directory, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
         let directory = directory.with_key_cache_ttl(config.key_cache_ttl);
-        Self { directory, metrics, config: Arc::new(config) }
+        Self { directory, metrics, config: Arc::new(config), console: None }
+    }
+
+    /// Serves the web console under `/console` too, over this state's directory (one directory
+    /// per server: the console and the API share its settings and its cache of verified keys).
+    pub fn with_console(mut self, mut console: crate::console::ConsoleState) -> Self {
+        console.directory = self.directory.clone();
+        self.console = Some(console);
+        self
     }
 }
 
@@ -151,7 +161,11 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/access", get(handlers::user_access))
         .route("/limits", get(discovery::limits))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    let mut app = Router::new()
+    let mut app = Router::new();
+    if let Some(console) = &state.console {
+        app = app.nest_service("/console", crate::console::router(console.clone()));
+    }
+    app = app
         .nest("/scim/v2", scim)
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

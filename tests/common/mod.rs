@@ -1,6 +1,7 @@
 //! Test support: a real SCIM server on loopback over a real database, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod replicas;
 pub mod smtp;
 
@@ -28,6 +29,22 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Serves `state` on `listener` in a task until the returned sender is used (or dropped).
+pub fn spawn_server(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        scim_operator::server::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server");
+    });
+    (tx, task)
 }
 
 /// The database the tests run on: a fresh database (`test_<random>`) on the PostgreSQL server
@@ -96,14 +113,7 @@ impl TestServer {
         let state = AppState::new(directory.clone(), metrics, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scim_operator::server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
-        });
+        let (tx, task) = spawn_server(listener, state);
         Self {
             directory,
             base: format!("http://{addr}/scim/v2"),
