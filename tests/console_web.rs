@@ -172,7 +172,10 @@ async fn changeable_state(c: &Console) -> String {
 async fn a_plain_user_sees_only_their_own_page_and_forged_forms_change_nothing() {
     let c = Console::start(Arc::new(SystemClock)).await;
     let ann = c.provision("ann@example.com", Some("Admin")).await;
-    let sam = c.provision("sam@example.com", None).await;
+    // A role the console did not define: it grants only the person's own page.
+    let cli = RequestContext::trusted("cli:test");
+    c.directory.create_role(&cli, "Contractor", "an organisation's own role").await.expect("custom role");
+    let sam = c.provision("sam@example.com", Some("Contractor")).await;
     let (s, b) = c
         .scim(
             reqwest::Method::POST,
@@ -186,7 +189,7 @@ async fn a_plain_user_sees_only_their_own_page_and_forged_forms_change_nothing()
     let cookie = c.sign_in("sam@example.com").await;
     let (s, html) = c.page(&cookie, &format!("/console/users/{sam}")).await;
     assert_eq!(s, StatusCode::OK, "their own page");
-    assert!(html.contains("sam@example.com") && html.contains("the default role") && html.contains("read only"));
+    assert!(html.contains("sam@example.com") && html.contains("Contractor") && html.contains("read only"), "{html}");
     assert!(!html.contains("Resend invitation"), "no resend, not even their own: {html}");
     let token = csrf(&html);
     let ann_page = format!("/console/users/{ann}");
@@ -569,7 +572,7 @@ async fn single_sign_on_with_keycloak_and_its_refusals() {
 
 /// The access review's CSV against `/api/v1/users/{id}/access` of every user (roles and their
 /// sources, status), and every key with its permissions; an auditor (Read Only) may read it, a
-/// Standard user may not.
+/// user holding only a custom role may not.
 #[tokio::test]
 async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
     let c = Console::start(Arc::new(SystemClock)).await;
@@ -578,7 +581,9 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
     let carl = c.provision("carl@example.com", None).await;
     let dave = c.provision("dave@example.com", Some("Read Only")).await;
     c.provision("rita@example.com", Some("Read Only")).await;
-    c.provision("sam@example.com", None).await;
+    let cli = RequestContext::trusted("cli:test");
+    c.directory.create_role(&cli, "Contractor", "an organisation's own role").await.expect("custom role");
+    c.provision("sam@example.com", Some("Contractor")).await;
     let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Ops",
         "members": [{"value": carl}]});
     assert_eq!(c.scim(reqwest::Method::POST, "/Groups", Some(group)).await.0, StatusCode::CREATED);
@@ -589,7 +594,6 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
     let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
         "Operations": [{"op": "replace", "path": "active", "value": false}]});
     assert_eq!(c.scim(reqwest::Method::PATCH, &format!("/Users/{dave}"), Some(patch)).await.0, StatusCode::OK);
-    let cli = RequestContext::trusted("cli:test");
     let idp = scim_operator::provisioning::access::Preset::IdentityProvider.permissions();
     c.directory.create_key(&cli, "ann-personal", Some(&ann), &idp).await.expect("personal key");
     let (old, _) = c.directory.create_key(&cli, "old", None, &idp).await.expect("key");
@@ -597,7 +601,7 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
 
     let sam = c.sign_in("sam@example.com").await;
     for path in ["/console/access-review", "/console/access-review.csv"] {
-        assert_eq!(c.page(&sam, path).await.0, StatusCode::FORBIDDEN, "{path}: a Standard user");
+        assert_eq!(c.page(&sam, path).await.0, StatusCode::FORBIDDEN, "{path}: a custom role's user");
     }
     let rita = c.sign_in("rita@example.com").await;
     let (s, html) = c.page(&rita, "/console/access-review").await;

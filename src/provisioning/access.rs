@@ -327,14 +327,18 @@ pub fn allowed_on_user(
 /// | effective role | permissions |
 /// |---|---|
 /// | `Admin` | the `admin` preset (every permission) |
-/// | `Read Only` | `directory_read`, `audit_logs_read`: every page but keys, no change (an auditor) |
-/// | `Standard`, a custom role | none: only their own page ([`allowed_on_user`]) |
+/// | `Standard`, `Read Only` | `directory_read`, `audit_logs_read`: every page but keys, no change |
+/// | a custom role | none: only their own page ([`allowed_on_user`]); the console cannot know what a
+/// | | role it did not define means (map such people to Read Only for more) |
 pub fn role_permissions<'a>(role_ids: impl IntoIterator<Item = &'a str>) -> Permissions {
-    use super::roles::{ADMIN_ROLE_ID, READ_ONLY_ROLE_ID};
+    use super::roles::{ADMIN_ROLE_ID, READ_ONLY_ROLE_ID, STANDARD_ROLE_ID};
     role_ids.into_iter().fold(Permissions::none(), |held, role| {
         let of_role = match role {
             ADMIN_ROLE_ID => Preset::Admin.permissions(),
-            READ_ONLY_ROLE_ID => Permissions::of(&[Permission::DirectoryRead, Permission::AuditLogsRead]),
+            // Admin changes, the others read.
+            READ_ONLY_ROLE_ID | STANDARD_ROLE_ID => {
+                Permissions::of(&[Permission::DirectoryRead, Permission::AuditLogsRead])
+            }
             _ => Permissions::none(),
         };
         held.union(&of_role)
@@ -464,13 +468,15 @@ mod tests {
         use crate::provisioning::roles::{ADMIN_ROLE_ID, READ_ONLY_ROLE_ID, STANDARD_ROLE_ID};
         assert_eq!(role_permissions([ADMIN_ROLE_ID]), Permissions::all());
         assert_eq!(role_permissions([STANDARD_ROLE_ID, ADMIN_ROLE_ID]), Permissions::all());
-        let auditor = role_permissions([READ_ONLY_ROLE_ID]);
-        for a in Action::ALL {
-            let reads =
-                matches!(a, ReadUsers | ReadUserAccess | ReadTeams | ReadRoleMappings | ReadAuditTrail | ReadKeys);
-            assert_eq!(allowed(&auditor, a), reads, "Read Only and {a:?}");
+        for role in [READ_ONLY_ROLE_ID, STANDARD_ROLE_ID] {
+            let reader = role_permissions([role]);
+            for a in Action::ALL {
+                let reads =
+                    matches!(a, ReadUsers | ReadUserAccess | ReadTeams | ReadRoleMappings | ReadAuditTrail | ReadKeys);
+                assert_eq!(allowed(&reader, a), reads, "{role} and {a:?}: Admin changes, the others read");
+            }
         }
-        for plain in [role_permissions([STANDARD_ROLE_ID]), role_permissions(["a-custom-role"]), role_permissions([])] {
+        for plain in [role_permissions(["a-custom-role"]), role_permissions([])] {
             assert!(plain.is_empty());
             assert!(allowed_on_user(&plain, ReadUsers, Some("u1"), "u1"), "their own page");
             assert!(allowed_on_user(&plain, ReadUserAccess, Some("u1"), "u1"));
