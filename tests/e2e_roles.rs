@@ -1,4 +1,5 @@
-//! Adversarial end to end: roles granted from Git follow Git, and refusals cost no writes. On the real control plane and the
+//! Adversarial end to end: roles granted from Git follow Git, refusals cost no writes, and a
+//! RoleMapping never rewrites a mapping it did not create. On the real control plane and the
 //! real SCIM server, a trusted ScimUser asks for Admin; then the spec stops asking in each of
 //! the three ways an issue report found Admin staying: an empty list, the field deleted, and
 //! the namespace taken off the trusted list (an operator restart with the new setting). Each
@@ -190,5 +191,50 @@ async fn a_standing_refusal_is_retried_with_reads_only() {
     operator.stop().await;
     let _ = users.delete("grace", &Default::default()).await;
     forget_earlier_runs(&client).await;
+    scim.stop().await;
+}
+
+/// A RoleMapping replaces or deletes only the server mapping it created: one of the same name
+/// that an administrator made is a `Conflict`, left exactly as it was, also when the resource
+/// is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_role_mapping_never_rewrites_an_administrators_mapping_of_its_name() {
+    if control_plane().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let client = fresh_cluster().await;
+    // A unique name for this run (RoleMappings are cluster-scoped).
+    let name = namespace(&client, "rm").await;
+    let scim = TestServer::start().await;
+    let (s, made) = scim
+        .post(
+            "/RoleMappings",
+            json!({"schemas": ["urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping"], "displayName": name,
+                   "roles": [{"value": "Read Only"}], "teams": [{"value": "Ops"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().expect("mapping id").to_string();
+    let (_, before) = scim.get(&format!("/RoleMappings/{id}")).await;
+    let (_dir, token_file) = token_file(&scim.token);
+    let operator = start_operator(&scim.base, &token_file, &[], &name);
+    let mappings: Api<scim_operator::operator::crd::RoleMapping> = Api::all(client.clone());
+    let mapping = serde_json::from_value(json!({"apiVersion": "scim.dev/v1alpha1", "kind": "RoleMapping",
+        "metadata": {"name": name}, "spec": {"roles": ["Admin"], "teams": ["Ops"]}}))
+    .expect("a RoleMapping");
+    mappings.create(&PostParams::default(), &mapping).await.unwrap();
+    let refused = wait_for(&mappings, &name, "Conflict", |m| {
+        m.status.as_ref().and_then(|s| ready(&s.conditions)) == Some(("False".into(), "Conflict".into()))
+    })
+    .await;
+    let said = &refused.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message;
+    assert!(said.contains("did not create") && said.contains("nothing was written"), "{said}");
+    assert_eq!(scim.get(&format!("/RoleMappings/{id}")).await.1, before, "the administrator's mapping changed");
+    mappings.delete(&name, &Default::default()).await.unwrap();
+    wait_gone(&mappings, &name).await;
+    let (s, after) = scim.get(&format!("/RoleMappings/{id}")).await;
+    assert_eq!((s, &after), (StatusCode::OK, &before), "deleting the resource touched the administrator's mapping");
+    operator.stop().await;
     scim.stop().await;
 }
