@@ -158,7 +158,7 @@ async fn sync(
     };
     let decision = decide(Held::Object(owner.claim(existing.external_id.as_deref())), ask);
     let RolePlan { write: roles, granted } = plan_roles(&roles_of(&existing.body), granted, asked);
-    let want = &with_roles(want.clone(), &RolePlan { write: roles, granted: Vec::new() });
+    let want = &with_roles(want.clone(), roles.as_deref());
     let fields = drift(&existing.body, want);
     let write = |fields: Vec<&'static str>| async {
         if !fields.is_empty() {
