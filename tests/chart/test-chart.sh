@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Helm chart against a real API server: lint, render (default and non-default
-# values), server-side dry-run, a real install, least-privilege RBAC of the operator's
-# ServiceAccount, and one end-to-end scenario with the operator running under that identity.
+# values), the public address (tests/chart/public-address.sh), server-side dry-run, a real
+# install, least-privilege RBAC of the operator's ServiceAccount, and one end-to-end scenario
+# with the operator running under that identity.
 # Expects the environment of `tests/env/control-plane.sh start` (KUBECONFIG, HELM, KUBECTL...).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,6 +80,9 @@ grep -B2 -A2 'port: 9090' "$work/metrics.yaml" | grep -q 'name: metrics' || fail
 grep -A1 'endpoints:' "$work/metrics.yaml" | grep -q 'port: metrics' || fail "the ServiceMonitor should scrape the metrics port"
 grep -A1 'endpoints:' "$work/default.yaml" "$work/custom.yaml" | grep -q 'port: metrics' && fail "without metrics.port the ServiceMonitor scrapes the API port"
 server_env | grep -q SCIM_OPERATOR_METRICS_LISTEN && fail "without metrics.port the server serves /metrics beside the API"
+
+say "one public address: Ingress, HTTPRoute (dry-run with the Gateway API CRDs), console values, refused values"
+bash tests/chart/public-address.sh
 
 say "server-side dry-run of the rendered manifests"
 $KUBECTL create namespace scim-system --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
