@@ -194,6 +194,45 @@ print(f"[chart] {len(names)} metric names used, {len(exported)} exported; missin
 assert len(names) >= 10 and not missing
 PY
 
+say "the binary takes the console environment the chart renders, and the login-link command NOTES print works in it"
+# The server's environment for a console with single sign-on, with the pod's paths moved here.
+$HELM template scim "$chart" --namespace scim-system --set publicAddress.host=scim.example.com --set console.enabled=true \
+  --set console.oidc.issuer=https://login.example.com/oauth2/default --set console.oidc.clientId=scim-console \
+  --set console.oidc.clientSecret.existingSecret=scim-console-oidc --set console.oidc.claim=preferred-username \
+  | python3 -c '
+import shlex, sys, yaml
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+server = next(d for d in docs if d["kind"] == "StatefulSet")
+for e in server["spec"]["template"]["spec"]["containers"][0]["env"]:
+    print("export %s=%s" % (e["name"], shlex.quote(e["value"])))
+' > "$work/console.env"
+grep -q SCIM_OPERATOR_CONSOLE_OIDC_CLIENT_SECRET_FILE "$work/console.env" || fail "no console environment rendered"
+cport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "a-client-secret" > "$work/client-secret"
+(
+  # shellcheck disable=SC1091
+  source "$work/console.env"
+  export SCIM_OPERATOR_LISTEN="127.0.0.1:$cport" SCIM_OPERATOR_DB="$work/console.db" \
+    SCIM_OPERATOR_BOOTSTRAP_KEY_FILE="$work/token" SCIM_OPERATOR_CONSOLE_OIDC_CLIENT_SECRET_FILE="$work/client-secret"
+  exec "$bin" serve
+) > "$work/console-server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$cport/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS "http://127.0.0.1:$cport/console/signin" > "$work/signin.html" || { cat "$work/console-server.log" >&2; fail "the console did not start with the chart's environment"; }
+grep -q 'href="/console/login"' "$work/signin.html" || fail "the console does not offer single sign-on with the chart's OIDC values"
+grep -q '"single_sign_on":true' "$work/console-server.log" && grep -q 'https://scim.example.com/console' "$work/console-server.log" \
+  || { cat "$work/console-server.log" >&2; fail "the server did not report the console URL and single sign-on"; }
+curl -fsS -X POST "http://127.0.0.1:$cport/scim/v2/Users" -H "Authorization: Bearer $(cat "$work/token")" \
+  -H 'Content-Type: application/scim+json' \
+  -d '{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"first.admin@example.com"}' >/dev/null \
+  || fail "provisioning the first administrator"
+link=$(
+  # shellcheck disable=SC1091
+  source "$work/console.env"
+  SCIM_OPERATOR_DB="$work/console.db" "$bin" console login-link --user first.admin@example.com 2>"$work/link.err" | tail -n 1
+)
+[[ $link == https://scim.example.com/console/link/* ]] || fail "console login-link in the chart's environment printed '$link'"
+
 say "uninstall"
 $HELM uninstall scim --namespace scim-system >/dev/null
 $KUBECTL delete namespace $ns --wait=false >/dev/null
