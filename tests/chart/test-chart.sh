@@ -25,6 +25,23 @@ say "helm lint"
 $HELM lint "$chart" >/dev/null
 $HELM lint "$chart" -f "$chart/ci/non-default-values.yaml" >/dev/null
 
+say "every value is documented in the chart README"
+python3 - "$chart" <<'PY' || fail "values.yaml has values the chart README does not name"
+import re, sys, yaml
+chart = sys.argv[1]
+named = set(re.findall(r"`([a-zA-Z][\w.]*)`", open(f"{chart}/README.md").read()))
+def leaves(values, prefix=""):
+    for key, value in values.items():
+        path = prefix + key
+        # A map the README names as a whole (resources, annotations...) counts as one value.
+        if isinstance(value, dict) and value and path not in named:
+            yield from leaves(value, path + ".")
+        else:
+            yield path
+missing = [p for p in leaves(yaml.safe_load(open(f"{chart}/values.yaml"))) if p not in named]
+assert not missing, f"not in the chart README: {missing}"
+PY
+
 say "helm template, default and non-default values"
 $HELM template scim "$chart" --namespace scim-system > "$work/default.yaml"
 $HELM template scim "$chart" --namespace scim-system -f "$chart/ci/non-default-values.yaml" > "$work/custom.yaml"
