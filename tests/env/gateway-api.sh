@@ -16,8 +16,12 @@ if [ ! -f "$dir/.complete" ]; then
   mod=$(cd / && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
     | sed -n 's/^[[:space:]]*"Dir": *"\(.*\)",\{0,1\}$/\1/p')
   [ -d "$mod/config/crd/standard" ] || { echo "gateway-api: no config/crd/standard in $mod" >&2; exit 1; }
-  rm -rf "$dir" && mkdir -p "$dir"
-  cp "$mod"/config/crd/standard/*.yaml "$dir/"
-  touch "$dir/.complete"
+  # Into a directory of its own first, so that a run beside this one never sees half a copy.
+  tmp="$dir.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  cp "$mod"/config/crd/standard/*.yaml "$tmp/"
+  chmod u+w "$tmp"/*.yaml
+  touch "$tmp/.complete"
+  rm -rf "$dir" && mv "$tmp" "$dir"
 fi
 echo "$dir"
