@@ -369,7 +369,8 @@ pub struct ServeArgs {
     /// so a deployment can hand the same secret to the operator without running `keys create`.
     /// The file is read again every `--bootstrap-key-check-seconds`: a new secret in it (a
     /// rotated Secret) works at once, and the bootstrap keys it replaced are revoked after
-    /// `--bootstrap-key-grace-seconds`.
+    /// `--bootstrap-key-grace-seconds`. A file that does not exist yet (a Secret the operator
+    /// has still to make) is waited for.
     #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_FILE")]
     pub bootstrap_key_file: Option<std::path::PathBuf>,
     /// Seconds an earlier bootstrap key keeps working after a new secret appeared in the
@@ -582,7 +583,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
     let grace = chrono::Duration::seconds(i64::try_from(args.bootstrap_key_grace_seconds).unwrap_or(i64::MAX / 1000));
     if let Some(path) = &args.bootstrap_key_file {
-        sync_bootstrap_key(&directory, &ctx, path, grace).await?;
+        if path.exists() {
+            sync_bootstrap_key(&directory, &ctx, path, grace).await?;
+        } else {
+            // The chart mounts the Secret the operator makes on its first start: until the
+            // kubelet delivers it, the server runs without it and keeps looking.
+            tracing::warn!(path = %path.display(), "no bootstrap key yet; it is registered once the file appears");
+        }
     }
     for warning in directory.key_warnings().await? {
         tracing::warn!("{warning}");

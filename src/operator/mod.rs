@@ -4,6 +4,7 @@
 //! Each controller runs its reconcile as a pipeline: fetch what is referenced, validate (pure),
 //! build the desired SCIM document (pure), apply it, write status (only when it changed).
 
+pub mod bootstrap_secret;
 pub mod conditions;
 pub mod crd;
 pub mod fairness;
@@ -191,6 +192,19 @@ pub struct ControllerArgs {
     /// Identity of this replica in the Lease (default: host name and process id).
     #[arg(long, env = "SCIM_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
+    /// Secret holding the bootstrap key (key `token`), made by the operator with a random token
+    /// when it is missing, so that no manifest carries a generated value (Argo CD renders charts
+    /// with `helm template`, which would make a new key at every sync). Unset: the token file is
+    /// provided by other means.
+    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_SECRET")]
+    pub bootstrap_key_secret: Option<String>,
+    /// Namespace of `--bootstrap-key-secret` (the operator's own).
+    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_NAMESPACE", default_value = "default")]
+    pub bootstrap_key_namespace: String,
+    /// Any new value replaces the token in `--bootstrap-key-secret` once (recorded on the Secret
+    /// as `scim.dev/key-rotation`); the server revokes the key it replaces after its grace period.
+    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_ROTATION", default_value = "")]
+    pub bootstrap_key_rotation: String,
     #[command(flatten)]
     pub lease: LeaseArgs,
 }
@@ -372,6 +386,15 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-operator".into()), std::process::id())
     });
     let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
+    if let Some(name) = &args.bootstrap_key_secret {
+        let secrets =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube.clone(), &args.bootstrap_key_namespace);
+        let outcome =
+            bootstrap_secret::ensure(&secrets, name, &args.bootstrap_key_rotation).await.with_context(|| {
+                format!("making sure the bootstrap key Secret {}/{name} exists", args.bootstrap_key_namespace)
+            })?;
+        tracing::info!(secret = %name, ?outcome, "bootstrap key Secret");
+    }
     let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
     // Ready means able to take over: a standby is Ready as well, or a rolling update of two
     // replicas would wait forever for the one that does not lead.

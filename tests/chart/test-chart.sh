@@ -112,20 +112,18 @@ $HELM template scim "$chart" --namespace scim-system -f "$chart/ci/non-default-v
 say "helm install (with leader election, so the Lease permissions are exercised too)"
 $HELM install scim "$chart" --namespace scim-system --set operator.leaderElection=true >/dev/null
 sa="system:serviceaccount:scim-system:scim-scim-operator-operator"
-$KUBECTL -n scim-system get secret scim-scim-operator-key >/dev/null
 $KUBECTL -n scim-system get statefulset scim-scim-operator-server >/dev/null
 $KUBECTL -n scim-system get deployment scim-scim-operator-operator >/dev/null
 
-say "the generated key is kept on upgrade and replaced when bootstrapKey.rotation changes"
-key() { $KUBECTL -n scim-system get secret scim-scim-operator-key -o jsonpath='{.data.token}'; }
-k1=$(key)
-$HELM upgrade scim "$chart" --namespace scim-system --set operator.leaderElection=true >/dev/null
-[ "$(key)" = "$k1" ] || fail "an upgrade changed the key"
-$HELM upgrade scim "$chart" --namespace scim-system --set operator.leaderElection=true --set bootstrapKey.rotation=2 >/dev/null
-k2=$(key)
-[ "$k2" != "$k1" ] || fail "a new bootstrapKey.rotation kept the old key"
-$HELM upgrade scim "$chart" --namespace scim-system --set operator.leaderElection=true --set bootstrapKey.rotation=2 >/dev/null
-[ "$(key)" = "$k2" ] || fail "the same rotation generated another key"
+say "no render carries a key (Argo CD renders with helm template): two renders are identical"
+$HELM template scim "$chart" --namespace scim-system > "$work/render-1.yaml"
+$HELM template scim "$chart" --namespace scim-system > "$work/render-2.yaml"
+cmp -s "$work/render-1.yaml" "$work/render-2.yaml" || fail "two renders of the same values differ: $(diff "$work/render-1.yaml" "$work/render-2.yaml" | head -5)"
+! grep -q "^kind: Secret" "$work/render-1.yaml" || fail "the chart renders a Secret"
+! $KUBECTL -n scim-system get secret scim-scim-operator-key >/dev/null 2>&1 || fail "helm install made the key Secret (the operator makes it)"
+grep -q "SCIM_OPERATOR_BOOTSTRAP_KEY_ROTATION" "$work/render-1.yaml" || fail "the operator is not told to make the key Secret"
+$HELM template scim "$chart" --namespace scim-system --set bootstrapKey.existingSecret=mine | grep -q "SCIM_OPERATOR_BOOTSTRAP_KEY_SECRET" \
+  && fail "with bootstrapKey.existingSecret the operator would still make a Secret"
 
 say "least privilege of the operator's ServiceAccount"
 can() { $KUBECTL auth can-i --as="$sa" "$@" 2>/dev/null || true; }
@@ -134,7 +132,11 @@ for yes in "watch scimusers.scim.dev --all-namespaces" "patch managedteams.scim.
   # shellcheck disable=SC2086
   [ "$(can $yes)" = yes ] || fail "operator cannot: $yes"
 done
-for no in "get secrets -n scim-system" "list secrets --all-namespaces" "list pods -n scim-system" "delete namespaces" \
+for yes in "create secrets -n scim-system" "get secrets/scim-scim-operator-key -n scim-system" "update secrets/scim-scim-operator-key -n scim-system"; do
+  # shellcheck disable=SC2086
+  [ "$(can $yes)" = yes ] || fail "operator cannot: $yes (it makes the bootstrap key Secret)"
+done
+for no in "get secrets -n scim-system" "list secrets -n scim-system" "update secrets/other -n scim-system" "create secrets -n default" "list secrets --all-namespaces" "list pods -n scim-system" "delete namespaces" \
           "create scimusers.scim.dev -n any" "delete scimusers.scim.dev -n any" "get configmaps -n kube-system"; do
   # shellcheck disable=SC2086
   [ "$(can $no)" = no ] || fail "operator may: $no"
@@ -158,7 +160,8 @@ mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 "$bin" serve --db "$work/scim.db" --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
 pids+=($!)
 KUBECONFIG="$work/kubeconfig" "$bin" controller --scim-url "http://127.0.0.1:$port/scim/v2" --token-file "$work/token" \
-  --leader-election --lease-namespace scim-system --metrics-listen "127.0.0.1:$mport" > "$work/operator.log" 2>&1 &
+  --leader-election --lease-namespace scim-system --metrics-listen "127.0.0.1:$mport" \
+  --bootstrap-key-secret scim-scim-operator-key --bootstrap-key-namespace scim-system > "$work/operator.log" 2>&1 &
 pids+=($!)
 ns=chart-e2e
 $KUBECTL create namespace $ns --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
@@ -167,6 +170,9 @@ if ! $KUBECTL -n $ns wait --for=condition=Ready --timeout=60s scimuser/ada scimu
   grep -E "WARN|ERROR" "$work/operator.log" | tail -5 >&2
   fail "ScimUsers did not become Ready under the chart's RBAC"
 fi
+say "the operator, under its own ServiceAccount, made the bootstrap key Secret"
+made=$($KUBECTL -n scim-system get secret scim-scim-operator-key -o jsonpath='{.data.token}' | base64 -d)
+[ "${#made}" -ge 32 ] || fail "the operator's bootstrap key Secret holds no usable token"
 $KUBECTL -n $ns delete scimuser ada grace --timeout=60s >/dev/null || { tail -20 "$work/operator.log" >&2; fail "finalizers not removed"; }
 grep -q "leading" "$work/operator.log" || fail "the operator did not take the lease"
 $KUBECTL -n scim-system get lease scim-operator >/dev/null

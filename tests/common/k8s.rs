@@ -181,6 +181,9 @@ pub fn operator_args(
         lease_namespace: lease_ns.to_string(),
         identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
         cluster_id: None,
+        bootstrap_key_secret: None,
+        bootstrap_key_namespace: "default".to_string(),
+        bootstrap_key_rotation: String::new(),
         lease: Default::default(),
     }
 }
