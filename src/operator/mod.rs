@@ -53,8 +53,13 @@ const SHARED_BUFFER: usize = 1024;
 /// A predicate filter for shared streams: remembers a hash of what matters per object and lets
 /// an object through when it changed (or was not seen before). Objects that left the store are
 /// forgotten once the memory exceeds twice the store.
+///
+/// Keyed by the object's uid, hashed: 16 bytes an object, where an `ObjectRef` key would keep
+/// copies of the name, namespace, uid and resourceVersion (the operator holds one entry per
+/// ScimUser in each of two filters). A collision of two uids' 64-bit hashes could hold back a
+/// trigger until the next resync, at odds of about n²/2⁶⁵.
 struct ChangeFilter<K: Resource<DynamicType = ()> + Clone + 'static> {
-    seen: Mutex<HashMap<ObjectRef<K>, u64>>,
+    seen: Mutex<HashMap<u64, u64>>,
     store: reflector::Store<K>,
 }
 
@@ -63,13 +68,24 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ChangeFilter<K> {
         Self { seen: Mutex::new(HashMap::new()), store }
     }
 
+    fn key(obj: &K) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        // The uid is unique in time too: a ScimUser deleted and made again under its name is new.
+        obj.meta().uid.hash(&mut h);
+        obj.meta().namespace.hash(&mut h);
+        obj.meta().name.hash(&mut h);
+        h.finish()
+    }
+
     fn changed(&self, obj: &K, hash: Option<u64>) -> bool {
         let Some(hash) = hash else { return true };
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() > 2 * self.store.len() + 1024 {
-            seen.retain(|k, _| self.store.get(k).is_some());
+            let live: std::collections::HashSet<u64> = self.store.state().iter().map(|o| Self::key(o)).collect();
+            seen.retain(|k, _| live.contains(k));
         }
-        seen.insert(ObjectRef::from_obj(obj), hash) != Some(hash)
+        seen.insert(Self::key(obj), hash) != Some(hash)
     }
 }
 
@@ -625,6 +641,26 @@ mod tests {
         let mut deleting = provisioned.clone();
         deleting.metadata.deletion_timestamp = Some(now());
         assert_ne!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&deleting));
+    }
+
+    #[test]
+    fn change_filter_lets_through_changes_and_new_incarnations_only() {
+        let (store, mut writer) = reflector::store::<ScimUser>();
+        let filter = ChangeFilter::new(store);
+        let mut a = user();
+        a.metadata.uid = Some("uid-1".into());
+        writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
+        assert!(filter.changed(&a, Some(1)), "first sight");
+        assert!(!filter.changed(&a, Some(1)), "nothing changed");
+        assert!(filter.changed(&a, Some(2)), "what matters changed");
+        // Deleted and made again under the same name: a new uid, so a new object.
+        let mut again = a.clone();
+        again.metadata.uid = Some("uid-2".into());
+        assert!(filter.changed(&again, Some(2)), "a new incarnation with the same hash");
+        let mut other = a.clone();
+        other.metadata.namespace = Some("other".into());
+        assert!(filter.changed(&other, Some(2)), "same name and uid in another namespace");
+        assert!(filter.changed(&a, None), "no hash: always through");
     }
 
     #[test]
