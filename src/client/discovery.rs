@@ -32,7 +32,8 @@ impl Capabilities {
         if !doc.is_object() {
             return None;
         }
-        let supported = |name: &str| doc.pointer(&format!("/{name}/supported")).and_then(Value::as_bool).unwrap_or(false);
+        let supported =
+            |name: &str| doc.pointer(&format!("/{name}/supported")).and_then(Value::as_bool).unwrap_or(false);
         Some(Self {
             patch: supported("patch"),
             filter: supported("filter"),

@@ -64,7 +64,9 @@ impl ScimClient {
             Err(ClientError::Unauthorized(m)) => {
                 return Health { reachable: Ok(()), credentials: Err(m), capabilities: None };
             }
-            Err(e) => return Health { reachable: Err(e.to_string()), credentials: Err(e.to_string()), capabilities: None },
+            Err(e) => {
+                return Health { reachable: Err(e.to_string()), credentials: Err(e.to_string()), capabilities: None };
+            }
         };
         let credentials = match self.request(Method::GET, "/Users?startIndex=1&count=1", None).await {
             Ok(_) => Ok(()),
@@ -82,8 +84,9 @@ impl ScimClient {
         let mut all = Vec::new();
         let mut start = 1usize;
         loop {
-            let page =
-                self.request(Method::GET, &format!("/{resource}?startIndex={start}&count={size}{filter}"), None).await?;
+            let page = self
+                .request(Method::GET, &format!("/{resource}?startIndex={start}&count={size}{filter}"), None)
+                .await?;
             let resources = page.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
             let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
             let got = resources.len();

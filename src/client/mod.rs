@@ -22,8 +22,8 @@ pub mod profile;
 pub use credentials::{AccessToken, ClientCredentialsGrant, Credentials, SecretSource};
 pub use discovery::Capabilities;
 pub use execute::{Executed, Health};
-pub use profile::{Dialect, Profile};
 use profile::ErrorDetail;
+pub use profile::{Dialect, Profile};
 
 /// Schema URNs the client sends.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -365,7 +365,8 @@ impl ScimClient {
                 retry_after: None,
             });
         }
-        let resp = req.send().await.map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
+        let resp =
+            req.send().await.map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();

@@ -187,6 +187,7 @@ pub fn user_document(dialect: &dyn Dialect, desired: &DesiredUser) -> Result<(Va
         emails.truncate(max);
     }
     doc.entry("active").or_insert(json!(true));
+    dialect.shape_user(&mut doc);
     Ok((Value::Object(doc), notices))
 }
 
@@ -199,9 +200,7 @@ fn covers(held: Option<&Value>, wanted: &Value, fold_case: bool) -> bool {
         (None, Value::Array(a)) => a.is_empty(),
         (None, _) => false,
         (Some(Value::String(h)), Value::String(w)) if fold_case => h.to_lowercase() == w.to_lowercase(),
-        (Some(Value::Object(h)), Value::Object(w)) => {
-            w.iter().all(|(k, v)| covers(h.get(k), v, fold_case))
-        }
+        (Some(Value::Object(h)), Value::Object(w)) => w.iter().all(|(k, v)| covers(h.get(k), v, fold_case)),
         (Some(Value::Array(h)), Value::Array(w)) => {
             h.len() == w.len() && w.iter().all(|wv| h.iter().any(|hv| covers(Some(hv), wv, fold_case)))
         }
@@ -335,11 +334,8 @@ pub fn group(target: Target<'_>, desired: &DesiredGroup, held: Option<&HeldGroup
         return Ok(Plan { operations, notices: vec![] });
     };
     let add: Vec<String> = desired.members.difference(&held.members).cloned().collect();
-    let remove: Vec<String> = if desired.authoritative {
-        held.members.difference(&desired.members).cloned().collect()
-    } else {
-        vec![]
-    };
+    let remove: Vec<String> =
+        if desired.authoritative { held.members.difference(&desired.members).cloned().collect() } else { vec![] };
     let marker_differs = dialect.external_id() == ExternalIdRule::Marker
         && desired.marker.is_some()
         && held.external_id != desired.marker;
@@ -429,7 +425,7 @@ mod tests {
         let cases: [(&dyn Dialect, Option<&str>, Option<&str>, bool, usize, Vec<Notice>); 5] = [
             (&Generic, None, Some("k8s:c1/team-a/uid-1"), true, 2, vec![]),
             (&ScimOperator, None, Some("k8s:c1/team-a/uid-1"), true, 2, vec![]),
-            (&Datadog, None, None, true, 2, vec![]),
+            (&Datadog, None, None, true, 2, vec![Notice::AttributesNotKept(vec!["displayName".into()])]),
             (&Grafana, Some("00u1saml"), Some("00u1saml"), false, 2, vec![Notice::RolesUnsupported]),
             (
                 &Keycloak,
@@ -470,7 +466,7 @@ mod tests {
             "emails": [{"value": "ada@example.com", "type": "work", "primary": true}, {"value": "ada@home.example", "type": "home"}],
             "roles": [{"value": "Admin", "primary": false}]});
         let caps = patching();
-        for dialect in [&Generic as &dyn Dialect, &ScimOperator, &Datadog] {
+        for dialect in [&Generic as &dyn Dialect, &ScimOperator] {
             let plan = user(Target::new(dialect, &caps, None), &desired(&["Admin"], None), Some(&held)).unwrap();
             assert_eq!(plan.operations, vec![], "{:?}", dialect.profile());
         }
@@ -499,12 +495,15 @@ mod tests {
             "only what differs, the legacy marker rewritten"
         );
         let put = user(Target::new(&Generic, &put_only(), None), &want, Some(&held)).unwrap();
-        assert!(matches!(&put.operations[..], [Operation::ReplaceUser { id, body }] if id == "u1" && body["title"] == "Countess"));
+        assert!(
+            matches!(&put.operations[..], [Operation::ReplaceUser { id, body }] if id == "u1" && body["title"] == "Countess")
+        );
         // Keycloak's PUT merges, so without PATCH nothing can be removed: refuse, do not half-apply.
         let kc = user(Target::new(&Keycloak, &put_only(), None), &want, Some(&json!({"id": "u1", "userName": "x"})));
         assert!(matches!(kc, Err(PlanError::Unsupported(_))));
         let mut enterprise = want.clone();
-        enterprise.document["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] = json!({"department": "R&D"});
+        enterprise.document["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"] =
+            json!({"department": "R&D"});
         let plan = user(Target::new(&Generic, &patching(), None), &enterprise, Some(&held)).unwrap();
         let Operation::PatchUser { operations, .. } = &plan.operations[0] else { panic!("{plan:?}") };
         assert!(operations.contains(&json!({"op": "replace", "value": {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "R&D"}}})));
@@ -514,7 +513,10 @@ mod tests {
     fn deletion_policies_per_profile() {
         let active = json!({"id": "u1", "userName": "a", "active": true});
         let inactive = json!({"id": "u1", "userName": "a", "active": false});
-        let off = Operation::PatchUser { id: "u1".into(), operations: vec![json!({"op": "replace", "path": "active", "value": false})] };
+        let off = Operation::PatchUser {
+            id: "u1".into(),
+            operations: vec![json!({"op": "replace", "path": "active", "value": false})],
+        };
         let caps = patching();
         // (dialect, policy, held) -> operations, notices
         let cases: Vec<(&dyn Dialect, UserRemoval, &Value, Vec<Operation>, Vec<Notice>)> = vec![
@@ -573,10 +575,15 @@ mod tests {
         assert_eq!(
             kc.operations,
             vec![
-                Operation::CreateGroup { body: json!({"schemas": [GROUP_SCHEMA], "displayName": "Platform"}), exclusive: false },
+                Operation::CreateGroup {
+                    body: json!({"schemas": [GROUP_SCHEMA], "displayName": "Platform"}),
+                    exclusive: false
+                },
                 Operation::PatchGroup {
                     group: GroupRef::Created,
-                    operations: vec![json!({"op": "add", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]})]
+                    operations: vec![
+                        json!({"op": "add", "path": "members", "value": [{"value": "u1"}, {"value": "u2"}]})
+                    ]
                 },
                 Operation::PatchGroup {
                     group: GroupRef::Created,
@@ -589,7 +596,8 @@ mod tests {
     #[test]
     fn membership_changes_are_only_the_difference_in_chunks() {
         let caps = patching();
-        let kc = group(Target::new(&Keycloak, &caps, None), &team(&["u1", "u3"], true), Some(&held(&["u1", "u2"]))).unwrap();
+        let kc =
+            group(Target::new(&Keycloak, &caps, None), &team(&["u1", "u3"], true), Some(&held(&["u1", "u2"]))).unwrap();
         assert_eq!(
             kc.operations,
             vec![
@@ -603,7 +611,8 @@ mod tests {
                 },
             ]
         );
-        let additive = group(Target::new(&Keycloak, &caps, None), &team(&["u1"], false), Some(&held(&["u1", "u2"]))).unwrap();
+        let additive =
+            group(Target::new(&Keycloak, &caps, None), &team(&["u1"], false), Some(&held(&["u1", "u2"]))).unwrap();
         assert_eq!(additive.operations, vec![], "Additive keeps members someone else added");
         // 250 new members on a target that takes 100 membership operations per PATCH (AWS).
         let many: Vec<String> = (0..250).map(|i| format!("u{i:03}")).collect();

@@ -8,7 +8,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 use crate::scim::ScimType;
@@ -109,6 +109,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn kept_user_attributes(&self) -> Option<&'static [&'static str]> {
         None
     }
+
+    /// Brings a user document to the form the target keeps (after `externalId`, roles and the
+    /// kept attributes are settled), so that what it answers compares equal next time.
+    fn shape_user(&self, _document: &mut Map<String, Value>) {}
 
     /// Whether `DELETE /Groups/{id}` unlinks a team (this project's server) rather than
     /// deleting it, so an `Unlink` policy sends it; elsewhere `Unlink` removes the members.
@@ -219,8 +223,9 @@ impl Dialect for Keycloak {
 }
 
 /// Datadog's SCIM API (<https://docs.datadoghq.com/api/latest/scim/>): its User has no
-/// `externalId` (the documented body is active, emails, name, title, userName, roles per the
-/// role-provisioning guide); errors come in Datadog's API form `{"errors": ["..."]}` rather than
+/// `externalId` (the documented body is active, emails, name, title, userName; roles per the
+/// role-provisioning guide), its `name` is `formatted` only and an e-mail's `type` can only be
+/// `work` ("Create user"); errors come in Datadog's API form `{"errors": ["..."]}` rather than
 /// the SCIM error schema.
 #[derive(Debug)]
 pub struct Datadog;
@@ -232,7 +237,11 @@ impl Dialect for Datadog {
     fn error_detail(&self, body: &Value) -> ErrorDetail {
         match body.get("errors").and_then(Value::as_array) {
             Some(errors) => ErrorDetail {
-                detail: errors.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect::<Vec<_>>().join("; "),
+                detail: errors
+                    .iter()
+                    .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join("; "),
                 scim_type: None,
             },
             None => Generic.error_detail(body),
@@ -240,6 +249,27 @@ impl Dialect for Datadog {
     }
     fn external_id(&self) -> ExternalIdRule {
         ExternalIdRule::NotKept
+    }
+    fn kept_user_attributes(&self) -> Option<&'static [&'static str]> {
+        Some(&["userName", "name", "emails", "title", "active", "roles"])
+    }
+    fn shape_user(&self, document: &mut Map<String, Value>) {
+        if let Some(name) = document.get("name") {
+            let part = |k: &str| name.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+            let formatted = part("formatted").map(str::to_string).or_else(|| {
+                let parts: Vec<&str> = ["givenName", "middleName", "familyName"].into_iter().filter_map(part).collect();
+                (!parts.is_empty()).then(|| parts.join(" "))
+            });
+            match formatted {
+                Some(f) => document.insert("name".into(), json!({"formatted": f})),
+                None => document.remove("name"),
+            };
+        }
+        if let Some(Value::Array(emails)) = document.get_mut("emails") {
+            for e in emails.iter_mut().filter_map(Value::as_object_mut) {
+                e.insert("type".into(), json!("work"));
+            }
+        }
     }
 }
 
@@ -295,7 +325,10 @@ mod tests {
                 json!({"op": "remove", "path": "members[value eq \"b\\\"c\"]"})
             ]
         );
-        assert_eq!(Generic.add_members(&["a".into()]), vec![json!({"op": "add", "path": "members", "value": [{"value": "a"}]})]);
+        assert_eq!(
+            Generic.add_members(&["a".into()]),
+            vec![json!({"op": "add", "path": "members", "value": [{"value": "a"}]})]
+        );
     }
 
     #[test]

@@ -91,7 +91,11 @@ fn default_concurrency() -> u32 {
 
 impl Default for RequestBudget {
     fn default() -> Self {
-        Self { requests_per_second: default_rate(), max_concurrency: default_concurrency(), max_member_operations: None }
+        Self {
+            requests_per_second: default_rate(),
+            max_concurrency: default_concurrency(),
+            max_member_operations: None,
+        }
     }
 }
 
@@ -379,11 +383,19 @@ mod tests {
     fn a_probe_becomes_conditions() {
         let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
         let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap());
-        let down = Health { reachable: Err("connection refused".into()), credentials: Err("connection refused".into()), capabilities: None };
+        let down = Health {
+            reachable: Err("connection refused".into()),
+            credentials: Err("connection refused".into()),
+            capabilities: None,
+        };
         let s0 = status_from_health(&down, Some(1), t0.clone(), &[]);
         let by = |s: &TargetStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap();
         assert_eq!((by(&s0, "Ready").status.as_str(), by(&s0, "Ready").reason.as_str()), ("False", "Unreachable"));
-        let refused = Health { reachable: Ok(()), credentials: Err("401 Unauthorized: ".into()), capabilities: Some(Capabilities::assumed()) };
+        let refused = Health {
+            reachable: Ok(()),
+            credentials: Err("401 Unauthorized: ".into()),
+            capabilities: Some(Capabilities::assumed()),
+        };
         let s1 = status_from_health(&refused, Some(1), t1.clone(), &s0.conditions);
         assert_eq!(by(&s1, "Reachable").status, "True");
         assert_eq!(by(&s1, "Reachable").last_transition_time, t1, "it changed");
@@ -407,8 +419,7 @@ mod tests {
         assert_eq!(spec.endpoint.budget, RequestBudget::default());
         let schema = serde_json::to_value(schemars::schema_for!(TargetCredentials)).unwrap();
         assert_eq!(
-            schema["x-kubernetes-validations"][0]["rule"],
-            "has(self.bearerToken) != has(self.oauth2)",
+            schema["x-kubernetes-validations"][0]["rule"], "has(self.bearerToken) != has(self.oauth2)",
             "the API server refuses both or neither"
         );
     }
