@@ -8,13 +8,15 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src ./src
 COPY migrations ./migrations
+# The console's pages, compiled into the binary (askama).
+COPY templates ./templates
 # Cargo.toml declares the benchmark examples by path; they must exist to load the manifest.
 COPY bench/*.rs ./bench/
 # Cargo judges freshness by mtime; sources copied from an archive can be older than the cached
 # target, so mark them new (this step only runs when the copied sources changed).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    find src migrations -type f -exec touch {} + \
+    find src migrations templates -type f -exec touch {} + \
     && cargo build --release --locked --bin scim-operator \
     && install -D -m 0755 target/release/scim-operator /out/scim-operator
 

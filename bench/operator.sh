@@ -97,7 +97,7 @@ echo "{\"target\":\"kube_ceiling\",\"workload\":\"apply\",$common,\"loadavg_befo
 # --- the operator
 fresh_control_plane operator
 p=$(port)
-"$bin" keys create --db "$work/scim.db" --name operator | tail -n 1 > "$work/token"
+"$bin" keys create --db "$work/scim.db" --name operator --preset operator | tail -n 1 > "$work/token"
 "$bin" serve --db "$work/scim.db" --listen "127.0.0.1:$p" --log-format json > "$work/server.log" 2>&1 &
 server=$!; pids+=($server)
 wait_http "http://127.0.0.1:$p/readyz"

@@ -3,7 +3,8 @@
 //! Writes the user ids, the big and small group ids and a bearer key into OUT_DIR.
 
 use scim_operator::clock::{Clock, SystemClock, format_time};
-use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
+use scim_operator::provisioning::access::Permissions;
+use scim_operator::provisioning::keys::{Secret, new_key_record};
 use scim_operator::store::{KeyOwner, TeamRecord, UserRecord};
 use serde_json::json;
 
@@ -61,8 +62,8 @@ async fn main() -> anyhow::Result<()> {
         tx.insert_team(&team(format!("Group {g}"))).await?;
     }
     let secret = Secret::generate();
-    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-    tx.insert_key(&new_key_record(&secret, "bench", KeyOwner::ServiceAccount, None, perms, &now)).await?;
+    let perms = Permissions::all();
+    tx.insert_key(&new_key_record(&secret, "bench", KeyOwner::ServiceAccount, None, &perms, &now)).await?;
     tx.commit().await?;
     std::fs::create_dir_all(out)?;
     std::fs::write(format!("{out}/user_ids"), ids.join("\n"))?;

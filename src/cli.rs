@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, format_time};
+use crate::provisioning::access::{Permissions, Preset};
 use crate::provisioning::{Directory, RequestContext};
 use crate::redact::redact_url;
 use crate::server::{AppState, ServerConfig, metrics::Metrics};
@@ -34,9 +35,9 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the SCIM 2.0 API.
-    Serve(ServeArgs),
-    /// Manage application keys (bearer tokens for the SCIM API).
-    #[command(subcommand)]
+    Serve(Box<ServeArgs>),
+    /// Manage application keys (bearer tokens for the SCIM API), each with its permissions.
+    #[command(subcommand, after_long_help = KEYS_HELP)]
     Keys(KeysCommand),
     /// Print the audit trail as JSON lines.
     Audit(AuditArgs),
@@ -49,6 +50,9 @@ pub enum Command {
     /// List and resend invitations.
     #[command(subcommand)]
     Invites(InvitesCommand),
+    /// The web console: sign-in links for the first administrator.
+    #[command(subcommand)]
+    Console(ConsoleCommand),
     /// Write the CustomResourceDefinitions, one YAML file per kind.
     Crds {
         /// Directory to write into (created if missing).
@@ -159,6 +163,95 @@ pub enum InvitesCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Print a single-use sign-in link to the console for a provisioned, active user with a
+    /// role (how the first administrator signs in before single sign-on is set up). Audited.
+    LoginLink {
+        #[command(flatten)]
+        db: DbArgs,
+        /// User id or userName.
+        #[arg(long, env = "SCIM_OPERATOR_CONSOLE_LINK_USER")]
+        user: String,
+        /// The console's public URL (as given to `serve --console-url`).
+        #[arg(long, env = "SCIM_OPERATOR_CONSOLE_URL")]
+        console_url: String,
+        /// Minutes the link stays valid.
+        #[arg(long, env = "SCIM_OPERATOR_CONSOLE_LINK_TTL_MINUTES", default_value_t = 15, value_parser = clap::value_parser!(i64).range(1..=1440))]
+        ttl_minutes: i64,
+    },
+}
+
+/// The web console (served under `/console` when `--console-url` is set).
+#[derive(Debug, Args, Clone)]
+pub struct ConsoleArgs {
+    /// The console's public URL, e.g. `https://scim.example.com/console`; serves the console.
+    /// The OpenID Connect redirect URI to register is this plus `/callback`.
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_URL")]
+    pub console_url: Option<String>,
+    /// Issuer URL of the identity provider for single sign-on (discovery at
+    /// `<issuer>/.well-known/openid-configuration`).
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_OIDC_ISSUER", requires_all = ["console_url", "console_oidc_client_id"])]
+    pub console_oidc_issuer: Option<String>,
+    /// The console's client id at the identity provider.
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_OIDC_CLIENT_ID")]
+    pub console_oidc_client_id: Option<String>,
+    /// File holding the client secret (a confidential client; PKCE is used either way).
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_OIDC_CLIENT_SECRET_FILE")]
+    pub console_oidc_client_secret_file: Option<std::path::PathBuf>,
+    /// The ID token claim matched against `userName` (folded as the server folds text).
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_OIDC_CLAIM", value_enum, default_value = "email")]
+    pub console_oidc_claim: crate::console::oidc::SubjectClaim,
+    /// Send cookies without `Secure` (only for a console on http://127.0.0.1 or http://localhost).
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_INSECURE_COOKIES")]
+    pub console_insecure_cookies: bool,
+    /// Minutes of inactivity after which a console session ends.
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_IDLE_MINUTES", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..))]
+    pub console_idle_minutes: i64,
+    /// Hours after sign-in at which a console session ends however busy.
+    #[arg(long, env = "SCIM_OPERATOR_CONSOLE_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(i64).range(1..))]
+    pub console_session_hours: i64,
+}
+
+impl ConsoleArgs {
+    /// The console's settings, or `None` without `--console-url`.
+    fn config(&self) -> Result<Option<crate::console::ConsoleConfig>> {
+        let Some(url) = &self.console_url else { return Ok(None) };
+        let oidc = match (&self.console_oidc_issuer, &self.console_oidc_client_id) {
+            (Some(issuer), Some(client_id)) => {
+                let client_secret = match &self.console_oidc_client_secret_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("reading the OIDC client secret {}", path.display()))?
+                            .trim()
+                            .to_string(),
+                    ),
+                    None => None,
+                };
+                Some(crate::console::oidc::OidcConfig {
+                    issuer: issuer.clone(),
+                    client_id: client_id.clone(),
+                    client_secret,
+                    redirect_uri: crate::console::redirect_uri(url),
+                    claim: self.console_oidc_claim,
+                })
+            }
+            _ => None,
+        };
+        let policy = crate::provisioning::console::SessionPolicy {
+            idle: chrono::Duration::minutes(self.console_idle_minutes),
+            absolute: chrono::Duration::hours(self.console_session_hours),
+            ..Default::default()
+        };
+        Ok(Some(crate::console::ConsoleConfig {
+            public_url: url.clone(),
+            oidc,
+            secure_cookies: !self.console_insecure_cookies,
+            policy,
+        }))
+    }
+}
+
 /// How the outbox is delivered (with `--smtp-url`).
 #[derive(Debug, Args, Clone)]
 pub struct DeliveryArgs {
@@ -254,6 +347,8 @@ pub struct ServeArgs {
     pub key_cache_millis: u64,
     #[command(flatten)]
     pub invitations: InvitationArgs,
+    #[command(flatten)]
+    pub console: ConsoleArgs,
     /// SMTP server for invitation e-mails, e.g. `smtp://relay:25` or `smtps://user:pass@host`.
     /// Without it, invitations wait in the outbox (`scim-operator invites list`).
     #[arg(long, env = "SCIM_OPERATOR_SMTP_URL")]
@@ -263,6 +358,10 @@ pub struct ServeArgs {
     pub smtp_from: String,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
+    /// Serve `/metrics` (and `/healthz`) on this address instead of beside the API, so the
+    /// public port does not expose them (e.g. `0.0.0.0:9090`).
+    #[arg(long, env = "SCIM_OPERATOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// StatsD address (`host:port`) for role provisioning events.
     #[arg(long, env = "SCIM_OPERATOR_STATSD")]
     pub statsd: Option<String>,
@@ -284,9 +383,69 @@ pub struct ServeArgs {
     pub bootstrap_key_check_seconds: u64,
 }
 
+/// What `keys --help` and `keys create --help` say about permissions; a test checks that it
+/// names every permission and preset.
+const KEYS_HELP: &str = "\
+Permissions (a request outside a key's permissions is answered 403 with a SCIM error):
+  user_access_invite       create users (sends their invitation); read users
+  user_access_manage       read, change (attributes, roles, active) and delete users; read a user's access
+  teams_manage             read, create, link, change and unlink teams (SCIM groups) and members
+  role_mappings_manage     read and change RoleMappings (roles granted to the members of teams)
+  roles_manage             change the role catalog and the default role
+  kubernetes_owned_manage  delete users and teams the operator owns (externalId k8s:...),
+                           change such an externalId, or write one
+  keys_manage              create, list and revoke keys
+  audit_logs_read          read the audit trail
+  directory_read           read users, their access, teams, RoleMappings and keys; change nothing
+
+Presets:
+  identity-provider  user_access_invite, user_access_manage, teams_manage (the default)
+  operator           identity-provider + role_mappings_manage, kubernetes_owned_manage
+                     (what the Kubernetes operator calls; the bootstrap key gets these)
+  admin              every permission
+
+Examples:
+  scim-operator keys create --name okta
+  scim-operator keys create --name operator --preset operator
+  scim-operator keys create --name audit --permission audit_logs_read,directory_read";
+
+/// A preset of `keys create` (see [`crate::provisioning::access::Preset`]).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyPreset {
+    /// user_access_invite, user_access_manage, teams_manage.
+    IdentityProvider,
+    /// identity-provider + role_mappings_manage, kubernetes_owned_manage.
+    Operator,
+    /// Every permission.
+    Admin,
+}
+
+impl KeyPreset {
+    fn preset(self) -> Preset {
+        match self {
+            KeyPreset::IdentityProvider => Preset::IdentityProvider,
+            KeyPreset::Operator => Preset::Operator,
+            KeyPreset::Admin => Preset::Admin,
+        }
+    }
+}
+
+/// The permissions `keys create` gives: the preset's and the listed ones together; the
+/// `identity-provider` preset when neither is given.
+fn key_permissions(preset: Option<KeyPreset>, listed: &[String]) -> Result<Permissions> {
+    let listed = Permissions::parse(listed).map_err(|e| anyhow::anyhow!(e.detail))?;
+    Ok(match preset {
+        Some(p) => p.preset().permissions().union(&listed),
+        None if listed.is_empty() => Preset::IdentityProvider.permissions(),
+        None => listed,
+    })
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create a key and print its secret as the last line of stdout (shown once).
+    /// Create a key and print its secret as the last line of stdout (shown once). Without
+    /// --preset or --permission the key gets the identity-provider preset.
+    #[command(after_long_help = KEYS_HELP)]
     Create {
         #[command(flatten)]
         db: DbArgs,
@@ -297,6 +456,12 @@ pub enum KeysCommand {
         /// for SCIM: deactivating that user revokes the key and stops provisioning.
         #[arg(long, env = "SCIM_OPERATOR_KEY_USER")]
         user: Option<String>,
+        /// A preset of permissions for the key's use.
+        #[arg(long, env = "SCIM_OPERATOR_KEY_PRESET", value_enum)]
+        preset: Option<KeyPreset>,
+        /// A permission to give (repeat it, or separate names with commas), on top of the preset.
+        #[arg(long = "permission", env = "SCIM_OPERATOR_KEY_PERMISSIONS", value_delimiter = ',')]
+        permissions: Vec<String>,
     },
     /// List keys (never their secrets).
     List {
@@ -319,15 +484,31 @@ pub struct AuditArgs {
     /// Only events at or after this RFC 3339 time.
     #[arg(long, env = "SCIM_OPERATOR_AUDIT_SINCE")]
     pub since: Option<String>,
+    /// Only events before this RFC 3339 time.
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_UNTIL")]
+    pub until: Option<String>,
     /// Only events with this action (e.g. `user.create`, `role.unmatched`).
     #[arg(long, env = "SCIM_OPERATOR_AUDIT_ACTION")]
     pub action: Option<String>,
+    /// Only events by this actor (a key id, `cli:<user>`, `console:<userName>`, `system`).
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_ACTOR")]
+    pub actor: Option<String>,
     /// Only events about this target id.
     #[arg(long, env = "SCIM_OPERATOR_AUDIT_TARGET")]
     pub target: Option<String>,
     /// At most this many events.
     #[arg(long, env = "SCIM_OPERATOR_AUDIT_LIMIT")]
     pub limit: Option<u64>,
+    /// Output: JSON lines, or CSV (the columns of the console's export).
+    #[arg(long, env = "SCIM_OPERATOR_AUDIT_FORMAT", value_enum, default_value = "json")]
+    pub format: AuditFormat,
+}
+
+/// Output format of `audit`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuditFormat {
+    Json,
+    Csv,
 }
 
 /// Sets up logging to stderr.
@@ -344,12 +525,13 @@ pub fn init_tracing(format: LogFormat) {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Keys(cmd) => keys(cmd).await,
         Command::Audit(args) => audit(args).await,
         Command::Roles(cmd) => roles(cmd).await,
         Command::Teams(cmd) => teams(cmd).await,
         Command::Invites(cmd) => invites(cmd).await,
+        Command::Console(cmd) => console(cmd).await,
         Command::Crds { out } => write_crds(&out),
         Command::Controller(args) => crate::operator::run(args, shutdown_signal()).await,
         Command::Migrate { from, to } => migrate(&from, &to).await,
@@ -392,7 +574,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let observer = Arc::new(crate::server::metrics::MetricsObserver { metrics: metrics.clone(), statsd });
     let directory =
         Directory::new(store.clone(), clock.clone()).with_settings(args.invitations.settings()).with_observer(observer);
-    let ctx = RequestContext { actor: "system".into(), request_id: None, base_url: String::new() };
+    let ctx = RequestContext::trusted("system");
+    if args.smtp_url.is_some()
+        && let Some(warning) = directory.settings().invitation_link_warning()
+    {
+        tracing::warn!(invitation_url = %args.invitations.invitation_url, "{warning}");
+    }
     let grace = chrono::Duration::seconds(i64::try_from(args.bootstrap_key_grace_seconds).unwrap_or(i64::MAX / 1000));
     if let Some(path) = &args.bootstrap_key_file {
         sync_bootstrap_key(&directory, &ctx, path, grace).await?;
@@ -412,7 +599,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
             let deliverer = crate::delivery::Deliverer::new(&config, store.clone(), clock.clone())?
                 .with_policy(args.delivery.policy())
                 .with_metrics(metrics.clone());
-            Some(tokio::spawn(deliverer.run(stop_rx)))
+            Some(tokio::spawn(deliverer.run(stop_rx.clone())))
+        }
+        None => None,
+    };
+    let console = match args.console.config()? {
+        Some(config) => {
+            let url = config.public_url.clone();
+            let sso = config.oidc.is_some();
+            let console =
+                crate::console::ConsoleState::new(directory.clone(), config).context("setting up the console")?;
+            tracing::info!(url = %url, single_sign_on = sso, "serving the console");
+            Some(console)
         }
         None => None,
     };
@@ -428,13 +626,35 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_patch_operations: args.max_patch_operations,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
             key_cache_ttl: Duration::from_millis(args.key_cache_millis),
+            metrics_on_api_port: args.metrics_listen.is_none(),
+            sends_invitation_email: args.smtp_url.is_some(),
         },
     );
+    let state = match console {
+        Some(console) => state.with_console(console),
+        None => state,
+    };
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let metrics_server = match args.metrics_listen {
+        Some(addr) => {
+            let metrics_listener =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr} for metrics"))?;
+            tracing::info!(address = %metrics_listener.local_addr()?, "metrics listening on /metrics");
+            let mut stop = stop_rx.clone();
+            let shutdown = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            Some(tokio::spawn(crate::server::serve_metrics(metrics_listener, state.clone(), shutdown)))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, "SCIM server listening on /scim/v2");
     crate::server::serve(listener, state, shutdown_signal()).await.context("serving HTTP")?;
     let _ = stop_tx.send(true);
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
     if let Some(d) = delivery {
         let _ = d.await;
     }
@@ -518,20 +738,27 @@ pub async fn shutdown_signal() {
 
 fn cli_context() -> RequestContext {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    RequestContext { actor: format!("cli:{user}"), request_id: None, base_url: String::new() }
+    RequestContext::trusted(format!("cli:{user}"))
 }
 
 async fn keys(cmd: KeysCommand) -> Result<()> {
     match cmd {
-        KeysCommand::Create { db, name, user } => {
+        KeysCommand::Create { db, name, user, preset, permissions } => {
+            let permissions = key_permissions(preset, &permissions)?;
             let directory = directory_for(&db).await?;
-            let (record, secret) = directory.create_key(&cli_context(), &name, user.as_deref()).await?;
+            let (record, secret) = directory.create_key(&cli_context(), &name, user.as_deref(), &permissions).await?;
             if record.owner == KeyOwner::User {
                 eprintln!(
                     "warning: this key belongs to a user; if that user is deactivated the key is revoked and provisioning stops. Prefer a service-account key."
                 );
             }
-            println!("created key {} ({}) for {}", record.id, name, record.owner.as_str());
+            println!(
+                "created key {} ({}) for {} with {}",
+                record.id,
+                name,
+                record.owner.as_str(),
+                record.permissions.join(",")
+            );
             println!("{}", secret.expose());
             Ok(())
         }
@@ -556,12 +783,37 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
 }
 
 async fn audit(args: AuditArgs) -> Result<()> {
-    let query = AuditQuery { since: args.since, action: args.action, target_id: args.target, limit: args.limit };
+    let query = AuditQuery {
+        since: args.since,
+        until: args.until,
+        action: args.action,
+        actor: args.actor,
+        target_id: args.target,
+        limit: args.limit,
+    };
     let events = directory_for(&args.db).await?.audit_events(&query).await?;
-    for e in events {
-        println!("{}", serde_json::to_string(&e)?);
+    match args.format {
+        AuditFormat::Json => {
+            for e in events {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+        }
+        AuditFormat::Csv => print!("{}", crate::provisioning::console_views::audit_csv(&events)?),
     }
     Ok(())
+}
+
+async fn console(cmd: ConsoleCommand) -> Result<()> {
+    match cmd {
+        ConsoleCommand::LoginLink { db, user, console_url, ttl_minutes } => {
+            let directory = directory_for(&db).await?;
+            let ttl = chrono::Duration::minutes(ttl_minutes);
+            let (link, token) = directory.create_login_link(&cli_context(), &user, ttl).await?;
+            eprintln!("single-use sign-in link for {user}, valid until {} (UTC):", link.expires_at);
+            println!("{}", crate::console::login_link_url(&console_url, token.expose()));
+            Ok(())
+        }
+    }
 }
 
 fn write_crds(out: &std::path::Path) -> Result<()> {

@@ -4,11 +4,13 @@
 //! - [`store`]: the database behind a trait (SQLite embedded, PostgreSQL shared).
 //! - [`provisioning`]: the product's rules applied to users and teams.
 //! - [`server`]: the HTTP layer.
+//! - [`console`]: the web console under `/console` (its rules are in `provisioning::console`).
 //! - [`cli`]: the `scim-operator` command (nothing else in the crate imports it).
 
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod console;
 pub mod delivery;
 pub mod operator;
 pub mod provisioning;

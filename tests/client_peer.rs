@@ -55,11 +55,11 @@ async fn client_works_against_the_python_reference_server() {
     assert!(up, "scim2-server did not start");
 
     let user = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.user", "externalId": "k8s:1", "active": true});
-    let created = client.create_user(&user).await.unwrap();
+    let created = client.create_user(&user, true).await.unwrap();
     let id = created.id.clone();
     let found = client.find_user_by_name("peer.user").await.unwrap().expect("found by userName");
     assert_eq!(found.id, id);
-    assert!(matches!(client.create_user(&user).await, Err(ClientError::Conflict(_))), "uniqueness is a conflict");
+    assert!(matches!(client.create_user(&user, true).await, Err(ClientError::Conflict(_))), "uniqueness is a conflict");
     let mut replaced = user.clone();
     replaced["displayName"] = json!("Peer User");
     assert_eq!(client.replace_user(&id, &replaced).await.unwrap().body["displayName"], "Peer User");
@@ -68,7 +68,7 @@ async fn client_works_against_the_python_reference_server() {
     assert_eq!(client.get_user(&id).await.unwrap().body["active"], false);
 
     let other = client
-        .create_user(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.two"}))
+        .create_user(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "peer.two"}), true)
         .await
         .unwrap();
     let other_id = other.id.clone();

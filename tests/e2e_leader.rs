@@ -24,6 +24,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// The tests of this file run one at a time: their replicas watch every namespace, so a leader
+/// of one test would also provision (and set Ready on) the other test's ScimUsers, into its own
+/// server, and each test's attribution of writes to its leader would race with the other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const LEASE: Duration = Duration::from_secs(4);
 const RENEW_DEADLINE: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_secs(1);
@@ -150,31 +155,41 @@ fn scim_user(name: &str, ns: &str) -> ScimUser {
     .unwrap()
 }
 
+/// A fresh namespace (for the Lease and the ScimUsers) named after `prefix`, with the CRDs installed.
+async fn namespace(prefix: &str) -> (Client, String, Api<Lease>, Api<ScimUser>) {
+    let client = Client::try_default().await.expect("kubeconfig");
+    install_crds(&client).await;
+    let ns = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    (client.clone(), ns.clone(), Api::namespaced(client.clone(), &ns), Api::namespaced(client, &ns))
+}
+
+/// A replica with a key of its own (so the audit trail tells the replicas apart) talking to `url`.
+async fn replica(server: &common::TestServer, identity: &str, url: &str, ns: &str, dir: &Path) -> Replica {
+    let token = common::create_key(&server.store, identity, None).await;
+    let keys = server.store.begin_read().await.unwrap().list_keys().await.unwrap();
+    let key_id = keys.iter().find(|k| k.name == identity).expect("the replica's key").id.clone();
+    let token_file = dir.join(format!("{identity}.token"));
+    std::fs::write(&token_file, token).unwrap();
+    Replica::start(identity, &key_id, &token_file, url, ns, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
     if !control_plane() {
         return;
     }
-    let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    let ns = format!("leader-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let users: Api<ScimUser> = Api::namespaced(client.clone(), &ns);
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (client, ns, leases, users) = namespace("leader").await;
 
     let server = common::TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut replicas = Vec::new();
     for identity in ["replica-a", "replica-b"] {
-        let token = common::create_key(&server.store, identity, None).await;
-        let keys = server.store.begin_read().await.unwrap().list_keys().await.unwrap();
-        let key_id = keys.iter().find(|k| k.name == identity).expect("the replica's key").id.clone();
-        let token_file = dir.path().join(format!("{identity}.token"));
-        std::fs::write(&token_file, token).unwrap();
-        replicas.push(Replica::start(identity, &key_id, &token_file, &server.base, &ns, dir.path()));
+        replicas.push(replica(&server, identity, &server.base, &ns, dir.path()).await);
     }
 
     // Both Ready, the standby included: readiness is not leadership.
@@ -293,6 +308,191 @@ async fn a_frozen_leader_is_replaced_and_writes_nothing_after_it_thaws() {
     })
     .await;
     drop(replicas);
+    let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await;
+    server.stop().await;
+}
+
+/// A TCP proxy on 127.0.0.1 that, while holding, holds back for `hold` every chunk from client
+/// to server that starts a write (`POST`, `PUT`, `PATCH`, `DELETE`), and what follows it on the
+/// same connection (to keep the order). Like a network, it delivers what it has taken even when
+/// the sender is gone. It notes the status of every response it relays.
+struct DelayingProxy {
+    addr: std::net::SocketAddr,
+    hold: std::sync::Arc<std::sync::Mutex<Option<Duration>>>,
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// When the first held chunk was delivered.
+    delivered: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
+    statuses: std::sync::Arc<std::sync::Mutex<Vec<(Instant, u16)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayingProxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hold = std::sync::Arc::new(std::sync::Mutex::new(None::<Duration>));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let delivered = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (h, he, d, s) = (hold.clone(), held.clone(), delivered.clone(), statuses.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(upstream).await else { continue };
+                let ((mut cr, mut cw), (mut sr, mut sw)) = (client.into_split(), server.into_split());
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, bool, Vec<u8>)>();
+                let (hold, held) = (h.clone(), he.clone());
+                tokio::spawn(async move {
+                    let (mut buf, mut last) = (vec![0u8; 64 * 1024], tokio::time::Instant::now());
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let chunk = buf[..n].to_vec();
+                        let write =
+                            [&b"POST "[..], b"PUT ", b"PATCH ", b"DELETE "].iter().any(|m| chunk.starts_with(m));
+                        let delay = (*hold.lock().unwrap()).filter(|_| write);
+                        let release = tokio::time::Instant::now() + delay.unwrap_or_default();
+                        last = last.max(release);
+                        if delay.is_some() {
+                            held.fetch_add(1, SeqCst);
+                        }
+                        if tx.send((last, delay.is_some(), chunk)).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let delivered = d.clone();
+                tokio::spawn(async move {
+                    while let Some((at, was_held, chunk)) = rx.recv().await {
+                        tokio::time::sleep_until(at).await;
+                        if sw.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                        if was_held {
+                            delivered.lock().unwrap().get_or_insert_with(Instant::now);
+                        }
+                    }
+                });
+                let statuses = s.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if let Some(code) =
+                            buf[..n].strip_prefix(b"HTTP/1.1 ").and_then(|r| std::str::from_utf8(r.get(..3)?).ok())
+                        {
+                            statuses.lock().unwrap().push((Instant::now(), code.parse().unwrap_or(0)));
+                        }
+                        // The client may be gone (frozen or timed out): the server's answer is
+                        // still read, so its status is noted.
+                        let _ = cw.write_all(&buf[..n]).await;
+                    }
+                });
+            }
+        });
+        Self { addr, hold, held, delivered, statuses, task }
+    }
+
+    fn hold(&self, hold: Option<Duration>) {
+        *self.hold.lock().unwrap() = hold;
+    }
+}
+
+impl Drop for DelayingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The fence itself: a write the leader sent while leading, held back on the network past the
+/// moment a standby took over, must not land. The leader is frozen right after sending it (so
+/// its own timeout cannot help), the ScimUser it was creating is deleted under the new leader,
+/// and when the proxy finally delivers the request the server refuses it: no user, no audit
+/// event by the old leader's key after the takeover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_held_back_past_the_lease_does_not_land() {
+    if !control_plane() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const HOLD: Duration = Duration::from_secs(10);
+    let (client, ns, leases, users) = namespace("fence").await;
+    let server = common::TestServer::start().await;
+    let upstream: std::net::SocketAddr =
+        server.base.trim_start_matches("http://").trim_end_matches("/scim/v2").parse().expect("the server's address");
+    let proxy = DelayingProxy::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut replicas = Vec::new();
+    // The first replica talks through the proxy and is started alone, so that it leads.
+    for (identity, url) in [("fenced-a", format!("http://{}/scim/v2", proxy.addr)), ("fenced-b", server.base.clone())] {
+        replicas.push(replica(&server, identity, &url, &ns, dir.path()).await);
+        if replicas.len() == 1 {
+            let first = eventually("a leader", WAIT, || holder(&leases)).await;
+            assert_eq!(first, identity, "the only replica leads");
+        }
+    }
+    users.create(&PostParams::default(), &scim_user("warm", &ns)).await.unwrap();
+    provisioned(&users, "warm", &replicas).await;
+
+    proxy.hold(Some(HOLD));
+    users.create(&PostParams::default(), &scim_user("held", &ns)).await.unwrap();
+    eventually("the leader's write to reach the proxy", WAIT, || async {
+        (proxy.held.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    replicas[0].signal("-STOP");
+    users.delete("held", &Default::default()).await.unwrap();
+    eventually("the standby to lead", WAIT, || async { (holder(&leases).await? == "fenced-b").then_some(()) }).await;
+    let took_over = format_time(SystemClock.now());
+    eventually("the new leader to release the deleted ScimUser", WAIT, || async {
+        users.get_opt("held").await.ok().flatten().is_none().then_some(())
+    })
+    .await;
+    let delivered_by = Instant::now() + HOLD + Duration::from_secs(5);
+    let delivered = eventually("the proxy to deliver the held write", HOLD + Duration::from_secs(10), || async {
+        *proxy.delivered.lock().unwrap()
+    })
+    .await;
+    assert!(delivered < delivered_by);
+    // The server's answer to it (it arrives at the proxy even though the leader is frozen).
+    let answer = eventually("the server's answer to the held write", Duration::from_secs(10), || async {
+        proxy.statuses.lock().unwrap().iter().find(|(at, _)| *at >= delivered).map(|(_, s)| *s)
+    })
+    .await;
+
+    let q = AuditQuery { since: Some(took_over.clone()), ..Default::default() };
+    let events = server.store.begin_read().await.unwrap().list_audit(&q).await.unwrap();
+    let late: Vec<_> = events.iter().filter(|e| e.actor == replicas[0].key_id).collect();
+    assert!(late.is_empty(), "the old leader's write landed after the takeover: {late:?}");
+    let found = server
+        .http
+        .get(format!(
+            "{}/Users?{}",
+            server.base,
+            serde_urlencoded::to_string([("filter", format!("userName eq \"held@{ns}.example.com\""))]).unwrap()
+        ))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(found["totalResults"], 0, "the deleted ScimUser's user exists on the server: {found}");
+    assert_eq!(answer, 408, "the server refused the late write");
+
+    replicas[0].signal("-CONT");
+    users.delete("warm", &Default::default()).await.unwrap();
+    eventually("the ScimUsers to be deleted", WAIT, || async {
+        users.list(&Default::default()).await.ok().filter(|l| l.items.is_empty()).map(|_| ())
+    })
+    .await;
+    drop(replicas);
+    drop(proxy);
     let _ = Api::<Namespace>::all(client.clone()).delete(&ns, &Default::default()).await;
     server.stop().await;
 }

@@ -37,7 +37,7 @@ async fn snapshot(scim: &TestServer) -> Value {
     let mut access = serde_json::Map::new();
     for u in users["Resources"].as_array().into_iter().flatten() {
         let id = u["id"].as_str().expect("user id");
-        access.insert(id.to_string(), access_of(scim, id).await);
+        access.insert(id.to_string(), scim.access(id).await);
     }
     let mut teams = Vec::new();
     let mut read = scim.store.begin_read().await.expect("read handle");
@@ -50,19 +50,6 @@ async fn snapshot(scim: &TestServer) -> Value {
     drop(read);
     teams.sort_by_key(|t| t["name"].as_str().unwrap_or_default().to_string());
     json!({"users": users["Resources"], "groups": groups["Resources"], "teams": teams, "access": access})
-}
-
-/// The access view of a user (`/api/v1/users/{id}/access`): its effective roles and why.
-async fn access_of(scim: &TestServer, id: &str) -> Value {
-    let resp = scim
-        .http
-        .get(format!("{}/api/v1/users/{id}/access", scim.root()))
-        .bearer_auth(&scim.token)
-        .send()
-        .await
-        .expect("access view");
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.expect("access JSON")
 }
 
 /// Asserts the server state equals `before`, naming the attack.
@@ -93,31 +80,6 @@ async fn team_becomes(api: &Api<ManagedTeam>, name: &str, status: &str, reason: 
             && t.status.as_ref().and_then(|s| s.observed_generation) == t.metadata.generation
     })
     .await
-}
-
-/// Releases every scim.dev object earlier test runs left on this control plane (a failed run
-/// stops its operator before cleaning up): their finalizers are removed, so no SCIM server is
-/// touched, and they are deleted. Otherwise this run's operator, which watches the whole
-/// cluster, would provision them into this run's server and change the state compared.
-async fn forget_earlier_runs(client: &Client) {
-    let release = json!({"metadata": {"finalizers": null}});
-    let users: Api<ScimUser> = Api::all(client.clone());
-    for u in users.list(&Default::default()).await.unwrap() {
-        let api: Api<ScimUser> = Api::namespaced(client.clone(), &u.namespace().unwrap());
-        let _ = api.patch(&u.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = api.delete(&u.name_any(), &DeleteParams::default()).await;
-    }
-    let teams: Api<ManagedTeam> = Api::all(client.clone());
-    for t in teams.list(&Default::default()).await.unwrap() {
-        let api: Api<ManagedTeam> = Api::namespaced(client.clone(), &t.namespace().unwrap());
-        let _ = api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
-    }
-    let mappings: Api<RoleMapping> = Api::all(client.clone());
-    for m in mappings.list(&Default::default()).await.unwrap() {
-        let _ = mappings.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
-        let _ = mappings.delete(&m.name_any(), &DeleteParams::default()).await;
-    }
 }
 
 /// Runs the command-line administrator's `scim-operator ARGS --db DB`.
@@ -278,7 +240,7 @@ async fn namespaces_touch_only_what_they_own() {
         m.status.as_ref().and_then(|s| ready(&s.conditions)).is_some_and(|r| r.0 == "True")
     })
     .await;
-    assert!(access_of(&scim, &ada_id).await.to_string().contains("\"Admin\""), "ada is Admin through the team");
+    assert!(scim.access(&ada_id).await.to_string().contains("\"Admin\""), "ada is Admin through the team");
 
     // --- attack: linking the administrator's Admin-mapped team from dev, with and without asking.
     let before = snapshot(&scim).await;
@@ -294,7 +256,7 @@ async fn namespaces_touch_only_what_they_own() {
     }
     unchanged(&scim, &before, "linking an Admin-mapped team from an untrusted namespace").await;
     let mallory_id = dev_users.get("mallory").await.unwrap().status.unwrap().scim_id.unwrap();
-    let access = access_of(&scim, &mallory_id).await;
+    let access = scim.access(&mallory_id).await;
     assert!(!access.to_string().contains("\"Admin\""), "mallory gained Admin: {access}");
 
     // --- attack: linking an unmapped administrator's team from dev: LinkNotAllowed; without
@@ -370,8 +332,11 @@ async fn namespaces_touch_only_what_they_own() {
     assert!(message(&t.status.as_ref().unwrap().conditions).contains("ada@sec.test"));
     unchanged(&scim, &before, "adding a user of another namespace").await;
 
-    // --- a trusted team naming, by userName, a member whose ScimUser lives in dev and is created
-    // later: the team hears of it through the watch (the resync is an hour away).
+    // --- attack: a userName squat. A trusted team names, by userName, a member not provisioned
+    // yet; dev creates a ScimUser of that userName (dev chooses its e-mail and invitation). The
+    // team hears of it through the watch (the resync is an hour away) and refuses it: the user
+    // is owned by an untrusted namespace. (Before the fix the team took it in: Provisioned, with
+    // 2 members.)
     trusted_teams
         .create(
             &pp,
@@ -384,11 +349,33 @@ async fn namespaces_touch_only_what_they_own() {
         .unwrap();
     let pending = team_becomes(&trusted_teams, "oncall", "False", "MembersPending").await;
     assert_eq!(pending.status.as_ref().unwrap().pending_members, ["zed@sec.test"]);
+    let oncall_gid = pending.status.as_ref().unwrap().scim_id.clone().unwrap();
     dev_users.create(&pp, &scim_user("zed", json!({"userName": "zed@sec.test"}))).await.unwrap();
-    let oncall = team_becomes(&trusted_teams, "oncall", "True", "Provisioned").await;
-    let status = oncall.status.as_ref().unwrap();
-    assert!(status.pending_members.is_empty(), "the status clears pendingMembers: {status:?}");
-    assert_eq!(status.member_count, 2);
+    let zed = wait_for(&dev_users, "zed", "Ready", |u| user_ready(u, "True", "Provisioned")).await;
+    let zed_id = zed.status.as_ref().unwrap().scim_id.clone().unwrap();
+    // An untrusted namespace may create users, not make the service e-mail them: dev's zed gets
+    // no invitation (withheld, and audited); platform's ada got hers.
+    let (invitations, _) = scim.directory.invitations_and_outbox(100).await.expect("invitations");
+    let invited: Vec<&str> = invitations.iter().map(|i| i.user_id.as_str()).collect();
+    assert!(invited.contains(&ada_id.as_str()), "a trusted namespace's user is invited: {invited:?}");
+    assert!(!invited.contains(&zed_id.as_str()), "dev made the service e-mail zed@sec.test");
+    let mut read = scim.store.begin_read().await.expect("read handle");
+    let query = scim_operator::store::AuditQuery {
+        action: Some("invitation.withheld".into()),
+        target_id: Some(zed_id.clone()),
+        ..Default::default()
+    };
+    assert_eq!(read.list_audit(&query).await.expect("audit trail").len(), 1, "the withheld invitation is audited");
+    drop(read);
+    let refused = team_becomes(&trusted_teams, "oncall", "False", "MemberNotAllowed").await;
+    let said = message(&refused.status.as_ref().unwrap().conditions);
+    assert!(said.contains("zed@sec.test") && said.contains(&dev), "{said}");
+    let before = snapshot(&scim).await;
+    let (_, g) = scim.get(&format!("/Groups/{oncall_gid}")).await;
+    let members: Vec<&str> =
+        g["members"].as_array().into_iter().flatten().filter_map(|m| m["value"].as_str()).collect();
+    assert_eq!(members, [ada_id.as_str()], "only ada, never dev's zed ({zed_id})");
+    unchanged(&scim, &before, "a userName squat from an untrusted namespace").await;
 
     // --- deleting refused teams (deletionPolicy Unlink by default) touches nothing.
     let before = snapshot(&scim).await;

@@ -130,14 +130,7 @@ async fn failures_back_off_then_park_without_holding_up_later_messages() {
 
     // `invites resend` queues a fresh message, delivered with the rest.
     s.directory
-        .resend_invitation(
-            &scim_operator::provisioning::RequestContext {
-                actor: "cli:test".into(),
-                request_id: None,
-                base_url: String::new(),
-            },
-            "good@x.test",
-        )
+        .resend_invitation(&scim_operator::provisioning::RequestContext::trusted("cli:test"), "good@x.test")
         .await
         .unwrap();
     assert_eq!(deliverer.deliver_pending().await.unwrap().sent, 1);

@@ -24,7 +24,7 @@ fn patch(ops: Value) -> Value {
 }
 
 fn cli() -> RequestContext {
-    RequestContext { actor: "cli:test".into(), request_id: None, base_url: String::new() }
+    RequestContext::trusted("cli:test")
 }
 
 fn values(v: &Value) -> Vec<String> {
@@ -86,8 +86,13 @@ fn cli_refused(s: &TestServer, args: &[&str], expected: &scim_operator::scim::Sc
     assert!(stderr.contains(&format!("error: {expected}\n")), "{args:?}: expected '{expected}', got: {stderr}");
 }
 
+/// The permissions `keys create` gives by default.
+fn idp() -> scim_operator::provisioning::access::Permissions {
+    scim_operator::provisioning::access::Preset::IdentityProvider.permissions()
+}
+
 fn cli_as_tester() -> RequestContext {
-    RequestContext { actor: "cli:tester".into(), request_id: None, base_url: String::new() }
+    RequestContext::trusted("cli:tester")
 }
 
 #[tokio::test]
@@ -321,17 +326,28 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     let cli_id = lines[0].split_whitespace().nth(2).expect("key id").to_string();
-    assert_eq!(lines[0], format!("created key {cli_id} (cli-personal) for user"));
+    // Without --preset or --permission a key gets the identity-provider preset.
+    assert_eq!(
+        lines[0],
+        format!("created key {cli_id} (cli-personal) for user with user_access_invite,user_access_manage,teams_manage")
+    );
     let cli_secret = lines[1];
     assert!(cli_secret.starts_with("scimop_"), "{out}");
     assert_eq!(s.call_as(cli_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
 
-    let (lib, _) = s.directory.create_key(&cli_as_tester(), "lib-personal", Some(&owner)).await.unwrap();
+    let (lib, _) = s.directory.create_key(&cli_as_tester(), "lib-personal", Some(&owner), &idp()).await.unwrap();
     let created = audit(&s, "key.create").await;
     let event = |id: &str| created.iter().find(|e| e.target_id == id).cloned().expect("a key.create event");
     let (by_cli, by_lib) = (event(&cli_id), event(&lib.id));
-    assert_eq!(by_cli.details, json!({"name": "cli-personal", "owner": "user", "ownerUserId": owner}));
-    assert_eq!(by_lib.details, json!({"name": "lib-personal", "owner": "user", "ownerUserId": owner}));
+    let idp_permissions = json!(["user_access_invite", "user_access_manage", "teams_manage"]);
+    assert_eq!(
+        by_cli.details,
+        json!({"name": "cli-personal", "owner": "user", "ownerUserId": owner, "permissions": idp_permissions})
+    );
+    assert_eq!(
+        by_lib.details,
+        json!({"name": "lib-personal", "owner": "user", "ownerUserId": owner, "permissions": idp_permissions})
+    );
     for e in [&by_cli, &by_lib] {
         assert_eq!((e.actor.as_str(), e.action.as_str(), e.target_type.as_str()), ("cli:tester", "key.create", "key"));
     }
@@ -352,7 +368,7 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
         assert_eq!(line["permissions"], json!(key.permissions));
     }
     let listed_cli = listed.iter().find(|l| l["id"] == cli_id.as_str()).expect("the CLI's key is listed");
-    assert_eq!(listed_cli["permissions"], json!(["user_access_invite", "user_access_manage"]));
+    assert_eq!(listed_cli["permissions"], idp_permissions);
     assert_eq!(listed_cli["revoked"], Value::Null);
 
     // Offboarding the owner revokes the keys the command line made, like any other.
@@ -366,13 +382,19 @@ async fn the_cli_creates_lists_and_revokes_keys_through_the_provisioning_rules()
     // `keys revoke` by name: audited against the key's id, and the key stops working.
     let out = cli_ok(&s, &["keys", "create", "--name", "cli-service"]);
     assert!(
-        out.starts_with("created key ") && out.lines().next().unwrap().ends_with("(cli-service) for service_account")
+        out.starts_with("created key ")
+            && out
+                .lines()
+                .next()
+                .unwrap()
+                .ends_with("(cli-service) for service_account with user_access_invite,user_access_manage,teams_manage"),
+        "{out}"
     );
     let service_secret = out.lines().last().unwrap();
     let service_id = out.split_whitespace().nth(2).unwrap().to_string();
     assert_eq!(s.call_as(service_secret, reqwest::Method::GET, "/Users", None).await.0, StatusCode::OK);
     assert_eq!(cli_ok(&s, &["keys", "revoke", "cli-service"]), "revoked cli-service\n");
-    let (lib_service, _) = s.directory.create_key(&cli_as_tester(), "lib-service", None).await.unwrap();
+    let (lib_service, _) = s.directory.create_key(&cli_as_tester(), "lib-service", None, &idp()).await.unwrap();
     s.directory.revoke_key(&cli_as_tester(), "lib-service").await.unwrap();
     let revoked = audit(&s, "key.revoke").await;
     assert_eq!(revoked.len(), 2, "{revoked:?}");
@@ -411,10 +433,10 @@ async fn the_cli_is_refused_what_the_rules_refuse_with_the_same_error() {
     };
     let before = everything().await;
 
-    let e = s.directory.create_key(&ctx, "bootstrap-mine", None).await.unwrap_err();
+    let e = s.directory.create_key(&ctx, "bootstrap-mine", None, &idp()).await.unwrap_err();
     assert_eq!(e.status, 400);
     cli_refused(&s, &["keys", "create", "--name", "bootstrap-mine"], &e);
-    let e = s.directory.create_key(&ctx, "k", Some("nobody@cli.test")).await.unwrap_err();
+    let e = s.directory.create_key(&ctx, "k", Some("nobody@cli.test"), &idp()).await.unwrap_err();
     assert_eq!(e.status, 404);
     cli_refused(&s, &["keys", "create", "--name", "k", "--user", "nobody@cli.test"], &e);
     let e = s.directory.revoke_key(&ctx, "no-such-key").await.unwrap_err();
@@ -692,21 +714,33 @@ async fn the_role_catalog_is_advertised_as_canonical_values() {
 }
 
 #[tokio::test]
-async fn keys_without_the_scim_permissions_are_forbidden() {
+async fn keys_without_the_permission_of_a_request_are_forbidden() {
+    use scim_operator::provisioning::access::{Permission, Permissions};
     let s = TestServer::start().await;
-    let secret = scim_operator::provisioning::keys::Secret::generate();
-    let rec = scim_operator::provisioning::keys::new_key_record(
-        &secret,
-        "invite-only",
-        scim_operator::store::KeyOwner::ServiceAccount,
-        None,
-        vec!["user_access_invite".into()],
-        "2026-01-01T00:00:00.000Z",
-    );
-    let mut tx = s.store.begin_write().await.unwrap();
-    tx.insert_key(&rec).await.unwrap();
-    tx.commit().await.unwrap();
-    let (status, _, body) = s.call_as(secret.expose(), reqwest::Method::GET, "/Users", None).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_scim_error(&body, 403, None);
+    let teams_only =
+        common::create_key_with(&s.store, "teams-only", None, &Permissions::of(&[Permission::TeamsManage])).await;
+    let nothing = common::create_key_with(&s.store, "nothing", None, &Permissions::none()).await;
+    for key in [&teams_only, &nothing] {
+        let (status, _, body) = s.call_as(key, reqwest::Method::GET, "/Users", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_scim_error(&body, 403, None);
+        let (status, _, body) = s
+            .call_as(
+                key,
+                reqwest::Method::POST,
+                "/.search",
+                Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]})),
+            )
+            .await;
+        if key == &nothing {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        } else {
+            assert_eq!(status, StatusCode::OK, "a search covers what the key may read: {body}");
+        }
+    }
+    let (status, _, body) = s.call_as(&teams_only, reqwest::Method::GET, "/Groups", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Discovery needs a key, not a permission.
+    let (status, _, _) = s.call_as(&nothing, reqwest::Method::GET, "/ServiceProviderConfig", None).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -56,8 +56,24 @@ step "tests (PostgreSQL store: the SCIM suites again, replicas, migration)"
 SCIM_TEST_DATABASE_URL="$pg_url" SCIM_PG_REQUIRED=1 cargo test --locked \
   --test scim_api --test provisioning_rules --test idp_replays --test conformance \
   --test filter_sql_oracle --test hostile_input --test invitation_email --test multi_replica --test store_migrate --test store_postgres \
-  --test role_race --test replica_outbox \
+  --test role_race --test replica_outbox --test console_web \
   -- --test-threads=2
+
+# ---- console (issue 21): one Keycloak shared by both console suites, Chromium over WebDriver
+step "console: single sign-on through Keycloak, pages in headless Chromium"
+bash tests/env/chromium.sh >/dev/null
+kc_dir=$(mktemp -d)
+bash tests/env/keycloak.sh start "$kc_dir" >/dev/null
+console_status=0
+(
+  # shellcheck disable=SC1091
+  source "$kc_dir/env"
+  SCIM_BROWSER_REQUIRED=1 cargo test --locked --test console_web --test console_browser -- --test-threads=2
+) || console_status=$?
+bash tests/env/keycloak.sh stop "$kc_dir"
+rm -rf "$kc_dir"
+[ "$console_status" = 0 ] || exit "$console_status"
+# ---- end console
 
 step "Helm chart against the real API server (lint, render, dry-run, install, RBAC, operator under its ServiceAccount)"
 bash tests/chart/test-chart.sh

@@ -168,7 +168,7 @@ async fn datadog_user_and_team_as_documented() {
     assert_eq!(first.notices, vec![Notice::AttributesNotKept(vec!["displayName".into()])]);
     let again = sync_user(&c, &ada(None)).await;
     assert_eq!(again.operations, vec![], "what Datadog answers compares equal: no request");
-    let bad = c.create_user(&json!({"schemas": [USER], "userName": "x"})).await;
+    let bad = c.create_user(&json!({"schemas": [USER], "userName": "x"}), true).await;
     assert!(
         matches!(&bad, Err(ClientError::BadRequest { detail, .. }) if detail == "Bad Request"),
         "Datadog's error form is read: {bad:?}"

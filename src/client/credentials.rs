@@ -92,7 +92,7 @@ struct Issued {
 
 enum Kind {
     Bearer(Arc<dyn SecretSource>),
-    Grant { grant: ClientCredentialsGrant, issued: tokio::sync::Mutex<Option<Issued>> },
+    Grant { grant: Box<ClientCredentialsGrant>, issued: tokio::sync::Mutex<Option<Issued>> },
 }
 
 /// What a client presents as `Authorization: Bearer`.
@@ -132,7 +132,10 @@ impl Credentials {
 
     /// Tokens from an OAuth 2.0 client-credentials grant.
     pub fn client_credentials(grant: ClientCredentialsGrant) -> Self {
-        Self { kind: Kind::Grant { grant, issued: tokio::sync::Mutex::new(None) }, fetches: AtomicU64::new(0) }
+        Self {
+            kind: Kind::Grant { grant: Box::new(grant), issued: tokio::sync::Mutex::new(None) },
+            fetches: AtomicU64::new(0),
+        }
     }
 
     /// Tokens fetched from the token endpoint so far (for tests and metrics).

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::discovery::Capabilities;
 use super::plan::{GroupRef, HeldGroup, Operation, Plan};
-use super::{ClientError, ClientResult, Precondition, ScimClient, ScimObject, quote};
+use super::{ClientError, ClientResult, Precondition, ScimClient, ScimObject, quote, resource_path};
 
 /// What executing a plan produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -125,16 +125,16 @@ impl ScimClient {
                     done.user = Some(ScimObject::from_reply(self.request(Method::POST, "/Users", Some(body)).await?)?);
                 }
                 Operation::ReplaceUser { id, body } => {
-                    let path = format!("/Users/{id}");
+                    let path = resource_path("Users", id);
                     done.user = Some(ScimObject::from_reply(self.request(Method::PUT, &path, Some(body)).await?)?);
                 }
                 Operation::PatchUser { id, operations } => {
                     let body = Operation::patch_body(operations);
-                    let answer = self.request(Method::PATCH, &format!("/Users/{id}"), Some(&body)).await?;
+                    let answer = self.request(Method::PATCH, &resource_path("Users", id), Some(&body)).await?;
                     done.user = ScimObject::from_optional_reply(answer)?.or(done.user.take());
                 }
                 Operation::DeleteUser { id } => {
-                    self.request(Method::DELETE, &format!("/Users/{id}"), None).await?;
+                    self.request(Method::DELETE, &resource_path("Users", id), None).await?;
                 }
                 Operation::CreateGroup { body, exclusive } => {
                     let pre = if *exclusive { Precondition::Absent } else { Precondition::None };
@@ -142,7 +142,7 @@ impl ScimClient {
                     done.created_group = Some(ScimObject::from_reply(answer)?.id);
                 }
                 Operation::ReplaceGroup { id, body } => {
-                    self.request(Method::PUT, &format!("/Groups/{id}"), Some(body)).await?;
+                    self.request(Method::PUT, &resource_path("Groups", id), Some(body)).await?;
                 }
                 Operation::PatchGroup { group, operations } => {
                     let id = match group {
@@ -152,11 +152,11 @@ impl ScimClient {
                         })?,
                     };
                     let body = Operation::patch_body(operations);
-                    self.request(Method::PATCH, &format!("/Groups/{id}?excludedAttributes=members"), Some(&body))
-                        .await?;
+                    let path = format!("{}?excludedAttributes=members", resource_path("Groups", id));
+                    self.request(Method::PATCH, &path, Some(&body)).await?;
                 }
                 Operation::DeleteGroup { id } => {
-                    self.request(Method::DELETE, &format!("/Groups/{id}"), None).await?;
+                    self.request(Method::DELETE, &resource_path("Groups", id), None).await?;
                 }
             }
         }

@@ -35,7 +35,7 @@ pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ROLE_MAPPING_SCHEMA: &str = "urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping";
 
 /// What went wrong talking to the SCIM server, by what the caller should do about it.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
     #[error("not found")]
     NotFound,
@@ -115,8 +115,8 @@ pub enum Precondition<'a> {
 
 /// Observes request latencies (for metrics).
 pub trait RequestObserver: Send + Sync {
-    /// One request finished.
-    fn observe(&self, method: &str, resource: &str, outcome: &str, elapsed: Duration);
+    /// One request finished, with the HTTP status of its answer (`None` when none came).
+    fn observe(&self, method: &str, resource: &str, outcome: &str, status: Option<u16>, elapsed: Duration);
 }
 
 /// Client settings of the default target (this project's server, `--scim-url`).
@@ -126,6 +126,7 @@ pub struct ClientConfig {
     pub base_url: String,
     /// File holding the bearer token; re-read when it changes (key rotation).
     pub token_file: PathBuf,
+    /// Timeout of every request; also sent as its deadline ([`crate::scim::deadline`]).
     pub timeout: Duration,
     /// Requests in flight at most.
     pub max_concurrency: usize,
@@ -144,6 +145,7 @@ pub struct TargetConfig {
     pub credentials: Credentials,
     /// PEM certificates to trust for this target instead of the system's roots (private TLS).
     pub ca_bundle: Option<String>,
+    /// Timeout of every request; also sent as its deadline.
     pub timeout: Duration,
     /// Requests in flight at most.
     pub max_concurrency: usize,
@@ -165,6 +167,8 @@ pub struct ScimClient {
     in_flight: Arc<Semaphore>,
     observer: Option<Arc<dyn RequestObserver>>,
     fence: Option<Fence>,
+    /// Timeout of every request; also sent as its deadline ([`crate::scim::deadline`]).
+    timeout: Duration,
 }
 
 /// Asked before every request is sent; a request is refused while it answers false (a replica
@@ -206,9 +210,28 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Characters kept as they are in a path segment (RFC 3986 unreserved); every other byte of a
+/// server-chosen id is percent-encoded, so that an id can never add a path or a query.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `/{collection}/{id}`, the id percent-encoded.
+fn resource_path(collection: &str, id: &str) -> String {
+    format!("/{collection}/{}", percent_encoding::utf8_percent_encode(id, SEGMENT))
+}
+
 /// A SCIM filter string literal.
 pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// One request as [`ScimClient::send_once`] sends it.
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    body: Option<&'a Value>,
+    precondition: Precondition<'a>,
+    extra: &'a [(&'static str, &'static str)],
 }
 
 /// An answer: status, `Retry-After`, and the body as JSON (Null when empty, a string when it is
@@ -264,6 +287,7 @@ impl ScimClient {
             in_flight: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             observer: None,
             fence: None,
+            timeout: config.timeout,
         })
     }
 
@@ -277,6 +301,11 @@ impl ScimClient {
     pub fn with_fence(mut self, fence: Fence) -> Self {
         self.fence = Some(fence);
         self
+    }
+
+    /// The fence requests are sent under, if any (for clients built beside this one).
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence.clone()
     }
 
     /// The target's dialect.
@@ -294,8 +323,7 @@ impl ScimClient {
         self.request_if(method, path, body, Precondition::None).await
     }
 
-    /// Sends one request with a precondition. A 401 is answered by fetching (or reading) the
-    /// token anew and sending the request once more, if that gave a different token.
+    /// Sends one request with a precondition.
     pub async fn request_if(
         &self,
         method: Method,
@@ -303,20 +331,36 @@ impl ScimClient {
         body: Option<&Value>,
         precondition: Precondition<'_>,
     ) -> ClientResult<Value> {
+        self.send(method, path, body, precondition, &[]).await
+    }
+
+    /// Sends one request with a precondition and extra headers. A 401 is answered by fetching
+    /// (or reading) the token anew and sending the request once more, if that gave a different
+    /// token.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        precondition: Precondition<'_>,
+        extra: &[(&'static str, &'static str)],
+    ) -> ClientResult<Value> {
         let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
         self.limiter.until_ready().await;
         let start = Instant::now();
         let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
+        let request = Request { method: &method, path, body, precondition, extra };
         let mut token = self.credentials.token(&self.token_http).await?;
-        let mut result = self.send(&method, path, body, precondition, &token).await;
+        let mut result = self.send_once(&request, &token).await;
         if matches!(&result, Ok(a) if a.status == StatusCode::UNAUTHORIZED) {
             self.credentials.rejected(&token).await;
             let fresh = self.credentials.token(&self.token_http).await?;
             if fresh != token {
                 token = fresh;
-                result = self.send(&method, path, body, precondition, &token).await;
+                result = self.send_once(&request, &token).await;
             }
         }
+        let answered = result.as_ref().ok().map(|a| a.status.as_u16());
         let result = result.and_then(|a| {
             if a.status.is_success() {
                 Ok(a.body)
@@ -329,30 +373,26 @@ impl ScimClient {
                 Ok(_) => "ok",
                 Err(e) => e.class(),
             };
-            o.observe(method.as_str(), &resource, outcome, start.elapsed());
+            o.observe(method.as_str(), &resource, outcome, answered, start.elapsed());
         }
         result
     }
 
-    /// Sends one request with `token`.
-    async fn send(
-        &self,
-        method: &Method,
-        path: &str,
-        body: Option<&Value>,
-        precondition: Precondition<'_>,
-        token: &AccessToken,
-    ) -> ClientResult<Answer> {
-        let url = format!("{}{}", self.base_url, path);
+    /// Sends one request once with `token`.
+    async fn send_once(&self, request: &Request<'_>, token: &AccessToken) -> ClientResult<Answer> {
+        let url = format!("{}{}", self.base_url, request.path);
         let mut req = self
             .http
-            .request(method.clone(), &url)
+            .request(request.method.clone(), &url)
             .bearer_auth(token.secret())
             .header("accept", "application/scim+json");
-        if let Some(b) = body {
+        if let Some(b) = request.body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
         }
-        req = match precondition {
+        for (name, value) in request.extra {
+            req = req.header(*name, *value);
+        }
+        req = match request.precondition {
             Precondition::None => req,
             Precondition::Version(v) => req.header(reqwest::header::IF_MATCH, v),
             Precondition::Absent => req.header(reqwest::header::IF_NONE_MATCH, "*"),
@@ -365,6 +405,10 @@ impl ScimClient {
                 retry_after: None,
             });
         }
+        // The server refuses the request once the client no longer waits for it, so a request
+        // held up on the network cannot land after this replica's leadership ended.
+        let deadline = std::time::SystemTime::now() + self.timeout;
+        req = req.header(crate::scim::deadline::HEADER, crate::scim::deadline::encode(deadline));
         let resp =
             req.send().await.map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
         let status = resp.status();
@@ -392,7 +436,7 @@ impl ScimClient {
 
     /// A user by id.
     pub async fn get_user(&self, id: &str) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::GET, &format!("/Users/{id}"), None).await?)
+        ScimObject::from_reply(self.request(Method::GET, &resource_path("Users", id), None).await?)
     }
 
     /// The user with this userName (compared without regard to case by the server).
@@ -401,14 +445,42 @@ impl ScimClient {
         self.list(&format!("/Users?{q}")).await?.into_iter().next().map(ScimObject::from_reply).transpose()
     }
 
+    /// Every user whose `externalId` starts with `prefix`: (id, externalId), read page by page.
+    pub async fn users_marked(&self, prefix: &str) -> ClientResult<Vec<(String, String)>> {
+        let q = Self::encode(&format!("externalId sw {}", quote(prefix)));
+        let mut out = Vec::new();
+        let mut start = 1;
+        loop {
+            let path = format!("/Users?{q}&attributes=externalId&startIndex={start}&count=1000");
+            let page = self.request(Method::GET, &path, None).await?;
+            let resources = page.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
+            for u in &resources {
+                let o = ScimObject::from_reply(u.clone())?;
+                // A server that does not filter exactly is not trusted to: only exact prefixes count.
+                if let Some(e) = o.external_id.filter(|e| e.starts_with(prefix)) {
+                    out.push((o.id, e));
+                }
+            }
+            let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
+            start += resources.len() as u64;
+            if resources.is_empty() || start > total {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Creates a user.
-    pub async fn create_user(&self, user: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::POST, "/Users", Some(user)).await?)
+    /// With `invite: false` the request asks the server to withhold the user's invitation
+    /// (see [`crate::scim::invitation`]; a server that does not know the header ignores it).
+    pub async fn create_user(&self, user: &Value, invite: bool) -> ClientResult<ScimObject> {
+        let hint: &[(&str, &str)] =
+            if invite { &[] } else { &[(crate::scim::invitation::HEADER, crate::scim::invitation::WITHHOLD)] };
+        ScimObject::from_reply(self.send(Method::POST, "/Users", Some(user), Precondition::None, hint).await?)
     }
 
     /// Replaces a user.
     pub async fn replace_user(&self, id: &str, user: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::PUT, &format!("/Users/{id}"), Some(user)).await?)
+        ScimObject::from_reply(self.request(Method::PUT, &resource_path("Users", id), Some(user)).await?)
     }
 
     /// Applies PATCH operations to a user, if it is still at `version`; the user as answered
@@ -419,7 +491,7 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        self.patch(&format!("/Users/{id}"), operations, version).await
+        self.patch(&resource_path("Users", id), operations, version).await
     }
 
     /// PATCH of `path` with `operations`, if the resource is still at `version`.
@@ -437,14 +509,14 @@ impl ScimClient {
     /// Deletes a user, if it is still at `version`.
     pub async fn delete_user(&self, id: &str, version: Option<&str>) -> ClientResult<()> {
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        self.request_if(Method::DELETE, &format!("/Users/{id}"), None, pre).await.map(|_| ())
+        self.request_if(Method::DELETE, &resource_path("Users", id), None, pre).await.map(|_| ())
     }
 
     /// Effective roles as this server computes them (`/api/v1/users/{id}/access`); `None` from
     /// servers that do not offer it.
     pub async fn effective_roles(&self, id: &str) -> ClientResult<Option<Vec<String>>> {
         let base = self.base_url.trim_end_matches("/scim/v2");
-        let url = format!("{base}/api/v1/users/{id}/access");
+        let url = format!("{base}/api/v1{}/access", resource_path("users", id));
         let token = self.credentials.token(&self.token_http).await?;
         let resp = self
             .http
@@ -453,8 +525,16 @@ impl ScimClient {
             .send()
             .await
             .map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
-        if !resp.status().is_success() {
-            return Ok(None);
+        match resp.status() {
+            s if s.is_success() => {}
+            // A server without this API: there is nothing to read.
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => return Ok(None),
+            // Anything else is a failure to read, not an answer of "no roles".
+            status => {
+                let ra = retry_after(resp.headers());
+                let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+                return Err(scim_error(self.dialect.as_ref(), status, &body, ra));
+            }
         }
         let v: Value = resp.json().await.map_err(|e| ClientError::Other(e.to_string()))?;
         Ok(v.get("effectiveRoles")
@@ -467,13 +547,14 @@ impl ScimClient {
     /// A group by id, without its members.
     pub async fn get_group(&self, id: &str) -> ClientResult<ScimObject> {
         ScimObject::from_reply(
-            self.request(Method::GET, &format!("/Groups/{id}?excludedAttributes=members"), None).await?,
+            self.request(Method::GET, &format!("{}?excludedAttributes=members", resource_path("Groups", id)), None)
+                .await?,
         )
     }
 
     /// Member ids of a group.
     pub async fn group_members(&self, id: &str) -> ClientResult<Vec<String>> {
-        let g = self.request(Method::GET, &format!("/Groups/{id}?attributes=members"), None).await?;
+        let g = self.request(Method::GET, &format!("{}?attributes=members", resource_path("Groups", id)), None).await?;
         Ok(g.get("members")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|m| m.get("value").and_then(Value::as_str).map(str::to_string)).collect())
@@ -513,12 +594,13 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        self.patch(&format!("/Groups/{id}?excludedAttributes=members"), operations, version).await
+        self.patch(&format!("{}?excludedAttributes=members", resource_path("Groups", id)), operations, version).await
     }
 
     /// Adds and removes members with PATCH, only the changes, in chunks; the first chunk only if
-    /// the group is still at `version`, each next one at the version the previous answered (or
-    /// without a precondition after a server that answered 204 without a version).
+    /// the group is still at `version`, each next one at the version the previous answered (read
+    /// again from a server that answered 204 without one), so that every chunk carries
+    /// `If-Match` whenever the server versions its groups.
     pub async fn change_members(
         &self,
         id: &str,
@@ -530,8 +612,13 @@ impl ScimClient {
         let size = self.dialect.max_member_operations();
         let adds = add.chunks(size).map(|chunk| self.dialect.add_members(chunk));
         let removes = remove.chunks(size).map(|chunk| self.dialect.remove_members(chunk));
-        for ops in adds.chain(removes) {
-            let answer = self.patch_group(id, &ops, version.as_deref()).await?;
+        // Collected before the first request: the future then holds no closure over the input.
+        let chunks: Vec<Vec<Value>> = adds.chain(removes).collect();
+        for (i, ops) in chunks.iter().enumerate() {
+            if i > 0 && version.is_none() {
+                version = self.get_group(id).await?.version;
+            }
+            let answer = self.patch_group(id, ops, version.as_deref()).await?;
             version = answer.and_then(|a| a.version);
         }
         Ok(())
@@ -541,14 +628,14 @@ impl ScimClient {
     /// still at `version`.
     pub async fn delete_group(&self, id: &str, version: Option<&str>) -> ClientResult<()> {
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        self.request_if(Method::DELETE, &format!("/Groups/{id}"), None, pre).await.map(|_| ())
+        self.request_if(Method::DELETE, &resource_path("Groups", id), None, pre).await.map(|_| ())
     }
 
     // ---- role mappings
 
     /// A role mapping by id.
     pub async fn get_role_mapping(&self, id: &str) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::GET, &format!("/RoleMappings/{id}"), None).await?)
+        ScimObject::from_reply(self.request(Method::GET, &resource_path("RoleMappings", id), None).await?)
     }
 
     /// The role mapping with this displayName.
@@ -594,18 +681,25 @@ impl ScimClient {
 
     /// Replaces a role mapping.
     pub async fn replace_role_mapping(&self, id: &str, body: &Value) -> ClientResult<ScimObject> {
-        ScimObject::from_reply(self.request(Method::PUT, &format!("/RoleMappings/{id}"), Some(body)).await?)
+        ScimObject::from_reply(self.request(Method::PUT, &resource_path("RoleMappings", id), Some(body)).await?)
     }
 
     /// Deletes a role mapping.
     pub async fn delete_role_mapping(&self, id: &str) -> ClientResult<()> {
-        self.request(Method::DELETE, &format!("/RoleMappings/{id}"), None).await.map(|_| ())
+        self.request(Method::DELETE, &resource_path("RoleMappings", id), None).await.map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_cannot_leave_their_path_segment() {
+        assert_eq!(resource_path("Users", "2819c223-7f76-453a-919d"), "/Users/2819c223-7f76-453a-919d");
+        assert_eq!(resource_path("Users", "../Groups/x?filter=a b#f"), "/Users/..%2FGroups%2Fx%3Ffilter%3Da%20b%23f");
+        assert_eq!(resource_path("Groups", "héllo"), "/Groups/h%C3%A9llo");
+    }
 
     #[test]
     fn errors_are_classified_by_what_to_do() {

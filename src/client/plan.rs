@@ -422,7 +422,8 @@ mod tests {
     fn user_creation_per_profile() {
         let caps = patching();
         // (dialect, declared externalId) -> externalId sent, roles sent, attributes sent, notices
-        let cases: [(&dyn Dialect, Option<&str>, Option<&str>, bool, usize, Vec<Notice>); 5] = [
+        type Case<'a> = (&'a dyn Dialect, Option<&'a str>, Option<&'a str>, bool, usize, Vec<Notice>);
+        let cases: [Case; 5] = [
             (&Generic, None, Some("k8s:c1/team-a/uid-1"), true, 2, vec![]),
             (&ScimOperator, None, Some("k8s:c1/team-a/uid-1"), true, 2, vec![]),
             (&Datadog, None, None, true, 2, vec![Notice::AttributesNotKept(vec!["displayName".into()])]),
@@ -519,7 +520,8 @@ mod tests {
         };
         let caps = patching();
         // (dialect, policy, held) -> operations, notices
-        let cases: Vec<(&dyn Dialect, UserRemoval, &Value, Vec<Operation>, Vec<Notice>)> = vec![
+        type Case<'a> = (&'a dyn Dialect, UserRemoval, &'a Value, Vec<Operation>, Vec<Notice>);
+        let cases: Vec<Case> = vec![
             (&Generic, UserRemoval::Delete, &active, vec![Operation::DeleteUser { id: "u1".into() }], vec![]),
             (&Keycloak, UserRemoval::Delete, &active, vec![Operation::DeleteUser { id: "u1".into() }], vec![]),
             (&Datadog, UserRemoval::Delete, &active, vec![Operation::DeleteUser { id: "u1".into() }], vec![]),

@@ -1,5 +1,11 @@
 //! Status conditions, Kubernetes style: stable types and reasons, `lastTransitionTime` kept
 //! while the status does not change, and comparison without timestamps before writing.
+//!
+//! Beside `Ready` and the specific conditions, every status carries the two conditions that
+//! kstatus (Flux, Argo CD, `kubectl wait`, cli-utils) reads: `Reconciling` while work is in
+//! flight or retried, `Stalled` while a refusal stands that only a change of the spec or of the
+//! trust configuration can end. Both are derived here from the reasons of the other conditions,
+//! so no controller decides them on its own.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -7,6 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 pub const READY: &str = "Ready";
 /// Explicit roles of a ScimUser may be sent (its namespace is trusted).
 pub const ROLES_ALLOWED: &str = "RolesAllowed";
+/// kstatus: the operator is still working towards the spec (a retry is scheduled).
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: the operator cannot make progress until the spec or the trust configuration changes.
+pub const STALLED: &str = "Stalled";
 
 /// Reasons (stable; tools match on them).
 pub mod reason {
@@ -39,6 +49,61 @@ pub mod reason {
     pub const ROLES_NOT_ALLOWED: &str = "RolesNotAllowed";
     /// Explicit roles in a trusted namespace: sent.
     pub const ROLES_ALLOWED: &str = "TrustedNamespace";
+    /// `Reconciling=False`: no retry is pending.
+    pub const NOT_RECONCILING: &str = "Settled";
+    /// `Stalled=False`: no refusal stands.
+    pub const NOT_STALLED: &str = "Progressing";
+}
+
+/// What a reason says about progress, for the kstatus conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing left to do.
+    Done,
+    /// Retried by the operator; ends by itself (server back, key rotated, member provisioned).
+    Retrying,
+    /// A refusal that only a change of the spec or of the trust configuration ends.
+    Stalled,
+}
+
+/// The one place that classifies reasons. A reason not listed counts as [`Progress::Retrying`],
+/// so a new transient reason cannot make GitOps tools give up.
+pub fn progress(reason: &str) -> Progress {
+    match reason {
+        reason::PROVISIONED | reason::ROLES_ALLOWED => Progress::Done,
+        reason::CONFLICT
+        | reason::ADOPTION_NOT_ALLOWED
+        | reason::LINK_NOT_ALLOWED
+        | reason::ROLE_MAPPED_TEAM
+        | reason::MEMBER_NOT_ALLOWED
+        | reason::INVALID_SPEC
+        | reason::REJECTED
+        | reason::ROLES_NOT_ALLOWED => Progress::Stalled,
+        _ => Progress::Retrying,
+    }
+}
+
+/// The `Reconciling` and `Stalled` conditions that `desired` implies: `Stalled` when any
+/// condition that is not True carries a stalled reason, `Reconciling` when any carries a
+/// retried one and nothing is stalled (kstatus reads a stalled resource as failed, whatever
+/// else is in flight).
+pub fn kstatus(desired: &[Desired]) -> [Desired; 2] {
+    let not_true = || desired.iter().filter(|d| !d.status);
+    let stalled: Vec<&Desired> = not_true().filter(|d| progress(d.reason) == Progress::Stalled).collect();
+    let retrying: Vec<&Desired> = not_true().filter(|d| progress(d.reason) == Progress::Retrying).collect();
+    let summary =
+        |ds: &[&Desired]| ds.iter().map(|d| format!("{}: {}", d.type_, d.message)).collect::<Vec<_>>().join("; ");
+    let stalled_condition = match stalled.first() {
+        Some(first) => Desired { type_: STALLED, status: true, reason: first.reason, message: summary(&stalled) },
+        None => Desired { type_: STALLED, status: false, reason: reason::NOT_STALLED, message: String::new() },
+    };
+    let reconciling_condition = match retrying.first() {
+        Some(first) if stalled.is_empty() => {
+            Desired { type_: RECONCILING, status: true, reason: first.reason, message: summary(&retrying) }
+        }
+        _ => Desired { type_: RECONCILING, status: false, reason: reason::NOT_RECONCILING, message: String::new() },
+    };
+    [reconciling_condition, stalled_condition]
 }
 
 /// How a failed SCIM request is reported and retried: one place for every controller.
@@ -84,11 +149,12 @@ impl Desired {
     }
 }
 
-/// Merges `desired` into `current`: a condition whose status is unchanged keeps its
-/// `lastTransitionTime`; conditions of other types are dropped unless listed.
+/// Merges `desired`, with the kstatus conditions it implies, into `current`: a condition whose
+/// status is unchanged keeps its `lastTransitionTime`; conditions of other types are dropped.
 pub fn merge(current: &[Condition], desired: &[Desired], generation: Option<i64>, now: &Time) -> Vec<Condition> {
     desired
         .iter()
+        .chain(kstatus(desired).iter())
         .map(|d| {
             let status = if d.status { "True" } else { "False" }.to_string();
             let previous = current.iter().find(|c| c.type_ == d.type_);
@@ -156,6 +222,88 @@ mod tests {
         assert_eq!(failure(&E::Unauthorized("401".into())).reason, reason::UNAUTHORIZED);
         assert_eq!(failure(&E::Changed("412".into())).reason, reason::SERVER_CHANGED);
         assert_eq!(failure(&E::Conflict("409".into())).reason, reason::CONFLICT);
+    }
+
+    #[test]
+    fn every_reason_has_its_progress() {
+        use Progress::*;
+        let table = [
+            (reason::PROVISIONED, Done),
+            (reason::ROLES_ALLOWED, Done),
+            (reason::CONFLICT, Stalled),
+            (reason::ADOPTION_NOT_ALLOWED, Stalled),
+            (reason::LINK_NOT_ALLOWED, Stalled),
+            (reason::ROLE_MAPPED_TEAM, Stalled),
+            (reason::MEMBER_NOT_ALLOWED, Stalled),
+            (reason::INVALID_SPEC, Stalled),
+            (reason::REJECTED, Stalled),
+            (reason::ROLES_NOT_ALLOWED, Stalled),
+            (reason::SCIM_UNAVAILABLE, Retrying),
+            (reason::SERVER_CHANGED, Retrying),
+            (reason::UNAUTHORIZED, Retrying),
+            (reason::MEMBERS_PENDING, Retrying),
+            ("SomeReasonAddedLater", Retrying),
+        ];
+        for (r, want) in table {
+            assert_eq!(progress(r), want, "{r}");
+        }
+    }
+
+    /// A condition as type, status and reason.
+    type Brief = (&'static str, bool, &'static str);
+
+    fn kstatus_of(desired: &[Desired]) -> Vec<Brief> {
+        kstatus(desired).iter().map(|d| (d.type_, d.status, d.reason)).collect()
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_the_reasons() {
+        let roles_refused = Desired {
+            type_: ROLES_ALLOWED,
+            status: false,
+            reason: reason::ROLES_NOT_ALLOWED,
+            message: "namespace dev is not trusted".into(),
+        };
+        let roles_sent =
+            Desired { type_: ROLES_ALLOWED, status: true, reason: reason::ROLES_ALLOWED, message: String::new() };
+        let settled = (RECONCILING, false, reason::NOT_RECONCILING);
+        let progressing = (STALLED, false, reason::NOT_STALLED);
+        let cases: Vec<(Vec<Desired>, Vec<Brief>)> = vec![
+            (vec![Desired::ready("ok")], vec![settled, progressing]),
+            (vec![Desired::ready("ok"), roles_sent.clone()], vec![settled, progressing]),
+            (
+                vec![Desired::not_ready(reason::SCIM_UNAVAILABLE, "503")],
+                vec![(RECONCILING, true, reason::SCIM_UNAVAILABLE), progressing],
+            ),
+            (
+                vec![Desired::not_ready(reason::CONFLICT, "owned by dev/alice")],
+                vec![settled, (STALLED, true, reason::CONFLICT)],
+            ),
+            // Ready, but the roles asked for are refused: only a trust change ends that.
+            (
+                vec![Desired::ready("ok"), roles_refused.clone()],
+                vec![settled, (STALLED, true, reason::ROLES_NOT_ALLOWED)],
+            ),
+            // A retry in flight does not hide a standing refusal.
+            (
+                vec![Desired::not_ready(reason::SCIM_UNAVAILABLE, "503"), roles_refused],
+                vec![settled, (STALLED, true, reason::ROLES_NOT_ALLOWED)],
+            ),
+        ];
+        for (desired, want) in cases {
+            assert_eq!(kstatus_of(&desired), want, "{desired:?}");
+        }
+    }
+
+    #[test]
+    fn merge_writes_the_kstatus_conditions() {
+        let merged = merge(&[], &[Desired::not_ready(reason::INVALID_SPEC, "bad e-mail")], Some(3), &t(1));
+        let types: Vec<&str> = merged.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, RECONCILING, STALLED]);
+        let stalled = &merged[2];
+        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", reason::INVALID_SPEC));
+        assert_eq!(stalled.message, "Ready: bad e-mail");
+        assert_eq!(stalled.observed_generation, Some(3));
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub struct EnterpriseFields {
     kind = "ScimUser",
     plural = "scimusers",
     shortname = "su",
+    category = "scim",
     namespaced,
     status = "ScimUserStatus",
     printcolumn = r#"{"name":"User","type":"string","jsonPath":".spec.userName"}"#,
@@ -133,8 +134,11 @@ pub struct ScimUserSpec {
     pub enterprise: Option<EnterpriseFields>,
     /// Roles to assign explicitly (names of the server's role catalog). Honoured only in
     /// trusted namespaces; elsewhere none is sent and the resource reports
-    /// `RolesAllowed=False` (`RolesNotAllowed`). When empty, the operator leaves the user's roles
-    /// as they are on the server.
+    /// `RolesAllowed=False` (`RolesNotAllowed`). Roles follow this list: a role the operator
+    /// granted for this resource (recorded in `status.grantedRoles`) is withdrawn when the list
+    /// stops naming it, when the list is emptied or deleted, and when the namespace is no longer
+    /// trusted; the user then falls back to its mapped or default role. Roles an identity
+    /// provider or an administrator granted are never touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// What deleting this resource does on the SCIM server: `Deactivate` (default), `Delete` or
@@ -147,7 +151,7 @@ pub struct ScimUserSpec {
     /// only in trusted namespaces; elsewhere Ready=False with reason `AdoptionNotAllowed` and
     /// nothing is written. A user another resource owns is never taken over. Adopting writes the
     /// ownership marker into the user's `externalId` and changes only the attributes this spec
-    /// declares; everything else (phone numbers, addresses, roles when `roles` is empty) stays.
+    /// declares; everything else (phone numbers, addresses, roles the operator did not grant) stays.
     #[serde(default)]
     pub adopt: bool,
 }
@@ -173,7 +177,16 @@ pub struct ScimUserStatus {
     /// read when the server cannot be asked.
     #[serde(default)]
     pub effective_roles: Vec<String>,
-    /// `Ready` and specific conditions.
+    /// Roles the operator granted on the server for this resource (as `spec.roles` names them),
+    /// so that it withdraws exactly these when the spec stops asking, and never a role an
+    /// identity provider or an administrator granted. Recorded before a grant is sent. Unset
+    /// on a status an earlier release wrote: the roles its spec names are then taken as granted
+    /// by it (that release sent them).
+    #[serde(default)]
+    pub granted_roles: Option<Vec<String>>,
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -181,7 +194,10 @@ pub struct ScimUserStatus {
 /// Membership policy of a `ManagedTeam`.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum MemberPolicy {
-    /// The declared members are the whole membership: others are removed.
+    /// The declared members are the whole membership: others are removed. A declared member is
+    /// removed only when its ScimUser is gone or being deleted, or it is refused on ownership
+    /// grounds; one whose ScimUser is there but not provisioned right now (an error, not Ready
+    /// yet) stays.
     #[default]
     Authoritative,
     /// Declared members are added; members someone else added stay.
@@ -208,10 +224,13 @@ pub struct TeamMember {
     /// Name of a `ScimUser` in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_user_ref: Option<String>,
-    /// userName of a user on the SCIM server. In a trusted namespace, any user (provisioned by
-    /// any means, its ScimUser in any namespace). In an untrusted namespace, only a user owned by
-    /// a ScimUser of the same namespace; any other makes the team Ready=False with reason
-    /// `MemberNotAllowed` and nothing is written.
+    /// userName of a user on the SCIM server. In a trusted namespace, a user nobody owns (one an
+    /// identity provider or an administrator made) or one a ScimUser of a trusted namespace owns
+    /// (as its ownership marker on the server says); a user owned by an untrusted namespace (or
+    /// another cluster) is left out, and removed if it is a member, while the other members are
+    /// applied, and the team reports Ready=False with reason `MemberNotAllowed`. In an untrusted
+    /// namespace, only a user owned by a ScimUser of the same namespace; any other makes the team
+    /// Ready=False with reason `MemberNotAllowed` and nothing is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_name: Option<String>,
 }
@@ -224,6 +243,7 @@ pub struct TeamMember {
     kind = "ManagedTeam",
     plural = "managedteams",
     shortname = "mt",
+    category = "scim",
     namespaced,
     status = "ManagedTeamStatus",
     printcolumn = r#"{"name":"Team","type":"string","jsonPath":".spec.displayName"}"#,
@@ -281,13 +301,16 @@ pub struct ManagedTeamStatus {
     /// Members that are not provisioned yet (ScimUser names or userNames).
     #[serde(default)]
     pub pending_members: Vec<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
 /// Grants roles to the members of teams. Cluster-scoped, so only cluster administrators grant
-/// roles. Teams are named, so a mapping also reaches teams made later under that name: the
+/// roles. Only a server mapping this resource created is replaced or deleted: one of the same
+/// name made another way is reported as `Conflict` and left as it is. Teams are named, so a mapping also reaches teams made later under that name: the
 /// operator lets no untrusted namespace create or link a team a mapping names.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
@@ -296,6 +319,7 @@ pub struct ManagedTeamStatus {
     kind = "RoleMapping",
     plural = "rolemappings",
     shortname = "rm",
+    category = "scim",
     status = "RoleMappingStatus",
     printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".spec.roles"}"#,
     printcolumn = r#"{"name":"Teams","type":"string","jsonPath":".spec.teams"}"#,
@@ -324,7 +348,9 @@ pub struct RoleMappingStatus {
     /// Id of the role mapping on the SCIM server.
     #[serde(default)]
     pub scim_id: Option<String>,
-    /// `Ready` and specific conditions.
+    /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
+    /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
+    /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

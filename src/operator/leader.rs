@@ -9,7 +9,20 @@
 //!
 //! The leader in turn leads only until `renew_deadline` (shorter than the lease duration) after
 //! the start of its last successful renewal, measured on its monotonic clock: every SCIM request
-//! is fenced by [`Leadership::is_leading`], and once the deadline has passed the process stops.
+//! and every Kubernetes write is fenced by [`Leadership::is_leading`], and once the deadline has
+//! passed the process stops.
+//!
+//! The fence is checked before a request is sent, so a request must also be over before a
+//! standby may take over: every SCIM request and Kubernetes write runs under
+//! [`Timing::request_timeout`], shorter than the margin between the renew deadline and the
+//! lease duration. A request sent just before the deadline thus ends (or is abandoned) before
+//! the earliest takeover. The SCIM client also tells the server that instant (see
+//! [`crate::scim::DEADLINE_HEADER`]), so a request held up on the network is refused by the
+//! server rather than applied after the client gave up on it.
+//!
+//! A Lease that is missing is treated like a record nobody renews: a candidate creates it only
+//! once it has seen it missing for a lease duration, because a deleted Lease says nothing
+//! about whether its last holder has stopped. Only a replica that leads re-creates it at once.
 //!
 //! Written by hand because the maintained crates do not fit: kube-lease-manager 0.13 (built for
 //! kube 5) and kubert 0.25 (built for kube 1.1, so not even usable here) both call a lease
@@ -31,7 +44,8 @@ pub struct LeaseArgs {
     #[arg(long, env = "SCIM_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = 15)]
     pub lease_duration_seconds: u64,
     /// Seconds the leader goes on reconciling without a successful renewal before it stops
-    /// (the process exits); shorter than the lease duration.
+    /// (the process exits); shorter than the lease duration. Every SCIM request and Kubernetes
+    /// write times out after three quarters of the difference between the two.
     #[arg(long, env = "SCIM_OPERATOR_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
     pub lease_renew_deadline_seconds: u64,
     /// Seconds between attempts to acquire or renew the Lease; shorter than the renew deadline.
@@ -88,6 +102,14 @@ impl Timing {
             return Err(format!("the lease duration ({lease_duration:?}) must be a whole number of seconds"));
         }
         Ok(Self { lease_duration, renew_deadline, retry_period })
+    }
+
+    /// Timeout of every SCIM request and Kubernetes write of the leader: three quarters of the
+    /// margin between the renew deadline and the lease duration. A request that passed the fence
+    /// just before the renew deadline is over before a standby may take over (the last quarter
+    /// is slack for clock rates and the instants between the check and the send).
+    pub fn request_timeout(&self) -> Duration {
+        (self.lease_duration - self.renew_deadline) * 3 / 4
     }
 
     /// Timeout of one Lease API call: half the renew deadline, so at least two attempts fit in
@@ -204,7 +226,17 @@ pub struct Elector {
     identity: String,
     timing: Timing,
     observed: Option<Observation>,
+    /// When this replica first found the Lease missing (since it last saw one).
+    missing_since: Option<Instant>,
     leadership: Leadership,
+}
+
+/// What to do about a Lease that does not exist: the leader re-creates it at once (it holds the
+/// lease by right until its deadline); a candidate waits until it has seen it missing for a lease
+/// duration, as it would wait for a record that stopped changing.
+fn missing_lease(leading: bool, missing_since: Instant, lease_duration: Duration, now: Instant) -> Verdict {
+    let until = missing_since + lease_duration;
+    if leading || now >= until { Verdict::Free } else { Verdict::Held { holder: "(no Lease)".into(), until } }
 }
 
 impl Elector {
@@ -216,6 +248,7 @@ impl Elector {
             identity: identity.into(),
             timing,
             observed: None,
+            missing_since: None,
             leadership: Leadership::default(),
         }
     }
@@ -261,6 +294,13 @@ impl Elector {
     /// resourceVersion read).
     async fn attempt(&mut self) -> anyhow::Result<Attempt> {
         let Some(mut lease) = self.call("reading", self.api.get_opt(&self.name)).await? else {
+            let now = Instant::now();
+            self.observed = None;
+            let since = *self.missing_since.get_or_insert(now);
+            let leading = self.leadership.is_leading();
+            if let Verdict::Held { holder, until } = missing_lease(leading, since, self.timing.lease_duration, now) {
+                return Ok(Attempt::Held { holder, until });
+            }
             let lease = LeaseObject {
                 metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
                 spec: Some(self.spec(None, Timestamp::now())),
@@ -270,6 +310,7 @@ impl Elector {
                 false => Ok(Attempt::Raced),
             };
         };
+        self.missing_since = None;
         // Observed when the answer arrived (as client-go does), not when the request was sent:
         // the holder may have written its renewal while our read was on its way, and a clock
         // started before that write would expire the lease early.
@@ -384,6 +425,74 @@ impl Elector {
     }
 }
 
+/// Closes the fence on Kubernetes writes: a tower layer for the operator's Kubernetes client
+/// that refuses every request but a read (`GET`, `HEAD`) while `fence` answers false, and gives
+/// every write `timeout`, so that status, finalizer and event writes are fenced like SCIM
+/// requests. Reads (watches included) pass untouched: they change nothing.
+#[derive(Clone)]
+pub struct FenceLayer {
+    fence: crate::client::Fence,
+    timeout: Duration,
+}
+
+impl FenceLayer {
+    /// Fences writes with `fence`, each limited to `timeout`.
+    pub fn new(fence: crate::client::Fence, timeout: Duration) -> Self {
+        Self { fence, timeout }
+    }
+}
+
+impl<S> tower::Layer<S> for FenceLayer {
+    type Service = Fenced<S>;
+    fn layer(&self, inner: S) -> Fenced<S> {
+        Fenced { inner, layer: self.clone() }
+    }
+}
+
+/// The service of [`FenceLayer`].
+#[derive(Clone)]
+pub struct Fenced<S> {
+    inner: S,
+    layer: FenceLayer,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Fenced<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Response: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, tower::BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use futures::FutureExt as _;
+        let read = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+        if read {
+            return self.inner.call(req).map(|r| r.map_err(Into::into)).boxed();
+        }
+        if !(self.layer.fence)() {
+            let refused = format!("this replica no longer leads; {} {} not sent", req.method(), req.uri().path());
+            return futures::future::ready(Err(refused.into())).boxed();
+        }
+        let (timeout, what) = (self.layer.timeout, format!("{} {}", req.method(), req.uri().path()));
+        let sent = self.inner.call(req);
+        async move {
+            match tokio::time::timeout(timeout, sent).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(format!("{what} took longer than {timeout:?} and was abandoned").into()),
+            }
+        }
+        .boxed()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +573,62 @@ mod tests {
         let t = Timing::new(s(4), s(3), s(1)).expect("valid");
         assert_eq!(t.call_timeout(), Duration::from_millis(1500));
         assert!(t.call_timeout() < t.renew_deadline);
+        for t in [t, Timing::new(s(15), s(10), s(2)).expect("valid"), Timing::new(s(11), s(10), s(2)).expect("valid")] {
+            let margin = t.lease_duration - t.renew_deadline;
+            assert!(!t.request_timeout().is_zero() && t.request_timeout() < margin, "{t:?}");
+        }
+        assert_eq!(Timing::new(s(15), s(10), s(2)).expect("valid").request_timeout(), Duration::from_millis(3750));
+    }
+
+    #[test]
+    fn a_missing_lease_is_taken_only_after_a_lease_duration_unless_leading() {
+        let t0 = Instant::now();
+        let (d, s) = (Duration::from_secs(4), Duration::from_secs);
+        assert_eq!(
+            missing_lease(false, t0, d, t0 + s(3)),
+            Verdict::Held { holder: "(no Lease)".into(), until: t0 + d },
+            "a candidate waits"
+        );
+        assert_eq!(missing_lease(false, t0, d, t0 + d), Verdict::Free);
+        assert_eq!(missing_lease(true, t0, d, t0), Verdict::Free, "the leader re-creates its Lease at once");
+    }
+
+    #[tokio::test]
+    async fn kubernetes_writes_are_fenced_and_timed_out_reads_are_not() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use tower::{Layer as _, ServiceExt as _};
+        let leading = Arc::new(AtomicBool::new(true));
+        let reached = Arc::new(AtomicUsize::new(0));
+        let fence: crate::client::Fence = {
+            let leading = leading.clone();
+            Arc::new(move || leading.load(Ordering::SeqCst))
+        };
+        let inner = {
+            let reached = reached.clone();
+            tower::service_fn(move |req: http::Request<()>| {
+                reached.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if req.uri().path() == "/slow" {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(()))
+                }
+            })
+        };
+        let svc = FenceLayer::new(fence, Duration::from_millis(50)).layer(inner);
+        let req =
+            |m: http::Method, path: &str| http::Request::builder().method(m).uri(path).body(()).expect("a request");
+        assert!(svc.clone().oneshot(req(http::Method::PATCH, "/status")).await.is_ok(), "a leader writes");
+        let slow = svc.clone().oneshot(req(http::Method::PATCH, "/slow")).await;
+        assert!(slow.expect_err("abandoned").to_string().contains("abandoned"));
+        leading.store(false, Ordering::SeqCst);
+        let before = reached.load(Ordering::SeqCst);
+        for m in [http::Method::PATCH, http::Method::POST, http::Method::PUT, http::Method::DELETE] {
+            let err = svc.clone().oneshot(req(m, "/status")).await.expect_err("refused");
+            assert!(err.to_string().contains("no longer leads"), "{err}");
+        }
+        assert_eq!(reached.load(Ordering::SeqCst), before, "no write reached the API server");
+        assert!(svc.clone().oneshot(req(http::Method::GET, "/slow")).await.is_ok(), "reads are neither fenced nor cut");
     }
 
     #[test]

@@ -9,12 +9,12 @@ use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, ScimUser, TeamDeletionPolicy};
-use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
+use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Refusal, decide};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
 
@@ -36,14 +36,17 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
     labels_ok && exprs_ok
 }
 
-/// Whether `team` may reference `user`: by ScimUser name or label selector within its own
-/// namespace, by userName wherever the ScimUser lives.
-pub fn may_reference(team: &ManagedTeam, user: &ScimUser) -> bool {
+/// Whether a change of `user` may concern `team` (a trigger only: membership is decided against
+/// the server): by ScimUser name or label selector within the team's namespace; by userName
+/// within it too, and, for a team of a trusted namespace (`team_trusted`), in any namespace, so
+/// that it reports at once a userName an untrusted namespace took.
+pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &ScimUser) -> bool {
     let same_namespace = team.namespace() == user.namespace();
     let name = user.name_any();
     team.spec.members.iter().any(|m| {
         (same_namespace && m.scim_user_ref.as_deref() == Some(name.as_str()))
-            || m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.spec.user_name))
+            || ((same_namespace || team_trusted)
+                && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.spec.user_name)))
     }) || (same_namespace && team.spec.member_selector.as_ref().is_some_and(|s| selects(s, user.labels())))
 }
 
@@ -55,10 +58,12 @@ pub fn member_trigger(user: &ScimUser) -> Option<u64> {
     ready_id(user).hash(&mut h);
     user.labels().hash(&mut h);
     user.spec.user_name.hash(&mut h);
+    user.meta().deletion_timestamp.is_some().hash(&mut h);
     Some(h.finish())
 }
 
-/// The SCIM id of a ScimUser that is provisioned, Ready and not being deleted.
+/// The SCIM id a ScimUser's status names while Ready and not being deleted: a trigger's input
+/// only, never proof of who owns that id.
 fn ready_id(user: &ScimUser) -> Option<String> {
     if user.meta().deletion_timestamp.is_some() {
         return None;
@@ -73,54 +78,126 @@ fn ready_id(user: &ScimUser) -> Option<String> {
 struct Members {
     /// SCIM ids of the members that can be sent.
     ids: BTreeSet<String>,
+    /// SCIM ids that stay members while their ScimUser is not provisioned again (not Ready, a
+    /// transient error): never added, never removed.
+    kept: BTreeSet<String>,
     /// Members not provisioned yet.
     pending: Vec<String>,
     /// userNames an untrusted namespace may not add (no ScimUser of its own has them).
     not_allowed: Vec<String>,
+    /// userNames a trusted team may not add, and why: left out (and removed if present).
+    refused: Vec<String>,
 }
 
-/// Members the team wants. In an untrusted namespace a userName member must be a ScimUser of
-/// the same namespace; in a trusted one, any user of the server.
-async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Members, ClientError> {
-    let ns = team.namespace().unwrap_or_default();
-    let mut out = Members::default();
-    let users = ctx.users.state();
-    let own = || users.iter().filter(|u| u.meta().namespace.as_deref() == Some(ns.as_str()));
+/// The ScimUsers of `ns` a team names (by reference, by userName in an untrusted namespace, or
+/// by selector), not being deleted (a ScimUser that is gone or going is no member); and the
+/// references and userNames that name none.
+struct Named {
+    users: Vec<Arc<ScimUser>>,
+    missing_refs: Vec<String>,
+    missing_user_names: Vec<String>,
+}
+
+/// A reference is one lookup in the store's index; only userName members (in an untrusted
+/// namespace) and selectors read the namespace's ScimUsers, once.
+fn named_users(team: &ManagedTeam, ctx: &Context, ns: &str, trusted: bool) -> Named {
+    let mut out = Named { users: Vec::new(), missing_refs: Vec::new(), missing_user_names: Vec::new() };
+    let scan =
+        team.spec.member_selector.is_some() || (!trusted && team.spec.members.iter().any(|m| m.user_name.is_some()));
+    let own: Vec<Arc<ScimUser>> = if scan {
+        ctx.users.state().into_iter().filter(|u| u.meta().namespace.as_deref() == Some(ns)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut by_user_name: HashMap<String, Vec<&Arc<ScimUser>>> = HashMap::new();
+    if !trusted {
+        for u in &own {
+            by_user_name.entry(u.spec.user_name.to_lowercase()).or_default().push(u);
+        }
+    }
     for m in &team.spec.members {
         if let Some(r) = &m.scim_user_ref {
-            match ctx.users.get(&ObjectRef::new(r).within(&ns)).and_then(|u| ready_id(&u)) {
-                Some(id) => {
-                    out.ids.insert(id);
-                }
-                None => out.pending.push(r.clone()),
+            match ctx.users.get(&ObjectRef::new(r).within(ns)) {
+                Some(u) => out.users.push(u),
+                None => out.missing_refs.push(r.clone()),
             }
-        } else if let Some(user_name) = &m.user_name {
-            if trusted {
-                match ctx.scim.find_user_by_name(user_name).await? {
-                    Some(u) => {
-                        out.ids.insert(u.id);
-                    }
-                    None => out.pending.push(user_name.clone()),
-                }
-            } else {
-                let mine: Vec<_> = own().filter(|u| u.spec.user_name.eq_ignore_ascii_case(user_name)).collect();
-                match mine.iter().find_map(|u| ready_id(u)) {
-                    Some(id) => {
-                        out.ids.insert(id);
-                    }
-                    None if mine.is_empty() => out.not_allowed.push(user_name.clone()),
-                    None => out.pending.push(user_name.clone()),
-                }
+        } else if let (Some(user_name), false) = (&m.user_name, trusted) {
+            match by_user_name.get(&user_name.to_lowercase()) {
+                Some(found) => out.users.extend(found.iter().map(|u| Arc::clone(u))),
+                None => out.missing_user_names.push(user_name.clone()),
             }
         }
     }
     if let Some(sel) = &team.spec.member_selector {
-        for u in own().filter(|u| selects(sel, u.labels())) {
-            match ready_id(u) {
+        out.users.extend(own.iter().filter(|u| selects(sel, u.labels())).cloned());
+    }
+    out.users.retain(|u| u.meta().deletion_timestamp.is_none());
+    out.users.sort_by_key(|u| u.name_any());
+    out.users.dedup_by_key(|u| u.name_any());
+    out
+}
+
+/// How a refused userName member is reported.
+fn member_refusal(user_name: &str, why: &ownership::MemberRefusal) -> String {
+    match why {
+        ownership::MemberRefusal::UntrustedNamespace(ns) => {
+            format!("{user_name} (owned by a ScimUser of namespace {ns}, which is not trusted)")
+        }
+        ownership::MemberRefusal::OtherCluster => format!("{user_name} (owned by a resource of another cluster)"),
+        ownership::MemberRefusal::UnknownOwner => {
+            format!("{user_name} (owned by a resource of an earlier release whose ScimUser is not seen)")
+        }
+    }
+}
+
+/// Members the team wants. A ScimUser member counts by the server user that carries its
+/// ownership marker (its status is not proof of that). In an untrusted namespace a userName
+/// member must be a ScimUser of the same namespace; in a trusted one, a user nobody owns or one
+/// a ScimUser of a trusted namespace owns.
+async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Members, ClientError> {
+    let ns = team.namespace().unwrap_or_default();
+    let named = named_users(team, ctx, &ns, trusted);
+    let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
+    if !named.users.is_empty() {
+        let prefix = ownership::Owner::new(&ctx.cluster, &ns, "").marker().to_string();
+        let marked: BTreeMap<String, String> =
+            ctx.scim.users_marked(&prefix).await?.into_iter().map(|(id, marker)| (marker, id)).collect();
+        for u in &named.users {
+            match marked.get(ctx.owner(u.as_ref()).marker()) {
                 Some(id) => {
-                    out.ids.insert(id);
+                    out.ids.insert(id.clone());
                 }
-                None => out.pending.push(u.name_any()),
+                None => {
+                    out.pending.push(u.name_any());
+                    // Not provisioned under its marker (yet, or again): the id it had stays.
+                    out.kept.extend(u.status.as_ref().and_then(|s| s.scim_id.clone()));
+                }
+            }
+        }
+    }
+    if trusted {
+        let state = ctx.users.state();
+        // Collected first: an iterator with a closure held across an await is not `Send`.
+        let user_names: Vec<&String> = team.spec.members.iter().filter_map(|m| m.user_name.as_ref()).collect();
+        for user_name in user_names {
+            let Some(found) = ctx.scim.find_user_by_name(user_name).await? else {
+                out.pending.push(user_name.clone());
+                continue;
+            };
+            let owner = match ownership::user_owner(&ctx.cluster, found.external_id.as_deref()) {
+                // An earlier release's marker names no namespace: the ScimUser of that uid does.
+                ownership::UserOwner::Legacy(uid) => state
+                    .iter()
+                    .find(|u| u.uid().as_deref() == Some(uid))
+                    .and_then(|u| u.meta().namespace.as_deref())
+                    .map_or(ownership::UserOwner::Legacy(uid), ownership::UserOwner::Namespace),
+                o => o,
+            };
+            match ownership::member_allowed(owner, |n| ctx.trusted(n)) {
+                Ok(()) => {
+                    out.ids.insert(found.id);
+                }
+                Err(why) => out.refused.push(member_refusal(user_name, &why)),
             }
         }
     }
@@ -129,15 +206,17 @@ async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Mem
     Ok(out)
 }
 
-/// Member changes to send: only the difference, and no removal under `Additive`.
+/// Member changes to send: only the difference; no removal under `Additive`, and never one of
+/// `kept` (members whose ScimUser is there but not provisioned right now).
 pub fn member_changes(
     current: &BTreeSet<String>,
     wanted: &BTreeSet<String>,
+    kept: &BTreeSet<String>,
     policy: MemberPolicy,
 ) -> (Vec<String>, Vec<String>) {
     let add = wanted.difference(current).cloned().collect();
     let remove = match policy {
-        MemberPolicy::Authoritative => current.difference(wanted).cloned().collect(),
+        MemberPolicy::Authoritative => current.difference(wanted).filter(|m| !kept.contains(*m)).cloned().collect(),
         MemberPolicy::Additive => Vec::new(),
     };
     (add, remove)
@@ -264,9 +343,28 @@ async fn ensure_group(team: &ManagedTeam, ctx: &Context, owner: &Owner, ask: Ask
     }
 }
 
+/// How long a team reconcile waits for the ScimUser cache before it tries again later.
+const USERS_CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reconciles one ManagedTeam.
 pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let ns = obj.namespace().unwrap_or_default();
+    let _worker = match ctx.team_shares.enter(&ns, std::time::Instant::now()) {
+        Ok(worker) => worker,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
+    // Members are resolved from the ScimUser cache. Until it holds every ScimUser (after a start
+    // or a failover), a member not listed yet would look deleted and an Authoritative team would
+    // remove it, revoking its mapped roles, only to add it back moments later.
+    match tokio::time::timeout(USERS_CACHE_WAIT, ctx.users.wait_until_ready()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return Err(ReconcileError::Invalid("the ScimUser watch has stopped".into())),
+        Err(_) => {
+            tracing::info!(team = %obj.name_any(), "ScimUsers not listed yet; the team waits");
+            return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+        }
+    }
+    let api: Api<ManagedTeam> = Api::namespaced(ctx.kube.clone(), &ns);
     reconcile_with_finalizer("ManagedTeam", &ctx, &api, obj, |event| async {
         match event {
             Finalizer::Apply(t) => apply(t, &api, &ctx).await,
@@ -320,14 +418,23 @@ async fn sync(obj: &ManagedTeam, ctx: &Context) -> Result<Outcome, TeamError> {
         Came::Existing => {}
     }
     let current: BTreeSet<String> = ctx.scim.group_members(&id).await?.into_iter().collect();
-    let (add, remove) = member_changes(&current, &members.ids, obj.spec.member_policy);
+    let (add, remove) = member_changes(&current, &members.ids, &members.kept, obj.spec.member_policy);
     ctx.scim.change_members(&id, &add, &remove, group.version.as_deref()).await?;
     if !add.is_empty() || !remove.is_empty() {
         let note = format!("added {}, removed {} members", add.len(), remove.len());
         ctx.event(obj, false, "MembersChanged", note).await;
     }
     let count = current.len() + add.len() - remove.len();
-    let ready = if members.pending.is_empty() {
+    let ready = if !members.refused.is_empty() {
+        // The others were applied; these stay out (and were removed) until their owner changes.
+        Desired::not_ready(
+            reason::MEMBER_NOT_ALLOWED,
+            format!(
+                "only users nobody owns or owned by a trusted namespace are added by userName; left out: {}",
+                members.refused.join(", ")
+            ),
+        )
+    } else if members.pending.is_empty() {
         Desired::ready(format!("team provisioned as SCIM group {id} with {count} members"))
     } else {
         Desired::not_ready(
@@ -349,7 +456,7 @@ async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> 
             o
         }
         Err(TeamError::Refused(r, message)) => {
-            action = ctx.refused_retry(std::time::Duration::from_secs(300));
+            action = ctx.refused_retry(&key(obj.as_ref()), std::time::Duration::from_secs(300));
             Outcome { ready: Desired::not_ready(r, message), scim_id: None, counts: None }
         }
         Err(TeamError::Client(e)) => {
@@ -416,13 +523,58 @@ mod tests {
     }
 
     #[test]
-    fn only_changes_are_sent_and_additive_never_removes() {
-        let (add, remove) = member_changes(&set(&["a", "b"]), &set(&["b", "c"]), MemberPolicy::Authoritative);
-        assert_eq!((add, remove), (vec!["c".to_string()], vec!["a".to_string()]));
-        let (add, remove) = member_changes(&set(&["a", "b"]), &set(&["b", "c"]), MemberPolicy::Additive);
-        assert_eq!((add, remove), (vec!["c".to_string()], vec![]));
-        let (add, remove) = member_changes(&set(&["a"]), &set(&["a"]), MemberPolicy::Authoritative);
-        assert!(add.is_empty() && remove.is_empty());
+    fn only_changes_are_sent_and_kept_or_additive_members_never_leave() {
+        use MemberPolicy::*;
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (current, wanted, kept, policy) -> (add, remove)
+        let cases = [
+            (&["a", "b"][..], &["b", "c"][..], &[][..], Authoritative, (v(&["c"]), v(&["a"]))),
+            (&["a", "b"], &["b", "c"], &[], Additive, (v(&["c"]), v(&[]))),
+            (&["a"], &["a"], &[], Authoritative, (v(&[]), v(&[]))),
+            // a member whose ScimUser is not provisioned right now (412, 429, not Ready) stays
+            (&["a", "b"], &["b"], &["a"], Authoritative, (v(&[]), v(&[]))),
+            // ...but is never added for it
+            (&["b"], &["b"], &["a"], Authoritative, (v(&[]), v(&[]))),
+            (&["a", "b", "z"], &["b"], &["a"], Authoritative, (v(&[]), v(&["z"]))),
+        ];
+        for (current, wanted, kept, policy, want) in cases {
+            let got = member_changes(&set(current), &set(wanted), &set(kept), policy);
+            assert_eq!(got, want, "{current:?} {wanted:?} kept {kept:?} {policy:?}");
+        }
+    }
+
+    fn team_of(ns: &str, spec: serde_json::Value) -> ManagedTeam {
+        serde_json::from_value(json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ManagedTeam",
+            "metadata": {"name": "t", "namespace": ns}, "spec": spec}))
+        .expect("a ManagedTeam")
+    }
+
+    fn user_of(ns: &str, name: &str, user_name: &str) -> ScimUser {
+        serde_json::from_value(json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser",
+            "metadata": {"name": name, "namespace": ns, "labels": {"team": "sre"}}, "spec": {"userName": user_name}}))
+        .expect("a ScimUser")
+    }
+
+    #[test]
+    fn which_user_changes_reach_which_teams() {
+        let by_name = json!({"displayName": "SRE", "members": [{"userName": "zed@x.test"}]});
+        let by_ref = json!({"displayName": "SRE", "members": [{"scimUserRef": "zed"}]});
+        let by_label = json!({"displayName": "SRE", "memberSelector": {"matchLabels": {"team": "sre"}}});
+        // (team namespace, team trusted, spec, user namespace) -> triggers
+        let cases = [
+            ("platform", true, &by_name, "platform", true),
+            ("platform", true, &by_name, "dev", true),
+            ("dev", false, &by_name, "dev", true),
+            ("dev", false, &by_name, "other", false),
+            ("platform", true, &by_ref, "dev", false),
+            ("platform", true, &by_ref, "platform", true),
+            ("platform", true, &by_label, "dev", false),
+            ("dev", false, &by_label, "dev", true),
+        ];
+        for (team_ns, trusted, spec, user_ns, want) in cases {
+            let got = may_reference(&team_of(team_ns, spec.clone()), trusted, &user_of(user_ns, "zed", "ZED@x.test"));
+            assert_eq!(got, want, "team in {team_ns} (trusted {trusted}) {spec} / user in {user_ns}");
+        }
     }
 
     #[test]

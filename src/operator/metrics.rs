@@ -32,6 +32,29 @@ struct RequestLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+/// The `status` label of a SCIM answer: the statuses an on-call engineer acts on by name (401 and
+/// 403 a key, 429 the server's rate limit), every other one by class, `none` without an answer.
+fn status_label(status: Option<u16>) -> &'static str {
+    match status {
+        None => "none",
+        Some(401) => "401",
+        Some(403) => "403",
+        Some(404) => "404",
+        Some(409) => "409",
+        Some(412) => "412",
+        Some(429) => "429",
+        Some(s) if (200..300).contains(&s) => "2xx",
+        Some(s) if (400..500).contains(&s) => "4xx",
+        Some(s) if (500..600).contains(&s) => "5xx",
+        Some(_) => "other",
+    }
+}
+
 /// Metrics of the controllers and of their SCIM requests.
 pub struct OperatorMetrics {
     registry: Registry,
@@ -39,6 +62,7 @@ pub struct OperatorMetrics {
     errors: Family<ErrorLabels, Counter>,
     durations: Family<KindLabels, Histogram>,
     requests: Family<RequestLabels, Histogram>,
+    responses: Family<StatusLabels, Counter>,
     leader: Gauge,
     ready: AtomicBool,
 }
@@ -51,6 +75,7 @@ impl Default for OperatorMetrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let durations = Family::<KindLabels, Histogram>::new_with_constructor(buckets);
         let requests = Family::<RequestLabels, Histogram>::new_with_constructor(buckets);
+        let responses = Family::<StatusLabels, Counter>::default();
         let leader = Gauge::default();
         registry.register("reconciles", "Reconciles by kind", reconciles.clone());
         registry.register("reconcile_errors", "Reconcile failures by kind and error class", errors.clone());
@@ -60,8 +85,13 @@ impl Default for OperatorMetrics {
             "SCIM request latency by method, resource and outcome",
             requests.clone(),
         );
+        registry.register(
+            "scim_responses",
+            "SCIM answers by HTTP status (401, 403, 404, 409, 412, 429 by name, others by class; none without an answer)",
+            responses.clone(),
+        );
         registry.register("leader", "1 while this replica leads", leader.clone());
-        Self { registry, reconciles, errors, durations, requests, leader, ready: AtomicBool::new(false) }
+        Self { registry, reconciles, errors, durations, requests, responses, leader, ready: AtomicBool::new(false) }
     }
 }
 
@@ -94,9 +124,10 @@ impl OperatorMetrics {
 }
 
 impl crate::client::RequestObserver for OperatorMetrics {
-    fn observe(&self, method: &str, resource: &str, outcome: &str, elapsed: Duration) {
+    fn observe(&self, method: &str, resource: &str, outcome: &str, status: Option<u16>, elapsed: Duration) {
         let l = RequestLabels { method: method.into(), resource: resource.into(), outcome: outcome.into() };
         self.requests.get_or_create(&l).observe(elapsed.as_secs_f64());
+        self.responses.get_or_create(&StatusLabels { status: status_label(status) }).inc();
     }
 }
 
@@ -132,4 +163,30 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<OperatorMetrics>) -> anyhow::R
             tracing::warn!(error = %e, "health server stopped");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::RequestObserver as _;
+
+    #[test]
+    fn answers_are_counted_by_a_bounded_status() {
+        let m = OperatorMetrics::default();
+        for status in [Some(401), Some(429), Some(429), Some(201), Some(418), Some(503), None, Some(999)] {
+            m.observe("POST", "Users", "x", status, Duration::ZERO);
+        }
+        let text = m.encode();
+        for line in [
+            "scim_operator_scim_responses_total{status=\"401\"} 1",
+            "scim_operator_scim_responses_total{status=\"429\"} 2",
+            "scim_operator_scim_responses_total{status=\"2xx\"} 1",
+            "scim_operator_scim_responses_total{status=\"4xx\"} 1",
+            "scim_operator_scim_responses_total{status=\"5xx\"} 1",
+            "scim_operator_scim_responses_total{status=\"none\"} 1",
+            "scim_operator_scim_responses_total{status=\"other\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod conditions;
 pub mod crd;
+pub mod fairness;
 mod leader;
 mod managed_team;
 mod metrics;
@@ -163,8 +164,9 @@ pub struct ControllerArgs {
     /// object the operator created.
     #[arg(long, env = "SCIM_OPERATOR_CLUSTER_ID")]
     pub cluster_id: Option<String>,
-    /// Reconciles in flight per controller.
-    #[arg(long, env = "SCIM_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    /// Reconciles in flight per controller (at least 1). While several namespaces have work,
+    /// each may hold at most an equal share of them; a namespace alone may hold them all.
+    #[arg(long, env = "SCIM_OPERATOR_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// SCIM requests per second at most.
     #[arg(long, env = "SCIM_OPERATOR_RATE_LIMIT", default_value_t = 50)]
@@ -206,6 +208,10 @@ pub struct Context {
     pub users: reflector::Store<ScimUser>,
     /// The cluster identity in ownership markers.
     pub cluster: String,
+    /// Fair shares of the ScimUser workers among namespaces.
+    pub user_shares: Arc<fairness::Shares>,
+    /// Fair shares of the ManagedTeam workers among namespaces.
+    pub team_shares: Arc<fairness::Shares>,
 }
 
 impl Context {
@@ -242,9 +248,13 @@ impl Context {
     }
 
     /// When to look again at a refused resource (the owner may have changed): the resync
-    /// interval, at most `limit`.
-    pub fn refused_retry(&self, limit: Duration) -> Action {
-        Action::requeue(Duration::from_secs(self.args.resync_seconds.max(1)).min(limit))
+    /// interval, doubling with each refusal in a row, at most `limit`; a success resets it.
+    pub fn refused_retry(&self, key: &str, limit: Duration) -> Action {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let base = Duration::from_secs(self.args.resync_seconds.max(1));
+        Action::requeue(base.saturating_mul(1 << (*n - 1).min(8)).min(limit))
     }
 
     /// Publishes an event about `obj`; failures to publish are logged, never fatal.
@@ -345,12 +355,15 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
-    let kube = Client::try_default().await.context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
+    let kube_config =
+        kube::Config::infer().await.context("reading the Kubernetes configuration (kubeconfig or in-cluster)")?;
+    let kube = Client::try_from(kube_config.clone()).context("connecting to Kubernetes")?;
     let metrics = Arc::new(OperatorMetrics::default());
+    let timing = args.lease.timing().map_err(anyhow::Error::msg)?;
     let scim = ScimClient::new(ClientConfig {
         base_url: args.scim_url.clone(),
         token_file: args.token_file.clone(),
-        timeout: Duration::from_secs(15),
+        timeout: timing.request_timeout(),
         max_concurrency: args.max_in_flight,
         rate_limit: args.rate_limit,
     })?
@@ -359,7 +372,6 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "scim-operator".into()), std::process::id())
     });
     let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
-    let timing = args.lease.timing().map_err(anyhow::Error::msg)?;
     let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
     // Ready means able to take over: a standby is Ready as well, or a rolling update of two
     // replicas would wait forever for the one that does not lead.
@@ -370,7 +382,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         let _ = stop_tx.send(true);
     });
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    let (scim, mut renewal) = if args.leader_election {
+    let (fence, mut renewal): (crate::client::Fence, _) = if args.leader_election {
         let mut elector = leader::Elector::new(kube.clone(), &args.lease_namespace, "scim-operator", &identity, timing);
         tracing::info!(%identity, "standing by for the leader lease");
         let mut stop = stop_rx.clone();
@@ -387,10 +399,17 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         let renewal = elector.lead_until(async {
             let _ = release_rx.await;
         });
-        (scim.with_fence(Arc::new(move || leadership.is_leading())), renewal)
+        (Arc::new(move || leadership.is_leading()), renewal)
     } else {
-        (scim, tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
+        (Arc::new(|| true), tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
     };
+    let scim = scim.with_fence(fence.clone());
+    // Status, finalizer and event writes are fenced like SCIM requests, within the same timeout
+    // (the elector keeps the unfenced client: it must renew).
+    let kube = kube::client::ClientBuilder::try_from(kube_config)
+        .context("connecting to Kubernetes")?
+        .with_layer(&leader::FenceLayer::new(fence, timing.request_timeout()))
+        .build();
     metrics.set_leader(true);
     let reporter = Reporter { controller: "scim-operator".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(kube.clone(), reporter);
@@ -414,8 +433,16 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     );
     // The controller is triggered only by changes it acts on, not by its own writes.
     let own = ChangeFilter::new(users_store.clone());
+    let user_shares = fairness::Shares::new(usize::from(args.concurrency));
+    let noted = user_shares.clone();
     let users_controller = Controller::for_shared_stream(
-        own_changes.filter(move |u| futures::future::ready(own.changed(u.as_ref(), resource_trigger(u.as_ref())))),
+        own_changes.filter(move |u| {
+            let changed = own.changed(u.as_ref(), resource_trigger(u.as_ref()));
+            if changed {
+                noted.note(&u.namespace().unwrap_or_default(), std::time::Instant::now());
+            }
+            futures::future::ready(changed)
+        }),
         users_store.clone(),
     );
     let ctx = Arc::new(Context {
@@ -427,6 +454,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         failures: Mutex::new(HashMap::new()),
         users: users_store,
         cluster,
+        user_shares,
+        team_shares: fairness::Shares::new(usize::from(args.concurrency)),
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -454,6 +483,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let members = ChangeFilter::new(ctx.users.clone());
     let member_changes = member_events
         .filter(move |u| futures::future::ready(members.changed(u.as_ref(), managed_team::member_trigger(u.as_ref()))));
+    let trust = ctx.clone();
     let teams = teams_controller
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
@@ -462,7 +492,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             teams_store
                 .state()
                 .into_iter()
-                .filter(|t| managed_team::may_reference(t, user.as_ref()))
+                .filter(|t| {
+                    managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref())
+                })
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })

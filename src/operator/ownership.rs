@@ -122,6 +122,59 @@ pub fn decide(held: Held, ask: Ask) -> Decision {
     }
 }
 
+/// Who owns a server user, as its `externalId` says, seen from this cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserOwner<'a> {
+    /// No resource: an identity provider, an administrator or a script made it.
+    Unowned,
+    /// A resource of this cluster, in this namespace.
+    Namespace(&'a str),
+    /// A resource of the first releases (`k8s:<uid>`), this uid; its namespace is not in the
+    /// marker.
+    Legacy(&'a str),
+    /// A resource of another cluster, whose namespaces this one does not judge.
+    OtherCluster,
+}
+
+/// Reads the owner of a user from its `externalId`.
+pub fn user_owner<'a>(cluster: &str, external_id: Option<&'a str>) -> UserOwner<'a> {
+    let Some(rest) = external_id.and_then(|e| e.strip_prefix(MARKER_PREFIX)) else {
+        return UserOwner::Unowned;
+    };
+    let mut parts = rest.rsplitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_uid), Some(namespace), Some(c)) if c == cluster && !namespace.is_empty() => {
+            UserOwner::Namespace(namespace)
+        }
+        (Some(uid), None, None) => UserOwner::Legacy(uid),
+        _ => UserOwner::OtherCluster,
+    }
+}
+
+/// Why a trusted team may not add a user by userName.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberRefusal {
+    /// A ScimUser of a namespace that is not trusted owns it (and chose its e-mail).
+    UntrustedNamespace(String),
+    /// A resource of another cluster owns it.
+    OtherCluster,
+    /// A resource owns it whose namespace is unknown (an earlier release's marker, its
+    /// ScimUser not seen).
+    UnknownOwner,
+}
+
+/// Whether a trusted team may add a user it names by userName: only one nobody owns (an
+/// identity provider's or an administrator's) or one a ScimUser of a trusted namespace owns.
+pub fn member_allowed(owner: UserOwner<'_>, trusted: impl Fn(&str) -> bool) -> Result<(), MemberRefusal> {
+    match owner {
+        UserOwner::Unowned => Ok(()),
+        UserOwner::Namespace(ns) if trusted(ns) => Ok(()),
+        UserOwner::Namespace(ns) => Err(MemberRefusal::UntrustedNamespace(ns.to_string())),
+        UserOwner::OtherCluster => Err(MemberRefusal::OtherCluster),
+        UserOwner::Legacy(_) => Err(MemberRefusal::UnknownOwner),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +221,41 @@ mod tests {
                 want,
                 "{held:?} take_over={take_over} trusted={trusted}"
             );
+        }
+    }
+
+    #[test]
+    fn who_owns_a_user() {
+        use UserOwner::*;
+        let cases = [
+            (None, Unowned),
+            (Some("00u-okta"), Unowned),
+            (Some("K8S:c1/dev/u1"), Unowned),
+            (Some("k8s:c1/dev/u1"), Namespace("dev")),
+            (Some("k8s:c1/platform/u9"), Namespace("platform")),
+            (Some("k8s:c2/platform/u9"), OtherCluster),
+            (Some("k8s:c1//u9"), OtherCluster),
+            (Some("k8s:x/c1/dev/u1"), OtherCluster),
+            (Some("k8s:u1"), Legacy("u1")),
+        ];
+        for (external_id, want) in cases {
+            assert_eq!(user_owner("c1", external_id), want, "{external_id:?}");
+        }
+    }
+
+    #[test]
+    fn which_users_a_trusted_team_may_add() {
+        use MemberRefusal::*;
+        let trusted = |ns: &str| ns == "platform";
+        let cases = [
+            (UserOwner::Unowned, Ok(())),
+            (UserOwner::Namespace("platform"), Ok(())),
+            (UserOwner::Namespace("dev"), Err(UntrustedNamespace("dev".into()))),
+            (UserOwner::OtherCluster, Err(OtherCluster)),
+            (UserOwner::Legacy("u1"), Err(UnknownOwner)),
+        ];
+        for (owner, want) in cases {
+            assert_eq!(member_allowed(owner, trusted), want, "{owner:?}");
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, UserDeletionPolicy};
 use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
-use super::user_doc::{desired, drift, operations, validate};
+use super::user_doc::{RolePlan, desired, drift, operations, plan_roles, roles_of, validate, with_roles};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
 
@@ -77,6 +77,10 @@ fn refused(refusal: Refusal, user_name: &str, namespace: &str) -> Desired {
 /// Reconciles one ScimUser.
 pub async fn reconcile(obj: Arc<ScimUser>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
+    let _worker = match ctx.user_shares.enter(&ns, std::time::Instant::now()) {
+        Ok(worker) => worker,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
     let api: Api<ScimUser> = Api::namespaced(ctx.kube.clone(), &ns);
     reconcile_with_finalizer("ScimUser", &ctx, &api, obj, |event| async {
         match event {
@@ -101,23 +105,44 @@ async fn fetch_by_status(ctx: &Context, obj: &ScimUser) -> Result<Option<ScimObj
 
 /// Creates the user, or decides from what the server holds whether to update it, take it over
 /// or refuse; every write to an existing user carries the version its ownership was read at.
+/// `asked` are the roles the resource may ask for and `granted` those it granted before;
+/// returns what was applied and the roles granted afterwards.
 async fn sync(
     ctx: &Context,
     obj: &ScimUser,
     want: &Value,
     owner: &Owner,
     trusted: bool,
-) -> Result<Applied, ApplyError> {
+    asked: &[String],
+    granted: &[String],
+) -> Result<(Applied, Vec<String>), ApplyError> {
     let scim = &ctx.scim;
     let ask = Ask { take_over: obj.spec.adopt, trusted };
-    let existing = match fetch_by_status(ctx, obj).await? {
+    // A resource refused before is most likely refused again: look first, so that a standing
+    // refusal costs a read per retry, never a write.
+    let refused_before = obj.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| {
+            c.type_ == conditions::READY
+                && c.status == "False"
+                && conditions::progress(&c.reason) == conditions::Progress::Stalled
+        })
+    });
+    let known = match fetch_by_status(ctx, obj).await? {
+        Some(u) => Some(u),
+        None if refused_before => scim.find_user_by_name(&obj.spec.user_name).await?,
+        None => None,
+    };
+    let existing = match known {
         Some(u) => u,
         None => {
             debug_assert_eq!(decide(Held::Nothing, ask), Decision::Create);
             // Most users are new, so this saves a lookup; a taken userName answers 409 (this
             // server never merges a POST into an existing user) and the lookup below decides.
-            match scim.create_user(want).await {
-                Ok(created) => return Ok(Applied::Created(created.id)),
+            // An untrusted namespace may create users but not make the service e-mail whatever
+            // address it declares: the invitation is withheld (an administrator can send it).
+            match scim.create_user(want, trusted).await {
+                // A new user holds exactly the roles asked for, all granted by this resource.
+                Ok(created) => return Ok((Applied::Created(created.id), plan_roles(&[], &[], asked).granted)),
                 Err(ClientError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -132,6 +157,8 @@ async fn sync(
         }
     };
     let decision = decide(Held::Object(owner.claim(existing.external_id.as_deref())), ask);
+    let RolePlan { write: roles, granted } = plan_roles(&roles_of(&existing.body), granted, asked);
+    let want = &with_roles(want.clone(), roles.as_deref());
     let fields = drift(&existing.body, want);
     let write = |fields: Vec<&'static str>| async {
         if !fields.is_empty() {
@@ -139,18 +166,53 @@ async fn sync(
         }
         Ok::<_, ClientError>(fields)
     };
-    match decision {
-        Decision::Refuse(r) => Err(ApplyError::Refused(r)),
-        Decision::Update if fields.is_empty() => Ok(Applied::Unchanged(existing.id.clone())),
+    let applied = match decision {
+        Decision::Refuse(r) => return Err(ApplyError::Refused(r)),
+        Decision::Update if fields.is_empty() => Applied::Unchanged(existing.id.clone()),
         Decision::Update | Decision::Create => {
             let fields = write(fields).await?;
-            Ok(Applied::Updated(existing.id.clone(), fields))
+            Applied::Updated(existing.id.clone(), fields)
         }
         Decision::TakeOver => {
             write(fields).await?;
-            Ok(Applied::Adopted(existing.id.clone()))
+            Applied::Adopted(existing.id.clone())
+        }
+    };
+    Ok((applied, granted))
+}
+
+/// The roles the resource granted before this sync. A status written by an earlier release
+/// has no record; when it says the roles were sent (`RolesAllowed=True`), that release sent
+/// the spec's roles, so those count as granted.
+fn granted_before(obj: &ScimUser, previous: &ScimUserStatus) -> Vec<String> {
+    let sent = previous.conditions.iter().any(|c| c.type_ == conditions::ROLES_ALLOWED && c.status == "True");
+    match &previous.granted_roles {
+        Some(granted) => granted.clone(),
+        None if sent && previous.scim_id.is_some() => obj.spec.roles.clone(),
+        None => Vec::new(),
+    }
+}
+
+/// Records in the status, before a grant is sent, the roles the resource may be about to
+/// grant (what it granted plus what it asks for): a grant whose record were lost (a crash or a
+/// lost response between the two writes) could never be withdrawn. Returns that record.
+async fn record_grants(
+    api: &Api<ScimUser>,
+    obj: &ScimUser,
+    granted: &[String],
+    asked: &[String],
+) -> Result<Vec<String>, ReconcileError> {
+    let mut intent = granted.to_vec();
+    for r in asked {
+        if !intent.iter().any(|g| g.eq_ignore_ascii_case(r)) {
+            intent.push(r.clone());
         }
     }
+    if intent.len() > granted.len() {
+        let patch = json!({"status": {"grantedRoles": intent}});
+        api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(intent)
 }
 
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
@@ -160,16 +222,23 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
     let mut status = ScimUserStatus { observed_generation: generation, ..previous.clone() };
     let mut wanted: Vec<Desired> = Vec::new();
     let trusted = ctx.trusted(&ns);
-    let roles_sent = !obj.spec.roles.is_empty() && trusted;
+    // What the resource may ask for: roles follow the spec, and only a trusted namespace's.
+    let asked: &[String] = if trusted { &obj.spec.roles } else { &[] };
     let mut action = ctx.resync();
 
     if let Err(msg) = validate(&obj.spec) {
         wanted.push(Desired::not_ready(reason::INVALID_SPEC, msg));
     } else {
         let owner = ctx.owner(obj.as_ref());
-        let want = desired(&obj.spec, owner.marker(), roles_sent);
-        match sync(ctx, &obj, &want, &owner, trusted).await {
-            Ok(applied) => {
+        let want = desired(&obj.spec, owner.marker(), asked);
+        let granted = granted_before(&obj, &previous);
+        let intent = record_grants(api, &obj, &granted, asked).await?;
+        // Until a sync succeeds the record stays what it was: nothing written on a refusal, and
+        // possibly the grants on an error (the request may have landed).
+        status.granted_roles = Some(granted.clone());
+        match sync(ctx, &obj, &want, &owner, trusted, asked, &granted).await {
+            Ok((applied, granted)) => {
+                status.granted_roles = Some(granted);
                 ctx.succeeded(&key(obj.as_ref()));
                 let id = applied.id().to_string();
                 // The event (if any) and the effective roles are independent: ask for both at once.
@@ -208,9 +277,10 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             }
             Err(ApplyError::Refused(r)) => {
                 wanted.push(refused(r, &obj.spec.user_name, &ns));
-                action = ctx.refused_retry(Duration::from_secs(300));
+                action = ctx.refused_retry(&key(obj.as_ref()), Duration::from_secs(300));
             }
             Err(ApplyError::Client(e)) => {
+                status.granted_roles = Some(intent);
                 let failure = conditions::failure(&e);
                 wanted.push(Desired::not_ready(failure.reason, e.to_string()));
                 action = Action::requeue(ctx.backoff(&key(obj.as_ref()), failure.retry_after));
@@ -230,7 +300,10 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
                 type_: conditions::ROLES_ALLOWED,
                 status: false,
                 reason: reason::ROLES_NOT_ALLOWED,
-                message: format!("namespace {ns} is not trusted to assign roles; no role was sent"),
+                message: format!(
+                    "namespace {ns} is not trusted to assign roles: none is sent, and roles this resource granted are \
+                     withdrawn"
+                ),
             }
         });
     }
@@ -256,6 +329,7 @@ async fn write_status(
     let same = previous.observed_generation == status.observed_generation
         && previous.scim_id == status.scim_id
         && previous.effective_roles == status.effective_roles
+        && previous.granted_roles == status.granted_roles
         && conditions::same(&previous.conditions, &status.conditions);
     if same {
         return Ok(());

@@ -28,9 +28,10 @@ pub fn validate(spec: &ScimUserSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// The SCIM user the spec describes, with `owner` as its `externalId`. Roles are included
-/// only when `send_roles`; attributes the spec leaves unset are absent (not managed).
-pub fn desired(spec: &ScimUserSpec, owner: &str, send_roles: bool) -> Value {
+/// The SCIM user the spec describes, with `owner` as its `externalId` and `roles` (the roles
+/// the resource may ask for: none in an untrusted namespace) as its roles; attributes the
+/// spec leaves unset are absent (not managed).
+pub fn desired(spec: &ScimUserSpec, owner: &str, roles: &[String]) -> Value {
     let mut doc = Map::new();
     doc.insert("schemas".into(), json!([USER_SCHEMA]));
     doc.insert("userName".into(), json!(spec.user_name));
@@ -69,10 +70,66 @@ pub fn desired(spec: &ScimUserSpec, owner: &str, send_roles: bool) -> Value {
             doc.insert("schemas".into(), json!([USER_SCHEMA, ENTERPRISE]));
         }
     }
-    if send_roles && !spec.roles.is_empty() {
-        doc.insert("roles".into(), Value::Array(spec.roles.iter().map(|r| json!({"value": r})).collect()));
+    if !roles.is_empty() {
+        doc.insert("roles".into(), role_array(roles));
     }
     Value::Object(doc)
+}
+
+fn role_array(roles: &[String]) -> Value {
+    Value::Array(roles.iter().map(|r| json!({"value": r})).collect())
+}
+
+/// The role values a SCIM user carries, as the server spells them.
+pub fn roles_of(user: &Value) -> Vec<String> {
+    user.get("roles")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|r| r.get("value").and_then(Value::as_str).map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// How a user's roles change so that they follow the spec.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RolePlan {
+    /// The user's new `roles` on the server, when they change (empty: remove them all).
+    pub write: Option<Vec<String>>,
+    /// The roles this resource holds as granted afterwards (`status.grantedRoles`).
+    pub granted: Vec<String>,
+}
+
+/// Decides the user's roles from what the server holds (`server`), what this resource granted
+/// before (`granted`) and what it asks for now (`asked`: empty when the spec names none or the
+/// namespace may not assign roles). A role the resource granted and no longer asks for is
+/// withdrawn; a role someone else granted stays, asked for or not, and is never recorded as
+/// granted. Role names compare as the server matches them, without regard to case.
+pub fn plan_roles(server: &[String], granted: &[String], asked: &[String]) -> RolePlan {
+    let has = |list: &[String], r: &str| list.iter().any(|x| x.eq_ignore_ascii_case(r));
+    let mut target: Vec<String> = server.iter().filter(|r| !has(granted, r)).cloned().collect();
+    for r in asked {
+        if !has(&target, r) {
+            target.push(r.clone());
+        }
+    }
+    let mut now_granted: Vec<String> = Vec::new();
+    for r in asked.iter().filter(|r| has(granted, r) || !has(server, r)) {
+        if !has(&now_granted, r) {
+            now_granted.push(r.clone());
+        }
+    }
+    let same = target.len() == server.len() && target.iter().all(|r| has(server, r));
+    RolePlan { write: (!same).then_some(target), granted: now_granted }
+}
+
+/// `want` with its roles set as a [`RolePlan`] writes them: replaced when they change, else absent, so
+/// that drift does not look at them.
+pub fn with_roles(mut want: Value, write: Option<&[String]>) -> Value {
+    if let Some(doc) = want.as_object_mut() {
+        match write {
+            Some(roles) => doc.insert("roles".into(), role_array(roles)),
+            None => doc.remove("roles"),
+        };
+    }
+    want
 }
 
 fn norm_emails(v: Option<&Value>) -> Vec<(String, String, bool)> {
@@ -158,6 +215,9 @@ pub fn operations(desired: &Value, drifted: &[&str]) -> Vec<Value> {
                     ops.push(json!({"op": "replace", "path": format!("{k}{separator}{sub}"), "value": v}));
                 }
             }
+            // Replacing with an empty list is not understood alike by every service provider
+            // (RFC 7644 3.5.2.3 leaves it open); removing the attribute is.
+            ("roles", Some(Value::Array(a))) if a.is_empty() => ops.push(json!({"op": "remove", "path": "roles"})),
             (_, Some(v)) => ops.push(json!({"op": "replace", "path": k, "value": v})),
             (_, None) => {}
         }
@@ -188,10 +248,10 @@ mod tests {
 
     #[test]
     fn desired_document_marks_ownership_and_withholds_untrusted_roles() {
-        let d = desired(&spec(), "k8s:c/ns/uid-1", false);
+        let d = desired(&spec(), "k8s:c/ns/uid-1", &[]);
         assert_eq!(d["externalId"], "k8s:c/ns/uid-1");
         assert!(d.get("roles").is_none());
-        assert_eq!(desired(&spec(), "k8s:c/ns/uid-1", true)["roles"][0]["value"], "Admin");
+        assert_eq!(desired(&spec(), "k8s:c/ns/uid-1", &spec().roles)["roles"][0]["value"], "Admin");
     }
 
     #[test]
@@ -206,7 +266,7 @@ mod tests {
     fn only_declared_attributes_are_patched() {
         let mut declared = spec();
         declared.name = Some(crate::operator::crd::PersonName { given_name: Some("Ada".into()), ..Default::default() });
-        let want = desired(&declared, "k8s:c/ns/u", false);
+        let want = desired(&declared, "k8s:c/ns/u", &[]);
         // What an identity provider created: more than the spec declares.
         let server = json!({
             "id": "1", "userName": "ada@example.com", "externalId": "00u-okta", "active": true,
@@ -230,7 +290,7 @@ mod tests {
         let mut enterprise = spec();
         enterprise.enterprise =
             Some(crate::operator::crd::EnterpriseFields { department: Some("R&D".into()), ..Default::default() });
-        let want = desired(&enterprise, "k8s:c/ns/u", false);
+        let want = desired(&enterprise, "k8s:c/ns/u", &[]);
         let ops = operations(&want, &drift(&server, &want));
         assert!(
             ops.contains(&json!({"op": "replace", "path": format!("{ENTERPRISE}:department"), "value": "R&D"})),
@@ -240,7 +300,7 @@ mod tests {
 
     #[test]
     fn drift_looks_only_at_managed_fields() {
-        let d = desired(&spec(), "k8s:u", true);
+        let d = desired(&spec(), "k8s:u", &spec().roles);
         let mut server = d.clone();
         server["id"] = json!("abc");
         server["meta"] = json!({"version": "W/\"3\""});
@@ -265,5 +325,49 @@ mod tests {
             Email { value: "b@x".into(), kind: None, primary: true },
         ];
         assert!(validate(&ScimUserSpec { emails: two, ..spec() }).is_err());
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn roles_follow_the_spec_and_only_what_it_granted_is_withdrawn() {
+        // (server holds, granted before, asked) -> (roles written, granted after)
+        type Row<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], Option<&'a [&'a str]>, &'a [&'a str]);
+        let table: &[(&str, Row)] = &[
+            ("first grant", (&[], &[], &["Admin"], Some(&["Admin"]), &["Admin"])),
+            ("steady", (&["Admin"], &["Admin"], &["Admin"], None, &["Admin"])),
+            ("emptied list withdraws", (&["Admin"], &["Admin"], &[], Some(&[]), &[])),
+            ("an administrator's role stays", (&["Admin", "Billing"], &["Admin"], &[], Some(&["Billing"]), &[])),
+            ("no drift in someone else's role", (&["Admin", "Billing"], &["Admin"], &["Admin"], None, &["Admin"])),
+            ("asked but granted by another: not ours", (&["Admin"], &[], &["Admin"], None, &[])),
+            ("never granted, nothing asked: untouched", (&["Billing"], &[], &[], None, &[])),
+            ("replaced by another role", (&["Admin"], &["Admin"], &["Standard"], Some(&["Standard"]), &["Standard"])),
+            ("removed on the server: granted again", (&[], &["Admin"], &["Admin"], Some(&["Admin"]), &["Admin"])),
+            ("case does not matter", (&["admin"], &["ADMIN"], &["Admin"], None, &["Admin"])),
+            ("duplicates asked once", (&[], &[], &["Admin", "admin"], Some(&["Admin"]), &["Admin"])),
+        ];
+        for (name, (server, before, asked, write, after)) in table {
+            let plan = plan_roles(&names(server), &names(before), &names(asked));
+            assert_eq!(plan.write, write.map(names), "{name}: roles written");
+            assert_eq!(plan.granted, names(after), "{name}: granted afterwards");
+        }
+    }
+
+    #[test]
+    fn withdrawing_every_role_removes_the_attribute() {
+        let server = json!({"id": "1", "userName": "ada@example.com", "roles": [{"value": "Admin"}]});
+        let plan = plan_roles(&roles_of(&server), &names(&["Admin"]), &[]);
+        let want = with_roles(desired(&spec(), "k8s:u", &[]), plan.write.as_deref());
+        let drifted = drift(&server, &want);
+        assert!(drifted.contains(&"roles"), "{drifted:?}");
+        let ops = operations(&want, &drifted);
+        assert!(ops.contains(&json!({"op": "remove", "path": "roles"})), "{ops:?}");
+        let steady = with_roles(
+            desired(&spec(), "k8s:u", &spec().roles),
+            plan_roles(&names(&["Admin"]), &names(&["Admin"]), &spec().roles).write.as_deref(),
+        );
+        assert!(steady.get("roles").is_none(), "unchanged roles are not compared: {steady}");
     }
 }

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::access::Action;
 use super::groups::handle_from_name;
 use super::roles::Role;
 use super::user_roles::DEFAULT_ROLE_SETTING;
@@ -24,6 +25,7 @@ impl Directory {
 
     /// Creates an unmanaged team (one an identity provider can later link by exact name).
     pub async fn create_team(&self, ctx: &RequestContext, name: &str) -> Result<TeamRecord, ScimError> {
+        ctx.authorize(Action::ChangeTeams)?;
         let name = name.trim().to_string();
         if name.is_empty() {
             return Err(ScimError::invalid_value("a team needs a name"));
@@ -84,6 +86,7 @@ impl Directory {
         user: &str,
         add: bool,
     ) -> Result<(), ScimError> {
+        ctx.authorize(Action::ChangeTeams)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let t = self.find_team(tx.as_mut(), team).await?;
@@ -94,12 +97,8 @@ impl Directory {
                 ))
                 .into());
             }
-            let u = match tx.user(user).await? {
-                Some(u) => u,
-                None => {
-                    tx.user_by_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?
-                }
-            };
+            let u =
+                tx.user_by_id_or_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?;
             let ids = vec![u.id.clone()];
             let changed =
                 if add { tx.add_team_members(&t.id, &ids).await? } else { tx.remove_team_members(&t.id, &ids).await? };
@@ -130,6 +129,7 @@ impl Directory {
 
     /// Adds a custom role.
     pub async fn create_role(&self, ctx: &RequestContext, name: &str, description: &str) -> Result<Role, ScimError> {
+        ctx.authorize(Action::ChangeRoleCatalog)?;
         let name = name.trim().to_string();
         if name.is_empty() || name.starts_with('{') {
             return Err(ScimError::invalid_value("a role needs a plain name"));
@@ -152,6 +152,7 @@ impl Directory {
 
     /// Deletes a custom role; built-in roles and the default role cannot be deleted.
     pub async fn delete_role(&self, ctx: &RequestContext, id_or_name: &str) -> Result<(), ScimError> {
+        ctx.authorize(Action::ChangeRoleCatalog)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let roles = tx.roles().await?;
@@ -185,6 +186,7 @@ impl Directory {
         ctx: &RequestContext,
         id_or_name: Option<&str>,
     ) -> Result<Option<Role>, ScimError> {
+        ctx.authorize(Action::ChangeRoleCatalog)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let role = match id_or_name {

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
+use super::access::{self, Action};
 use super::view::group_json;
 use super::*;
 use crate::scim::filter::{AttrPath, CompareOp, Filter, matches};
@@ -156,7 +157,9 @@ impl Directory {
         projection: &Projection,
         link: LinkExisting,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ChangeTeams)?;
         let mut doc = normalize(&self.types.group, body)?;
+        ctx.authorize_external_id(None, doc_str(&doc, "externalId").as_deref())?;
         let members = member_ids(&match doc.remove("members") {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
@@ -185,6 +188,7 @@ impl Directory {
                 }
                 Some(existing) => {
                     // Link: the team becomes managed; its membership is replaced by the request's.
+                    ctx.authorize_external_id(existing.external_id.as_deref(), doc_str(&doc, "externalId").as_deref())?;
                     let team = TeamRecord {
                         scim_id: Some(scim_id.clone()),
                         external_id: doc_str(&doc, "externalId"),
@@ -260,6 +264,7 @@ impl Directory {
         id: &str,
         projection: &Projection,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ReadTeams)?;
         let with_members = projection.includes_top_level(&self.types.group, "members");
         // Without members this is one statement and needs no transaction.
         let mut tx = if with_members { self.store.begin_read().await? } else { self.store.read().await? };
@@ -282,6 +287,7 @@ impl Directory {
         if_match: Option<&str>,
         projection: &Projection,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ChangeTeams)?;
         let mut doc = normalize(&self.types.group, body)?;
         let wanted = member_ids(&match doc.remove("members") {
             Some(Value::Array(a)) => a,
@@ -347,6 +353,7 @@ impl Directory {
         if_match: Option<&str>,
         wanted: Option<&Projection>,
     ) -> Result<PatchReply, ScimError> {
+        ctx.authorize(Action::ChangeTeams)?;
         let request = parse_patch_request(body)?;
         self.retry(|| async {
             let (plan, mut tx, current) = if self.store.dialect() == Dialect::Sqlite {
@@ -486,6 +493,7 @@ impl Directory {
         remove: &[String],
         action: &str,
     ) -> OpResult<TeamRecord> {
+        ctx.authorize_external_id(before.external_id.as_deref(), doc_str(&doc, "externalId").as_deref())?;
         let name = doc_str(&doc, "displayName")
             .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| ScimError::invalid_value("displayName is required and must be a non-empty string"))?;
@@ -539,10 +547,14 @@ impl Directory {
 
     /// Unlinks a group (DELETE /Groups/{id}): members removed, the team stays, unmanaged.
     pub async fn delete_group(&self, ctx: &RequestContext, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+        ctx.authorize(Action::ChangeTeams)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let before = tx.group(id).await?.ok_or_else(|| group_not_found(id))?;
             check_if_match(if_match, before.version)?;
+            if access::is_kubernetes_owned(before.external_id.as_deref()) {
+                ctx.authorize(Action::ChangeKubernetesOwned)?;
+            }
             tx.lock_team_names(std::slice::from_ref(&before.name)).await?;
             let mapped = tx.team_is_mapped(&before.name).await?;
             let previous = if mapped { tx.team_members(&before.id).await? } else { Vec::new() };
@@ -573,6 +585,7 @@ impl Directory {
         query: &ListQuery,
         projection: &Projection,
     ) -> Result<(u64, Vec<Resource>), ScimError> {
+        ctx.authorize(Action::ReadTeams)?;
         let parsed = ParsedList::parse(query)?;
         let spec = parsed.spec(&self.types.group, query);
         let with_members = projection.includes_top_level(&self.types.group, "members");

@@ -12,6 +12,33 @@ use super::*;
 use crate::clock::parse_time;
 use crate::store::{InvitationRecord, InvitationStatus, LINK_PLACEHOLDER, OutboxMessage, UserRecord};
 
+impl Settings {
+    /// Why invitation links built from [`Settings::invitation_url`] cannot reach anyone outside
+    /// this machine (a loopback or unspecified host such as the default `localhost`, or not an
+    /// absolute http(s) URL), or `None` when they may. A server that e-mails such links sends
+    /// people links that do not work; it says so at start and on `/readyz`. The text names no
+    /// user, key, token or URL, only the setting.
+    pub fn invitation_link_warning(&self) -> Option<String> {
+        let problem = match url::Url::parse(&self.invitation_url) {
+            Err(e) => format!("is not a URL ({e})"),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => format!("has the scheme '{}', not http(s)", u.scheme()),
+            Ok(u) => match u.host() {
+                None => "has no host".to_string(),
+                Some(url::Host::Domain(d)) if d == "localhost" || d.ends_with(".localhost") => {
+                    format!("points at {d}")
+                }
+                Some(url::Host::Ipv4(ip)) if ip.is_loopback() || ip.is_unspecified() => format!("points at {ip}"),
+                Some(url::Host::Ipv6(ip)) if ip.is_loopback() || ip.is_unspecified() => format!("points at [{ip}]"),
+                Some(_) => return None,
+            },
+        };
+        Some(format!(
+            "invitation e-mails are sent, but the invitation URL {problem}: nobody outside this machine can open \
+             their links; set --invitation-url (chart: server.baseUrl or server.invitationUrl) to the server's public address"
+        ))
+    }
+}
+
 /// Why an invitation link was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvitationError {
@@ -137,15 +164,13 @@ impl Directory {
 
     /// Cancels a user's pending invitations and issues a fresh one (by id or userName).
     pub async fn resend_invitation(&self, ctx: &RequestContext, user: &str) -> Result<Option<String>, ScimError> {
+        ctx.authorize(super::access::Action::InviteUsers)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
-            let rec = match tx.user(user).await? {
-                Some(r) => r,
-                None => tx
-                    .user_by_name(user)
-                    .await?
-                    .ok_or_else(|| ScimError::not_found(format!("User {user} not found")))?,
-            };
+            let rec = tx
+                .user_by_id_or_name(user)
+                .await?
+                .ok_or_else(|| ScimError::not_found(format!("User {user} not found")))?;
             if !rec.active {
                 return Err(ScimError::invalid_value(format!(
                     "user {} is deactivated; reactivate it first",
@@ -235,6 +260,27 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_and_malformed_invitation_urls_are_warned_about() {
+        let warn = |url: &str| Settings { invitation_url: url.into(), ..Settings::default() }.invitation_link_warning();
+        for bad in [
+            "http://localhost:8080/invitations",
+            "http://app.localhost/invitations",
+            "http://127.0.0.1:8080/invitations",
+            "http://0.0.0.0/invitations",
+            "http://[::1]:8080/invitations",
+            "/invitations",
+            "ftp://scim.example.com/invitations",
+        ] {
+            let w = warn(bad).unwrap_or_else(|| panic!("no warning for {bad}"));
+            assert!(w.contains("--invitation-url") && !w.contains(bad), "{w}");
+        }
+        assert!(Settings::default().invitation_link_warning().is_some(), "the default is localhost");
+        for good in ["https://scim.example.com/invitations", "http://10.0.0.5:8080/invitations"] {
+            assert_eq!(warn(good), None, "{good}");
+        }
+    }
 
     fn user(user_name: &str, emails: Value) -> UserRecord {
         let mut data = serde_json::Map::new();

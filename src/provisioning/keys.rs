@@ -5,17 +5,11 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::access::{Action, Permissions, Preset};
 use super::{Directory, OpError, OpResult, RequestContext};
 use crate::clock::{format_time, parse_time};
 use crate::scim::ScimError;
 use crate::store::{ApiKeyRecord, KeyOwner, Tx};
-
-/// Permission to invite users (create them).
-pub const PERM_USER_ACCESS_INVITE: &str = "user_access_invite";
-/// Permission to manage users, teams and roles.
-pub const PERM_USER_ACCESS_MANAGE: &str = "user_access_manage";
-/// Permissions a key needs to use the SCIM API.
-pub const SCIM_PERMISSIONS: [&str; 2] = [PERM_USER_ACCESS_INVITE, PERM_USER_ACCESS_MANAGE];
 
 /// Prefix of every secret, so leaked keys are recognisable by secret scanners.
 pub const SECRET_PREFIX: &str = "scimop_";
@@ -54,7 +48,7 @@ pub fn new_key_record(
     name: &str,
     owner: KeyOwner,
     owner_user_id: Option<String>,
-    permissions: Vec<String>,
+    permissions: &Permissions,
     now: &str,
 ) -> ApiKeyRecord {
     let hint: String = secret.expose().chars().take(SECRET_PREFIX.len() + 4).collect();
@@ -65,16 +59,18 @@ pub fn new_key_record(
         owner_user_id,
         secret_hash: hash_secret(secret.expose()),
         hint,
-        permissions,
+        permissions: permissions.names(),
         created: now.to_string(),
         revoked_at: None,
         revoked_reason: None,
     }
 }
 
-/// Whether a key may use the SCIM API.
-pub fn allows_scim(key: &ApiKeyRecord) -> bool {
-    SCIM_PERMISSIONS.iter().all(|p| key.permissions.iter().any(|k| k == p))
+/// Whether a key may create or change users: an identity provider's or the operator's key.
+fn provisions_users(key: &ApiKeyRecord) -> bool {
+    let permissions = Permissions::from_stored(&key.permissions);
+    super::access::allowed(&permissions, Action::InviteUsers)
+        || super::access::allowed(&permissions, Action::ChangeUsers)
 }
 
 /// Names of keys registered from a bootstrap key file start with this (`keys create` refuses
@@ -118,14 +114,21 @@ pub fn bootstrap_revocations<'k>(
 }
 
 impl Directory {
-    /// Creates a key named `name` for a service account, or for `user` (id or userName), and
-    /// returns its record and secret (shown once). Audited as `key.create`.
+    /// Creates a key named `name` with `permissions` for a service account, or for `user` (id
+    /// or userName), and returns its record and secret (shown once). Audited as `key.create`,
+    /// with the permissions.
     pub async fn create_key(
         &self,
         ctx: &RequestContext,
         name: &str,
         user: Option<&str>,
+        permissions: &Permissions,
     ) -> Result<(ApiKeyRecord, Secret), ScimError> {
+        ctx.authorize(Action::ManageKeys)?;
+        super::access::check_grant(&ctx.permissions, permissions)?;
+        if permissions.is_empty() {
+            return Err(ScimError::invalid_value("a key needs at least one permission"));
+        }
         if name.starts_with(BOOTSTRAP_PREFIX) {
             return Err(ScimError::invalid_value(format!(
                 "key names starting with '{BOOTSTRAP_PREFIX}' are reserved for the bootstrap key file"
@@ -137,19 +140,16 @@ impl Directory {
                 let mut tx = self.store.begin_write().await?;
                 let owner_user_id = match user {
                     Some(u) => {
-                        let found = match tx.user(u).await? {
-                            Some(r) => Some(r),
-                            None => tx.user_by_name(u).await?,
-                        };
-                        let found =
-                            found.ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{u}'")))?;
+                        let found = tx
+                            .user_by_id_or_name(u)
+                            .await?
+                            .ok_or_else(|| ScimError::not_found(format!("no user with id or userName '{u}'")))?;
                         Some(found.id)
                     }
                     None => None,
                 };
                 let owner = if owner_user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
-                let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-                let record = new_key_record(&secret, name, owner, owner_user_id, perms, &self.now());
+                let record = new_key_record(&secret, name, owner, owner_user_id, permissions, &self.now());
                 self.insert_key_audited(tx.as_mut(), ctx, &record, None).await?;
                 tx.commit().await?;
                 Ok(record)
@@ -161,6 +161,7 @@ impl Directory {
     /// Revokes the unrevoked keys with this id or name (a name may have been given to several
     /// keys). Audited as `key.revoke`, one event per key, naming the key by its id.
     pub async fn revoke_key(&self, ctx: &RequestContext, key: &str) -> Result<(), ScimError> {
+        ctx.authorize(Action::ManageKeys)?;
         const REASON: &str = "revoked by administrator";
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
@@ -188,14 +189,14 @@ impl Directory {
         Ok(self.store.begin_read().await?.list_keys().await?)
     }
 
-    /// Unrevoked SCIM keys owned by users: they stop working when that user is offboarded, and
-    /// with them all provisioning, which is worth a warning.
+    /// Unrevoked keys owned by users that may provision users: they stop working when that user
+    /// is offboarded, and with them all provisioning, which is worth a warning.
     pub async fn user_owned_scim_keys(&self) -> Result<Vec<ApiKeyRecord>, ScimError> {
         Ok(self
             .keys()
             .await?
             .into_iter()
-            .filter(|k| k.revoked_at.is_none() && k.owner == KeyOwner::User && allows_scim(k))
+            .filter(|k| k.revoked_at.is_none() && k.owner == KeyOwner::User && provisions_users(k))
             .collect())
     }
 
@@ -228,8 +229,8 @@ impl Directory {
         source: Option<&str>,
     ) -> OpResult<()> {
         tx.insert_key(record).await?;
-        let mut details =
-            json!({"name": record.name, "owner": record.owner.as_str(), "ownerUserId": record.owner_user_id});
+        let mut details = json!({"name": record.name, "owner": record.owner.as_str(), "ownerUserId": record.owner_user_id,
+                                 "permissions": record.permissions});
         if let Some(source) = source {
             details["source"] = json!(source);
         }
@@ -274,8 +275,9 @@ pub struct BootstrapSync {
 
 impl Directory {
     /// Makes the key table agree with the bootstrap key file: its secret is registered as a
-    /// service-account key at once if new, and bootstrap keys it superseded are revoked once
-    /// `grace` has passed since their successor was registered. Every registration and
+    /// service-account key with the `operator` preset ([`Preset::Operator`]: the chart hands
+    /// this key to the operator) at once if new, and bootstrap keys it superseded are revoked
+    /// once `grace` has passed since their successor was registered. Every registration and
     /// revocation is audited. Safe to run again and from several replicas at once.
     pub async fn sync_bootstrap_key(
         &self,
@@ -314,7 +316,6 @@ impl Directory {
                 }
                 Some(_) => {}
                 None => {
-                    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
                     let record = ApiKeyRecord {
                         id: super::ids::new_id(),
                         name: format!("{BOOTSTRAP_PREFIX}{}", &hash[..8]),
@@ -322,7 +323,7 @@ impl Directory {
                         owner_user_id: None,
                         secret_hash: hash.clone(),
                         hint: secret.chars().take(4).collect(),
-                        permissions: perms,
+                        permissions: Preset::Operator.permissions().names(),
                         created: stamp.clone(),
                         revoked_at: None,
                         revoked_reason: None,
@@ -419,8 +420,10 @@ mod tests {
         assert!(a.expose().len() > 40);
         assert_eq!(format!("{a:?}"), "Secret(<redacted>)");
         assert_eq!(hash_secret("x").len(), 64);
-        let rec = new_key_record(&a, "k", KeyOwner::ServiceAccount, None, vec!["user_access_invite".into()], "t");
-        assert!(!allows_scim(&rec));
+        let perms = Permissions::of(&[super::super::access::Permission::TeamsManage]);
+        let rec = new_key_record(&a, "k", KeyOwner::ServiceAccount, None, &perms, "t");
+        assert_eq!(rec.permissions, ["teams_manage"]);
+        assert!(!provisions_users(&rec));
         assert!(!format!("{rec:?}").contains(&rec.secret_hash));
     }
 }

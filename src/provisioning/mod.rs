@@ -2,7 +2,12 @@
 //! of the product (role provisioning, team linking, offboarding, audit) applied in the same
 //! transaction as each change.
 
+pub mod access;
+pub mod access_review;
 mod admin;
+mod authn;
+pub mod console;
+pub mod console_views;
 mod error;
 pub mod groups;
 pub mod ids;
@@ -30,14 +35,56 @@ use crate::store::{AuditEvent, AuditQuery, Dialect, SharedStore, StoreError};
 /// How many times a write is retried when it lost a race with another writer.
 const MAX_ATTEMPTS: usize = 8;
 
+/// How long a verified key is trusted unless [`Directory::with_key_cache_ttl`] says otherwise.
+const DEFAULT_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Who is asking, for authorisation decisions and the audit trail.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The application key id (or `cli`, `system`).
+    /// The application key id (or `cli:<user>`, `system`).
     pub actor: String,
     pub request_id: Option<String>,
     /// Base URL of the SCIM API, for `meta.location` and `$ref`.
     pub base_url: String,
+    /// What the actor may do; every operation checks it with [`access::check`].
+    pub permissions: access::Permissions,
+    /// The client asked to create users without sending their invitation (see
+    /// [`crate::scim::invitation`]); the withholding is audited.
+    pub withhold_invitation: bool,
+}
+
+impl RequestContext {
+    /// A request of `principal` (as [`Directory::authenticate`] returned it).
+    pub fn for_principal(principal: &access::Principal, request_id: Option<String>, base_url: String) -> Self {
+        Self {
+            actor: principal.actor.clone(),
+            request_id,
+            base_url,
+            permissions: principal.permissions.clone(),
+            withhold_invitation: false,
+        }
+    }
+
+    /// A request with every permission, by `actor`: the command line (whoever can open the
+    /// database may do anything anyway) and the server's own tasks.
+    pub fn trusted(actor: impl Into<String>) -> Self {
+        Self::for_principal(&access::Principal::trusted(actor), None, String::new())
+    }
+
+    /// `Ok` when the actor may do `action`, else 403 (decided by [`access::allowed`]).
+    pub fn authorize(&self, action: access::Action) -> Result<(), ScimError> {
+        access::check(&self.permissions, action)
+    }
+
+    /// Authorises a write that turns an object's `externalId` from `before` into `after`:
+    /// writing, changing or removing an operator ownership marker needs
+    /// [`access::Action::ChangeKubernetesOwned`].
+    fn authorize_external_id(&self, before: Option<&str>, after: Option<&str>) -> Result<(), ScimError> {
+        if before != after && (access::is_kubernetes_owned(before) || access::is_kubernetes_owned(after)) {
+            self.authorize(access::Action::ChangeKubernetesOwned)?;
+        }
+        Ok(())
+    }
 }
 
 /// A resource as returned to a client, with what HTTP needs besides the body.
@@ -70,6 +117,7 @@ pub struct Directory {
     types: Arc<ResourceTypes>,
     observer: Arc<dyn observer::Observer>,
     settings: Arc<Settings>,
+    key_cache: Arc<authn::KeyCache>,
 }
 
 /// Tunables of the provisioning rules.
@@ -136,7 +184,21 @@ impl Directory {
             types: Arc::new(ResourceTypes::default()),
             observer: Arc::new(observer::NoopObserver),
             settings: Arc::new(Settings::default()),
+            key_cache: Arc::new(authn::KeyCache::new(DEFAULT_KEY_CACHE_TTL)),
         }
+    }
+
+    /// Trusts a key verified by [`Directory::authenticate`] for `ttl` without reading the key
+    /// table again (zero: read it every time). Revocations committed through this directory
+    /// take effect at once regardless.
+    pub fn with_key_cache_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.key_cache = Arc::new(authn::KeyCache::new(ttl));
+        self
+    }
+
+    /// The provisioning settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// Uses these provisioning settings.

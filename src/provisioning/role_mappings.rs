@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
+use super::access::Action;
 use super::roles::{Role, match_roles};
 use super::*;
 use crate::scim::filter::{matches, parse_filter};
@@ -99,6 +100,7 @@ impl Directory {
 
     /// Creates a role mapping (POST /RoleMappings).
     pub async fn create_role_mapping(&self, ctx: &RequestContext, body: &Value) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ChangeRoleMappings)?;
         let doc = normalize(&self.types.role_mapping, body)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
@@ -136,6 +138,7 @@ impl Directory {
 
     /// Reads a role mapping.
     pub async fn get_role_mapping(&self, ctx: &RequestContext, id: &str) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ReadRoleMappings)?;
         let mut tx = self.store.begin_read().await?;
         let rec = tx.role_mapping(id).await?.ok_or_else(|| mapping_not_found(id))?;
         let catalog = tx.roles().await?;
@@ -151,6 +154,7 @@ impl Directory {
         patch: bool,
         if_match: Option<&str>,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ChangeRoleMappings)?;
         let replacement = if patch { None } else { Some(normalize(&self.types.role_mapping, body)?) };
         let request = if patch { Some(parse_patch_request(body)?) } else { None };
         self.retry(|| async {
@@ -234,6 +238,7 @@ impl Directory {
         id: &str,
         if_match: Option<&str>,
     ) -> Result<(), ScimError> {
+        ctx.authorize(Action::ChangeRoleMappings)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let before = tx.role_mapping(id).await?.ok_or_else(|| mapping_not_found(id))?;
@@ -261,6 +266,7 @@ impl Directory {
         ctx: &RequestContext,
         query: &ListQuery,
     ) -> Result<(u64, Vec<Resource>), ScimError> {
+        ctx.authorize(Action::ReadRoleMappings)?;
         let filter = query.filter.as_deref().map(parse_filter).transpose()?;
         let mut tx = self.store.begin_read().await?;
         let catalog = tx.roles().await?;

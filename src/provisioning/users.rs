@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::access::{self, Action};
 use super::view::user_json;
 use super::*;
 use crate::scim::list::ListQuery;
@@ -46,10 +47,12 @@ impl Directory {
 
     /// Creates a user (POST /Users).
     pub async fn create_user(&self, ctx: &RequestContext, body: &Value) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::InviteUsers)?;
         let mut doc = normalize(&self.types.user, body)?;
         // A new user is active unless the request says otherwise.
         doc.entry("active").or_insert(Value::Bool(true));
         let cols = columns(&doc)?;
+        ctx.authorize_external_id(None, cols.external_id.as_deref())?;
         self.retry(|| self.try_create_user(ctx, &doc, &cols)).await
     }
 
@@ -79,7 +82,10 @@ impl Directory {
         };
         tx.insert_user(&rec).await?;
         self.write_initial_roles(tx.as_mut(), ctx, &rec.id, explicit).await?;
-        if rec.active {
+        if rec.active && ctx.withhold_invitation {
+            let details = json!({"userName": rec.user_name, "reason": "the client asked to withhold it"});
+            self.audit(tx.as_mut(), ctx, "invitation.withheld", "user", &rec.id, details).await?;
+        } else if rec.active {
             self.issue_invitation(tx.as_mut(), ctx, &rec).await?;
         }
         self.audit(
@@ -103,6 +109,7 @@ impl Directory {
         id: &str,
         projection: &Projection,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ReadUsers)?;
         // One statement: no transaction needed for a consistent answer.
         let mut tx = self.store.read().await?;
         let (rec, groups) = tx.user_with_groups(id).await?.ok_or_else(|| user_not_found(id))?;
@@ -121,6 +128,7 @@ impl Directory {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ChangeUsers)?;
         let mut doc = normalize(&self.types.user, body)?;
         doc.entry("active").or_insert(Value::Bool(true));
         let cols = columns(&doc)?;
@@ -149,6 +157,7 @@ impl Directory {
         body: &Value,
         if_match: Option<&str>,
     ) -> Result<Resource, ScimError> {
+        ctx.authorize(Action::ChangeUsers)?;
         let request = parse_patch_request(body)?;
         // On SQLite (one writer) the first attempt evaluates the PATCH outside the write
         // transaction, which is held only to write; a retry after losing a race evaluates it
@@ -220,6 +229,7 @@ impl Directory {
         cols: &UserColumns,
         action: &str,
     ) -> OpResult<UserRecord> {
+        ctx.authorize_external_id(before.external_id.as_deref(), cols.external_id.as_deref())?;
         if !cols.user_name.eq_ignore_ascii_case(&before.user_name)
             && let Some(other) = tx.user_by_name(&cols.user_name).await?
             && other.id != before.id
@@ -272,10 +282,14 @@ impl Directory {
 
     /// Deletes a user (DELETE /Users/{id}): disabled, memberships removed, gone from SCIM.
     pub async fn delete_user(&self, ctx: &RequestContext, id: &str, if_match: Option<&str>) -> Result<(), ScimError> {
+        ctx.authorize(Action::DeleteUsers)?;
         self.retry(|| async {
             let mut tx = self.store.begin_write().await?;
             let before = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
             check_if_match(if_match, before.version)?;
+            if access::is_kubernetes_owned(before.external_id.as_deref()) {
+                ctx.authorize(Action::ChangeKubernetesOwned)?;
+            }
             let now = self.now();
             let groups = tx.groups_of_user(id).await?;
             let revoked = tx.revoke_user_keys(id, &now, "owner deleted").await?;
@@ -304,6 +318,7 @@ impl Directory {
         query: &ListQuery,
         projection: &Projection,
     ) -> Result<(u64, Vec<Resource>), ScimError> {
+        ctx.authorize(Action::ReadUsers)?;
         let parsed = ParsedList::parse(query)?;
         let spec = parsed.spec(&self.types.user, query);
         // The page and its users' groups are one statement (see `Tx::list_users_with_groups`).
@@ -317,7 +332,8 @@ impl Directory {
 impl Directory {
     /// The access a user effectively has: its effective roles (with the reason for each) and
     /// its teams. This is derived state, served outside SCIM (`/api/v1/users/{id}/access`).
-    pub async fn user_access(&self, id: &str) -> Result<Value, ScimError> {
+    pub async fn user_access(&self, ctx: &RequestContext, id: &str) -> Result<Value, ScimError> {
+        ctx.authorize(Action::ReadUserAccess)?;
         let mut tx = self.store.begin_read().await?;
         let rec = tx.user(id).await?.ok_or_else(|| user_not_found(id))?;
         let roles = tx.user_roles(id).await?;

@@ -3,9 +3,11 @@
 //! Nothing in this module performs I/O: it turns bytes and JSON into validated values and back,
 //! so the HTTP layer, the store and the client all share one understanding of the protocol.
 
+pub mod deadline;
 pub mod error;
 pub mod filter;
 pub mod fold;
+pub mod invitation;
 pub mod limits;
 pub mod list;
 pub mod patch;

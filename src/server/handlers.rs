@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
-use super::auth::AuthenticatedKey;
 use super::response::{ApiError, ApiResult, ScimJson};
+use crate::provisioning::access::{Action, Principal};
 use crate::provisioning::groups::{LinkExisting, PatchReply};
 use crate::provisioning::{RequestContext, Resource};
 use crate::scim::ScimError;
@@ -40,12 +40,12 @@ pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("{proto}://{host}/scim/v2")
 }
 
-fn context(state: &AppState, key: &AuthenticatedKey, headers: &HeaderMap) -> RequestContext {
-    RequestContext {
-        actor: key.id.clone(),
-        request_id: headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string),
-        base_url: base_url(state, headers),
-    }
+fn context(state: &AppState, key: &Principal, headers: &HeaderMap) -> RequestContext {
+    let request_id = headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string);
+    let mut ctx = RequestContext::for_principal(key, request_id, base_url(state, headers));
+    let hint = headers.get(crate::scim::invitation::HEADER).and_then(|h| h.to_str().ok());
+    ctx.withhold_invitation = crate::scim::invitation::withholds(hint);
+    ctx
 }
 
 /// Parses a JSON request body; any media type is read as JSON (identity providers differ).
@@ -116,7 +116,7 @@ fn not_modified(headers: &HeaderMap, r: &Resource) -> Option<Response> {
 
 pub async fn create_user(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -131,7 +131,7 @@ pub async fn create_user(
 
 pub async fn get_user(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -147,7 +147,7 @@ pub async fn get_user(
 
 pub async fn replace_user(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -162,7 +162,7 @@ pub async fn replace_user(
 
 pub async fn patch_user(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -177,7 +177,7 @@ pub async fn patch_user(
 
 pub async fn delete_user(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -187,7 +187,7 @@ pub async fn delete_user(
 
 pub async fn list_users(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult {
@@ -197,7 +197,7 @@ pub async fn list_users(
 
 pub async fn search_users(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -205,7 +205,7 @@ pub async fn search_users(
     users_page(&s, &key, &headers, query).await
 }
 
-async fn users_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+async fn users_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: ListQuery) -> ApiResult {
     let rt = &s.directory.types().user;
     let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
     let (total, items) = s.directory.list_users(&context(s, key, headers), &query, &p).await?;
@@ -216,7 +216,7 @@ async fn users_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, q
 
 pub async fn create_group(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -236,7 +236,7 @@ pub async fn create_group(
 
 pub async fn get_group(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -252,7 +252,7 @@ pub async fn get_group(
 
 pub async fn replace_group(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -268,7 +268,7 @@ pub async fn replace_group(
 
 pub async fn patch_group(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -295,7 +295,7 @@ pub async fn patch_group(
 
 pub async fn delete_group(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -305,7 +305,7 @@ pub async fn delete_group(
 
 pub async fn list_groups(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult {
@@ -315,7 +315,7 @@ pub async fn list_groups(
 
 pub async fn search_groups(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -323,7 +323,7 @@ pub async fn search_groups(
     groups_page(&s, &key, &headers, query).await
 }
 
-async fn groups_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+async fn groups_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: ListQuery) -> ApiResult {
     let rt = &s.directory.types().group;
     let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
     let (total, items) = s.directory.list_groups(&context(s, key, headers), &query, &p).await?;
@@ -334,7 +334,7 @@ async fn groups_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, 
 
 pub async fn create_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -346,7 +346,7 @@ pub async fn create_role_mapping(
 
 pub async fn get_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -359,7 +359,7 @@ pub async fn get_role_mapping(
 
 pub async fn replace_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -373,7 +373,7 @@ pub async fn replace_role_mapping(
 
 pub async fn patch_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -387,7 +387,7 @@ pub async fn patch_role_mapping(
 
 pub async fn delete_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
@@ -397,7 +397,7 @@ pub async fn delete_role_mapping(
 
 pub async fn list_role_mappings(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult {
@@ -407,7 +407,7 @@ pub async fn list_role_mappings(
 
 pub async fn search_role_mappings(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -415,7 +415,7 @@ pub async fn search_role_mappings(
     role_mappings_page(&s, &key, &headers, query).await
 }
 
-async fn role_mappings_page(s: &AppState, key: &AuthenticatedKey, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+async fn role_mappings_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: ListQuery) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
     let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
     let (total, items) = s.directory.list_role_mappings(&context(s, key, headers), &query).await?;
@@ -427,7 +427,7 @@ async fn role_mappings_page(s: &AppState, key: &AuthenticatedKey, headers: &Head
 /// POST /.search: Users, then Groups, then RoleMappings, one page across them (RFC 7644 §3.4.3).
 pub async fn search_all(
     State(s): State<AppState>,
-    Extension(key): Extension<AuthenticatedKey>,
+    Extension(key): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -437,20 +437,33 @@ pub async fn search_all(
     let pu = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.user)?;
     let pg = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.group)?;
     let skip = query.start_index.saturating_sub(1);
-    let (user_total, users) = s.directory.list_users(&ctx, &query, &pu).await?;
+    // Only the resource types the key may read; none at all is a 403.
+    if ![Action::ReadUsers, Action::ReadTeams, Action::ReadRoleMappings].into_iter().any(|a| key.may(a)) {
+        ctx.authorize(Action::ReadUsers)?;
+    }
+    let (user_total, users) =
+        if key.may(Action::ReadUsers) { s.directory.list_users(&ctx, &query, &pu).await? } else { (0, Vec::new()) };
     let group_query = ListQuery {
         start_index: skip.saturating_sub(user_total) + 1,
         count: query.count.saturating_sub(users.len() as u64),
         ..query.clone()
     };
-    let (group_total, groups) = s.directory.list_groups(&ctx, &group_query, &pg).await?;
+    let (group_total, groups) = if key.may(Action::ReadTeams) {
+        s.directory.list_groups(&ctx, &group_query, &pg).await?
+    } else {
+        (0, Vec::new())
+    };
     let pm = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.role_mapping)?;
     let mapping_query = ListQuery {
         start_index: skip.saturating_sub(user_total + group_total) + 1,
         count: group_query.count.saturating_sub(groups.len() as u64),
         ..query.clone()
     };
-    let (mapping_total, mappings) = s.directory.list_role_mappings(&ctx, &mapping_query).await?;
+    let (mapping_total, mappings) = if key.may(Action::ReadRoleMappings) {
+        s.directory.list_role_mappings(&ctx, &mapping_query).await?
+    } else {
+        (0, Vec::new())
+    };
     let mut resources: Vec<Value> = users
         .into_iter()
         .map(|mut r| {
@@ -470,8 +483,14 @@ pub async fn search_all(
 }
 
 /// GET /api/v1/users/{id}/access: effective roles (with their source) and teams.
-pub async fn user_access(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    Ok(ScimJson::ok(s.directory.user_access(&id).await?).header(header::CONTENT_TYPE, "application/json"))
+pub async fn user_access(
+    State(s): State<AppState>,
+    Extension(key): Extension<Principal>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let access = s.directory.user_access(&context(&s, &key, &headers), &id).await?;
+    Ok(ScimJson::ok(access).header(header::CONTENT_TYPE, "application/json"))
 }
 
 // ---------------------------------------------------------------- others

@@ -111,6 +111,9 @@ pub async fn accept(State(state): State<AppState>, Path(token): Path<String>, he
         actor: "invitee".into(),
         request_id: headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string),
         base_url: String::new(),
+        // The token is the invitee's only credential; it grants no permission of a key.
+        permissions: crate::provisioning::access::Permissions::none(),
+        withhold_invitation: false,
     };
     match state.directory.accept_invitation(&ctx, &token).await {
         Ok(user) if json => (StatusCode::OK, axum::Json(json!({"status": "accepted", "user": user}))).into_response(),

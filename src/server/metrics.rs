@@ -6,25 +6,36 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Labels of HTTP request metrics: the route template, never the resource id.
+/// Labels of HTTP request metrics. Every value comes from a fixed set, so no request can add
+/// series: the method from [`method_label`], the route template of the router (never the path
+/// or a resource id; `unmatched` otherwise), the status code the server answered.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
 }
 
-/// Labels of duration histograms.
+/// Labels of duration histograms (values as in [`HttpLabels`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
 }
 
-/// Labels of authentication failures.
+/// Labels of authentication failures: `missing`, `malformed` or `invalid`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuthLabels {
-    pub reason: String,
+    pub reason: &'static str,
+}
+
+/// The methods counted by name; any other method, whatever a client invents, is `other`.
+const KNOWN_METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// The `method` label of a request: its method if it is one of the standard methods this
+/// server serves or refuses, else `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    KNOWN_METHODS.into_iter().find(|m| *m == method.as_str()).unwrap_or("other")
 }
 
 /// Labels of role provisioning events.
@@ -140,4 +151,19 @@ pub fn statsd_client(addr: &str) -> std::io::Result<cadence::StatsdClient> {
     socket.set_nonblocking(true)?;
     let sink = cadence::UdpMetricSink::from(addr, socket).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(cadence::StatsdClient::from_sink("scim", sink))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn methods_outside_the_fixed_set_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"MADEUP1").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other", "methods are case-sensitive");
+        assert_eq!(method_label(&Method::TRACE), "other");
+    }
 }

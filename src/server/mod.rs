@@ -2,6 +2,7 @@
 //! only translate between HTTP and `crate::provisioning`.
 
 mod auth;
+mod deadline;
 mod discovery;
 mod handlers;
 mod invitations;
@@ -9,7 +10,6 @@ pub mod metrics;
 mod normalize;
 mod response;
 
-pub use auth::AuthenticatedKey;
 pub use response::SCIM_MEDIA_TYPE;
 
 use axum::Router;
@@ -52,6 +52,12 @@ pub struct ServerConfig {
     /// How long a verified key is trusted without reading the key table again (zero: always
     /// read). Revocations committed by this process take effect at once regardless.
     pub key_cache_ttl: Duration,
+    /// Whether `/metrics` is served beside the API; off when [`serve_metrics`] serves it on a
+    /// port of its own (`--metrics-listen`), so that the public port does not expose it.
+    pub metrics_on_api_port: bool,
+    /// Whether invitation e-mails are sent (SMTP configured): then invitation links that point at
+    /// a loopback address are a readiness warning.
+    pub sends_invitation_email: bool,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +71,8 @@ impl Default for ServerConfig {
             max_patch_operations: 1_000,
             request_timeout: Duration::from_secs(30),
             key_cache_ttl: Duration::from_secs(1),
+            metrics_on_api_port: true,
+            sends_invitation_email: false,
         }
     }
 }
@@ -85,15 +93,24 @@ pub struct AppState {
     pub directory: Directory,
     pub metrics: Arc<Metrics>,
     pub config: Arc<ServerConfig>,
-    /// Recently verified keys.
-    pub keys: Arc<auth::KeyCache>,
+    /// The web console, served under `/console` when set.
+    pub console: Option<crate::console::ConsoleState>,
 }
 
 impl AppState {
-    /// The state of a server over `directory`.
+    /// The state of a server over `directory`, which trusts verified keys for
+    /// `config.key_cache_ttl`.
     pub fn new(directory: Directory, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
-        let keys = Arc::new(auth::KeyCache::new(config.key_cache_ttl));
-        Self { directory, metrics, config: Arc::new(config), keys }
+        let directory = directory.with_key_cache_ttl(config.key_cache_ttl);
+        Self { directory, metrics, config: Arc::new(config), console: None }
+    }
+
+    /// Serves the web console under `/console` too, over this state's directory (one directory
+    /// per server: the console and the API share its settings and its cache of verified keys).
+    pub fn with_console(mut self, mut console: crate::console::ConsoleState) -> Self {
+        console.directory = self.directory.clone();
+        self.console = Some(console);
+        self
     }
 }
 
@@ -144,14 +161,21 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}/access", get(handlers::user_access))
         .route("/limits", get(discovery::limits))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    Router::new()
+    let mut app = Router::new();
+    if let Some(console) = &state.console {
+        app = app.nest_service("/console", crate::console::router(console.clone()));
+    }
+    app = app
         .nest("/scim/v2", scim)
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/invitations/{token}", get(invitations::show).post(invitations::accept))
-        .route("/metrics", get(metrics_text))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .route("/invitations/{token}", get(invitations::show).post(invitations::accept));
+    if state.config.metrics_on_api_port {
+        app = app.route("/metrics", get(metrics_text));
+    }
+    app.layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(deadline::enforce))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -163,7 +187,7 @@ pub fn router(state: AppState) -> Router {
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = metrics::method_label(req.method());
     let start = Instant::now();
     let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
@@ -174,14 +198,26 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         }
     };
     let status = resp.status().as_u16();
-    state.metrics.requests.get_or_create(&HttpLabels { method: method.clone(), route: route.clone(), status }).inc();
+    state.metrics.requests.get_or_create(&HttpLabels { method, route: route.clone(), status }).inc();
     state.metrics.durations.get_or_create(&RouteLabels { method, route }).observe(start.elapsed().as_secs_f64());
     resp
 }
 
-/// The key warnings ([`Directory::key_warnings`]) for `/readyz`, which anyone who reaches the port may read: counts only,
-/// no key names, key ids or user ids (those are in the log, the audit trail and `keys list`).
-async fn readiness_warnings(directory: &Directory) -> Vec<String> {
+/// The warnings of `/readyz`, which anyone who reaches the port may read: invitation links that
+/// cannot work, and the key warnings ([`Directory::key_warnings`]) as counts only, no key names,
+/// key ids or user ids (those are in the log, the audit trail and `keys list`).
+async fn readiness_warnings(state: &AppState) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if state.config.sends_invitation_email
+        && let Some(w) = state.directory.settings().invitation_link_warning()
+    {
+        warnings.push(w);
+    }
+    warnings.extend(key_readiness_warnings(&state.directory).await);
+    warnings
+}
+
+async fn key_readiness_warnings(directory: &Directory) -> Vec<String> {
     match directory.user_owned_scim_keys().await {
         Ok(keys) if keys.is_empty() => Vec::new(),
         Ok(keys) => vec![format!(
@@ -198,7 +234,7 @@ async fn readiness_warnings(directory: &Directory) -> Vec<String> {
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.directory.store().ping().await {
         Ok(()) => {
-            let warnings = readiness_warnings(&state.directory).await;
+            let warnings = readiness_warnings(&state).await;
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "ready", "database": "ok", "warnings": warnings})))
                 .into_response()
         }
@@ -220,6 +256,20 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// `/metrics` alone, for a port of its own (`--metrics-listen`), with `/healthz` for probes.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(metrics_text)).route("/healthz", get(|| async { "ok" })).with_state(state)
+}
+
+/// Serves [`metrics_router`] until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, metrics_router(state)).with_graceful_shutdown(shutdown).await
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.

@@ -6,6 +6,7 @@
 //! together or not at all.
 
 mod audit;
+mod console;
 pub mod copy;
 mod dialect;
 mod filter_sql;
@@ -18,6 +19,7 @@ mod teams;
 mod users;
 
 pub use audit::{AuditReads, AuditWrites};
+pub use console::{ConsoleReads, ConsoleSessionRecord, ConsoleWrites, LoginLinkRecord, SigninFlowRecord};
 pub use dialect::Dialect;
 pub use filter_sql::{ResourceTable, SqlCondition, SqlValue, translate as translate_filter};
 pub use invitations::{InvitationReads, InvitationWrites};
@@ -31,8 +33,8 @@ pub use users::{UserReads, UserWrites};
 /// The handle traits of every area, for callers that run transactions.
 pub mod prelude {
     pub use super::{
-        AuditReads, AuditWrites, InvitationReads, InvitationWrites, KeyReads, KeyWrites, ReadTx, RoleReads, RoleWrites,
-        Store, TeamReads, TeamWrites, Tx, UserReads, UserWrites,
+        AuditReads, AuditWrites, ConsoleReads, ConsoleWrites, InvitationReads, InvitationWrites, KeyReads, KeyWrites,
+        ReadTx, RoleReads, RoleWrites, Store, TeamReads, TeamWrites, Tx, UserReads, UserWrites,
     };
 }
 
@@ -168,14 +170,19 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// A read handle: every area's reads and nothing else. A read transaction or a read handle
 /// cannot write, by its type (and, on SQLite, by its connection, opened read-only).
-pub trait ReadTx: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads {}
+pub trait ReadTx: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ConsoleReads {}
 
-impl<T: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ?Sized> ReadTx for T {}
+impl<T: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ConsoleReads + ?Sized> ReadTx
+    for T
+{
+}
 
 /// One write transaction: every area's reads and writes. Dropping it without [`Tx::commit`]
 /// rolls back.
 #[async_trait]
-pub trait Tx: ReadTx + UserWrites + TeamWrites + KeyWrites + AuditWrites + RoleWrites + InvitationWrites {
+pub trait Tx:
+    ReadTx + UserWrites + TeamWrites + KeyWrites + AuditWrites + RoleWrites + InvitationWrites + ConsoleWrites
+{
     /// Makes the transaction's writes durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

@@ -116,7 +116,11 @@ pub struct AuditEvent {
 pub struct AuditQuery {
     /// Only events at or after this RFC 3339 time.
     pub since: Option<String>,
+    /// Only events strictly before this RFC 3339 time.
+    pub until: Option<String>,
     pub action: Option<String>,
+    /// Only events by this actor (a key id, `cli:<user>`, `console:<userName>`, `system`).
+    pub actor: Option<String>,
     pub target_id: Option<String>,
     pub limit: Option<u64>,
 }

@@ -11,6 +11,14 @@ pub trait UserReads: Send {
     async fn user(&mut self, id: &str) -> StoreResult<Option<UserRecord>>;
     /// A live user by userName, compared without regard to case.
     async fn user_by_name(&mut self, user_name: &str) -> StoreResult<Option<UserRecord>>;
+    /// A live user by id, or else by userName (how the command line and the console name a
+    /// user).
+    async fn user_by_id_or_name(&mut self, user: &str) -> StoreResult<Option<UserRecord>> {
+        match self.user(user).await? {
+            Some(u) => Ok(Some(u)),
+            None => self.user_by_name(user).await,
+        }
+    }
     /// A page of live users and the total count.
     async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)>;
     /// A live user with its managed teams (group id, display name), read in one statement.

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt, ResourceExt};
 use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
@@ -28,6 +28,24 @@ pub fn control_plane() -> Option<()> {
         "SKIPPED: no KUBECONFIG; start a control plane with tests/env/control-plane.sh to run the end-to-end tests"
     );
     None
+}
+
+/// A client of the control plane, with the CRDs installed and earlier runs' objects released
+/// (see [`forget_earlier_runs`]).
+pub async fn fresh_cluster() -> Client {
+    let client = Client::try_default().await.expect("kubeconfig");
+    install_crds(&client).await;
+    forget_earlier_runs(&client).await;
+    client
+}
+
+/// A file holding `token`, as the operator reads its key (the directory lives as long as the
+/// value returned).
+pub fn token_file(token: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("token");
+    std::fs::write(&path, token).expect("write the token file");
+    (dir, path)
 }
 
 pub async fn install_crds(client: &Client) {
@@ -88,7 +106,16 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    wait_until_long(what, WAIT, f).await
+}
+
+/// [`wait_until`] with a longer limit, for work at scale.
+pub async fn wait_until_long<F, Fut>(what: &str, limit: Duration, f: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     while !f().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -130,7 +157,18 @@ pub fn start_operator_with(
     lease_ns: &str,
     resync_seconds: u64,
 ) -> Operator {
-    let args = ControllerArgs {
+    start_operator_from(operator_args(scim_url, token_file, trusted, lease_ns, resync_seconds))
+}
+
+/// The settings [`start_operator_with`] runs the operator with.
+pub fn operator_args(
+    scim_url: &str,
+    token_file: &Path,
+    trusted: &[&str],
+    lease_ns: &str,
+    resync_seconds: u64,
+) -> ControllerArgs {
+    ControllerArgs {
         scim_url: scim_url.to_string(),
         token_file: token_file.to_path_buf(),
         trusted_namespaces: trusted.iter().map(|t| t.to_string()).collect(),
@@ -144,7 +182,11 @@ pub fn start_operator_with(
         identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
         cluster_id: None,
         lease: Default::default(),
-    };
+    }
+}
+
+/// Starts the operator with `args`.
+pub fn start_operator_from(args: ControllerArgs) -> Operator {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(run(args, async {
         let _ = rx.await;
@@ -159,5 +201,30 @@ impl Operator {
         }
         let r = tokio::time::timeout(WAIT, self.task).await.expect("operator stops").expect("join");
         r.expect("operator ran cleanly");
+    }
+}
+
+/// Releases every scim.dev object earlier test runs left on this control plane (a failed run
+/// stops its operator before cleaning up): their finalizers are removed, so no SCIM server is
+/// touched, and they are deleted. Otherwise this run's operator, which watches the whole
+/// cluster, would provision them into this run's server and change the state compared.
+pub async fn forget_earlier_runs(client: &Client) {
+    let release = json!({"metadata": {"finalizers": null}});
+    let users: Api<ScimUser> = Api::all(client.clone());
+    for u in users.list(&Default::default()).await.unwrap() {
+        let api: Api<ScimUser> = Api::namespaced(client.clone(), &u.namespace().unwrap());
+        let _ = api.patch(&u.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+        let _ = api.delete(&u.name_any(), &DeleteParams::default()).await;
+    }
+    let teams: Api<ManagedTeam> = Api::all(client.clone());
+    for t in teams.list(&Default::default()).await.unwrap() {
+        let api: Api<ManagedTeam> = Api::namespaced(client.clone(), &t.namespace().unwrap());
+        let _ = api.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
+    }
+    let mappings: Api<RoleMapping> = Api::all(client.clone());
+    for m in mappings.list(&Default::default()).await.unwrap() {
+        let _ = mappings.patch(&m.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+        let _ = mappings.delete(&m.name_any(), &DeleteParams::default()).await;
     }
 }

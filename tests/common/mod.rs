@@ -1,6 +1,7 @@
 //! Test support: a real SCIM server on loopback over a real database, and an HTTP client.
 #![allow(dead_code)]
 
+pub mod console;
 pub mod replicas;
 pub mod smtp;
 
@@ -10,7 +11,8 @@ use std::sync::Arc;
 
 use scim_operator::clock::{Clock, SystemClock, format_time};
 use scim_operator::provisioning::Directory;
-use scim_operator::provisioning::keys::{SCIM_PERMISSIONS, Secret, new_key_record};
+use scim_operator::provisioning::access::Permissions;
+use scim_operator::provisioning::keys::{Secret, new_key_record};
 use scim_operator::server::{AppState, ServerConfig, metrics::Metrics};
 use scim_operator::store::{KeyOwner, ListSpec, ReadTx, SharedStore, UserRecord};
 
@@ -27,6 +29,22 @@ pub struct TestServer {
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Serves `state` on `listener` in a task until the returned sender is used (or dropped).
+pub fn spawn_server(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        scim_operator::server::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server");
+    });
+    (tx, task)
 }
 
 /// The database the tests run on: a fresh database (`test_<random>`) on the PostgreSQL server
@@ -95,14 +113,7 @@ impl TestServer {
         let state = AppState::new(directory.clone(), metrics, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            scim_operator::server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
-        });
+        let (tx, task) = spawn_server(listener, state);
         Self {
             directory,
             base: format!("http://{addr}/scim/v2"),
@@ -152,6 +163,19 @@ impl TestServer {
         (status, headers, json)
     }
 
+    /// The access view of a user (`/api/v1/users/{id}/access`): its effective roles and why.
+    pub async fn access(&self, id: &str) -> Value {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/users/{id}/access", self.root()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("access view");
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.expect("access JSON")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         let (s, _, b) = self.call(Method::GET, path, None).await;
         (s, b)
@@ -199,12 +223,21 @@ impl TestServer {
     }
 }
 
-/// Creates an application key directly in the store and returns its secret.
+/// Creates an application key with every permission directly in the store and returns its secret.
 pub async fn create_key(store: &SharedStore, name: &str, user_id: Option<String>) -> String {
+    create_key_with(store, name, user_id, &Permissions::all()).await
+}
+
+/// Same, with these permissions.
+pub async fn create_key_with(
+    store: &SharedStore,
+    name: &str,
+    user_id: Option<String>,
+    permissions: &Permissions,
+) -> String {
     let secret = Secret::generate();
     let owner = if user_id.is_some() { KeyOwner::User } else { KeyOwner::ServiceAccount };
-    let perms = SCIM_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-    let rec = new_key_record(&secret, name, owner, user_id, perms, &format_time(SystemClock.now()));
+    let rec = new_key_record(&secret, name, owner, user_id, permissions, &format_time(SystemClock.now()));
     let mut tx = store.begin_write().await.expect("tx");
     tx.insert_key(&rec).await.expect("insert key");
     tx.commit().await.expect("commit");

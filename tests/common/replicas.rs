@@ -99,7 +99,10 @@ impl Cluster {
     /// Same, with more `serve` arguments for every replica.
     pub async fn start_with(n: usize, extra: &[String]) -> Cluster {
         let (db, _) = super::fresh_database().await;
-        let out = Command::new(bin()).args(["keys", "create", "--db", &db, "--name", "race"]).output().unwrap();
+        let out = Command::new(bin())
+            .args(["keys", "create", "--db", &db, "--name", "race", "--preset", "admin"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "keys create: {}", String::from_utf8_lossy(&out.stderr));
         let token = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
         let logs = tempfile::tempdir().unwrap();

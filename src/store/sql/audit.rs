@@ -14,6 +14,14 @@ impl AuditReads for SqlTx {
             params.push(SqlValue::Text(crate::clock::normalize_time(s)));
             conds.push(format!("time >= ${}", params.len()));
         }
+        if let Some(u) = &query.until {
+            params.push(SqlValue::Text(crate::clock::normalize_time(u)));
+            conds.push(format!("time < ${}", params.len()));
+        }
+        if let Some(a) = &query.actor {
+            params.push(SqlValue::Text(a.clone()));
+            conds.push(format!("actor = ${}", params.len()));
+        }
         if let Some(a) = &query.action {
             params.push(SqlValue::Text(a.clone()));
             conds.push(format!("action = ${}", params.len()));
