@@ -25,9 +25,10 @@ pub struct Executed {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Health {
     /// `Err(why)` when the base URL does not answer as a SCIM server.
-    pub reachable: Result<(), String>,
-    /// `Err(why)` when the credentials are refused (or could not be obtained).
-    pub credentials: Result<(), String>,
+    pub reachable: Result<(), ClientError>,
+    /// `Err(why)` when the credentials are refused (`Unauthorized`: a 401 or 403, or a token
+    /// endpoint that refused the client) or an authenticated query failed otherwise.
+    pub credentials: Result<(), ClientError>,
     /// From `/ServiceProviderConfig`, or assumed when the target does not answer it.
     pub capabilities: Option<Capabilities>,
 }
@@ -57,22 +58,12 @@ impl ScimClient {
     pub async fn probe(&self) -> Health {
         let capabilities = match self.discover().await {
             Ok(c) => Some(c),
-            Err(ClientError::Unavailable { message, .. }) => {
-                let why = format!("the base URL does not answer: {message}");
-                return Health { reachable: Err(why.clone()), credentials: Err(why), capabilities: None };
+            Err(e @ ClientError::Unauthorized(_)) => {
+                return Health { reachable: Ok(()), credentials: Err(e), capabilities: None };
             }
-            Err(ClientError::Unauthorized(m)) => {
-                return Health { reachable: Ok(()), credentials: Err(m), capabilities: None };
-            }
-            Err(e) => {
-                return Health { reachable: Err(e.to_string()), credentials: Err(e.to_string()), capabilities: None };
-            }
+            Err(e) => return Health { reachable: Err(e.clone()), credentials: Err(e), capabilities: None },
         };
-        let credentials = match self.request(Method::GET, "/Users?startIndex=1&count=1", None).await {
-            Ok(_) => Ok(()),
-            Err(ClientError::Unauthorized(m)) => Err(m),
-            Err(e) => Err(format!("a query with the credentials failed: {e}")),
-        };
+        let credentials = self.request(Method::GET, "/Users?startIndex=1&count=1", None).await.map(|_| ());
         Health { reachable: Ok(()), credentials, capabilities }
     }
 

@@ -1,5 +1,6 @@
 //! The Kubernetes operator: `ScimUser`, `ManagedTeam` and `RoleMapping` reconciled into the
-//! SCIM server through [`crate::client::ScimClient`], with status conditions written back.
+//! SCIM server through [`crate::client::ScimClient`], with status conditions written back;
+//! `ScimTarget` and `ClusterScimTarget` probed for their status.
 //!
 //! Each controller runs its reconcile as a pipeline: fetch what is referenced, validate (pure),
 //! build the desired SCIM document (pure), apply it, write status (only when it changed).
@@ -12,6 +13,7 @@ mod managed_team;
 mod metrics;
 pub mod ownership;
 mod role_mapping;
+mod scim_target;
 mod scim_user;
 mod user_doc;
 
@@ -191,6 +193,14 @@ pub struct ControllerArgs {
     /// Identity of this replica in the Lease (default: host name and process id).
     #[arg(long, env = "SCIM_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
+    /// Namespace a ClusterScimTarget reads its Secrets from (default: the namespace the
+    /// operator runs in, else the kubeconfig's).
+    #[arg(long, env = "SCIM_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// Seconds between probes of a ScimTarget or ClusterScimTarget (discovery and one
+    /// authenticated query, two requests); jittered by up to 10%.
+    #[arg(long, env = "SCIM_OPERATOR_TARGET_PROBE_SECONDS", default_value_t = 60)]
+    pub target_probe_seconds: u64,
     #[command(flatten)]
     pub lease: LeaseArgs,
 }
@@ -508,9 +518,11 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
         .for_each(|_| async {});
 
+    let targets = scim_target::run(ctx.clone(), timing.request_timeout(), || stopped(stop_rx.clone()));
+
     tracing::info!(scim = %args.scim_url, "controllers running");
     tokio::select! {
-        _ = futures::future::join3(users, teams, mappings) => {}
+        _ = futures::future::join4(users, teams, mappings, targets) => {}
         lost = &mut renewal => {
             // The fence is closed already; stop at once (the Deployment restarts the pod as a
             // standby) so that no two replicas write.

@@ -3,23 +3,30 @@
 //! SCIM service provider is, what kind it is, how to authenticate and how fast to talk to it;
 //! their status says whether it answers, whether the credentials work and what it supports.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use kube::core::{Selector, SelectorExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::client::{Capabilities, Health, Profile};
+use crate::client::{Capabilities, Profile};
 
 /// A key of a Secret.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret. A `ScimTarget` reads it from its own namespace; a
-    /// `ClusterScimTarget` from the operator's namespace. No other namespace can be named.
+    /// `ClusterScimTarget` from the operator's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Namespace of the Secret; may be left out. When set it must be the namespace the target
+    /// reads Secrets from (its own for a `ScimTarget`, the operator's for a
+    /// `ClusterScimTarget`): any other is refused with `SecretNotAllowed` and no request is
+    /// sent, so a namespace cannot borrow another's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
     /// Key within the Secret's data.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
@@ -176,6 +183,14 @@ impl NamespaceSet {
         }
     }
 
+    /// Whether the selector can be read (an unknown operator, a malformed expression cannot).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.selector {
+            None => Ok(()),
+            Some(s) => Selector::try_from(s.clone()).map(|_| ()).map_err(|e| format!("the namespace selector: {e}")),
+        }
+    }
+
     /// A set of the listed names.
     pub fn of_names(names: &[String]) -> Self {
         Self { names: names.to_vec(), selector: None }
@@ -213,6 +228,12 @@ pub enum Standing {
 }
 
 impl TargetAccess {
+    /// Whether both selectors can be read; an error names the one that cannot.
+    pub fn check(&self) -> Result<(), String> {
+        self.allowed.check().map_err(|e| format!("namespaces.allowed: {e}"))?;
+        self.trusted.check().map_err(|e| format!("namespaces.trusted: {e}"))
+    }
+
     /// The standing of the namespace `name` with `labels`.
     pub fn standing(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<Standing, String> {
         if !self.allowed.contains(name, labels)? {
@@ -262,51 +283,24 @@ pub struct TargetStatus {
     /// operator uses); empty until it was read.
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
-    /// When the target was last probed.
-    #[serde(default)]
-    pub last_probe: Option<Time>,
     /// `Reachable` (the base URL answers as a SCIM server), `CredentialsValid` (an
-    /// authenticated query succeeds) and `Ready` (both). Messages never contain a token.
+    /// authenticated query succeeds), `Ready` (both), and kstatus' `Reconciling` and
+    /// `Stalled`. Messages never contain a token.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
 
-/// Which Secret a target may read for `key_ref`: the target's own namespace for a
-/// `ScimTarget`, the operator's for a `ClusterScimTarget`. The reference has no namespace field,
-/// so no other can be named; this is the one place that says which namespace is read.
+/// The one namespace a target reads its Secrets from: its own for a `ScimTarget`, the
+/// operator's for a `ClusterScimTarget` (which has none).
 pub fn secret_namespace<'a>(target_namespace: Option<&'a str>, operator_namespace: &'a str) -> &'a str {
     target_namespace.unwrap_or(operator_namespace)
 }
 
-/// The status a probe gives a target: `Reachable`, `CredentialsValid` and `Ready`, with the
-/// capabilities found. Transition times are kept from `old` where a condition did not change.
-pub fn status_from_health(health: &Health, generation: Option<i64>, now: Time, old: &[Condition]) -> TargetStatus {
-    let condition = |kind: &str, result: &Result<(), String>, ok: &str, failed: &str| {
-        let (status, reason, message) = match result {
-            Ok(()) => ("True", ok, String::new()),
-            Err(m) => ("False", failed, m.clone()),
-        };
-        let unchanged = old.iter().find(|c| c.type_ == kind && c.status == status);
-        Condition {
-            type_: kind.to_string(),
-            status: status.to_string(),
-            reason: reason.to_string(),
-            message,
-            observed_generation: generation,
-            last_transition_time: unchanged.map_or_else(|| now.clone(), |c| c.last_transition_time.clone()),
-        }
-    };
-    let ready = health.reachable.clone().and(health.credentials.clone());
-    let ready_reason = if health.reachable.is_err() { "Unreachable" } else { "CredentialsInvalid" };
-    TargetStatus {
-        observed_generation: generation,
-        capabilities: health.capabilities.clone(),
-        last_probe: Some(now.clone()),
-        conditions: vec![
-            condition("Reachable", &health.reachable, "Answered", "Unreachable"),
-            condition("CredentialsValid", &health.credentials, "Accepted", "CredentialsInvalid"),
-            condition("Ready", &ready, "Ready", ready_reason),
-        ],
+impl TargetEndpoint {
+    /// Every Secret key the endpoint references, in a fixed order.
+    pub fn secret_refs(&self) -> Vec<&SecretKeyRef> {
+        let c = &self.credentials;
+        c.bearer_token.iter().chain(c.oauth2.iter().flat_map(|o| [&o.client_id, &o.client_secret])).collect()
     }
 }
 
@@ -377,34 +371,6 @@ mod tests {
     fn secrets_are_read_from_the_targets_namespace_or_the_operators() {
         assert_eq!(secret_namespace(Some("team-a"), "scim-system"), "team-a");
         assert_eq!(secret_namespace(None, "scim-system"), "scim-system");
-    }
-
-    #[test]
-    fn a_probe_becomes_conditions() {
-        let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
-        let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap());
-        let down = Health {
-            reachable: Err("connection refused".into()),
-            credentials: Err("connection refused".into()),
-            capabilities: None,
-        };
-        let s0 = status_from_health(&down, Some(1), t0.clone(), &[]);
-        let by = |s: &TargetStatus, t: &str| s.conditions.iter().find(|c| c.type_ == t).cloned().unwrap();
-        assert_eq!((by(&s0, "Ready").status.as_str(), by(&s0, "Ready").reason.as_str()), ("False", "Unreachable"));
-        let refused = Health {
-            reachable: Ok(()),
-            credentials: Err("401 Unauthorized: ".into()),
-            capabilities: Some(Capabilities::assumed()),
-        };
-        let s1 = status_from_health(&refused, Some(1), t1.clone(), &s0.conditions);
-        assert_eq!(by(&s1, "Reachable").status, "True");
-        assert_eq!(by(&s1, "Reachable").last_transition_time, t1, "it changed");
-        assert_eq!(by(&s1, "CredentialsValid").last_transition_time, t0, "still False since t0");
-        assert_eq!(by(&s1, "Ready").reason, "CredentialsInvalid");
-        let up = Health { reachable: Ok(()), credentials: Ok(()), capabilities: Some(Capabilities::assumed()) };
-        let s2 = status_from_health(&up, Some(2), t1, &s1.conditions);
-        assert!(s2.conditions.iter().all(|c| c.status == "True" && c.observed_generation == Some(2)));
-        assert_eq!(s2.capabilities, Some(Capabilities::assumed()));
     }
 
     #[test]
