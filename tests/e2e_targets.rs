@@ -92,6 +92,16 @@ fn condition<'a>(status: &'a TargetStatus, type_: &str) -> (&'a str, &'a str) {
     (c.status.as_str(), c.reason.as_str())
 }
 
+/// The operator, in namespace `ops`, probing targets every [`PROBE_SECONDS`]. Its own SCIM
+/// server is not part of these tests (nothing provisions users); the directory holding its
+/// token file lives as long as the value returned.
+fn target_operator(ops: &str) -> (tempfile::TempDir, Operator) {
+    let (dir, token_file) = token_file("unused");
+    let mut args = operator_args("http://127.0.0.1:9/scim/v2", &token_file, &[], ops, 60);
+    args.target_probe_seconds = PROBE_SECONDS;
+    (dir, start_operator_from(args))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn targets_report_reachability_credentials_and_capabilities() {
     if control_plane().is_none() {
@@ -104,11 +114,7 @@ async fn targets_report_reachability_credentials_and_capabilities() {
     let ops = namespace(&client, "targets-ops").await;
     let team = namespace(&client, "targets-team").await;
     let other = namespace(&client, "targets-other").await;
-    // The operator's own SCIM server is not part of this test: nothing provisions users.
-    let (_dir, token_file) = token_file("unused");
-    let mut args = operator_args("http://127.0.0.1:9/scim/v2", &token_file, &[], &ops, 60);
-    args.target_probe_seconds = PROBE_SECONDS;
-    let operator = start_operator_from(args);
+    let (_dir, operator) = target_operator(&ops);
 
     // ---- a ClusterScimTarget to scim2-server, bearer token from the operator's namespace
     let port = free_port();
@@ -234,10 +240,7 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
     let client = fresh_cluster().await;
     let ops = namespace(&client, "targets-kc-ops").await;
     let team = namespace(&client, "targets-kc").await;
-    let (_dir, token_file) = token_file("unused");
-    let mut args = operator_args("http://127.0.0.1:9/scim/v2", &token_file, &[], &ops, 60);
-    args.target_probe_seconds = PROBE_SECONDS;
-    let operator = start_operator_from(args);
+    let (_dir, operator) = target_operator(&ops);
     let targets: Api<ScimTarget> = Api::namespaced(client.clone(), &team);
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
     secret(
