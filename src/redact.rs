@@ -15,9 +15,32 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Replaces every occurrence of each of `secrets` in `text` with `***`: for messages that
+/// quote what a foreign server answered, which may echo what it was sent. Empty secrets are
+/// skipped (they would match everywhere).
+pub fn hide_secrets<'a>(text: &str, secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() {
+            out = out.replace(s, "***");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_echoed_in_messages_are_hidden() {
+        let echoed = "401: invalid token s3cr3t-token for client ops (secret hunter2)";
+        assert_eq!(
+            hide_secrets(echoed, ["s3cr3t-token", "hunter2", ""]),
+            "401: invalid token *** for client ops (secret ***)"
+        );
+        assert_eq!(hide_secrets("nothing to hide", ["absent"]), "nothing to hide");
+    }
 
     #[test]
     fn passwords_in_urls_are_hidden() {

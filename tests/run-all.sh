@@ -69,6 +69,9 @@ console_status=0
   # shellcheck disable=SC1091
   source "$kc_dir/env"
   SCIM_BROWSER_REQUIRED=1 cargo test --locked --test console_web --test console_browser -- --test-threads=2
+  # The same Keycloak as a SCIM target of the operator (OAuth client credentials); the other
+  # target scenarios (scim2-server) ran with the rest of the end-to-end tests above.
+  SCIM_TARGETS_REQUIRED=1 cargo test --locked --test e2e_targets keycloak -- --test-threads=2
 ) || console_status=$?
 bash tests/env/keycloak.sh stop "$kc_dir"
 rm -rf "$kc_dir"

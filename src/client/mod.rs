@@ -13,6 +13,18 @@ use tokio::sync::Semaphore;
 
 use crate::scim::ScimType;
 
+pub mod credentials;
+pub mod discovery;
+mod execute;
+pub mod plan;
+pub mod profile;
+
+pub use credentials::{AccessToken, ClientCredentialsGrant, Credentials, SecretSource};
+pub use discovery::Capabilities;
+pub use execute::{Executed, Health};
+use profile::ErrorDetail;
+pub use profile::{Dialect, Profile};
+
 /// Schema URNs the client sends.
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// Core Group schema.
@@ -22,11 +34,8 @@ pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// This server's RoleMapping schema.
 pub const ROLE_MAPPING_SCHEMA: &str = "urn:scim-operator:params:scim:schemas:core:1.0:RoleMapping";
 
-/// Members changed per PATCH request.
-const MEMBER_CHUNK: usize = 200;
-
 /// What went wrong talking to the SCIM server, by what the caller should do about it.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClientError {
     #[error("not found")]
     NotFound,
@@ -110,7 +119,7 @@ pub trait RequestObserver: Send + Sync {
     fn observe(&self, method: &str, resource: &str, outcome: &str, status: Option<u16>, elapsed: Duration);
 }
 
-/// Client settings.
+/// Client settings of the default target (this project's server, `--scim-url`).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// Base URL of the SCIM API, e.g. `http://scim:8080/scim/v2`.
@@ -125,16 +134,41 @@ pub struct ClientConfig {
     pub rate_limit: u32,
 }
 
+/// Settings of a client for any SCIM target.
+#[derive(Debug)]
+pub struct TargetConfig {
+    /// Base URL of the SCIM API (`/Users` is appended to it).
+    pub base_url: String,
+    /// What kind of server it is.
+    pub profile: Profile,
+    /// What the client presents.
+    pub credentials: Credentials,
+    /// PEM certificates to trust for this target instead of the system's roots (private TLS).
+    pub ca_bundle: Option<String>,
+    /// Timeout of every request; also sent as its deadline.
+    pub timeout: Duration,
+    /// Requests in flight at most.
+    pub max_concurrency: usize,
+    /// Requests per second at most.
+    pub rate_limit: u32,
+}
+
 /// The SCIM client. Cheap to clone.
 #[derive(Clone)]
 pub struct ScimClient {
     http: reqwest::Client,
-    config: Arc<ClientConfig>,
-    token: Arc<std::sync::Mutex<(String, Option<std::time::SystemTime>)>>,
+    /// For the token endpoint: the same trust, no redirects.
+    token_http: reqwest::Client,
+    base_url: Arc<str>,
+    credentials: Arc<Credentials>,
+    dialect: Arc<dyn Dialect>,
+    capabilities: Arc<std::sync::RwLock<Option<Capabilities>>>,
     limiter: Arc<DefaultDirectRateLimiter>,
     in_flight: Arc<Semaphore>,
     observer: Option<Arc<dyn RequestObserver>>,
     fence: Option<Fence>,
+    /// Timeout of every request; also sent as its deadline ([`crate::scim::deadline`]).
+    timeout: Duration,
 }
 
 /// Asked before every request is sent; a request is refused while it answers false (a replica
@@ -143,13 +177,17 @@ pub type Fence = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for ScimClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScimClient").field("base_url", &self.config.base_url).finish_non_exhaustive()
+        f.debug_struct("ScimClient")
+            .field("base_url", &self.base_url)
+            .field("profile", &self.dialect.profile())
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
     }
 }
 
-fn scim_error(status: StatusCode, body: &Value, retry_after: Option<Duration>) -> ClientError {
-    let detail = body.get("detail").and_then(Value::as_str).unwrap_or("").to_string();
-    let scim_type = body.get("scimType").and_then(Value::as_str).and_then(ScimType::parse);
+/// The error an answer means, read in the target's dialect.
+fn scim_error(dialect: &dyn Dialect, status: StatusCode, body: &Value, retry_after: Option<Duration>) -> ClientError {
+    let ErrorDetail { detail, scim_type } = dialect.error_detail(body);
     match status {
         StatusCode::NOT_FOUND => ClientError::NotFound,
         StatusCode::CONFLICT => ClientError::Conflict(detail),
@@ -187,23 +225,69 @@ pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// One request as [`ScimClient::send_once`] sends it.
+struct Request<'a> {
+    method: &'a Method,
+    path: &'a str,
+    body: Option<&'a Value>,
+    precondition: Precondition<'a>,
+    extra: &'a [(&'static str, &'static str)],
+}
+
+/// An answer: status, `Retry-After`, and the body as JSON (Null when empty, a string when it is
+/// not JSON).
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Value,
+}
+
 impl ScimClient {
-    /// Builds a client; the token file is read on first use.
+    /// A client of this project's server (the default target); the token file is read on
+    /// first use and again whenever it changes.
     pub fn new(config: ClientConfig) -> ClientResult<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("scim-operator/", env!("CARGO_PKG_VERSION")))
+        Self::for_target(TargetConfig {
+            base_url: config.base_url,
+            profile: Profile::ScimOperator,
+            credentials: Credentials::token_file(config.token_file),
+            ca_bundle: None,
+            timeout: config.timeout,
+            max_concurrency: config.max_concurrency,
+            rate_limit: config.rate_limit,
+        })
+    }
+
+    /// A client of any SCIM target.
+    pub fn for_target(config: TargetConfig) -> ClientResult<Self> {
+        let builder = || {
+            let b = reqwest::Client::builder()
+                .timeout(config.timeout)
+                .user_agent(concat!("scim-operator/", env!("CARGO_PKG_VERSION")));
+            match &config.ca_bundle {
+                None => Ok(b),
+                Some(pem) => reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                    .map(|certs| b.tls_certs_only(certs))
+                    .map_err(|e| ClientError::Other(format!("the CA bundle is not PEM certificates: {e}"))),
+            }
+        };
+        let http = builder()?.build().map_err(|e| ClientError::Other(format!("building the HTTP client: {e}")))?;
+        let token_http = builder()?
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Other(format!("building the HTTP client: {e}")))?;
         let rate = NonZeroU32::new(config.rate_limit.max(1)).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             http,
+            token_http,
+            base_url: config.base_url.trim_end_matches('/').into(),
+            credentials: Arc::new(config.credentials),
+            dialect: config.profile.dialect(),
+            capabilities: Arc::new(std::sync::RwLock::new(None)),
             limiter: Arc::new(RateLimiter::direct(Quota::per_second(rate))),
             in_flight: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
-            config: Arc::new(config),
-            token: Arc::new(std::sync::Mutex::new((String::new(), None))),
             observer: None,
             fence: None,
+            timeout: config.timeout,
         })
     }
 
@@ -219,18 +303,19 @@ impl ScimClient {
         self
     }
 
-    /// The token, re-read when the file changed.
-    fn token(&self) -> ClientResult<String> {
-        let path = &self.config.token_file;
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
-        if cached.0.is_empty() || cached.1 != modified {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ClientError::Unauthorized(format!("cannot read the token file {}: {e}", path.display()))
-            })?;
-            *cached = (text.trim().to_string(), modified);
-        }
-        Ok(cached.0.clone())
+    /// The fence requests are sent under, if any (for clients built beside this one).
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence.clone()
+    }
+
+    /// The target's dialect.
+    pub fn dialect(&self) -> &dyn Dialect {
+        self.dialect.as_ref()
+    }
+
+    /// The credentials (to count token fetches).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
     }
 
     /// Sends one request; JSON in, JSON out (Null for empty bodies).
@@ -249,7 +334,9 @@ impl ScimClient {
         self.send(method, path, body, precondition, &[]).await
     }
 
-    /// Sends one request with a precondition and extra headers.
+    /// Sends one request with a precondition and extra headers. A 401 is answered by fetching
+    /// (or reading) the token anew and sending the request once more, if that gave a different
+    /// token.
     async fn send(
         &self,
         method: Method,
@@ -260,16 +347,56 @@ impl ScimClient {
     ) -> ClientResult<Value> {
         let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
         self.limiter.until_ready().await;
-        let token = self.token()?;
-        let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
-        let mut req =
-            self.http.request(method.clone(), &url).bearer_auth(token).header("accept", "application/scim+json");
-        if let Some(b) = body {
+        let start = Instant::now();
+        let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
+        let request = Request { method: &method, path, body, precondition, extra };
+        let mut token = self.credentials.token(&self.token_http).await?;
+        let mut result = self.send_once(&request, &token).await;
+        if matches!(&result, Ok(a) if a.status == StatusCode::UNAUTHORIZED) {
+            self.credentials.rejected(&token).await;
+            let fresh = self.credentials.token(&self.token_http).await?;
+            if fresh != token {
+                token = fresh;
+                result = self.send_once(&request, &token).await;
+            }
+        }
+        let answered = result.as_ref().ok().map(|a| a.status.as_u16());
+        let result = result.and_then(|a| {
+            if a.status.is_success() {
+                Ok(a.body)
+            } else {
+                Err(scim_error(self.dialect.as_ref(), a.status, &a.body, a.retry_after))
+            }
+        });
+        if let Some(o) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.class(),
+            };
+            o.observe(method.as_str(), &resource, outcome, answered, start.elapsed());
+        }
+        result
+    }
+
+    /// Sends one request once with `token`.
+    async fn send_once(&self, request: &Request<'_>, token: &AccessToken) -> ClientResult<Answer> {
+        let url = format!("{}{}", self.base_url, request.path);
+        let mut req = self
+            .http
+            .request(request.method.clone(), &url)
+            .bearer_auth(token.secret())
+            .header("accept", "application/scim+json");
+        if let Some(b) = request.body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
         }
-        for (name, value) in extra {
+        for (name, value) in request.extra {
             req = req.header(*name, *value);
         }
+        req = match request.precondition {
+            Precondition::None => req,
+            Precondition::Version(v) => req.header(reqwest::header::IF_MATCH, v),
+            Precondition::Absent => req.header(reqwest::header::IF_NONE_MATCH, "*"),
+        };
         // Checked last before sending: the wait for a permit or the rate limit may have outlasted
         // this replica's leadership.
         if self.fence.as_ref().is_some_and(|allowed| !allowed()) {
@@ -280,39 +407,19 @@ impl ScimClient {
         }
         // The server refuses the request once the client no longer waits for it, so a request
         // held up on the network cannot land after this replica's leadership ended.
-        let deadline = std::time::SystemTime::now() + self.config.timeout;
+        let deadline = std::time::SystemTime::now() + self.timeout;
         req = req.header(crate::scim::deadline::HEADER, crate::scim::deadline::encode(deadline));
-        req = match precondition {
-            Precondition::None => req,
-            Precondition::Version(v) => req.header(reqwest::header::IF_MATCH, v),
-            Precondition::Absent => req.header(reqwest::header::IF_NONE_MATCH, "*"),
+        let resp =
+            req.send().await.map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let text = resp.text().await.unwrap_or_default();
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        let start = Instant::now();
-        let resource = path.trim_start_matches('/').split(['/', '?']).next().unwrap_or("").to_string();
-        let mut answered = None;
-        let result = match req.send().await {
-            Err(e) => Err(ClientError::Unavailable { message: e.to_string(), retry_after: None }),
-            Ok(resp) => {
-                let status = resp.status();
-                answered = Some(status.as_u16());
-                let ra = retry_after(resp.headers());
-                let text = resp.text().await.unwrap_or_default();
-                let json: Value = if text.trim().is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&text).unwrap_or(Value::String(text))
-                };
-                if status.is_success() { Ok(json) } else { Err(scim_error(status, &json, ra)) }
-            }
-        };
-        if let Some(o) = &self.observer {
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(e) => e.class(),
-            };
-            o.observe(method.as_str(), &resource, outcome, answered, start.elapsed());
-        }
-        result
+        Ok(Answer { status, retry_after, body })
     }
 
     /// Resources of a list response.
@@ -408,13 +515,13 @@ impl ScimClient {
     /// Effective roles as this server computes them (`/api/v1/users/{id}/access`); `None` from
     /// servers that do not offer it.
     pub async fn effective_roles(&self, id: &str) -> ClientResult<Option<Vec<String>>> {
-        let base = self.config.base_url.trim_end_matches('/').trim_end_matches("/scim/v2");
+        let base = self.base_url.trim_end_matches("/scim/v2");
         let url = format!("{base}/api/v1{}/access", resource_path("users", id));
-        let token = self.token()?;
+        let token = self.credentials.token(&self.token_http).await?;
         let resp = self
             .http
             .get(url)
-            .bearer_auth(token)
+            .bearer_auth(token.secret())
             .send()
             .await
             .map_err(|e| ClientError::Unavailable { message: e.to_string(), retry_after: None })?;
@@ -426,7 +533,7 @@ impl ScimClient {
             status => {
                 let ra = retry_after(resp.headers());
                 let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-                return Err(scim_error(status, &body, ra));
+                return Err(scim_error(self.dialect.as_ref(), status, &body, ra));
             }
         }
         let v: Value = resp.json().await.map_err(|e| ClientError::Other(e.to_string()))?;
@@ -502,13 +609,9 @@ impl ScimClient {
         version: Option<&str>,
     ) -> ClientResult<()> {
         let mut version = version.map(str::to_string);
-        let adds = add.chunks(MEMBER_CHUNK).map(|chunk| {
-            let values: Vec<Value> = chunk.iter().map(|m| json!({"value": m})).collect();
-            vec![json!({"op": "add", "path": "members", "value": values})]
-        });
-        let removes = remove.chunks(MEMBER_CHUNK).map(|chunk| {
-            chunk.iter().map(|m| json!({"op": "remove", "path": format!("members[value eq {}]", quote(m))})).collect()
-        });
+        let size = self.dialect.max_member_operations();
+        let adds = add.chunks(size).map(|chunk| self.dialect.add_members(chunk));
+        let removes = remove.chunks(size).map(|chunk| self.dialect.remove_members(chunk));
         // Collected before the first request: the future then holds no closure over the input.
         let chunks: Vec<Vec<Value>> = adds.chain(removes).collect();
         for (i, ops) in chunks.iter().enumerate() {
@@ -601,12 +704,13 @@ mod tests {
     #[test]
     fn errors_are_classified_by_what_to_do() {
         let body = json!({"detail": "taken", "scimType": "uniqueness"});
-        assert!(matches!(scim_error(StatusCode::CONFLICT, &body, None), ClientError::Conflict(d) if d == "taken"));
-        assert!(matches!(scim_error(StatusCode::NOT_FOUND, &Value::Null, None), ClientError::NotFound));
-        let e = scim_error(StatusCode::TOO_MANY_REQUESTS, &Value::Null, Some(Duration::from_secs(7)));
+        let d = &profile::Generic;
+        assert!(matches!(scim_error(d, StatusCode::CONFLICT, &body, None), ClientError::Conflict(d) if d == "taken"));
+        assert!(matches!(scim_error(d, StatusCode::NOT_FOUND, &Value::Null, None), ClientError::NotFound));
+        let e = scim_error(d, StatusCode::TOO_MANY_REQUESTS, &Value::Null, Some(Duration::from_secs(7)));
         assert!(matches!(e, ClientError::Unavailable { retry_after: Some(d), .. } if d == Duration::from_secs(7)));
-        assert_eq!(scim_error(StatusCode::INTERNAL_SERVER_ERROR, &Value::Null, None).class(), "unavailable");
-        let bad = scim_error(StatusCode::BAD_REQUEST, &json!({"scimType": "invalidValue", "detail": "x"}), None);
+        assert_eq!(scim_error(d, StatusCode::INTERNAL_SERVER_ERROR, &Value::Null, None).class(), "unavailable");
+        let bad = scim_error(d, StatusCode::BAD_REQUEST, &json!({"scimType": "invalidValue", "detail": "x"}), None);
         assert!(matches!(bad, ClientError::BadRequest { scim_type: Some(ScimType::InvalidValue), .. }));
         assert_eq!(quote("a\"b"), "\"a\\\"b\"");
     }

@@ -17,6 +17,10 @@ pub const ROLES_ALLOWED: &str = "RolesAllowed";
 pub const RECONCILING: &str = "Reconciling";
 /// kstatus: the operator cannot make progress until the spec or the trust configuration changes.
 pub const STALLED: &str = "Stalled";
+/// A target's base URL answers as a SCIM server.
+pub const REACHABLE: &str = "Reachable";
+/// A target accepts the operator's credentials (an authenticated query succeeded).
+pub const CREDENTIALS_VALID: &str = "CredentialsValid";
 
 /// Reasons (stable; tools match on them).
 pub mod reason {
@@ -53,6 +57,22 @@ pub mod reason {
     pub const NOT_RECONCILING: &str = "Settled";
     /// `Stalled=False`: no refusal stands.
     pub const NOT_STALLED: &str = "Progressing";
+
+    // ---- SCIM targets (ScimTarget, ClusterScimTarget)
+    /// The target answers and accepts the credentials.
+    pub const CONNECTED: &str = "Connected";
+    /// `Reachable=True`: the base URL answered as a SCIM server.
+    pub const ANSWERED: &str = "Answered";
+    /// `CredentialsValid=True`: an authenticated query succeeded.
+    pub const ACCEPTED: &str = "Accepted";
+    /// The target (or its token endpoint) refused the credentials (401/403): fix the Secret;
+    /// the operator sees the change and checks again.
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    /// A credentials reference names a Secret outside the namespace the target may read:
+    /// nothing was read and no request was sent.
+    pub const SECRET_NOT_ALLOWED: &str = "SecretNotAllowed";
+    /// A referenced Secret or key does not exist (yet): checked again when it appears.
+    pub const SECRET_MISSING: &str = "SecretMissing";
 }
 
 /// What a reason says about progress, for the kstatus conditions.
@@ -70,7 +90,9 @@ pub enum Progress {
 /// so a new transient reason cannot make GitOps tools give up.
 pub fn progress(reason: &str) -> Progress {
     match reason {
-        reason::PROVISIONED | reason::ROLES_ALLOWED => Progress::Done,
+        reason::PROVISIONED | reason::ROLES_ALLOWED | reason::CONNECTED | reason::ANSWERED | reason::ACCEPTED => {
+            Progress::Done
+        }
         reason::CONFLICT
         | reason::ADOPTION_NOT_ALLOWED
         | reason::LINK_NOT_ALLOWED
@@ -78,7 +100,8 @@ pub fn progress(reason: &str) -> Progress {
         | reason::MEMBER_NOT_ALLOWED
         | reason::INVALID_SPEC
         | reason::REJECTED
-        | reason::ROLES_NOT_ALLOWED => Progress::Stalled,
+        | reason::ROLES_NOT_ALLOWED
+        | reason::SECRET_NOT_ALLOWED => Progress::Stalled,
         _ => Progress::Retrying,
     }
 }
@@ -242,6 +265,12 @@ mod tests {
             (reason::SERVER_CHANGED, Retrying),
             (reason::UNAUTHORIZED, Retrying),
             (reason::MEMBERS_PENDING, Retrying),
+            (reason::CONNECTED, Done),
+            (reason::ANSWERED, Done),
+            (reason::ACCEPTED, Done),
+            (reason::SECRET_NOT_ALLOWED, Stalled),
+            (reason::SECRET_MISSING, Retrying),
+            (reason::CREDENTIALS_REJECTED, Retrying),
             ("SomeReasonAddedLater", Retrying),
         ];
         for (r, want) in table {

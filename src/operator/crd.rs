@@ -1,10 +1,14 @@
 //! The custom resources: `ScimUser`, `ManagedTeam` (namespaced) and `RoleMapping`
-//! (cluster-scoped). Field documentation becomes the schema descriptions `kubectl explain` shows.
+//! (cluster-scoped), and the SCIM targets they provision into (`ScimTarget`, `ClusterScimTarget`).
+//! Field documentation becomes the schema descriptions `kubectl explain` shows.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod targets;
+pub use targets::*;
 
 /// API group of the resources.
 pub const GROUP: &str = "scim.dev";
@@ -358,6 +362,8 @@ pub fn crd_documents() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         ("scimusers.scim.dev.yaml".to_string(), serde_yaml::to_string(&ScimUser::crd())?),
         ("managedteams.scim.dev.yaml".to_string(), serde_yaml::to_string(&ManagedTeam::crd())?),
         ("rolemappings.scim.dev.yaml".to_string(), serde_yaml::to_string(&RoleMapping::crd())?),
+        ("scimtargets.scim.dev.yaml".to_string(), serde_yaml::to_string(&ScimTarget::crd())?),
+        ("clusterscimtargets.scim.dev.yaml".to_string(), serde_yaml::to_string(&ClusterScimTarget::crd())?),
     ])
 }
 

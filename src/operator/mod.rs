@@ -1,5 +1,6 @@
 //! The Kubernetes operator: `ScimUser`, `ManagedTeam` and `RoleMapping` reconciled into the
-//! SCIM server through [`crate::client::ScimClient`], with status conditions written back.
+//! SCIM server through [`crate::client::ScimClient`], with status conditions written back;
+//! `ScimTarget` and `ClusterScimTarget` probed for their status.
 //!
 //! Each controller runs its reconcile as a pipeline: fetch what is referenced, validate (pure),
 //! build the desired SCIM document (pure), apply it, write status (only when it changed).
@@ -13,6 +14,7 @@ mod managed_team;
 mod metrics;
 pub mod ownership;
 mod role_mapping;
+mod scim_target;
 mod scim_user;
 mod user_doc;
 
@@ -208,19 +210,25 @@ pub struct ControllerArgs {
     /// Identity of this replica in the Lease (default: host name and process id).
     #[arg(long, env = "SCIM_OPERATOR_IDENTITY")]
     pub identity: Option<String>,
-    /// Secret holding the bootstrap key (key `token`), made by the operator with a random token
+    /// Secret holding the bootstrap key (key `token`) in the operator's namespace
+    /// (`--operator-namespace`), made by the operator with a random token
     /// when it is missing, so that no manifest carries a generated value (Argo CD renders charts
     /// with `helm template`, which would make a new key at every sync). Unset: the token file is
     /// provided by other means.
     #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_SECRET")]
     pub bootstrap_key_secret: Option<String>,
-    /// Namespace of `--bootstrap-key-secret` (the operator's own).
-    #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_NAMESPACE", default_value = "default")]
-    pub bootstrap_key_namespace: String,
     /// Any new value replaces the token in `--bootstrap-key-secret` once (recorded on the Secret
     /// as `scim.dev/key-rotation`); the server revokes the key it replaces after its grace period.
     #[arg(long, env = "SCIM_OPERATOR_BOOTSTRAP_KEY_ROTATION", default_value = "")]
     pub bootstrap_key_rotation: String,
+    /// Namespace a ClusterScimTarget reads its Secrets from (default: the namespace the
+    /// operator runs in, else the kubeconfig's).
+    #[arg(long, env = "SCIM_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
+    /// Seconds between probes of a ScimTarget or ClusterScimTarget (discovery and one
+    /// authenticated query, two requests); jittered by up to 10%.
+    #[arg(long, env = "SCIM_OPERATOR_TARGET_PROBE_SECONDS", default_value_t = 60)]
+    pub target_probe_seconds: u64,
     #[command(flatten)]
     pub lease: LeaseArgs,
 }
@@ -403,12 +411,11 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     });
     let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
     if let Some(name) = &args.bootstrap_key_secret {
-        let secrets =
-            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube.clone(), &args.bootstrap_key_namespace);
-        let outcome =
-            bootstrap_secret::ensure(&secrets, name, &args.bootstrap_key_rotation).await.with_context(|| {
-                format!("making sure the bootstrap key Secret {}/{name} exists", args.bootstrap_key_namespace)
-            })?;
+        let namespace = args.operator_namespace.clone().unwrap_or_else(|| kube.default_namespace().to_string());
+        let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube.clone(), &namespace);
+        let outcome = bootstrap_secret::ensure(&secrets, name, &args.bootstrap_key_rotation)
+            .await
+            .with_context(|| format!("making sure the bootstrap key Secret {namespace}/{name} exists"))?;
         tracing::info!(secret = %name, ?outcome, "bootstrap key Secret");
     }
     let health = metrics::serve(args.metrics_listen, metrics.clone()).await?;
@@ -547,9 +554,11 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
         .for_each(|_| async {});
 
+    let targets = scim_target::run(ctx.clone(), timing.request_timeout(), || stopped(stop_rx.clone()));
+
     tracing::info!(scim = %args.scim_url, "controllers running");
     tokio::select! {
-        _ = futures::future::join3(users, teams, mappings) => {}
+        _ = futures::future::join4(users, teams, mappings, targets) => {}
         lost = &mut renewal => {
             // The fence is closed already; stop at once (the Deployment restarts the pod as a
             // standby) so that no two replicas write.

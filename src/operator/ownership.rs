@@ -10,6 +10,9 @@
 //! Every decision here is a pure function of what was fetched from the server, the resource and
 //! whether its namespace is trusted, so it is tested as a table.
 
+mod records;
+pub use records::{Holder, ObjectKey, ObjectKind, Origin, OwnershipRecords, Record, RecordError, RecordOwner};
+
 /// Prefix of every ownership marker: an `externalId` with it belongs to some Kubernetes resource.
 pub const MARKER_PREFIX: &str = "k8s:";
 

@@ -128,16 +128,19 @@ $HELM template scim "$chart" --namespace scim-system --set bootstrapKey.existing
 say "least privilege of the operator's ServiceAccount"
 can() { $KUBECTL auth can-i --as="$sa" "$@" 2>/dev/null || true; }
 for yes in "watch scimusers.scim.dev --all-namespaces" "patch managedteams.scim.dev -n any" "patch scimusers.scim.dev --subresource=status -n any" \
-           "update rolemappings.scim.dev --subresource=finalizers" "create events.events.k8s.io -n any"; do
+           "update rolemappings.scim.dev --subresource=finalizers" "create events.events.k8s.io -n any" \
+           "watch scimtargets.scim.dev --all-namespaces" "patch clusterscimtargets.scim.dev --subresource=status" \
+           "get secrets -n any"; do
   # shellcheck disable=SC2086
   [ "$(can $yes)" = yes ] || fail "operator cannot: $yes"
 done
-for yes in "create secrets -n scim-system" "get secrets/scim-scim-operator-key -n scim-system" "update secrets/scim-scim-operator-key -n scim-system"; do
+for yes in "create secrets -n scim-system" "update secrets/scim-scim-operator-key -n scim-system"; do
   # shellcheck disable=SC2086
   [ "$(can $yes)" = yes ] || fail "operator cannot: $yes (it makes the bootstrap key Secret)"
 done
-for no in "get secrets -n scim-system" "list secrets -n scim-system" "update secrets/other -n scim-system" "create secrets -n default" "list secrets --all-namespaces" "list pods -n scim-system" "delete namespaces" \
-          "create scimusers.scim.dev -n any" "delete scimusers.scim.dev -n any" "get configmaps -n kube-system"; do
+for no in "update secrets/other -n scim-system" "create secrets -n default" "patch secrets -n any" "delete secrets -n any" "list pods -n scim-system" "delete namespaces" \
+          "create scimusers.scim.dev -n any" "delete scimusers.scim.dev -n any" "get configmaps -n kube-system" \
+          "patch scimtargets.scim.dev -n any" "delete clusterscimtargets.scim.dev"; do
   # shellcheck disable=SC2086
   [ "$(can $no)" = no ] || fail "operator may: $no"
 done
@@ -160,8 +163,8 @@ mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 "$bin" serve --db "$work/scim.db" --listen "127.0.0.1:$port" > "$work/server.log" 2>&1 &
 pids+=($!)
 KUBECONFIG="$work/kubeconfig" "$bin" controller --scim-url "http://127.0.0.1:$port/scim/v2" --token-file "$work/token" \
-  --leader-election --lease-namespace scim-system --metrics-listen "127.0.0.1:$mport" \
-  --bootstrap-key-secret scim-scim-operator-key --bootstrap-key-namespace scim-system > "$work/operator.log" 2>&1 &
+  --leader-election --lease-namespace scim-system --operator-namespace scim-system --metrics-listen "127.0.0.1:$mport" \
+  --bootstrap-key-secret scim-scim-operator-key > "$work/operator.log" 2>&1 &
 pids+=($!)
 ns=chart-e2e
 $KUBECTL create namespace $ns --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
@@ -175,6 +178,16 @@ made=$($KUBECTL -n scim-system get secret scim-scim-operator-key -o jsonpath='{.
 [ "${#made}" -ge 32 ] || fail "the operator's bootstrap key Secret holds no usable token"
 $KUBECTL -n $ns delete scimuser ada grace --timeout=60s >/dev/null || { tail -20 "$work/operator.log" >&2; fail "finalizers not removed"; }
 grep -q "leading" "$work/operator.log" || fail "the operator did not take the lease"
+# The chart's ClusterScimTarget names the release's server Service, which has no endpoints on a
+# control plane without nodes: the operator read the key Secret under its RBAC (not
+# SecretMissing) and wrote the status (ScimUnavailable).
+reason=""
+for _ in $(seq 1 60); do
+  reason=$($KUBECTL get clusterscimtarget default -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}' 2>/dev/null || true)
+  [ -n "$reason" ] && break
+  sleep 1
+done
+[ "$reason" = ScimUnavailable ] || { tail -20 "$work/operator.log" >&2; fail "ClusterScimTarget default: Ready reason '$reason', wanted ScimUnavailable"; }
 $KUBECTL -n scim-system get lease scim-operator >/dev/null
 
 say "every metric the alerts and the dashboard use is one the server or the operator exports"

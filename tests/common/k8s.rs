@@ -6,7 +6,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt, ResourceExt};
-use scim_operator::operator::crd::{ManagedTeam, RoleMapping, ScimUser};
+use scim_operator::operator::crd::{ClusterScimTarget, ManagedTeam, RoleMapping, ScimTarget, ScimUser};
 use scim_operator::operator::{ControllerArgs, run};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -50,7 +50,7 @@ pub fn token_file(token: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd()] {
+    for crd in [ScimUser::crd(), ManagedTeam::crd(), RoleMapping::crd(), ScimTarget::crd(), ClusterScimTarget::crd()] {
         let name = crd.name_any();
         api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&crd)).await.unwrap();
         tokio::time::timeout(WAIT, await_condition(api.clone(), &name, conditions::is_crd_established()))
@@ -182,8 +182,9 @@ pub fn operator_args(
         identity: Some(format!("e2e-{}", uuid::Uuid::new_v4().simple())),
         cluster_id: None,
         bootstrap_key_secret: None,
-        bootstrap_key_namespace: "default".to_string(),
         bootstrap_key_rotation: String::new(),
+        operator_namespace: Some(lease_ns.to_string()),
+        target_probe_seconds: 2,
         lease: Default::default(),
     }
 }
