@@ -110,6 +110,8 @@ $HELM template scim "$chart" --namespace scim-system -f "$chart/ci/non-default-v
   | $KUBECTL apply --dry-run=server -n scim-system -f - >/dev/null
 
 say "helm install (with leader election, so the Lease permissions are exercised too)"
+# The key Secret outlives a release (README: uninstall); start from none, as a first install does.
+$KUBECTL -n scim-system delete secret scim-scim-operator-key --ignore-not-found >/dev/null
 $HELM install scim "$chart" --namespace scim-system --set operator.leaderElection=true >/dev/null
 sa="system:serviceaccount:scim-system:scim-scim-operator-operator"
 $KUBECTL -n scim-system get statefulset scim-scim-operator-server >/dev/null
