@@ -152,6 +152,9 @@ async fn the_review_agrees_with_the_access_view_and_goes_back_through_the_audit_
     assert_eq!(bob_now["grantedBy"], test_key.as_str(), "granted by the key that sent it");
     assert!(bob_now["grantedAt"].as_str().expect("granted at") > before.as_str());
     assert_eq!(person_roles(&then), expected, "as of before the change, the review is what it was then");
+    let ann_since = &line_of(&after, &ann)["grantedAt"];
+    assert!(ann_since.as_str().is_some_and(|t| t < before.as_str()), "{after}");
+    assert_eq!(&line_of(&then, &ann)["grantedAt"], ann_since, "a role kept keeps its grant");
     // The key's use is recorded (the requests above used it).
     let key_line = line_of(&after, &test_key);
     assert!(key_line["lastUsed"].is_string(), "{key_line}");
