@@ -237,6 +237,20 @@ pub fn review_as_of(input: &ReviewInput, as_of: &str) -> Vec<AccessRow> {
             teams_of.entry(user.as_str()).or_default().insert(name.clone());
         }
     }
+    // Looked up per account: read once (the trail may be long, the accounts many).
+    let mut deactivated_at: HashMap<&str, &str> = HashMap::new();
+    let mut key_creator: HashMap<&str, &str> = HashMap::new();
+    for e in &input.events {
+        match e.action.as_str() {
+            "user.deactivate" if e.time.as_str() <= as_of => {
+                deactivated_at.insert(&e.target_id, &e.time);
+            }
+            "key.create" => {
+                key_creator.entry(&e.target_id).or_insert(&e.actor);
+            }
+            _ => {}
+        }
+    }
     let mut existing: Vec<&Person> = people
         .values()
         .filter(|p| p.record.user.created.as_str() <= as_of)
@@ -248,15 +262,7 @@ pub fn review_as_of(input: &ReviewInput, as_of: &str) -> Vec<AccessRow> {
         let user = &p.record.user;
         let teams: Vec<String> =
             teams_of.get(user.id.as_str()).map(|t| t.iter().cloned().collect()).unwrap_or_default();
-        let deactivated = if p.active {
-            None
-        } else {
-            input
-                .events
-                .iter()
-                .rfind(|e| e.action == "user.deactivate" && e.target_id == user.id && e.time.as_str() <= as_of)
-                .map(|e| e.time.clone())
-        };
+        let deactivated = if p.active { None } else { deactivated_at.get(user.id.as_str()).map(|t| t.to_string()) };
         let person = |access: String, source: String, via: String, grant: Option<&GrantDetail>| AccessRow {
             account_type: "person",
             account_id: user.id.clone(),
@@ -303,7 +309,7 @@ pub fn review_as_of(input: &ReviewInput, as_of: &str) -> Vec<AccessRow> {
             }
             _ => "Not a person".into(),
         };
-        let made_by = input.events.iter().find(|e| e.action == "key.create" && e.target_id == key.id);
+        let made_by = key_creator.get(key.id.as_str());
         rows.push(AccessRow {
             account_type: "key",
             account_id: key.id.clone(),
@@ -317,7 +323,7 @@ pub fn review_as_of(input: &ReviewInput, as_of: &str) -> Vec<AccessRow> {
             access: key.permissions.join(";"),
             source: "key".into(),
             granted_at: Some(key.created.clone()),
-            granted_by: made_by.map(|e| e.actor.clone()),
+            granted_by: made_by.map(|a| a.to_string()),
             teams: String::new(),
             last_used: key.last_used_at.clone().filter(|t| t.as_str() <= as_of),
         });
