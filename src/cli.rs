@@ -810,7 +810,7 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
                 let line = serde_json::json!({
                     "id": k.id, "name": k.name, "owner": k.owner.as_str(), "ownerUserId": k.owner_user_id,
                     "hint": format!("{}…", k.hint), "permissions": k.permissions, "created": k.created,
-                    "revoked": k.revoked_at, "revokedReason": k.revoked_reason,
+                    "revoked": k.revoked_at, "revokedReason": k.revoked_reason, "lastUsed": k.last_used_at,
                 });
                 println!("{line}");
             }
