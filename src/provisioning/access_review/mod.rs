@@ -233,11 +233,10 @@ impl Directory {
         };
         // One snapshot: the rows and the events that lead to them.
         let mut tx = self.store.begin_read().await?;
-        let mut events = tx.list_audit(&AuditQuery { since: Some(at.clone()), ..AuditQuery::default() }).await?;
-        for action in as_of::ALWAYS_READ {
-            let query = AuditQuery { action: Some(action.into()), until: Some(at.clone()), ..AuditQuery::default() };
-            events.extend(tx.list_audit(&query).await?);
-        }
+        let after = AuditQuery { since: Some(at.clone()), ..AuditQuery::default() };
+        let mut events = tx.list_audit_of(&after, &as_of::UNDONE).await?;
+        let before = AuditQuery { until: Some(at.clone()), ..AuditQuery::default() };
+        events.extend(tx.list_audit_of(&before, &as_of::ALWAYS_READ).await?);
         // Oldest first, as the rollback needs; ties keep the store's (commit) order.
         events.sort_by(|a, b| a.time.cmp(&b.time));
         let input = ReviewInput {

@@ -381,3 +381,33 @@ fn the_csv_starts_with_vantas_columns_and_quotes_what_needs_quoting() {
     );
     assert_eq!(lines.next(), None);
 }
+
+#[test]
+fn memberships_changed_by_hand_and_by_group_links_are_undone() {
+    let mut i = input(vec![account("ann", true, T1, None), account("bob", true, T1, None)]);
+    i.teams = vec![team("t-ops", "Ops"), team("t-sre", "SRE")];
+    // Now: ann in SRE (added by hand at T3, removed from Ops by hand at T3); bob in Ops (the
+    // group was linked at T3, which replaced ann by bob) and out of SRE (unlinked at T3).
+    i.memberships = vec![member("t-sre", "ann", Some(T3)), member("t-ops", "bob", Some(T3))];
+    i.events = vec![
+        event(T3, "cli:root", "team.member.add", "t-sre", json!({"user": "ann"})),
+        event(T3, "cli:root", "team.member.remove", "t-ops", json!({"user": "ann"})),
+        event(
+            T3,
+            "okta-key",
+            "group.link",
+            "g-t-ops",
+            json!({"team": "t-ops", "members": {"count": 1, "ids": ["bob"]}, "membersRemoved": {"count": 1, "ids": ["ann"]}}),
+        ),
+        event(
+            T3,
+            "okta-key",
+            "group.unlink",
+            "g-t-sre",
+            json!({"team": "t-sre", "membersRemoved": {"count": 1, "ids": ["bob"]}, "removedCount": 1}),
+        ),
+    ];
+    let teams = |at: &str| review_as_of(&i, at).into_iter().map(|r| (r.account_id, r.teams)).collect::<Vec<_>>();
+    assert_eq!(teams(T2), [("ann".to_string(), "Ops".to_string()), ("bob".to_string(), "SRE".to_string())]);
+    assert_eq!(teams(T4), [("ann".to_string(), "SRE".to_string()), ("bob".to_string(), "Ops".to_string())]);
+}
