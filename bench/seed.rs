@@ -54,10 +54,10 @@ async fn main() -> anyhow::Result<()> {
     let mut tx = store.begin_write().await?;
     let big_team = team("Big Group".into());
     tx.insert_team(&big_team).await?;
-    tx.add_team_members(&big_team.id, &ids[..big.min(ids.len())]).await?;
+    tx.add_team_members(&big_team.id, &ids[..big.min(ids.len())], &now, "bench-seed").await?;
     let small_team = team("Small Group".into());
     tx.insert_team(&small_team).await?;
-    tx.add_team_members(&small_team.id, &ids[..10.min(ids.len())]).await?;
+    tx.add_team_members(&small_team.id, &ids[..10.min(ids.len())], &now, "bench-seed").await?;
     for g in 0..groups {
         tx.insert_team(&team(format!("Group {g}"))).await?;
     }

@@ -41,6 +41,10 @@ pub enum Command {
     Keys(KeysCommand),
     /// Print the audit trail as JSON lines.
     Audit(AuditArgs),
+    /// Print the access review as of a date: every account (people and keys), each role it
+    /// held and why, since when and granted by whom, status, created and deactivated dates.
+    #[command(after_long_help = ACCESS_REVIEW_HELP)]
+    AccessReview(AccessReviewArgs),
     /// Manage the role catalog and the default role.
     #[command(subcommand)]
     Roles(RolesCommand),
@@ -505,6 +509,36 @@ pub struct AuditArgs {
     pub format: AuditFormat,
 }
 
+#[derive(Debug, Args)]
+pub struct AccessReviewArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// The date the review is of: an RFC 3339 time (2026-03-31T17:00:00Z), or a day
+    /// (2026-03-31: the end of that day in UTC; today: now). Default: now. Not in the future.
+    #[arg(long, env = "SCIM_OPERATOR_ACCESS_REVIEW_AS_OF")]
+    pub as_of: Option<String>,
+    /// Output: JSON (`{"asOf": ..., "accounts": [...]}`, as `GET /api/v1/access-review`), or
+    /// CSV (Vanta's access-file columns first, then this server's).
+    #[arg(long, env = "SCIM_OPERATOR_ACCESS_REVIEW_FORMAT", value_enum, default_value = "json")]
+    pub format: AuditFormat,
+}
+
+const ACCESS_REVIEW_HELP: &str = "\
+One line per role a person held (a person without a role: one line with none) and one per key.
+The review rolls today's rows back through the audit trail's events after the date: roles,
+their paths (explicit SCIM role, RoleMapping through which team, default role), memberships,
+deactivations, deletions, keys. Grants made before the server recorded grant times show an
+empty granted_at/granted_by (unknown); a key's last_used_at is its latest recorded use, shown
+only when it is not after the date.
+
+CSV columns: Account name, Account owner, Role, Status, Date created (UTC), Date deactivated
+(UTC) (as in Vanta's access file), then account_type, account_id, display_name, source, via,
+granted_at, granted_by, teams, created_at, deactivated_at, last_used_at.
+
+Examples:
+  scim-operator access-review --db /var/lib/scim-operator/scim.db --as-of 2026-03-31 --format csv
+  scim-operator access-review --db postgres://... --as-of 2026-03-31T17:00:00Z";
+
 /// Output format of `audit`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AuditFormat {
@@ -529,6 +563,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(*args).await,
         Command::Keys(cmd) => keys(cmd).await,
         Command::Audit(args) => audit(args).await,
+        Command::AccessReview(args) => access_review(args).await,
         Command::Roles(cmd) => roles(cmd).await,
         Command::Teams(cmd) => teams(cmd).await,
         Command::Invites(cmd) => invites(cmd).await,
@@ -775,7 +810,7 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
                 let line = serde_json::json!({
                     "id": k.id, "name": k.name, "owner": k.owner.as_str(), "ownerUserId": k.owner_user_id,
                     "hint": format!("{}…", k.hint), "permissions": k.permissions, "created": k.created,
-                    "revoked": k.revoked_at, "revokedReason": k.revoked_reason,
+                    "revoked": k.revoked_at, "revokedReason": k.revoked_reason, "lastUsed": k.last_used_at,
                 });
                 println!("{line}");
             }
@@ -806,6 +841,17 @@ async fn audit(args: AuditArgs) -> Result<()> {
             }
         }
         AuditFormat::Csv => print!("{}", crate::provisioning::console_views::audit_csv(&events)?),
+    }
+    Ok(())
+}
+
+async fn access_review(args: AccessReviewArgs) -> Result<()> {
+    let directory = directory_for(&args.db).await?;
+    let (at, rows) = directory.access_review(&cli_context(), args.as_of.as_deref()).await?;
+    use crate::provisioning::access_review::{access_review_csv, access_review_json};
+    match args.format {
+        AuditFormat::Json => println!("{}", access_review_json(&at, &rows)),
+        AuditFormat::Csv => print!("{}", access_review_csv(&rows)?),
     }
     Ok(())
 }

@@ -618,9 +618,9 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
     let (kind, id, account, status, access, source, via) = (
         col("account_type"),
         col("account_id"),
-        col("account"),
-        col("status"),
-        col("access"),
+        col("Account name"),
+        col("Status"),
+        col("Role"),
         col("source"),
         col("via"),
     );
@@ -646,12 +646,12 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
         let mut got: Vec<(String, String)> = mine.iter().map(|r| (r[access].clone(), r[source].clone())).collect();
         got.sort();
         assert_eq!(got, expected, "{}", view["userName"]);
-        let state = if view["active"] == true { "active" } else { "deactivated" };
+        let state = if view["active"] == true { "Active" } else { "Deactivated" };
         assert!(mine.iter().all(|r| r[status] == state && r[account] == view["userName"]), "{view}");
     }
     let carl_row = rows.iter().find(|r| r[id] == carl).expect("carl");
     assert_eq!((carl_row[source].as_str(), carl_row[via].as_str()), ("mapping", "ops-readers through Ops"));
-    assert!(rows.iter().any(|r| r[id] == dave && r[status] == "deactivated"));
+    assert!(rows.iter().any(|r| r[id] == dave && r[status] == "Deactivated"));
 
     let keys: Vec<&Vec<String>> = rows.iter().filter(|r| r[kind] == "key").collect();
     let stored = c.directory.keys().await.expect("keys");
@@ -659,10 +659,24 @@ async fn the_access_review_csv_agrees_with_the_access_view_of_every_user() {
     for k in &stored {
         let row = keys.iter().find(|r| r[id] == k.id).expect("every key is in the review");
         assert_eq!(row[access], k.permissions.join(";"));
-        assert_eq!(row[status], if k.revoked_at.is_some() { "revoked" } else { "active" });
+        assert_eq!(row[status], if k.revoked_at.is_some() { "Deactivated" } else { "Active" });
     }
     let personal = keys.iter().find(|r| r[account] == "ann-personal").expect("ann's key");
     assert_eq!(personal[via], "owned by ann@example.com");
+
+    // As of a date (a GET form): before anyone was provisioned there is no one; the CSV link
+    // carries the date; a date that is not one is said on the page.
+    let (s, html) = c.page(&rita, "/console/access-review?asOf=2020-01-01").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("name=\"asOf\" value=\"2020-01-01\""), "{html}");
+    assert!(html.contains("/console/access-review.csv?asOf=2020-01-01"), "{html}");
+    assert!(!html.contains("ann@example.com"), "no one existed then: {html}");
+    let (s, text) = c.page(&rita, "/console/access-review.csv?asOf=2020-01-01").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(text.lines().count(), 1, "the header alone: {text}");
+    let (s, html) = c.page(&rita, "/console/access-review?asOf=next+week").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(html.contains("is neither an RFC 3339 time"), "{html}");
     c.stop().await;
 }
 

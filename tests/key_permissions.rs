@@ -289,6 +289,7 @@ async fn the_upgrade_gives_existing_keys_conservative_permissions() {
         created: "2026-01-01T00:00:00.000Z".into(),
         revoked_at: None,
         revoked_reason: None,
+        last_used_at: None,
     };
     {
         let store = scim_operator::store::open(&db).await.unwrap();

@@ -56,7 +56,7 @@ step "tests (PostgreSQL store: the SCIM suites again, replicas, migration)"
 SCIM_TEST_DATABASE_URL="$pg_url" SCIM_PG_REQUIRED=1 cargo test --locked \
   --test scim_api --test provisioning_rules --test idp_replays --test conformance \
   --test filter_sql_oracle --test hostile_input --test invitation_email --test multi_replica --test store_migrate --test store_postgres \
-  --test role_race --test replica_outbox --test console_web \
+  --test role_race --test replica_outbox --test console_web --test access_review \
   -- --test-threads=2
 
 # ---- console (issue 21): one Keycloak shared by both console suites, Chromium over WebDriver

@@ -13,6 +13,7 @@ use super::ConsoleState;
 use super::session::{self, Signed, require, require_change, require_on_user};
 use super::templates::*;
 use crate::provisioning::access::{Action, Permission, Permissions, Preset};
+use crate::provisioning::access_review as review;
 use crate::provisioning::console::ConsoleUser;
 use crate::provisioning::console_views::{Provenance, audit_csv as render_audit_csv, provenance};
 use crate::scim::ScimError;
@@ -595,39 +596,78 @@ pub async fn audit_csv(
 
 // ---------------------------------------------------------------- access review
 
-/// The access review of `person`'s request, or the page that refuses it.
+/// The access review's date, as the page's GET form sends it (empty: now).
+#[derive(Debug, Default, Deserialize)]
+pub struct ReviewQuery {
+    #[serde(default, rename = "asOf")]
+    as_of: String,
+}
+
+impl ReviewQuery {
+    fn as_of(&self) -> Option<&str> {
+        Some(self.as_of.trim()).filter(|t| !t.is_empty())
+    }
+}
+
+/// The access review of `person`'s request as of the date asked, or the page that refuses it.
 async fn review_rows(
     s: &ConsoleState,
     person: &ConsoleUser,
     headers: &HeaderMap,
-) -> Result<Vec<crate::provisioning::access_review::AccessRow>, Response> {
+    q: &ReviewQuery,
+) -> Result<Result<(String, Vec<review::AccessRow>), ScimError>, Response> {
     for action in [Action::ReadUserAccess, Action::ReadKeys] {
         if let Some(refused) = require(person, action) {
             return Err(refused);
         }
     }
-    s.directory.access_review(&person.context(request_id(headers))).await.map_err(scim_error_page)
+    Ok(s.directory.access_review(&person.context(request_id(headers)), q.as_of()).await)
 }
 
-/// Every account with each role (or a key's permissions) and why.
-pub async fn access_review(State(s): State<ConsoleState>, Signed(person): Signed, headers: HeaderMap) -> Response {
-    match review_rows(&s, &person, &headers).await {
-        Ok(rows) => render(
-            StatusCode::OK,
-            &AccessReviewPage { nav: nav(&person), section: "access-review", notice: None, rows },
-        ),
-        Err(refused) => refused,
-    }
-}
-
-/// The access review as CSV, one line per role of a person and per key.
-pub async fn access_review_csv(State(s): State<ConsoleState>, Signed(person): Signed, headers: HeaderMap) -> Response {
-    let csv = match review_rows(&s, &person, &headers).await {
-        Ok(rows) => crate::provisioning::access_review::access_review_csv(&rows),
+/// Every account with each role (or a key's permissions), why, and since when, as of the date
+/// the form asks (now by default). A date that is not one is said on the page (400).
+pub async fn access_review(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    headers: HeaderMap,
+    Query(q): Query<ReviewQuery>,
+) -> Response {
+    let (status, error, at, rows) = match review_rows(&s, &person, &headers, &q).await {
         Err(refused) => return refused,
+        Ok(Ok((at, rows))) => (StatusCode::OK, None, at, rows),
+        Ok(Err(e)) if e.status == 400 => (StatusCode::BAD_REQUEST, Some(e.detail), String::new(), Vec::new()),
+        Ok(Err(e)) => return scim_error_page(e),
     };
-    match csv {
-        Ok(csv) => csv_download("access-review.csv", csv),
+    let csv_query = match q.as_of() {
+        Some(t) => format!("?{}", serde_urlencoded::to_string([("asOf", t)]).unwrap_or_default()),
+        None => String::new(),
+    };
+    let page = AccessReviewPage {
+        nav: nav(&person),
+        section: "access-review",
+        notice: None,
+        as_of_input: q.as_of.trim().to_string(),
+        as_of: at,
+        error,
+        csv_query,
+        rows,
+    };
+    render(status, &page)
+}
+
+/// The access review as CSV as of the date asked, one line per role of a person and per key.
+pub async fn access_review_csv(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    headers: HeaderMap,
+    Query(q): Query<ReviewQuery>,
+) -> Response {
+    let review = match review_rows(&s, &person, &headers, &q).await {
+        Err(refused) => return refused,
+        Ok(review) => review,
+    };
+    match review.and_then(|(at, rows)| Ok((at, review::access_review_csv(&rows)?))) {
+        Ok((at, csv)) => csv_download(&format!("access-review-{}.csv", at.get(..10).unwrap_or(&at)), csv),
         Err(e) => scim_error_page(e),
     }
 }

@@ -183,5 +183,13 @@ pub struct AccessReviewPage<'a> {
     pub nav: Option<Nav>,
     pub section: &'a str,
     pub notice: Option<String>,
+    /// The date as typed in the form (empty: now).
+    pub as_of_input: String,
+    /// The time the review is of (empty when the date was refused).
+    pub as_of: String,
+    /// Why the date was refused.
+    pub error: Option<String>,
+    /// `?asOf=...` for the CSV link, or empty.
+    pub csv_query: String,
     pub rows: Vec<crate::provisioning::access_review::AccessRow>,
 }

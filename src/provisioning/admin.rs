@@ -7,7 +7,7 @@ use super::groups::handle_from_name;
 use super::roles::Role;
 use super::user_roles::DEFAULT_ROLE_SETTING;
 use super::*;
-use crate::store::TeamRecord;
+use crate::store::{TeamRecord, UserRoleGrant};
 
 impl Directory {
     async fn find_team(&self, tx: &mut dyn ReadTx, team: &str) -> OpResult<TeamRecord> {
@@ -100,8 +100,11 @@ impl Directory {
             let u =
                 tx.user_by_id_or_name(user).await?.ok_or_else(|| ScimError::not_found(format!("no user '{user}'")))?;
             let ids = vec![u.id.clone()];
-            let changed =
-                if add { tx.add_team_members(&t.id, &ids).await? } else { tx.remove_team_members(&t.id, &ids).await? };
+            let changed = if add {
+                tx.add_team_members(&t.id, &ids, &self.now(), &ctx.actor).await?
+            } else {
+                tx.remove_team_members(&t.id, &ids).await?
+            };
             if changed > 0 {
                 let updated = TeamRecord { last_modified: self.now(), version: t.version + 1, ..t.clone() };
                 tx.update_team(&t, &updated).await?;
@@ -171,8 +174,20 @@ impl Directory {
                 ))
                 .into());
             }
+            // Who held it, and since when: the role's rows go with it, the access review reads
+            // them back from here.
+            let holders: Vec<UserRoleGrant> =
+                tx.role_grants(None).await?.into_iter().filter(|g| g.role.id == role.id).collect();
             tx.delete_role(&role.id).await?;
-            self.audit(tx.as_mut(), ctx, "role.delete", "role", &role.id, json!({"name": role.name})).await?;
+            self.audit(
+                tx.as_mut(),
+                ctx,
+                "role.delete",
+                "role",
+                &role.id,
+                json!({"name": role.name, "holders": super::user_roles::grants_detail(&holders)}),
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })

@@ -10,6 +10,7 @@ use super::Directory;
 use super::access::Principal;
 use super::keys::hash_secret;
 use crate::scim::ScimError;
+use crate::store::ApiKeyRecord;
 
 /// Keys verified recently, by secret hash, so a burst of requests does not read the key table
 /// for each one. An entry is trusted for `ttl` at most, and not at all once this process has
@@ -75,14 +76,36 @@ impl Directory {
         if let Some(hit) = self.key_cache.get(&hash, generation, now) {
             return Ok(Some(hit));
         }
-        let key = self.store.read().await?.key_by_hash(&hash).await?;
-        Ok(key.map(|key| {
-            let principal = Principal::from_key(&key);
-            self.key_cache.put(hash, principal.clone(), generation, now);
-            principal
-        }))
+        let Some(key) = self.store.read().await?.key_by_hash(&hash).await? else { return Ok(None) };
+        self.record_key_use(&key).await;
+        let principal = Principal::from_key(&key);
+        self.key_cache.put(hash, principal.clone(), generation, now);
+        Ok(Some(principal))
+    }
+
+    /// Records that `key` is being used, when its recorded last use is older than
+    /// [`LAST_USE_GRANULARITY`] (so a busy client writes once a minute, not per request; the
+    /// cache above spares most requests the read too). A failure is logged, never the
+    /// request's: a valid key is not refused because its last use could not be written.
+    async fn record_key_use(&self, key: &ApiKeyRecord) {
+        let now = self.clock.now();
+        let not_before = crate::clock::format_time(now - LAST_USE_GRANULARITY);
+        if key.last_used_at.as_deref().is_some_and(|t| t >= not_before.as_str()) {
+            return;
+        }
+        let write = async {
+            let mut tx = self.store.begin_write().await?;
+            tx.touch_key(&key.id, &crate::clock::format_time(now), &not_before).await?;
+            tx.commit().await
+        };
+        if let Err(e) = write.await {
+            tracing::warn!(key = %key.id, error = %e, "recording the key's last use failed");
+        }
     }
 }
+
+/// How precisely a key's last use is recorded.
+const LAST_USE_GRANULARITY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 #[cfg(test)]
 mod tests {

@@ -200,11 +200,12 @@ impl Directory {
                     tx.update_team(&existing, &team).await?;
                     tx.lock_team_names(std::slice::from_ref(&team.name)).await?;
                     let mapped = tx.team_is_mapped(&team.name).await?;
-                    let previous = if mapped { tx.team_members(&team.id).await? } else { Vec::new() };
+                    // Read even when no mapping names the team: the audit event lists them.
+                    let previous = tx.team_members(&team.id).await?;
                     let removed = tx.clear_team_members(&team.id).await?;
-                    tx.add_team_members(&team.id, &members).await?;
+                    tx.add_team_members(&team.id, &members, &self.now(), &ctx.actor).await?;
                     if mapped {
-                        let mut affected = previous;
+                        let mut affected = previous.clone();
                         affected.extend(members.iter().cloned());
                         self.recompute_roles(tx.as_mut(), ctx, &affected).await?;
                     }
@@ -214,7 +215,8 @@ impl Directory {
                         "group.link",
                         "group",
                         &scim_id,
-                        json!({"team": team.id, "handle": team.handle, "name": name, "previousMembers": removed, "members": listed(&members)}),
+                        json!({"team": team.id, "handle": team.handle, "name": name, "previousMembers": removed,
+                               "membersRemoved": listed(&previous), "members": listed(&members)}),
                     )
                     .await?;
                     team
@@ -233,7 +235,7 @@ impl Directory {
                         version: 1,
                     };
                     tx.insert_team(&team).await?;
-                    tx.add_team_members(&team.id, &members).await?;
+                    tx.add_team_members(&team.id, &members, &self.now(), &ctx.actor).await?;
                     tx.lock_team_names(std::slice::from_ref(&team.name)).await?;
                     if tx.team_is_mapped(&team.name).await? {
                         self.recompute_roles(tx.as_mut(), ctx, &members).await?;
@@ -504,7 +506,8 @@ impl Directory {
             return Err(ScimError::uniqueness(format!("a team named '{name}' already exists")).into());
         }
         let removed = if remove.is_empty() { 0 } else { tx.remove_team_members(&before.id, remove).await? };
-        let added = if add.is_empty() { 0 } else { tx.add_team_members(&before.id, add).await? };
+        let added =
+            if add.is_empty() { 0 } else { tx.add_team_members(&before.id, add, &self.now(), &ctx.actor).await? };
         if doc == before.data && name == before.name && added == 0 && removed == 0 {
             return Ok(before.clone());
         }
@@ -557,9 +560,12 @@ impl Directory {
             }
             tx.lock_team_names(std::slice::from_ref(&before.name)).await?;
             let mapped = tx.team_is_mapped(&before.name).await?;
-            let previous = if mapped { tx.team_members(&before.id).await? } else { Vec::new() };
+            // Read even when no mapping names the team: the audit event lists them.
+            let previous = tx.team_members(&before.id).await?;
             let removed = tx.clear_team_members(&before.id).await?;
-            self.recompute_roles(tx.as_mut(), ctx, &previous).await?;
+            if mapped {
+                self.recompute_roles(tx.as_mut(), ctx, &previous).await?;
+            }
             let team =
                 TeamRecord { scim_id: None, last_modified: self.now(), version: before.version + 1, ..before.clone() };
             tx.update_team(&before, &team).await?;
@@ -569,7 +575,8 @@ impl Directory {
                 "group.unlink",
                 "group",
                 id,
-                json!({"team": team.id, "handle": team.handle, "name": team.name, "membersRemoved": removed}),
+                json!({"team": team.id, "handle": team.handle, "name": team.name, "membersRemoved": listed(&previous),
+                       "removedCount": removed}),
             )
             .await?;
             tx.commit().await?;

@@ -63,6 +63,7 @@ pub fn new_key_record(
         created: now.to_string(),
         revoked_at: None,
         revoked_reason: None,
+        last_used_at: None,
     }
 }
 
@@ -327,6 +328,7 @@ impl Directory {
                         created: stamp.clone(),
                         revoked_at: None,
                         revoked_reason: None,
+                        last_used_at: None,
                     };
                     self.insert_key_audited(tx.as_mut(), ctx, &record, Some("bootstrap file")).await?;
                     done.registered = Some(record.id.clone());
@@ -365,6 +367,7 @@ mod tests {
             created: created.into(),
             revoked_at: revoked.then(|| created.to_string()),
             revoked_reason: None,
+            last_used_at: None,
         }
     }
 

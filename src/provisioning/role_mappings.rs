@@ -52,6 +52,12 @@ fn resolve(doc: &Map<String, Value>, catalog: &[Role]) -> Result<(String, Vec<St
     Ok((name, m.matched.into_iter().map(|r| r.id).collect(), teams))
 }
 
+/// A mapping as `rolemapping.update` and `rolemapping.delete` record what it was: what the
+/// access review needs to undo the change.
+fn mapping_detail(m: &RoleMappingRecord) -> Value {
+    json!({"displayName": m.display_name, "roleIds": m.role_ids, "teams": m.teams, "created": m.created})
+}
+
 impl Directory {
     fn mapping_json(&self, m: &RoleMappingRecord, catalog: &[Role], base_url: &str) -> Map<String, Value> {
         let mut out = Map::new();
@@ -200,7 +206,8 @@ impl Directory {
                 "rolemapping.update",
                 "rolemapping",
                 &rec.id,
-                json!({"displayName": rec.display_name, "roles": out.json["roles"], "teams": rec.teams}),
+                json!({"displayName": rec.display_name, "roles": out.json["roles"], "teams": rec.teams,
+                       "before": mapping_detail(&before)}),
             )
             .await?;
             tx.commit().await?;
@@ -251,7 +258,7 @@ impl Directory {
                 "rolemapping.delete",
                 "rolemapping",
                 id,
-                json!({"displayName": before.display_name}),
+                json!({"displayName": before.display_name, "before": mapping_detail(&before)}),
             )
             .await?;
             tx.commit().await?;

@@ -4,9 +4,19 @@
 
 use serde_json::{Map, Value, json};
 
+use super::access_review::GrantDetail;
 use super::observer::RoleOutcome;
 use super::roles::{Role, match_roles};
 use super::*;
+use crate::store::{RoleGrant, UserRoleGrant};
+
+/// The roles a user held before a change, with their grants, as `role.provision`,
+/// `role.revoke` and `role.delete` record them (`grantsBefore`, `holders`): what the access
+/// review needs to undo the change (see [`super::access_review::GrantDetail`]).
+pub(super) fn grants_detail(grants: &[UserRoleGrant]) -> Value {
+    let details: Vec<GrantDetail> = grants.iter().map(GrantDetail::from).collect();
+    json!(details)
+}
 
 /// Setting that names the default role (by id); absent or empty means no default role.
 pub const DEFAULT_ROLE_SETTING: &str = "default_role";
@@ -82,7 +92,7 @@ impl Directory {
         user_id: &str,
         explicit: Vec<Role>,
     ) -> OpResult<()> {
-        let previous = tx.user_roles(user_id).await?;
+        let previous = tx.role_grants(Some(user_id)).await?;
         self.assign_roles(tx, ctx, user_id, explicit, Some(previous)).await
     }
 
@@ -106,7 +116,7 @@ impl Directory {
         ctx: &RequestContext,
         user_id: &str,
         explicit: Vec<Role>,
-        previous: Option<Vec<(Role, String)>>,
+        previous: Option<Vec<UserRoleGrant>>,
     ) -> OpResult<()> {
         let existing = previous.is_some();
         let previous = previous.unwrap_or_default();
@@ -128,18 +138,36 @@ impl Directory {
             }
         };
         let new: Vec<(String, String)> = roles.iter().map(|r| (r.id.clone(), source.to_string())).collect();
-        let old: Vec<(String, String)> = previous.iter().map(|(r, s)| (r.id.clone(), s.clone())).collect();
+        let old: Vec<(String, String)> = previous.iter().map(|g| (g.role.id.clone(), g.grant.source.clone())).collect();
         if new != old {
-            tx.set_user_roles(user_id, &new, !previous.is_empty()).await?;
+            // A role kept through the same path keeps its grant; anything else is granted now,
+            // by this request's actor.
+            let now = self.now();
+            let grants: Vec<RoleGrant> = new
+                .into_iter()
+                .map(|(role_id, source)| {
+                    previous.iter().find(|g| g.grant.role_id == role_id && g.grant.source == source).map_or_else(
+                        || RoleGrant {
+                            role_id: role_id.clone(),
+                            source: source.clone(),
+                            granted_at: Some(now.clone()),
+                            granted_by: Some(ctx.actor.clone()),
+                        },
+                        |g| g.grant.clone(),
+                    )
+                })
+                .collect();
+            tx.set_user_roles(user_id, &grants, !previous.is_empty()).await?;
             let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
-            let before: Vec<&str> = previous.iter().map(|(r, _)| r.name.as_str()).collect();
+            let before: Vec<&str> = previous.iter().map(|g| g.role.name.as_str()).collect();
             self.audit(
                 tx,
                 ctx,
                 "role.provision",
                 "user",
                 user_id,
-                json!({"roles": names, "source": source, "previous": before}),
+                json!({"roles": names, "source": source, "previous": before,
+                       "grantsBefore": grants_detail(&previous)}),
             )
             .await?;
         }
@@ -153,21 +181,22 @@ impl Directory {
         tx: &mut dyn Tx,
         ctx: &RequestContext,
         user_id: &str,
-        previous: &[(Role, String)],
+        previous: &[UserRoleGrant],
     ) -> OpResult<()> {
         if previous.is_empty() {
             return Ok(());
         }
         tx.set_user_roles(user_id, &[], true).await?;
         self.observer.role_event(RoleOutcome::Revoked, 1);
-        let before: Vec<&str> = previous.iter().map(|(r, _)| r.name.as_str()).collect();
+        let before: Vec<&str> = previous.iter().map(|g| g.role.name.as_str()).collect();
         self.audit(
             tx,
             ctx,
             "role.revoke",
             "user",
             user_id,
-            json!({"previous": before, "reason": "no explicit, mapped or default role applies"}),
+            json!({"previous": before, "reason": "no explicit, mapped or default role applies",
+                   "grantsBefore": grants_detail(previous)}),
         )
         .await
     }

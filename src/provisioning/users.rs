@@ -302,7 +302,8 @@ impl Directory {
                 "user.delete",
                 "user",
                 id,
-                json!({"userName": before.user_name, "removedFromGroups": teams, "revokedKeys": revoked}),
+                json!({"userName": before.user_name, "removedFromGroups": teams, "revokedKeys": revoked,
+                       "wasActive": before.active}),
             )
             .await?;
             tx.commit().await?;

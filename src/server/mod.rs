@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, authentication, limits and metrics around the directory. Handlers
 //! only translate between HTTP and `crate::provisioning`.
 
+mod access_review;
 mod auth;
 mod deadline;
 mod discovery;
@@ -159,6 +160,7 @@ pub fn router(state: AppState) -> Router {
     // Derived state that SCIM has no place for, behind the same keys.
     let api = Router::new()
         .route("/users/{id}/access", get(handlers::user_access))
+        .route("/access-review", get(access_review::access_review))
         .route("/limits", get(discovery::limits))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     let mut app = Router::new();

@@ -56,7 +56,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("data_folded", Json),
         ],
     ),
-    ("team_members", &[("team_id", Text), ("user_id", Text)]),
+    ("team_members", &[("team_id", Text), ("user_id", Text), ("added_at", Text), ("added_by", Text)]),
     (
         "api_keys",
         &[
@@ -70,6 +70,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("created", Text),
             ("revoked_at", Text),
             ("revoked_reason", Text),
+            ("last_used_at", Text),
         ],
     ),
     (
@@ -90,7 +91,10 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         &[("id", Text), ("name", Text), ("name_key", Text), ("builtin", Int), ("description", Text), ("created", Text)],
     ),
     ("settings", &[("name", Text), ("value", Text)]),
-    ("user_roles", &[("user_id", Text), ("role_id", Text), ("source", Text)]),
+    (
+        "user_roles",
+        &[("user_id", Text), ("role_id", Text), ("source", Text), ("granted_at", Text), ("granted_by", Text)],
+    ),
     (
         "role_mappings",
         &[

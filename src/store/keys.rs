@@ -20,6 +20,9 @@ pub trait KeyWrites: KeyReads {
     async fn insert_key(&mut self, key: &ApiKeyRecord) -> StoreResult<()>;
     /// Revokes a key by id or name; returns whether one was revoked.
     async fn revoke_key(&mut self, id_or_name: &str, now: &str, reason: &str) -> StoreResult<bool>;
+    /// Records that key `id` was used at `now`, unless a use at or after `not_before` is
+    /// already recorded; returns whether it wrote.
+    async fn touch_key(&mut self, id: &str, now: &str, not_before: &str) -> StoreResult<bool>;
     /// Revokes every unrevoked key owned by a user; returns their ids.
     async fn revoke_user_keys(&mut self, user_id: &str, now: &str, reason: &str) -> StoreResult<Vec<String>>;
 }

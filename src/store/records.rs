@@ -76,6 +76,9 @@ pub struct ApiKeyRecord {
     pub created: String,
     pub revoked_at: Option<String>,
     pub revoked_reason: Option<String>,
+    /// When a request last authenticated with the key (recorded at most once a minute; `None`
+    /// when never used since use was recorded).
+    pub last_used_at: Option<String>,
 }
 
 impl std::fmt::Debug for ApiKeyRecord {
@@ -302,4 +305,43 @@ pub struct Role {
     pub builtin: bool,
     /// What the role allows, for people.
     pub description: String,
+}
+
+/// A grant written with a user's effective roles: the role, why the user holds it, and when and
+/// by whom it was granted (`None` for grants made before these were recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleGrant {
+    pub role_id: String,
+    /// `scim`, `mapping` or `default`.
+    pub source: String,
+    pub granted_at: Option<String>,
+    /// The audit actor of the request that granted it.
+    pub granted_by: Option<String>,
+}
+
+/// A role a user holds, with its grant (see [`RoleGrant`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRoleGrant {
+    pub user_id: String,
+    pub role: Role,
+    pub grant: RoleGrant,
+}
+
+/// A user's membership of a team, with when and by whom it was added (`None` for memberships
+/// added before these were recorded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub team_id: String,
+    pub user_id: String,
+    pub added_at: Option<String>,
+    pub added_by: Option<String>,
+}
+
+/// A user row, deleted or not, as the access review reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountRecord {
+    pub user: UserRecord,
+    /// When the user was deleted over SCIM (the row stays, disabled).
+    pub deleted_at: Option<String>,
 }

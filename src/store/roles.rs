@@ -15,6 +15,9 @@ pub trait RoleReads: Send {
     async fn role_named_by_setting(&mut self, name: &str) -> StoreResult<Option<Role>>;
     /// A user's effective roles with the source of each.
     async fn user_roles(&mut self, user_id: &str) -> StoreResult<Vec<(Role, String)>>;
+    /// The roles of one user (`Some`) or of every user, deleted ones included (`None`), each
+    /// with its grant, by user then role.
+    async fn role_grants(&mut self, user_id: Option<&str>) -> StoreResult<Vec<UserRoleGrant>>;
     /// Roles that role mappings grant to a user through its teams.
     async fn mapped_roles_of_user(&mut self, user_id: &str) -> StoreResult<Vec<Role>>;
     /// Whether any role mapping names this team.
@@ -36,9 +39,10 @@ pub trait RoleWrites: RoleReads {
     async fn delete_role(&mut self, id_or_name: &str) -> StoreResult<bool>;
     /// Sets (or clears, with `None`) a server setting.
     async fn set_setting(&mut self, name: &str, value: Option<&str>) -> StoreResult<()>;
-    /// Replaces a user's effective roles; `had_roles: false` promises the user has none yet
-    /// (a user being created), which saves the delete.
-    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)], had_roles: bool) -> StoreResult<()>;
+    /// Replaces a user's effective roles with `roles`, each with its grant time and actor as
+    /// given; `had_roles: false` promises the user has none yet (a user being created), which
+    /// saves the delete.
+    async fn set_user_roles(&mut self, user_id: &str, roles: &[RoleGrant], had_roles: bool) -> StoreResult<()>;
     /// Serialises role recomputation for the teams of these names with every other write
     /// transaction that locks one of them, until this transaction ends. A role mapping change
     /// locks the teams it names before reading their members; a membership change locks its

@@ -21,6 +21,8 @@ pub trait TeamReads: Send {
     async fn list_teams(&mut self) -> StoreResult<Vec<TeamRecord>>;
     /// Member user ids of a team, in insertion-independent stable order.
     async fn team_members(&mut self, team_id: &str) -> StoreResult<Vec<String>>;
+    /// Every membership of every team, with when and by whom it was added.
+    async fn memberships(&mut self) -> StoreResult<Vec<Membership>>;
     /// Number of members of a team.
     async fn team_member_count(&mut self, team_id: &str) -> StoreResult<u64>;
 }
@@ -33,8 +35,15 @@ pub trait TeamWrites: TeamReads {
     /// Writes a team whose version was incremented by the caller (optimistic, as for users;
     /// indexed columns written only when they differ from `before`).
     async fn update_team(&mut self, before: &TeamRecord, team: &TeamRecord) -> StoreResult<()>;
-    /// Adds members (already present ones are kept once); returns how many were new.
-    async fn add_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64>;
+    /// Adds members, recording `now` and `actor` (the audit actor) on the new ones; members
+    /// already present keep their first addition. Returns how many were new.
+    async fn add_team_members(
+        &mut self,
+        team_id: &str,
+        user_ids: &[String],
+        now: &str,
+        actor: &str,
+    ) -> StoreResult<u64>;
     /// Removes members; returns how many were removed.
     async fn remove_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64>;
     /// Removes every member; returns how many were removed.

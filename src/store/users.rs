@@ -31,6 +31,8 @@ pub trait UserReads: Send {
         spec: &ListSpec<'_>,
         with_groups: bool,
     ) -> StoreResult<(u64, Vec<UserWithGroups>)>;
+    /// Every user row, deleted ones included, oldest first (the access review).
+    async fn all_accounts(&mut self) -> StoreResult<Vec<AccountRecord>>;
     /// Which of `ids` are live users.
     async fn existing_user_ids(&mut self, ids: &[String]) -> StoreResult<Vec<String>>;
     /// The managed teams a user belongs to, as (group id, display name).

@@ -7,6 +7,20 @@ use super::*;
 #[async_trait]
 impl AuditReads for SqlTx {
     async fn list_audit(&mut self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        self.select_audit(query, &[]).await
+    }
+
+    async fn list_audit_of(&mut self, query: &AuditQuery, actions: &[&str]) -> StoreResult<Vec<AuditEvent>> {
+        if actions.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.select_audit(query, actions).await
+    }
+}
+
+impl SqlTx {
+    /// Events matching `query`, and one of `actions` unless it is empty, oldest first.
+    async fn select_audit(&mut self, query: &AuditQuery, actions: &[&str]) -> StoreResult<Vec<AuditEvent>> {
         self.flush_audit().await?;
         let mut conds = vec!["1 = 1".to_string()];
         let mut params = Vec::new();
@@ -29,6 +43,10 @@ impl AuditReads for SqlTx {
         if let Some(t) = &query.target_id {
             params.push(SqlValue::Text(t.clone()));
             conds.push(format!("target_id = ${}", params.len()));
+        }
+        if !actions.is_empty() {
+            conds.push(format!("action IN ({})", placeholders(params.len() + 1, actions.len())));
+            params.extend(actions.iter().map(|a| SqlValue::Text(a.to_string())));
         }
         let mut sql = format!(
             "SELECT id, time, actor, action, target_type, target_id, request_id, {} AS details FROM audit_events WHERE {} ORDER BY seq",

@@ -54,6 +54,19 @@ impl KeyWrites for SqlTx {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn touch_key(&mut self, id: &str, now: &str, not_before: &str) -> StoreResult<bool> {
+        // Not a change of who may sign in: the key generation (the cache's) stays.
+        let done = q("UPDATE api_keys SET last_used_at = $2 \
+                      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)"
+            .into())
+        .bind(id.to_string())
+        .bind(now.to_string())
+        .bind(not_before.to_string())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn revoke_user_keys(&mut self, user_id: &str, now: &str, reason: &str) -> StoreResult<Vec<String>> {
         self.keys_changed = true;
         let rows = q("SELECT id FROM api_keys WHERE owner_user_id = $1 AND revoked_at IS NULL ORDER BY seq".into())

@@ -494,6 +494,7 @@ impl SqlTx {
             created: row.try_get("created")?,
             revoked_at: row.try_get("revoked_at")?,
             revoked_reason: row.try_get("revoked_reason")?,
+            last_used_at: row.try_get("last_used_at")?,
         })
     }
 
@@ -799,6 +800,7 @@ mod tests {
         assert_eq!(sqlite, versions(&POSTGRES_MIGRATIONS));
         assert!(sqlite.windows(2).all(|w| w[0].0 < w[1].0), "{sqlite:?}");
         assert!(sqlite.iter().any(|m| m.0 == 6 && m.1 == "console"), "{sqlite:?}");
+        assert!(sqlite.iter().any(|m| m.0 == 7 && m.1 == "access review"), "{sqlite:?}");
     }
 
     #[test]

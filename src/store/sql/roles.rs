@@ -44,6 +44,31 @@ impl RoleReads for SqlTx {
         rows.iter().map(|r| Ok((role_from(r)?, r.try_get("source")?))).collect()
     }
 
+    async fn role_grants(&mut self, user_id: Option<&str>) -> StoreResult<Vec<UserRoleGrant>> {
+        let sql = format!(
+            "SELECT ur.user_id, r.id, r.name, r.builtin, r.description, ur.source, ur.granted_at, ur.granted_by \
+             FROM user_roles ur JOIN roles r ON r.id = ur.role_id {} ORDER BY ur.user_id, r.builtin DESC, r.seq",
+            if user_id.is_some() { "WHERE ur.user_id = $1" } else { "" }
+        );
+        let params = user_id.map(|u| SqlValue::Text(u.to_string())).into_iter().collect();
+        let rows = bind_all(q(sql), params).fetch_all(self.conn()).await?;
+        rows.iter()
+            .map(|r| {
+                let role = role_from(r)?;
+                Ok(UserRoleGrant {
+                    user_id: r.try_get("user_id")?,
+                    grant: RoleGrant {
+                        role_id: role.id.clone(),
+                        source: r.try_get("source")?,
+                        granted_at: r.try_get("granted_at")?,
+                        granted_by: r.try_get("granted_by")?,
+                    },
+                    role,
+                })
+            })
+            .collect()
+    }
+
     async fn mapped_roles_of_user(&mut self, user_id: &str) -> StoreResult<Vec<Role>> {
         let rows = q("SELECT DISTINCT r.id, r.name, r.builtin, r.description, r.seq FROM team_members m \
                       JOIN teams t ON t.id = m.team_id \
@@ -146,7 +171,7 @@ impl RoleWrites for SqlTx {
         Ok(())
     }
 
-    async fn set_user_roles(&mut self, user_id: &str, roles: &[(String, String)], had_roles: bool) -> StoreResult<()> {
+    async fn set_user_roles(&mut self, user_id: &str, roles: &[RoleGrant], had_roles: bool) -> StoreResult<()> {
         if had_roles {
             q("DELETE FROM user_roles WHERE user_id = $1".into())
                 .bind(user_id.to_string())
@@ -156,15 +181,20 @@ impl RoleWrites for SqlTx {
         if roles.is_empty() {
             return Ok(());
         }
-        let values: Vec<String> = (0..roles.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+        let values: Vec<String> = (0..roles.len())
+            .map(|i| format!("($1, ${}, ${}, ${}, ${})", 4 * i + 2, 4 * i + 3, 4 * i + 4, 4 * i + 5))
+            .collect();
         let sql = format!(
-            "INSERT INTO user_roles (user_id, role_id, source) VALUES {} ON CONFLICT DO NOTHING",
+            "INSERT INTO user_roles (user_id, role_id, source, granted_at, granted_by) VALUES {} ON CONFLICT DO NOTHING",
             values.join(", ")
         );
+        let text = |v: &Option<String>| v.clone().map_or(SqlValue::Null, SqlValue::Text);
         let mut params = vec![SqlValue::Text(user_id.to_string())];
-        for (role_id, source) in roles {
-            params.push(SqlValue::Text(role_id.clone()));
-            params.push(SqlValue::Text(source.clone()));
+        for g in roles {
+            params.push(SqlValue::Text(g.role_id.clone()));
+            params.push(SqlValue::Text(g.source.clone()));
+            params.push(text(&g.granted_at));
+            params.push(text(&g.granted_by));
         }
         bind_all(q(sql), params).execute(self.conn()).await?;
         Ok(())

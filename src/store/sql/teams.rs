@@ -60,6 +60,22 @@ impl TeamReads for SqlTx {
         rows.iter().map(|r| r.try_get(0)).collect()
     }
 
+    async fn memberships(&mut self) -> StoreResult<Vec<Membership>> {
+        let rows = q("SELECT team_id, user_id, added_at, added_by FROM team_members ORDER BY team_id, user_id".into())
+            .fetch_all(self.conn())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Membership {
+                    team_id: r.try_get("team_id")?,
+                    user_id: r.try_get("user_id")?,
+                    added_at: r.try_get("added_at")?,
+                    added_by: r.try_get("added_by")?,
+                })
+            })
+            .collect()
+    }
+
     async fn team_member_count(&mut self, team_id: &str) -> StoreResult<u64> {
         self.count("SELECT COUNT(*) FROM team_members WHERE team_id = $1".into(), vec![SqlValue::Text(team_id.into())])
             .await
@@ -127,15 +143,25 @@ impl TeamWrites for SqlTx {
         Ok(())
     }
 
-    async fn add_team_members(&mut self, team_id: &str, user_ids: &[String]) -> StoreResult<u64> {
+    async fn add_team_members(
+        &mut self,
+        team_id: &str,
+        user_ids: &[String],
+        now: &str,
+        actor: &str,
+    ) -> StoreResult<u64> {
         let mut added = 0;
         for chunk in user_ids.chunks(CHUNK) {
-            let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${})", i + 2)).collect();
+            let values: Vec<String> = (0..chunk.len()).map(|i| format!("($1, ${}, $2, $3)", i + 4)).collect();
             let sql = format!(
-                "INSERT INTO team_members (team_id, user_id) VALUES {} ON CONFLICT DO NOTHING",
+                "INSERT INTO team_members (team_id, user_id, added_at, added_by) VALUES {} ON CONFLICT DO NOTHING",
                 values.join(", ")
             );
-            let mut params = vec![SqlValue::Text(team_id.to_string())];
+            let mut params = vec![
+                SqlValue::Text(team_id.to_string()),
+                SqlValue::Text(now.to_string()),
+                SqlValue::Text(actor.to_string()),
+            ];
             params.extend(chunk.iter().map(|u| SqlValue::Text(u.clone())));
             added += bind_all(q(sql), params).execute(self.conn()).await?.rows_affected();
         }

@@ -21,6 +21,14 @@ impl UserReads for SqlTx {
         Ok(self.fetch_users(sql, vec![SqlValue::Text(fold(user_name))]).await?.pop())
     }
 
+    async fn all_accounts(&mut self) -> StoreResult<Vec<AccountRecord>> {
+        let sql = format!("SELECT {}, u.deleted_at FROM users u ORDER BY u.seq", self.user_cols());
+        let rows = q(sql).fetch_all(self.conn()).await?;
+        rows.iter()
+            .map(|r| Ok(AccountRecord { user: Self::user_from(r)?, deleted_at: r.try_get("deleted_at")? }))
+            .collect()
+    }
+
     async fn list_users(&mut self, spec: &ListSpec<'_>) -> StoreResult<(u64, Vec<UserRecord>)> {
         let (total, rows) = self.user_page(spec, false).await?;
         Ok((total, rows.into_iter().map(|(u, _)| u).collect()))
