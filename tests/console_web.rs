@@ -747,3 +747,93 @@ async fn a_key_never_gets_a_permission_its_maker_lacks() {
     assert_eq!(key.permissions, ["audit_logs_read"]);
     c.stop().await;
 }
+
+/// The recent-requests page of `cookie`'s session at `query`, once it lists `wanted` (the log
+/// is written off the request path, a moment after the answer).
+async fn requests_page_with(c: &Console, cookie: &str, query: &str, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, html) = c.page(cookie, &format!("/console/requests{query}")).await;
+        assert_eq!(s, StatusCode::OK, "{html}");
+        if html.contains(wanted) {
+            return html;
+        }
+        assert!(std::time::Instant::now() < deadline, "{wanted} never showed on the requests page: {html}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_provisioning_request_shows_with_its_key_and_status_and_no_secret() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    c.provision("rita@example.com", Some("Read Only")).await;
+    // The identity provider pushes a user that exists (409) and one without a userName (400).
+    let user = |name: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+    let (s, b) = c.scim(reqwest::Method::POST, "/Users", Some(user("ann@example.com"))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, b) = c
+        .scim(reqwest::Method::POST, "/Users", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]})))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // A filter on an address travels in the query string, and a wrong key in a header: neither
+    // is kept.
+    let (s, _) =
+        c.scim(reqwest::Method::GET, "/Users?filter=userName%20eq%20%22query-secret%40example.com%22", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let refused =
+        c.http.get(format!("{}/Users", c.scim)).bearer_auth("scimop_header-secret-text").send().await.expect("401");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let cookie = c.sign_in("rita@example.com").await;
+    let errors = requests_page_with(&c, &cookie, "?status=errors", ">401<").await;
+    for wanted in [">409<", ">400<", "/scim/v2/Users", "<td>idp</td>", "no valid key", " ms<"] {
+        assert!(errors.contains(wanted), "{wanted} on the errors page: {errors}");
+    }
+    assert!(!errors.contains(">201<") && !errors.contains(">200<"), "errors only: {errors}");
+    let all = requests_page_with(&c, &cookie, "", ">201<").await;
+    assert!(all.contains(">200<") && all.contains(">409<"), "{all}");
+    for secret in ["query-secret", "filter=", "header-secret-text", &c.key] {
+        assert!(!all.contains(secret), "{secret} is not kept: {all}");
+    }
+    let newest_first = |html: &str| html.find(">401<").expect("401") < html.find(">409<").expect("409");
+    assert!(newest_first(&all), "newest first: {all}");
+    // By key: the refused request alone, or the key's requests without it.
+    let none = requests_page_with(&c, &cookie, "?key=none", ">401<").await;
+    assert!(!none.contains(">409<") && !none.contains("<td>idp</td>"), "{none}");
+    let at = all.find("<option value=\"").expect("key options");
+    let key_id = all[at..]
+        .split("<option value=\"")
+        .filter_map(|o| o.split_once("\">idp</option>").map(|(id, _)| id.to_string()))
+        .next()
+        .expect("the key idp among the options");
+    let by_key = requests_page_with(&c, &cookie, &format!("?key={key_id}&status=4xx"), ">409<").await;
+    assert!(!by_key.contains(">401<") && !by_key.contains(">201<"), "{by_key}");
+    // An unknown class is a form error, not a guess.
+    assert_eq!(c.page(&cookie, "/console/requests?status=teapot").await.0, StatusCode::BAD_REQUEST);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_log_keeps_only_the_newest_rows() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let record = |n: i64| scim_operator::store::RequestRecord {
+        time: format!("2026-01-01T00:00:{n:02}.000Z"),
+        method: "GET".into(),
+        path: format!("/scim/v2/Users/{n}"),
+        status: 200,
+        key_id: None,
+        key_name: None,
+        duration_us: n,
+        request_id: None,
+    };
+    let records: Vec<_> = (1..=5).map(record).collect();
+    c.directory.record_requests(&records, 3).await.expect("record");
+    c.directory.record_requests(&[record(6)], 3).await.expect("record");
+    let query = scim_operator::store::RequestQuery { limit: 100, ..Default::default() };
+    let (kept, _) = c.directory.recent_requests(&query).await.expect("read");
+    // Requests the test's own server logged may be among them: only this test's rows count.
+    let paths: Vec<String> = kept.into_iter().map(|r| r.path).filter(|p| p.starts_with("/scim/v2/Users/")).collect();
+    assert_eq!(paths, ["/scim/v2/Users/6", "/scim/v2/Users/5", "/scim/v2/Users/4"], "the newest three, newest first");
+    c.stop().await;
+}

@@ -123,6 +123,7 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/teams/{id}/members", post(pages::team_member))
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
+        .route("/requests", get(pages::requests))
         .route("/access-review", get(pages::access_review))
         .route("/access-review.csv", get(pages::access_review_csv))
         .route("/keys", get(pages::keys).post(pages::create_key))

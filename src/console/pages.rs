@@ -15,13 +15,16 @@ use super::templates::*;
 use crate::provisioning::access::{Action, Permission, Permissions, Preset};
 use crate::provisioning::console::ConsoleUser;
 use crate::provisioning::console_views::{Provenance, audit_csv as render_audit_csv, provenance};
+use crate::provisioning::request_log::StatusClass;
 use crate::scim::ScimError;
-use crate::store::{AuditQuery, KeyOwner};
+use crate::store::{AuditQuery, KeyOwner, RequestQuery};
 
 /// Users listed on one page at most.
 const USERS_SHOWN: u64 = 200;
 /// Audit events shown on the page at most (the CSV has them all).
 const AUDIT_SHOWN: usize = 500;
+/// Recent provisioning requests shown at most.
+const REQUESTS_SHOWN: u64 = 300;
 
 /// Renders a template, or a plain 500 if it cannot be (a bug: templates are compile-checked).
 fn render(status: StatusCode, t: &impl Template) -> Response {
@@ -86,6 +89,7 @@ fn nav(person: &ConsoleUser) -> Option<Nav> {
         keys: person.may(Action::ManageKeys),
         audit: person.may(Action::ReadAuditTrail),
         access_review: person.may(Action::ReadUserAccess) && person.may(Action::ReadKeys),
+        requests: person.may(Action::ReadAuditTrail),
     })
 }
 
@@ -591,6 +595,74 @@ pub async fn audit_csv(
         Err(e) => return scim_error_page(e),
     };
     csv_download("audit.csv", csv)
+}
+
+// ---------------------------------------------------------------- recent provisioning requests
+
+/// The requests filter as chosen: a status class ([`StatusClass`]) and a key (its id, `none`
+/// for requests no valid key made, empty for any).
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestsFilter {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// A latency in words: milliseconds with one decimal.
+fn latency_text(duration_us: i64) -> String {
+    format!("{:.1} ms", duration_us as f64 / 1000.0)
+}
+
+/// The newest requests to the provisioning APIs, filtered; read like the audit trail.
+pub async fn requests(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    Query(f): Query<RequestsFilter>,
+) -> Response {
+    if let Some(refused) = require(&person, Action::ReadAuditTrail) {
+        return refused;
+    }
+    let Some(class) = StatusClass::parse(&f.status) else {
+        return error_page(StatusCode::BAD_REQUEST, &format!("There is no status filter '{}'.", f.status));
+    };
+    let key = f.key.trim();
+    let key_id = match key {
+        "" => None,
+        "none" => Some(None),
+        id => Some(Some(id.to_string())),
+    };
+    let query = RequestQuery { status: class.range(), key_id, limit: REQUESTS_SHOWN };
+    let (records, keys) = match s.directory.recent_requests(&query).await {
+        Ok(found) => found,
+        Err(e) => return scim_error_page(e),
+    };
+    let rows = records
+        .into_iter()
+        .map(|r| RequestRow {
+            latency: latency_text(r.duration_us),
+            time: r.time,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            key_name: r.key_id.map(|id| r.key_name.filter(|n| !n.is_empty()).unwrap_or(id)),
+        })
+        .collect();
+    let classes = StatusClass::ALL.iter().map(|c| (c.as_str(), c.describe())).collect();
+    render(
+        StatusCode::OK,
+        &RequestsPage {
+            nav: nav(&person),
+            section: "requests",
+            notice: None,
+            rows,
+            status: class.as_str(),
+            classes,
+            key,
+            keys,
+            limit: REQUESTS_SHOWN,
+        },
+    )
 }
 
 // ---------------------------------------------------------------- access review

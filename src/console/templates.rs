@@ -21,6 +21,8 @@ pub struct Nav {
     pub keys: bool,
     pub audit: bool,
     pub access_review: bool,
+    /// The recent provisioning requests (read like the audit trail).
+    pub requests: bool,
 }
 
 #[derive(Template)]
@@ -184,4 +186,33 @@ pub struct AccessReviewPage<'a> {
     pub section: &'a str,
     pub notice: Option<String>,
     pub rows: Vec<crate::provisioning::access_review::AccessRow>,
+}
+
+/// One row of the recent provisioning requests.
+pub struct RequestRow {
+    pub time: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The key's name; `None` when no valid key made the request.
+    pub key_name: Option<String>,
+    /// The latency in words ("12.3 ms").
+    pub latency: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/requests.html")]
+pub struct RequestsPage<'a> {
+    pub nav: Option<Nav>,
+    pub section: &'a str,
+    pub notice: Option<String>,
+    pub rows: Vec<RequestRow>,
+    /// The status class chosen, and every class with its label.
+    pub status: &'a str,
+    pub classes: Vec<(&'static str, &'static str)>,
+    /// The key chosen (an id, `none`, or empty for any), and every key (id, name) seen.
+    pub key: &'a str,
+    pub keys: Vec<(String, String)>,
+    /// Rows shown at most.
+    pub limit: u64,
 }
