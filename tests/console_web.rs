@@ -837,3 +837,45 @@ async fn the_request_log_keeps_only_the_newest_rows() {
     assert_eq!(paths, ["/scim/v2/Users/6", "/scim/v2/Users/5", "/scim/v2/Users/4"], "the newest three, newest first");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn connect_shows_the_base_url_and_its_test_runs_discovery_through_it() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    let (s, html) = c.page(&cookie, "/console/connect").await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let base = format!("{}/scim/v2", c.root);
+    for wanted in [base.as_str(), "identity-provider", "aadOptscim062020", "href=\"/console/keys\"", "not HTTPS"] {
+        assert!(html.contains(wanted), "{wanted}: {html}");
+    }
+    let token = csrf(&html);
+    let test = async |fields: &[(&str, &str)]| {
+        let resp = c.form(&cookie, "/console/connect/test", fields).await;
+        (resp.status(), resp.text().await.expect("body"))
+    };
+    // With the identity provider's key: every endpoint answers, with what it advertises.
+    let (s, html) = test(&[("csrf", &token), ("key", &c.key)]).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    for wanted in [
+        "Discovery works",
+        &format!("{base}/ServiceProviderConfig"),
+        "PATCH: supported",
+        "filter: supported, at most 1000 results per page",
+        "User at /Users",
+        "Group at /Groups",
+        "urn:ietf:params:scim:schemas:core:2.0:Group",
+    ] {
+        assert!(html.contains(wanted), "{wanted}: {html}");
+    }
+    assert!(!html.contains(&c.key), "the key is not shown back");
+    // Without a key the server refuses, and the page says what that means; a wrong key too.
+    let (_, html) = test(&[("csrf", &token)]).await;
+    assert!(html.contains(">401<") && html.contains("give the key") && !html.contains("Discovery works"), "{html}");
+    let (_, html) = test(&[("csrf", &token), ("key", "scimop_wrong")]).await;
+    assert!(html.contains("the key is unknown or revoked") && !html.contains("scimop_wrong"), "{html}");
+    // Only with this session's CSRF token.
+    let (s, _) = test(&[("key", &c.key)]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    c.stop().await;
+}

@@ -2,6 +2,8 @@
 //! SCIM server. Users and groups work against any RFC 7644 server; role mappings and effective
 //! roles are this server's extensions and degrade gracefully elsewhere.
 
+pub mod discovery;
+
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -65,6 +65,31 @@ pub struct ConsoleState {
     pub(crate) directory: Directory,
     pub(crate) config: Arc<ConsoleConfig>,
     pub(crate) oidc: Option<Arc<oidc::Oidc>>,
+    /// The SCIM API's public base URL, for the *Connect an identity provider* page.
+    pub(crate) scim_url: ScimUrl,
+}
+
+/// The SCIM API's public base URL and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimUrl {
+    pub url: String,
+    /// Set by `--base-url`; otherwise derived from the console's URL (same host, `/scim/v2`).
+    pub configured: bool,
+}
+
+impl ScimUrl {
+    /// The base URL beside a console at `public_url`: the same origin, path `/scim/v2`.
+    pub fn beside_console(public_url: &str) -> Self {
+        let url = public_url.trim_end_matches('/');
+        let origin = match url.strip_suffix("/console") {
+            Some(origin) => origin,
+            None => {
+                let after_scheme = url.find("://").map_or(0, |i| i + 3);
+                url[after_scheme..].find('/').map_or(url, |slash| &url[..after_scheme + slash])
+            }
+        };
+        Self { url: format!("{origin}/scim/v2"), configured: false }
+    }
 }
 
 impl ConsoleState {
@@ -73,7 +98,14 @@ impl ConsoleState {
         config.public_url = config.public_url.trim_end_matches('/').to_string();
         config.validate()?;
         let oidc = config.oidc.clone().map(oidc::Oidc::new).transpose()?.map(Arc::new);
-        Ok(Self { directory, config: Arc::new(config), oidc })
+        let scim_url = ScimUrl::beside_console(&config.public_url);
+        Ok(Self { directory, config: Arc::new(config), oidc, scim_url })
+    }
+
+    /// Uses the SCIM API's configured public base URL (`--base-url`).
+    pub fn with_scim_url(mut self, url: &str) -> Self {
+        self.scim_url = ScimUrl { url: url.trim_end_matches('/').to_string(), configured: true };
+        self
     }
 }
 
@@ -124,6 +156,8 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
         .route("/requests", get(pages::requests))
+        .route("/connect", get(pages::connect))
+        .route("/connect/test", post(pages::connect_test))
         .route("/access-review", get(pages::access_review))
         .route("/access-review.csv", get(pages::access_review_csv))
         .route("/keys", get(pages::keys).post(pages::create_key))
@@ -151,6 +185,15 @@ mod tests {
         assert!(config("http://127.0.0.1.example.com/console", false).validate().is_err());
         assert!(config("http://scim.example.com/console", true).validate().is_err(), "Secure cookies need https");
         assert!(config("ftp://x/console", true).validate().is_err());
+    }
+
+    #[test]
+    fn the_scim_url_beside_the_console_is_on_the_same_origin() {
+        let at = |u: &str| ScimUrl::beside_console(u).url;
+        assert_eq!(at("https://scim.example.com/console"), "https://scim.example.com/scim/v2");
+        assert_eq!(at("http://127.0.0.1:8080/console/"), "http://127.0.0.1:8080/scim/v2");
+        assert_eq!(at("https://x.test/admin/ui"), "https://x.test/scim/v2");
+        assert_eq!(at("https://x.test"), "https://x.test/scim/v2");
     }
 
     #[test]

@@ -90,6 +90,7 @@ fn nav(person: &ConsoleUser) -> Option<Nav> {
         audit: person.may(Action::ReadAuditTrail),
         access_review: person.may(Action::ReadUserAccess) && person.may(Action::ReadKeys),
         requests: person.may(Action::ReadAuditTrail),
+        connect: person.may(Action::ReadKeys),
     })
 }
 
@@ -663,6 +664,66 @@ pub async fn requests(
             limit: REQUESTS_SHOWN,
         },
     )
+}
+
+// ---------------------------------------------------------------- connect an identity provider
+
+/// How long the discovery test waits for each endpoint.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn connect_page(s: &ConsoleState, person: &ConsoleUser, probe: Option<ProbeResult>) -> Response {
+    render(
+        StatusCode::OK,
+        &ConnectPage {
+            nav: nav(person),
+            section: "connect",
+            notice: None,
+            scim_url: &s.scim_url.url,
+            configured: s.scim_url.configured,
+            preset_permissions: Preset::IdentityProvider.permissions().names().join(", "),
+            can_make_keys: person.may(Action::ManageKeys),
+            csrf: &person.csrf_token,
+            probe,
+        },
+    )
+}
+
+/// The SCIM base URL, how to make a key, hints per identity provider, and the discovery test.
+pub async fn connect(State(s): State<ConsoleState>, Signed(person): Signed) -> Response {
+    if let Some(refused) = require(&person, Action::ReadKeys) {
+        return refused;
+    }
+    connect_page(&s, &person, None)
+}
+
+/// The discovery test's form: its CSRF token and, optionally, the key to test with.
+#[derive(Debug, Deserialize)]
+pub struct ConnectTestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// Runs discovery against this server through its public base URL (never a URL from the form)
+/// and shows what answered. The key is sent there and nowhere else, and is not stored or shown.
+pub async fn connect_test(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    Form(form): Form<ConnectTestForm>,
+) -> Response {
+    if let Some(refused) = require_change(&person, &form.csrf, Action::ReadKeys) {
+        return refused;
+    }
+    let key = Some(form.key.trim()).filter(|k| !k.is_empty());
+    let steps = crate::client::discovery::probe(&s.scim_url.url, key, PROBE_TIMEOUT).await;
+    let probe = ProbeResult {
+        with_key: key.is_some(),
+        all_ok: steps.iter().all(|step| step.ok),
+        reachable: steps.iter().any(|step| step.status.is_some()),
+        steps,
+    };
+    connect_page(&s, &person, Some(probe))
 }
 
 // ---------------------------------------------------------------- access review

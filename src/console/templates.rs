@@ -23,6 +23,8 @@ pub struct Nav {
     pub access_review: bool,
     /// The recent provisioning requests (read like the audit trail).
     pub requests: bool,
+    /// Connecting an identity provider.
+    pub connect: bool,
 }
 
 #[derive(Template)]
@@ -215,4 +217,32 @@ pub struct RequestsPage<'a> {
     pub keys: Vec<(String, String)>,
     /// Rows shown at most.
     pub limit: u64,
+}
+
+/// What a discovery test found.
+pub struct ProbeResult {
+    pub steps: Vec<crate::client::discovery::ProbeStep>,
+    /// A key was sent.
+    pub with_key: bool,
+    /// Every endpoint answered as a SCIM service provider does.
+    pub all_ok: bool,
+    /// Some endpoint answered at all.
+    pub reachable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/connect.html")]
+pub struct ConnectPage<'a> {
+    pub nav: Option<Nav>,
+    pub section: &'a str,
+    pub notice: Option<String>,
+    pub scim_url: &'a str,
+    /// `--base-url` set it.
+    pub configured: bool,
+    /// The `identity-provider` preset's permissions, joined.
+    pub preset_permissions: String,
+    /// The person may make keys (a link to the keys page).
+    pub can_make_keys: bool,
+    pub csrf: &'a str,
+    pub probe: Option<ProbeResult>,
 }

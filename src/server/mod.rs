@@ -117,6 +117,9 @@ impl AppState {
     /// per server: the console and the API share its settings and its cache of verified keys).
     pub fn with_console(mut self, mut console: crate::console::ConsoleState) -> Self {
         console.directory = self.directory.clone();
+        if let Some(url) = &self.config.base_url {
+            console = console.with_scim_url(url);
+        }
         self.console = Some(console);
         self
     }
