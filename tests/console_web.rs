@@ -471,19 +471,93 @@ async fn the_audit_filter_and_csv_agree_with_the_audit_command() {
     c.stop().await;
 }
 
+/// The ids of the form fields of `html` (inputs but hidden ones, selects, text areas) that no
+/// `<label for=...>` names.
+fn unlabelled_fields(html: &str) -> Vec<String> {
+    let mut unlabelled = Vec::new();
+    for tag in ["<input", "<select", "<textarea"] {
+        for part in html.split(tag).skip(1) {
+            let element = &part[..part.find('>').unwrap_or(part.len())];
+            if element.contains("type=\"hidden\"") {
+                continue;
+            }
+            let id = element.split("id=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+            if id.is_empty() || !html.contains(&format!("<label for=\"{id}\"")) {
+                unlabelled.push(format!("{tag} {element}"));
+            }
+        }
+    }
+    unlabelled
+}
+
 #[tokio::test]
 async fn every_console_response_carries_the_strict_policy_and_no_cache() {
     let c = Console::start(Arc::new(SystemClock)).await;
-    for path in ["/console/signin", "/console/users", "/console/nope"] {
-        let resp = c.http.get(format!("{}{path}", c.root)).send().await.expect("page");
-        let h = resp.headers();
-        assert_eq!(h["content-security-policy"], scim_operator::console::CONTENT_SECURITY_POLICY, "{path}");
-        assert_eq!(h["x-frame-options"], "DENY");
-        assert_eq!(h["referrer-policy"], "no-referrer");
-        assert_eq!(h["cache-control"], "no-store");
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    let (s, b) = c
+        .scim(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Platform"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let team = format!("/console/teams/{}", b["id"].as_str().expect("team id"));
+    let user = format!("/console/users/{ann}");
+    let cookie = c.sign_in("ann@example.com").await;
+    let policy = scim_operator::console::CONTENT_SECURITY_POLICY;
+    for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe"), "no inline script or style, no eval: {policy}");
+    let pages = [
+        "/console/signin",
+        "/console/users",
+        "/console/users?q=ann",
+        user.as_str(),
+        "/console/teams",
+        team.as_str(),
+        "/console/keys",
+        "/console/audit",
+        "/console/audit.csv",
+        "/console/access-review",
+        "/console/access-review.csv",
+        "/console/requests",
+        "/console/connect",
+        "/console/nope",
+    ];
+    for path in pages {
+        for signed_in in [true, false] {
+            let mut req = c.http.get(format!("{}{path}", c.root));
+            if signed_in {
+                req = req.header(COOKIE, &cookie);
+            }
+            let resp = req.send().await.expect("page");
+            let h = resp.headers().clone();
+            assert_eq!(h["content-security-policy"], policy, "{path}");
+            assert_eq!(h["x-frame-options"], "DENY", "{path}");
+            assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+            assert_eq!(h["cache-control"], "no-store", "{path}");
+            let html = resp.text().await.expect("body");
+            if signed_in && !path.ends_with(".csv") {
+                assert!(!html.contains("<script>") && !html.contains(" style="), "{path}: nothing inline: {html}");
+                assert!(html.contains("<main id=\"main\">"), "{path}");
+                assert_eq!(unlabelled_fields(&html), Vec::<String>::new(), "{path}: every field has a label");
+            }
+        }
     }
     let css = c.http.get(format!("{}/console/static/console.css", c.root)).send().await.expect("css");
     assert_eq!(css.status(), StatusCode::OK);
+    // htmx from the binary itself, cached for a year under a path that names its version.
+    let (_, html) = c.page(&cookie, "/console/users").await;
+    let src = format!("<script src=\"{}\" defer></script>", scim_operator::console::HTMX_PATH);
+    assert!(html.contains(&src) && !html.contains("https://"), "{html}");
+    let js = c.http.get(format!("{}{}", c.root, scim_operator::console::HTMX_PATH)).send().await.expect("htmx");
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(js.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(js.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
+    assert_eq!(js.headers()["content-security-policy"], policy);
+    assert!(js.text().await.expect("js").contains(scim_operator::console::HTMX_VERSION));
     c.stop().await;
 }
 

@@ -145,6 +145,21 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// htmx, embedded (`vendor/README.md` says where it comes from).
+pub(crate) const HTMX_JS: &[u8] = include_bytes!("vendor/htmx.min.js");
+
+/// The embedded htmx: its path names its version, so it may be cached for a year.
+pub async fn htmx() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        HTMX_JS,
+    )
+        .into_response()
+}
+
 pub async fn not_found() -> Response {
     error_page(StatusCode::NOT_FOUND, "There is no such console page.")
 }
