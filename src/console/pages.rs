@@ -1,16 +1,16 @@
 //! The console's handlers: read through `crate::provisioning`, render a template; a change
-//! passes [`require_change`] (CSRF token and role) first and is made by provisioning with the
+//! arrives as a [`Change`] (signed-in person, form, CSRF token checked) and passes
+//! [`Change::require`] (the person's role) and is made by provisioning with the
 //! signed-in person as the audit actor.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::ConsoleState;
-use super::session::{self, Signed, require, require_change, require_on_user};
+use super::session::{self, Change, CsrfField, Signed, request_id, require, require_on_user};
 use super::templates::*;
 use crate::provisioning::access::{Action, Permission, Permissions, Preset};
 use crate::provisioning::console::ConsoleUser;
@@ -94,10 +94,6 @@ fn nav(person: &ConsoleUser) -> Option<Nav> {
     })
 }
 
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
-}
-
 /// The fixed messages a redirect after a change may ask the next page to show (never text
 /// from the query string itself).
 #[derive(Debug, Deserialize)]
@@ -127,6 +123,19 @@ pub struct CsrfForm {
     #[serde(default)]
     csrf: String,
 }
+
+/// Each change form hands its `csrf` field to [`Change`].
+macro_rules! csrf_field {
+    ($($form:ty),+) => {$(
+        impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )+};
+}
+
+csrf_field!(CsrfForm, TeamForm, MemberForm, ConnectTestForm, CreateKeyForm);
 
 /// The first page a person may see: the users, or else their own page.
 pub async fn home(Signed(person): Signed) -> Redirect {
@@ -293,16 +302,8 @@ pub async fn link_redeem(State(s): State<ConsoleState>, headers: HeaderMap, Path
     }
 }
 
-pub async fn signout(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !person.csrf_matches(&form.csrf) {
-        return error_page(StatusCode::FORBIDDEN, "The form was refused: it did not carry this session's CSRF token.");
-    }
-    if let Err(e) = s.directory.end_console_session(&person, request_id(&headers)).await {
+pub async fn signout(State(s): State<ConsoleState>, change: Change<CsrfForm>) -> Response {
+    if let Err(e) = s.directory.end_console_session(&change.person, change.request_id()).await {
         return scim_error_page(e);
     }
     (
@@ -377,17 +378,11 @@ pub async fn user(
 }
 
 /// Resend: a new invitation link; the pending one is cancelled (and refused from then on).
-pub async fn resend(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::InviteUsers) {
+pub async fn resend(State(s): State<ConsoleState>, Path(id): Path<String>, change: Change<CsrfForm>) -> Response {
+    if let Some(refused) = change.require(Action::InviteUsers) {
         return refused;
     }
-    let sent = s.directory.resend_invitation(&person.context(request_id(&headers)), &id).await;
+    let sent = s.directory.resend_invitation(&change.context(), &id).await;
     redirect_or_error(sent, |link| {
         let notice = if link.is_some() { "resent" } else { "no-address" };
         format!("/console/users/{id}?notice={notice}")
@@ -484,16 +479,11 @@ pub struct TeamForm {
 }
 
 /// Makes a team no identity provider manages.
-pub async fn create_team(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Form(form): Form<TeamForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
+pub async fn create_team(State(s): State<ConsoleState>, change: Change<TeamForm>) -> Response {
+    if let Some(refused) = change.require(Action::ChangeTeams) {
         return refused;
     }
-    let made = s.directory.create_team(&person.context(request_id(&headers)), &form.name).await;
+    let made = s.directory.create_team(&change.context(), &change.form.name).await;
     redirect_or_error(made, |team| format!("/console/teams/{}?notice=team-created", team.id))
 }
 
@@ -511,14 +501,13 @@ pub struct MemberForm {
 /// Adds or removes a member of a team no identity provider manages.
 pub async fn team_member(
     State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<MemberForm>,
+    change: Change<MemberForm>,
 ) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
+    if let Some(refused) = change.require(Action::ChangeTeams) {
         return refused;
     }
+    let form = &change.form;
     let (add, notice) = match form.op.as_str() {
         "add" => (true, "member-added"),
         "remove" => (false, "member-removed"),
@@ -528,7 +517,7 @@ pub async fn team_member(
     if user.is_empty() {
         return error_page(StatusCode::BAD_REQUEST, "Name the user (userName) to add or remove.");
     }
-    let changed = s.directory.change_team_member(&person.context(request_id(&headers)), &id, user, add).await;
+    let changed = s.directory.change_team_member(&change.context(), &id, user, add).await;
     redirect_or_error(changed, |()| format!("/console/teams/{id}?notice={notice}"))
 }
 
@@ -722,15 +711,11 @@ pub struct ConnectTestForm {
 
 /// Runs discovery against this server through its public base URL (never a URL from the form)
 /// and shows what answered. The key is sent there and nowhere else, and is not stored or shown.
-pub async fn connect_test(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    Form(form): Form<ConnectTestForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ReadKeys) {
+pub async fn connect_test(State(s): State<ConsoleState>, change: Change<ConnectTestForm>) -> Response {
+    if let Some(refused) = change.require(Action::ReadKeys) {
         return refused;
     }
-    let key = Some(form.key.trim()).filter(|k| !k.is_empty());
+    let key = Some(change.form.key.trim()).filter(|k| !k.is_empty());
     let steps = crate::client::discovery::probe(&s.scim_url.url, key, PROBE_TIMEOUT).await;
     let probe = ProbeResult {
         with_key: key.is_some(),
@@ -738,7 +723,7 @@ pub async fn connect_test(
         reachable: steps.iter().any(|step| step.status.is_some()),
         steps,
     };
-    connect_page(&s, &person, Some(probe))
+    connect_page(&s, &change.person, Some(probe))
 }
 
 // ---------------------------------------------------------------- access review
@@ -841,7 +826,8 @@ pub async fn keys(State(s): State<ConsoleState>, Signed(person): Signed, Query(n
 /// The key form: `csrf`, `name`, `user` (a userName to tie the key to; empty for a service
 /// account), `preset` (a preset's name, or empty) and any number of `permission` fields. The
 /// preset and the ticked permissions add up, as `keys create --preset --permission` do.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(from = "Vec<(String, String)>")]
 pub struct CreateKeyForm {
     csrf: String,
     name: String,
@@ -850,8 +836,9 @@ pub struct CreateKeyForm {
     permissions: Vec<String>,
 }
 
-impl CreateKeyForm {
-    fn from_fields(fields: Vec<(String, String)>) -> Self {
+impl From<Vec<(String, String)>> for CreateKeyForm {
+    /// The fields as posted (`permission` repeated once per ticked box).
+    fn from(fields: Vec<(String, String)>) -> Self {
         let mut form = Self::default();
         for (k, v) in fields {
             match k.as_str() {
@@ -865,7 +852,9 @@ impl CreateKeyForm {
         }
         form
     }
+}
 
+impl CreateKeyForm {
     /// The permissions chosen: at least one, every name known. The message is a form error.
     fn chosen(&self) -> Result<Permissions, String> {
         let preset = match self.preset.trim() {
@@ -882,26 +871,21 @@ impl CreateKeyForm {
 }
 
 /// Creates a key. The secret is in this response only (never stored, never redirected to).
-pub async fn create_key(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = CreateKeyForm::from_fields(fields);
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
+pub async fn create_key(State(s): State<ConsoleState>, change: Change<CreateKeyForm>) -> Response {
+    if let Some(refused) = change.require(Action::ManageKeys) {
         return refused;
     }
+    let (person, form) = (&change.person, &change.form);
     let name = form.name.trim();
     if name.is_empty() {
-        return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some("A key needs a name.".into()), None).await;
+        return keys_page(&s, person, StatusCode::BAD_REQUEST, Some("A key needs a name.".into()), None).await;
     }
     let permissions = match form.chosen() {
         Ok(p) => p,
-        Err(message) => return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some(message), None).await,
+        Err(message) => return keys_page(&s, person, StatusCode::BAD_REQUEST, Some(message), None).await,
     };
     let user = Some(form.user.trim()).filter(|u| !u.is_empty());
-    match s.directory.create_key(&person.context(request_id(&headers)), name, user, &permissions).await {
+    match s.directory.create_key(&change.context(), name, user, &permissions).await {
         Ok((record, secret)) => {
             let created = CreatedKey {
                 permissions: record.permissions.join(", "),
@@ -909,27 +893,21 @@ pub async fn create_key(
                 secret: secret.expose().to_string(),
                 personal: record.owner == KeyOwner::User,
             };
-            keys_page(&s, &person, StatusCode::CREATED, None, Some(created)).await
+            keys_page(&s, person, StatusCode::CREATED, None, Some(created)).await
         }
         Err(e) if e.status < 500 => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            keys_page(&s, &person, status, Some(e.detail), None).await
+            keys_page(&s, person, status, Some(e.detail), None).await
         }
         Err(e) => scim_error_page(e),
     }
 }
 
-pub async fn revoke_key(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
+pub async fn revoke_key(State(s): State<ConsoleState>, Path(id): Path<String>, change: Change<CsrfForm>) -> Response {
+    if let Some(refused) = change.require(Action::ManageKeys) {
         return refused;
     }
-    let revoked = s.directory.revoke_key(&person.context(request_id(&headers)), &id).await;
+    let revoked = s.directory.revoke_key(&change.context(), &id).await;
     redirect_or_error(revoked, |()| "/console/keys?notice=revoked".to_string())
 }
 
@@ -952,7 +930,7 @@ mod tests {
     #[test]
     fn a_key_form_adds_up_its_preset_and_ticked_permissions_and_refuses_none() {
         let form = |fields: &[(&str, &str)]| {
-            CreateKeyForm::from_fields(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            CreateKeyForm::from(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
         };
         let f = form(&[("preset", "identity-provider"), ("permission", "audit_logs_read")]);
         let mut expected = Preset::IdentityProvider.permissions().names();
