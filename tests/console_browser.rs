@@ -124,13 +124,7 @@ async fn element(b: &Client, locator: Locator<'_>) -> fantoccini::elements::Elem
 
 /// Waits until the page holds `text`.
 async fn wait_text(b: &Client, text: &str) {
-    for _ in 0..200 {
-        if b.source().await.is_ok_and(|html| html.contains(text)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the page never showed {text:?}:\n{}", b.source().await.unwrap_or_default());
+    wait_until(b, &format!("the page shows {text:?}"), |html| html.contains(text)).await
 }
 
 /// Signs in through the console's single sign-on button and Keycloak's login form.
