@@ -349,6 +349,11 @@ pub struct ServeArgs {
     /// revoked elsewhere (the `keys revoke` command, another replica) within this time.
     #[arg(long, env = "SCIM_OPERATOR_KEY_CACHE_MILLIS", default_value_t = 1000)]
     pub key_cache_millis: u64,
+    /// How many recent requests to `/scim/v2` and `/api/v1` the database keeps for the console's
+    /// "Recent provisioning requests" page (every replica's together; 0: record none). Method,
+    /// path, status, key name and latency only: never a body, a query string or a secret.
+    #[arg(long, env = "SCIM_OPERATOR_REQUEST_LOG_SIZE", default_value_t = 1000)]
+    pub request_log_size: u64,
     #[command(flatten)]
     pub invitations: InvitationArgs,
     #[command(flatten)]
@@ -670,6 +675,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             key_cache_ttl: Duration::from_millis(args.key_cache_millis),
             metrics_on_api_port: args.metrics_listen.is_none(),
             sends_invitation_email: args.smtp_url.is_some(),
+            request_log_size: args.request_log_size,
         },
     );
     let state = match console {

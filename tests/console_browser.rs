@@ -124,13 +124,7 @@ async fn element(b: &Client, locator: Locator<'_>) -> fantoccini::elements::Elem
 
 /// Waits until the page holds `text`.
 async fn wait_text(b: &Client, text: &str) {
-    for _ in 0..200 {
-        if b.source().await.is_ok_and(|html| html.contains(text)) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the page never showed {text:?}:\n{}", b.source().await.unwrap_or_default());
+    wait_until(b, &format!("the page shows {text:?}"), |html| html.contains(text)).await
 }
 
 /// Signs in through the console's single sign-on button and Keycloak's login form.
@@ -167,6 +161,27 @@ async fn cookie_header(b: &Client) -> String {
         .map(|c| format!("{}={}", c.name(), c.value()))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Leaves a mark on the page's window: gone if the browser loads a page.
+async fn mark_page(b: &Client) {
+    b.execute("window.scimMark = true; return true;", vec![]).await.expect("mark the page");
+}
+
+/// Whether the mark of [`mark_page`] is still there.
+async fn page_marked(b: &Client) -> bool {
+    b.execute("return window.scimMark === true;", vec![]).await.expect("read the mark") == Value::Bool(true)
+}
+
+/// Waits until the page's source satisfies `test`.
+async fn wait_until(b: &Client, what: &str, test: impl Fn(&str) -> bool) {
+    for _ in 0..200 {
+        if b.source().await.is_ok_and(|html| test(&html)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never: {what}:\n{}", b.source().await.unwrap_or_default());
 }
 
 async fn click_link(b: &Client, text: &str) {
@@ -222,6 +237,18 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     assert!(html.contains(&bob) && html.contains(&ann), "{html}");
     screenshot(&b, "users").await;
 
+    // With JavaScript, the search narrows the table as one types (htmx), without loading the
+    // page again (a mark left on the page's window survives) and without pressing Enter.
+    mark_page(&b).await;
+    b.find(Locator::Id("q")).await.expect("search box").send_keys(&bob).await.expect("type");
+    wait_until(&b, "the table narrows to bob", |html| {
+        html.contains(&format!(">{bob}</a>")) && !html.contains(&format!(">{ann}</a>"))
+    })
+    .await;
+    assert!(page_marked(&b).await, "the table was swapped in place, the page not loaded again");
+    let url = b.current_url().await.expect("url");
+    assert_eq!(url.query_pairs().find(|(k, _)| k == "q").map(|(_, v)| v.to_string()), Some(bob.clone()), "{url}");
+
     // A team pushed over SCIM shows as managed externally, with its member.
     click_link(&b, "Teams").await;
     wait_path(&b, "/console/teams").await;
@@ -238,8 +265,11 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     let old = pending_token(&server, &bob_id).await;
     b.goto(&format!("{}/console/users/{bob_id}", server.root)).await.expect("user page");
     screenshot(&b, "user").await;
+    mark_page(&b).await;
     b.find(Locator::Css("form[action$='/resend'] button")).await.expect("Resend").click().await.expect("click");
-    element(&b, Locator::Css(".notice")).await;
+    // htmx swaps the invitation section in place: the old invitation now cancelled.
+    wait_until(&b, "the invitation section shows the new invitation", |html| html.contains(">cancelled<")).await;
+    assert!(page_marked(&b).await, "the section was swapped in place");
     let new = pending_token(&server, &bob_id).await;
     assert_ne!(old, new);
     let status = |token: String| {
@@ -281,7 +311,8 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
         .click()
         .await
         .expect("click");
-    element(&b, Locator::Css(".notice")).await;
+    // htmx swaps the key's row for its revoked state.
+    wait_until(&b, "the key's row says revoked", |html| html.contains("<span class=\"bad\">revoked ")).await;
     assert_eq!(scim_status(secret).await, StatusCode::UNAUTHORIZED);
 
     // The audit filter and its CSV agree with `scim-operator audit`.
@@ -317,6 +348,45 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     let html = b.source().await.expect("source");
     assert!(html.contains(&bob) && html.contains("the default role") && html.contains("okta-prod"), "{html}");
     screenshot(&b, "access-review").await;
+
+    // The recent provisioning requests show the identity provider's failing push (a user that
+    // exists: 409, with the key's name) and the revoked key's refused request.
+    let (status, _) = server
+        .scim(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": bob})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    click_link(&b, "Recent requests").await;
+    wait_path(&b, "/console/requests").await;
+    b.find(Locator::Css("#status option[value='errors']")).await.expect("errors only").click().await.expect("choose");
+    b.find(Locator::Css("form.filters button")).await.expect("filter").click().await.expect("click");
+    wait_until(&b, "the failing and the refused request", |html| {
+        html.contains(">401<")
+            && html.contains("no valid key")
+            && html.contains(">409<")
+            && html.contains("<td>idp</td>")
+    })
+    .await;
+    screenshot(&b, "requests").await;
+
+    // Connect an identity provider: the discovery test through the server's own URL.
+    click_link(&b, "Connect an identity provider").await;
+    wait_path(&b, "/console/connect").await;
+    b.find(Locator::Id("test-key")).await.expect("key field").send_keys(&server.key).await.expect("type");
+    b.find(Locator::Css("form[action='/console/connect/test'] button"))
+        .await
+        .expect("Test")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&b, "Discovery works").await;
+    b.execute("document.getElementById('result-heading').scrollIntoView(); return true;", vec![])
+        .await
+        .expect("scroll to the result");
+    screenshot(&b, "connect").await;
 
     // A form posted without its CSRF token is refused.
     let refused = server

@@ -471,19 +471,93 @@ async fn the_audit_filter_and_csv_agree_with_the_audit_command() {
     c.stop().await;
 }
 
+/// The ids of the form fields of `html` (inputs but hidden ones, selects, text areas) that no
+/// `<label for=...>` names.
+fn unlabelled_fields(html: &str) -> Vec<String> {
+    let mut unlabelled = Vec::new();
+    for tag in ["<input", "<select", "<textarea"] {
+        for part in html.split(tag).skip(1) {
+            let element = &part[..part.find('>').unwrap_or(part.len())];
+            if element.contains("type=\"hidden\"") {
+                continue;
+            }
+            let id = element.split("id=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+            if id.is_empty() || !html.contains(&format!("<label for=\"{id}\"")) {
+                unlabelled.push(format!("{tag} {element}"));
+            }
+        }
+    }
+    unlabelled
+}
+
 #[tokio::test]
 async fn every_console_response_carries_the_strict_policy_and_no_cache() {
     let c = Console::start(Arc::new(SystemClock)).await;
-    for path in ["/console/signin", "/console/users", "/console/nope"] {
-        let resp = c.http.get(format!("{}{path}", c.root)).send().await.expect("page");
-        let h = resp.headers();
-        assert_eq!(h["content-security-policy"], scim_operator::console::CONTENT_SECURITY_POLICY, "{path}");
-        assert_eq!(h["x-frame-options"], "DENY");
-        assert_eq!(h["referrer-policy"], "no-referrer");
-        assert_eq!(h["cache-control"], "no-store");
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    let (s, b) = c
+        .scim(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Platform"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let team = format!("/console/teams/{}", b["id"].as_str().expect("team id"));
+    let user = format!("/console/users/{ann}");
+    let cookie = c.sign_in("ann@example.com").await;
+    let policy = scim_operator::console::CONTENT_SECURITY_POLICY;
+    for directive in ["default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"] {
+        assert!(policy.contains(directive), "{directive} in {policy}");
+    }
+    assert!(!policy.contains("unsafe"), "no inline script or style, no eval: {policy}");
+    let pages = [
+        "/console/signin",
+        "/console/users",
+        "/console/users?q=ann",
+        user.as_str(),
+        "/console/teams",
+        team.as_str(),
+        "/console/keys",
+        "/console/audit",
+        "/console/audit.csv",
+        "/console/access-review",
+        "/console/access-review.csv",
+        "/console/requests",
+        "/console/connect",
+        "/console/nope",
+    ];
+    for path in pages {
+        for signed_in in [true, false] {
+            let mut req = c.http.get(format!("{}{path}", c.root));
+            if signed_in {
+                req = req.header(COOKIE, &cookie);
+            }
+            let resp = req.send().await.expect("page");
+            let h = resp.headers().clone();
+            assert_eq!(h["content-security-policy"], policy, "{path}");
+            assert_eq!(h["x-frame-options"], "DENY", "{path}");
+            assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+            assert_eq!(h["cache-control"], "no-store", "{path}");
+            let html = resp.text().await.expect("body");
+            if signed_in && !path.ends_with(".csv") {
+                assert!(!html.contains("<script>") && !html.contains(" style="), "{path}: nothing inline: {html}");
+                assert!(html.contains("<main id=\"main\">"), "{path}");
+                assert_eq!(unlabelled_fields(&html), Vec::<String>::new(), "{path}: every field has a label");
+            }
+        }
     }
     let css = c.http.get(format!("{}/console/static/console.css", c.root)).send().await.expect("css");
     assert_eq!(css.status(), StatusCode::OK);
+    // htmx from the binary itself, cached for a year under a path that names its version.
+    let (_, html) = c.page(&cookie, "/console/users").await;
+    let src = format!("<script src=\"{}\" defer></script>", scim_operator::console::HTMX_PATH);
+    assert!(html.contains(&src) && !html.contains("https://"), "{html}");
+    let js = c.http.get(format!("{}{}", c.root, scim_operator::console::HTMX_PATH)).send().await.expect("htmx");
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(js.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert!(js.headers()["content-type"].to_str().expect("type").starts_with("text/javascript"));
+    assert_eq!(js.headers()["content-security-policy"], policy);
+    assert!(js.text().await.expect("js").contains(scim_operator::console::HTMX_VERSION));
     c.stop().await;
 }
 
@@ -759,5 +833,137 @@ async fn a_key_never_gets_a_permission_its_maker_lacks() {
         .await
         .expect("a permission it holds");
     assert_eq!(key.permissions, ["audit_logs_read"]);
+    c.stop().await;
+}
+
+/// The recent-requests page of `cookie`'s session at `query`, once it lists `wanted` (the log
+/// is written off the request path, a moment after the answer).
+async fn requests_page_with(c: &Console, cookie: &str, query: &str, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, html) = c.page(cookie, &format!("/console/requests{query}")).await;
+        assert_eq!(s, StatusCode::OK, "{html}");
+        if html.contains(wanted) {
+            return html;
+        }
+        assert!(std::time::Instant::now() < deadline, "{wanted} never showed on the requests page: {html}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_provisioning_request_shows_with_its_key_and_status_and_no_secret() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    c.provision("rita@example.com", Some("Read Only")).await;
+    // The identity provider pushes a user that exists (409) and one without a userName (400).
+    let user = |name: &str| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name});
+    let (s, b) = c.scim(reqwest::Method::POST, "/Users", Some(user("ann@example.com"))).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let (s, b) = c
+        .scim(reqwest::Method::POST, "/Users", Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]})))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // A filter on an address travels in the query string, and a wrong key in a header: neither
+    // is kept.
+    let (s, _) =
+        c.scim(reqwest::Method::GET, "/Users?filter=userName%20eq%20%22query-secret%40example.com%22", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let refused =
+        c.http.get(format!("{}/Users", c.scim)).bearer_auth("scimop_header-secret-text").send().await.expect("401");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+
+    let cookie = c.sign_in("rita@example.com").await;
+    let errors = requests_page_with(&c, &cookie, "?status=errors", ">401<").await;
+    for wanted in [">409<", ">400<", "/scim/v2/Users", "<td>idp</td>", "no valid key", " ms<"] {
+        assert!(errors.contains(wanted), "{wanted} on the errors page: {errors}");
+    }
+    assert!(!errors.contains(">201<") && !errors.contains(">200<"), "errors only: {errors}");
+    let all = requests_page_with(&c, &cookie, "", ">201<").await;
+    assert!(all.contains(">200<") && all.contains(">409<"), "{all}");
+    for secret in ["query-secret", "filter=", "header-secret-text", &c.key] {
+        assert!(!all.contains(secret), "{secret} is not kept: {all}");
+    }
+    let newest_first = |html: &str| html.find(">401<").expect("401") < html.find(">409<").expect("409");
+    assert!(newest_first(&all), "newest first: {all}");
+    // By key: the refused request alone, or the key's requests without it.
+    let none = requests_page_with(&c, &cookie, "?key=none", ">401<").await;
+    assert!(!none.contains(">409<") && !none.contains("<td>idp</td>"), "{none}");
+    let at = all.find("<option value=\"").expect("key options");
+    let key_id = all[at..]
+        .split("<option value=\"")
+        .filter_map(|o| o.split_once("\">idp</option>").map(|(id, _)| id.to_string()))
+        .next()
+        .expect("the key idp among the options");
+    let by_key = requests_page_with(&c, &cookie, &format!("?key={key_id}&status=4xx"), ">409<").await;
+    assert!(!by_key.contains(">401<") && !by_key.contains(">201<"), "{by_key}");
+    // An unknown class is a form error, not a guess.
+    assert_eq!(c.page(&cookie, "/console/requests?status=teapot").await.0, StatusCode::BAD_REQUEST);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_log_keeps_only_the_newest_rows() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let record = |n: i64| scim_operator::store::RequestRecord {
+        time: format!("2026-01-01T00:00:{n:02}.000Z"),
+        method: "GET".into(),
+        path: format!("/scim/v2/Users/{n}"),
+        status: 200,
+        key_id: None,
+        key_name: None,
+        duration_us: n,
+        request_id: None,
+    };
+    let records: Vec<_> = (1..=5).map(record).collect();
+    c.directory.record_requests(&records, 3).await.expect("record");
+    c.directory.record_requests(&[record(6)], 3).await.expect("record");
+    let query = scim_operator::store::RequestQuery { limit: 100, ..Default::default() };
+    let (kept, _) = c.directory.recent_requests(&query).await.expect("read");
+    // Requests the test's own server logged may be among them: only this test's rows count.
+    let paths: Vec<String> = kept.into_iter().map(|r| r.path).filter(|p| p.starts_with("/scim/v2/Users/")).collect();
+    assert_eq!(paths, ["/scim/v2/Users/6", "/scim/v2/Users/5", "/scim/v2/Users/4"], "the newest three, newest first");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn connect_shows_the_base_url_and_its_test_runs_discovery_through_it() {
+    let c = Console::start(Arc::new(SystemClock)).await;
+    c.provision("ann@example.com", Some("Admin")).await;
+    let cookie = c.sign_in("ann@example.com").await;
+    let (s, html) = c.page(&cookie, "/console/connect").await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    let base = format!("{}/scim/v2", c.root);
+    for wanted in [base.as_str(), "identity-provider", "aadOptscim062020", "href=\"/console/keys\"", "not HTTPS"] {
+        assert!(html.contains(wanted), "{wanted}: {html}");
+    }
+    let token = csrf(&html);
+    let test = async |fields: &[(&str, &str)]| {
+        let resp = c.form(&cookie, "/console/connect/test", fields).await;
+        (resp.status(), resp.text().await.expect("body"))
+    };
+    // With the identity provider's key: every endpoint answers, with what it advertises.
+    let (s, html) = test(&[("csrf", &token), ("key", &c.key)]).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    for wanted in [
+        "Discovery works",
+        &format!("{base}/ServiceProviderConfig"),
+        "PATCH: supported",
+        "filter: supported, at most 1000 results per page",
+        "User at /Users",
+        "Group at /Groups",
+        "urn:ietf:params:scim:schemas:core:2.0:Group",
+    ] {
+        assert!(html.contains(wanted), "{wanted}: {html}");
+    }
+    assert!(!html.contains(&c.key), "the key is not shown back");
+    // Without a key the server refuses, and the page says what that means; a wrong key too.
+    let (_, html) = test(&[("csrf", &token)]).await;
+    assert!(html.contains(">401<") && html.contains("give the key") && !html.contains("Discovery works"), "{html}");
+    let (_, html) = test(&[("csrf", &token), ("key", "scimop_wrong")]).await;
+    assert!(html.contains("the key is unknown or revoked") && !html.contains("scimop_wrong"), "{html}");
+    // Only with this session's CSRF token.
+    let (s, _) = test(&[("key", &c.key)]).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     c.stop().await;
 }

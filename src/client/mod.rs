@@ -1,7 +1,6 @@
 //! A SCIM 2.0 client (RFC 7644) on reqwest with rustls: what the operator uses to talk to the
 //! SCIM server. Users and groups work against any RFC 7644 server; role mappings and effective
 //! roles are this server's extensions and degrade gracefully elsewhere.
-
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -17,6 +16,7 @@ pub mod credentials;
 pub mod discovery;
 mod execute;
 pub mod plan;
+pub mod probe;
 pub mod profile;
 
 pub use credentials::{AccessToken, ClientCredentialsGrant, Credentials, SecretSource};

@@ -3,8 +3,10 @@
 //!
 //! The pages only read and call `crate::provisioning`: who may sign in, what a role may do,
 //! sessions, and every change (audited with the signed-in person as actor) are decided there.
-//! Every page works without JavaScript; there is no script at all, and the Content-Security-Policy
-//! allows none.
+//! Every page and form works without JavaScript. With it, htmx (embedded in the binary, served
+//! from `/console/static/`, never a CDN) narrows the users table as one types and swaps a row
+//! after Resend or Revoke instead of loading the page again; the Content-Security-Policy allows
+//! the console's own script and no other, inline or `eval`.
 
 pub mod oidc;
 mod pages;
@@ -65,6 +67,31 @@ pub struct ConsoleState {
     pub(crate) directory: Directory,
     pub(crate) config: Arc<ConsoleConfig>,
     pub(crate) oidc: Option<Arc<oidc::Oidc>>,
+    /// The SCIM API's public base URL, for the *Connect an identity provider* page.
+    pub(crate) scim_url: ScimUrl,
+}
+
+/// The SCIM API's public base URL and where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScimUrl {
+    pub url: String,
+    /// Set by `--base-url`; otherwise derived from the console's URL (same host, `/scim/v2`).
+    pub configured: bool,
+}
+
+impl ScimUrl {
+    /// The base URL beside a console at `public_url`: the same origin, path `/scim/v2`.
+    pub fn beside_console(public_url: &str) -> Self {
+        let url = public_url.trim_end_matches('/');
+        let origin = match url.strip_suffix("/console") {
+            Some(origin) => origin,
+            None => {
+                let after_scheme = url.find("://").map_or(0, |i| i + 3);
+                url[after_scheme..].find('/').map_or(url, |slash| &url[..after_scheme + slash])
+            }
+        };
+        Self { url: format!("{origin}/scim/v2"), configured: false }
+    }
 }
 
 impl ConsoleState {
@@ -73,7 +100,14 @@ impl ConsoleState {
         config.public_url = config.public_url.trim_end_matches('/').to_string();
         config.validate()?;
         let oidc = config.oidc.clone().map(oidc::Oidc::new).transpose()?.map(Arc::new);
-        Ok(Self { directory, config: Arc::new(config), oidc })
+        let scim_url = ScimUrl::beside_console(&config.public_url);
+        Ok(Self { directory, config: Arc::new(config), oidc, scim_url })
+    }
+
+    /// Uses the SCIM API's configured public base URL (`--base-url`).
+    pub fn with_scim_url(mut self, url: &str) -> Self {
+        self.scim_url = ScimUrl { url: url.trim_end_matches('/').to_string(), configured: true };
+        self
     }
 }
 
@@ -87,9 +121,17 @@ pub fn login_link_url(public_url: &str, token: &str) -> String {
     format!("{}/link/{token}", public_url.trim_end_matches('/'))
 }
 
-/// The policy every console response carries: no script, no framing, nothing from elsewhere.
-pub const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The policy every console response carries: scripts and styles from the console itself only
+/// (htmx, embedded; no inline script or style, no `eval`), no framing, nothing from elsewhere.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The version of the embedded htmx (`src/console/vendor/`), part of its path so that a new
+/// version is never served from a browser's cache of the old one.
+pub const HTMX_VERSION: &str = "2.0.11";
+
+/// Where the embedded htmx is served.
+pub const HTMX_PATH: &str = "/console/static/htmx-2.0.11.min.js";
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -110,6 +152,7 @@ pub fn router(state: ConsoleState) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/static/console.css", get(pages::stylesheet))
+        .route(HTMX_PATH.trim_start_matches("/console"), get(pages::htmx))
         .route("/signin", get(pages::signin))
         .route("/login", get(pages::login))
         .route("/callback", get(pages::callback))
@@ -123,6 +166,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/teams/{id}/members", post(pages::team_member))
         .route("/audit", get(pages::audit))
         .route("/audit.csv", get(pages::audit_csv))
+        .route("/requests", get(pages::requests))
+        .route("/connect", get(pages::connect))
+        .route("/connect/test", post(pages::connect_test))
         .route("/access-review", get(pages::access_review))
         .route("/access-review.csv", get(pages::access_review_csv))
         .route("/keys", get(pages::keys).post(pages::create_key))
@@ -150,6 +196,22 @@ mod tests {
         assert!(config("http://127.0.0.1.example.com/console", false).validate().is_err());
         assert!(config("http://scim.example.com/console", true).validate().is_err(), "Secure cookies need https");
         assert!(config("ftp://x/console", true).validate().is_err());
+    }
+
+    #[test]
+    fn the_embedded_htmx_is_the_version_its_path_names() {
+        let js = std::str::from_utf8(pages::HTMX_JS).expect("utf-8");
+        assert!(js.contains(&format!("version:\"{HTMX_VERSION}\"")), "the vendored file is htmx {HTMX_VERSION}");
+        assert_eq!(HTMX_PATH, format!("/console/static/htmx-{HTMX_VERSION}.min.js"));
+    }
+
+    #[test]
+    fn the_scim_url_beside_the_console_is_on_the_same_origin() {
+        let at = |u: &str| ScimUrl::beside_console(u).url;
+        assert_eq!(at("https://scim.example.com/console"), "https://scim.example.com/scim/v2");
+        assert_eq!(at("http://127.0.0.1:8080/console/"), "http://127.0.0.1:8080/scim/v2");
+        assert_eq!(at("https://x.test/admin/ui"), "https://x.test/scim/v2");
+        assert_eq!(at("https://x.test"), "https://x.test/scim/v2");
     }
 
     #[test]

@@ -1,28 +1,31 @@
 //! The console's handlers: read through `crate::provisioning`, render a template; a change
-//! passes [`require_change`] (CSRF token and role) first and is made by provisioning with the
+//! arrives as a [`Change`] (signed-in person, form, CSRF token checked) and passes
+//! [`Change::require`] (the person's role) and is made by provisioning with the
 //! signed-in person as the audit actor.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::ConsoleState;
-use super::session::{self, Signed, require, require_change, require_on_user};
+use super::session::{self, Change, CsrfField, Signed, request_id, require, require_on_user};
 use super::templates::*;
 use crate::provisioning::access::{Action, Permission, Permissions, Preset};
 use crate::provisioning::access_review as review;
 use crate::provisioning::console::ConsoleUser;
 use crate::provisioning::console_views::{Provenance, audit_csv as render_audit_csv, provenance};
+use crate::provisioning::request_log::StatusClass;
 use crate::scim::ScimError;
-use crate::store::{AuditQuery, KeyOwner};
+use crate::store::{AuditQuery, KeyOwner, RequestQuery};
 
 /// Users listed on one page at most.
 const USERS_SHOWN: u64 = 200;
 /// Audit events shown on the page at most (the CSV has them all).
 const AUDIT_SHOWN: usize = 500;
+/// Recent provisioning requests shown at most.
+const REQUESTS_SHOWN: u64 = 300;
 
 /// Renders a template, or a plain 500 if it cannot be (a bug: templates are compile-checked).
 fn render(status: StatusCode, t: &impl Template) -> Response {
@@ -87,11 +90,9 @@ fn nav(person: &ConsoleUser) -> Option<Nav> {
         keys: person.may(Action::ManageKeys),
         audit: person.may(Action::ReadAuditTrail),
         access_review: person.may(Action::ReadUserAccess) && person.may(Action::ReadKeys),
+        requests: person.may(Action::ReadAuditTrail),
+        connect: person.may(Action::ReadKeys),
     })
-}
-
-fn request_id(headers: &HeaderMap) -> Option<String> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
 /// The fixed messages a redirect after a change may ask the next page to show (never text
@@ -124,6 +125,19 @@ pub struct CsrfForm {
     csrf: String,
 }
 
+/// Each change form hands its `csrf` field to [`Change`].
+macro_rules! csrf_field {
+    ($($form:ty),+) => {$(
+        impl CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        }
+    )+};
+}
+
+csrf_field!(CsrfForm, TeamForm, MemberForm, ConnectTestForm, CreateKeyForm);
+
 /// The first page a person may see: the users, or else their own page.
 pub async fn home(Signed(person): Signed) -> Redirect {
     if person.may(Action::ReadUsers) {
@@ -137,6 +151,21 @@ pub async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
         include_str!("console.css"),
+    )
+        .into_response()
+}
+
+/// htmx, embedded (`vendor/README.md` says where it comes from).
+pub(crate) const HTMX_JS: &[u8] = include_bytes!("vendor/htmx.min.js");
+
+/// The embedded htmx: its path names its version, so it may be cached for a year.
+pub async fn htmx() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        HTMX_JS,
     )
         .into_response()
 }
@@ -274,16 +303,8 @@ pub async fn link_redeem(State(s): State<ConsoleState>, headers: HeaderMap, Path
     }
 }
 
-pub async fn signout(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !person.csrf_matches(&form.csrf) {
-        return error_page(StatusCode::FORBIDDEN, "The form was refused: it did not carry this session's CSRF token.");
-    }
-    if let Err(e) = s.directory.end_console_session(&person, request_id(&headers)).await {
+pub async fn signout(State(s): State<ConsoleState>, change: Change<CsrfForm>) -> Response {
+    if let Err(e) = s.directory.end_console_session(&change.person, change.request_id()).await {
         return scim_error_page(e);
     }
     (
@@ -358,17 +379,11 @@ pub async fn user(
 }
 
 /// Resend: a new invitation link; the pending one is cancelled (and refused from then on).
-pub async fn resend(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::InviteUsers) {
+pub async fn resend(State(s): State<ConsoleState>, Path(id): Path<String>, change: Change<CsrfForm>) -> Response {
+    if let Some(refused) = change.require(Action::InviteUsers) {
         return refused;
     }
-    let sent = s.directory.resend_invitation(&person.context(request_id(&headers)), &id).await;
+    let sent = s.directory.resend_invitation(&change.context(), &id).await;
     redirect_or_error(sent, |link| {
         let notice = if link.is_some() { "resent" } else { "no-address" };
         format!("/console/users/{id}?notice={notice}")
@@ -465,16 +480,11 @@ pub struct TeamForm {
 }
 
 /// Makes a team no identity provider manages.
-pub async fn create_team(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Form(form): Form<TeamForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
+pub async fn create_team(State(s): State<ConsoleState>, change: Change<TeamForm>) -> Response {
+    if let Some(refused) = change.require(Action::ChangeTeams) {
         return refused;
     }
-    let made = s.directory.create_team(&person.context(request_id(&headers)), &form.name).await;
+    let made = s.directory.create_team(&change.context(), &change.form.name).await;
     redirect_or_error(made, |team| format!("/console/teams/{}?notice=team-created", team.id))
 }
 
@@ -492,14 +502,13 @@ pub struct MemberForm {
 /// Adds or removes a member of a team no identity provider manages.
 pub async fn team_member(
     State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<MemberForm>,
+    change: Change<MemberForm>,
 ) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ChangeTeams) {
+    if let Some(refused) = change.require(Action::ChangeTeams) {
         return refused;
     }
+    let form = &change.form;
     let (add, notice) = match form.op.as_str() {
         "add" => (true, "member-added"),
         "remove" => (false, "member-removed"),
@@ -509,7 +518,7 @@ pub async fn team_member(
     if user.is_empty() {
         return error_page(StatusCode::BAD_REQUEST, "Name the user (userName) to add or remove.");
     }
-    let changed = s.directory.change_team_member(&person.context(request_id(&headers)), &id, user, add).await;
+    let changed = s.directory.change_team_member(&change.context(), &id, user, add).await;
     redirect_or_error(changed, |()| format!("/console/teams/{id}?notice={notice}"))
 }
 
@@ -592,6 +601,130 @@ pub async fn audit_csv(
         Err(e) => return scim_error_page(e),
     };
     csv_download("audit.csv", csv)
+}
+
+// ---------------------------------------------------------------- recent provisioning requests
+
+/// The requests filter as chosen: a status class ([`StatusClass`]) and a key (its id, `none`
+/// for requests no valid key made, empty for any).
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestsFilter {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// A latency in words: milliseconds with one decimal.
+fn latency_text(duration_us: i64) -> String {
+    format!("{:.1} ms", duration_us as f64 / 1000.0)
+}
+
+/// The newest requests to the provisioning APIs, filtered; read like the audit trail.
+pub async fn requests(
+    State(s): State<ConsoleState>,
+    Signed(person): Signed,
+    Query(f): Query<RequestsFilter>,
+) -> Response {
+    if let Some(refused) = require(&person, Action::ReadAuditTrail) {
+        return refused;
+    }
+    let Some(class) = StatusClass::parse(&f.status) else {
+        return error_page(StatusCode::BAD_REQUEST, &format!("There is no status filter '{}'.", f.status));
+    };
+    let key = f.key.trim();
+    let key_id = match key {
+        "" => None,
+        "none" => Some(None),
+        id => Some(Some(id.to_string())),
+    };
+    let query = RequestQuery { status: class.range(), key_id, limit: REQUESTS_SHOWN };
+    let (records, keys) = match s.directory.recent_requests(&query).await {
+        Ok(found) => found,
+        Err(e) => return scim_error_page(e),
+    };
+    let rows = records
+        .into_iter()
+        .map(|r| RequestRow {
+            latency: latency_text(r.duration_us),
+            time: r.time,
+            method: r.method,
+            path: r.path,
+            status: r.status,
+            key_name: r.key_id.map(|id| r.key_name.filter(|n| !n.is_empty()).unwrap_or(id)),
+        })
+        .collect();
+    let classes = StatusClass::ALL.iter().map(|c| (c.as_str(), c.describe())).collect();
+    render(
+        StatusCode::OK,
+        &RequestsPage {
+            nav: nav(&person),
+            section: "requests",
+            notice: None,
+            rows,
+            status: class.as_str(),
+            classes,
+            key,
+            keys,
+            limit: REQUESTS_SHOWN,
+        },
+    )
+}
+
+// ---------------------------------------------------------------- connect an identity provider
+
+/// How long the discovery test waits for each endpoint.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn connect_page(s: &ConsoleState, person: &ConsoleUser, probe: Option<ProbeResult>) -> Response {
+    render(
+        StatusCode::OK,
+        &ConnectPage {
+            nav: nav(person),
+            section: "connect",
+            notice: None,
+            scim_url: &s.scim_url.url,
+            configured: s.scim_url.configured,
+            preset_permissions: Preset::IdentityProvider.permissions().names().join(", "),
+            can_make_keys: person.may(Action::ManageKeys),
+            csrf: &person.csrf_token,
+            probe,
+        },
+    )
+}
+
+/// The SCIM base URL, how to make a key, hints per identity provider, and the discovery test.
+pub async fn connect(State(s): State<ConsoleState>, Signed(person): Signed) -> Response {
+    if let Some(refused) = require(&person, Action::ReadKeys) {
+        return refused;
+    }
+    connect_page(&s, &person, None)
+}
+
+/// The discovery test's form: its CSRF token and, optionally, the key to test with.
+#[derive(Debug, Deserialize)]
+pub struct ConnectTestForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key: String,
+}
+
+/// Runs discovery against this server through its public base URL (never a URL from the form)
+/// and shows what answered. The key is sent there and nowhere else, and is not stored or shown.
+pub async fn connect_test(State(s): State<ConsoleState>, change: Change<ConnectTestForm>) -> Response {
+    if let Some(refused) = change.require(Action::ReadKeys) {
+        return refused;
+    }
+    let key = Some(change.form.key.trim()).filter(|k| !k.is_empty());
+    let steps = crate::client::probe::probe(&s.scim_url.url, key, PROBE_TIMEOUT).await;
+    let probe = ProbeResult {
+        with_key: key.is_some(),
+        all_ok: steps.iter().all(|step| step.ok),
+        reachable: steps.iter().any(|step| step.status.is_some()),
+        steps,
+    };
+    connect_page(&s, &change.person, Some(probe))
 }
 
 // ---------------------------------------------------------------- access review
@@ -733,7 +866,8 @@ pub async fn keys(State(s): State<ConsoleState>, Signed(person): Signed, Query(n
 /// The key form: `csrf`, `name`, `user` (a userName to tie the key to; empty for a service
 /// account), `preset` (a preset's name, or empty) and any number of `permission` fields. The
 /// preset and the ticked permissions add up, as `keys create --preset --permission` do.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(from = "Vec<(String, String)>")]
 pub struct CreateKeyForm {
     csrf: String,
     name: String,
@@ -742,8 +876,9 @@ pub struct CreateKeyForm {
     permissions: Vec<String>,
 }
 
-impl CreateKeyForm {
-    fn from_fields(fields: Vec<(String, String)>) -> Self {
+impl From<Vec<(String, String)>> for CreateKeyForm {
+    /// The fields as posted (`permission` repeated once per ticked box).
+    fn from(fields: Vec<(String, String)>) -> Self {
         let mut form = Self::default();
         for (k, v) in fields {
             match k.as_str() {
@@ -757,7 +892,9 @@ impl CreateKeyForm {
         }
         form
     }
+}
 
+impl CreateKeyForm {
     /// The permissions chosen: at least one, every name known. The message is a form error.
     fn chosen(&self) -> Result<Permissions, String> {
         let preset = match self.preset.trim() {
@@ -774,26 +911,21 @@ impl CreateKeyForm {
 }
 
 /// Creates a key. The secret is in this response only (never stored, never redirected to).
-pub async fn create_key(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    let form = CreateKeyForm::from_fields(fields);
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
+pub async fn create_key(State(s): State<ConsoleState>, change: Change<CreateKeyForm>) -> Response {
+    if let Some(refused) = change.require(Action::ManageKeys) {
         return refused;
     }
+    let (person, form) = (&change.person, &change.form);
     let name = form.name.trim();
     if name.is_empty() {
-        return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some("A key needs a name.".into()), None).await;
+        return keys_page(&s, person, StatusCode::BAD_REQUEST, Some("A key needs a name.".into()), None).await;
     }
     let permissions = match form.chosen() {
         Ok(p) => p,
-        Err(message) => return keys_page(&s, &person, StatusCode::BAD_REQUEST, Some(message), None).await,
+        Err(message) => return keys_page(&s, person, StatusCode::BAD_REQUEST, Some(message), None).await,
     };
     let user = Some(form.user.trim()).filter(|u| !u.is_empty());
-    match s.directory.create_key(&person.context(request_id(&headers)), name, user, &permissions).await {
+    match s.directory.create_key(&change.context(), name, user, &permissions).await {
         Ok((record, secret)) => {
             let created = CreatedKey {
                 permissions: record.permissions.join(", "),
@@ -801,27 +933,21 @@ pub async fn create_key(
                 secret: secret.expose().to_string(),
                 personal: record.owner == KeyOwner::User,
             };
-            keys_page(&s, &person, StatusCode::CREATED, None, Some(created)).await
+            keys_page(&s, person, StatusCode::CREATED, None, Some(created)).await
         }
         Err(e) if e.status < 500 => {
             let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            keys_page(&s, &person, status, Some(e.detail), None).await
+            keys_page(&s, person, status, Some(e.detail), None).await
         }
         Err(e) => scim_error_page(e),
     }
 }
 
-pub async fn revoke_key(
-    State(s): State<ConsoleState>,
-    Signed(person): Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if let Some(refused) = require_change(&person, &form.csrf, Action::ManageKeys) {
+pub async fn revoke_key(State(s): State<ConsoleState>, Path(id): Path<String>, change: Change<CsrfForm>) -> Response {
+    if let Some(refused) = change.require(Action::ManageKeys) {
         return refused;
     }
-    let revoked = s.directory.revoke_key(&person.context(request_id(&headers)), &id).await;
+    let revoked = s.directory.revoke_key(&change.context(), &id).await;
     redirect_or_error(revoked, |()| "/console/keys?notice=revoked".to_string())
 }
 
@@ -844,7 +970,7 @@ mod tests {
     #[test]
     fn a_key_form_adds_up_its_preset_and_ticked_permissions_and_refuses_none() {
         let form = |fields: &[(&str, &str)]| {
-            CreateKeyForm::from_fields(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            CreateKeyForm::from(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>())
         };
         let f = form(&[("preset", "identity-provider"), ("permission", "audit_logs_read")]);
         let mut expected = Preset::IdentityProvider.permissions().names();

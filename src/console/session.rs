@@ -118,17 +118,66 @@ impl FromRequestParts<ConsoleState> for Signed {
     }
 }
 
-/// The one check before a change: the form carries this session's CSRF token, and the
-/// person's permissions allow `action`. Either failure is a 403 page (returned; `None` when the
-/// change may go ahead); nothing is changed.
-pub fn require_change(person: &ConsoleUser, csrf: &str, action: Action) -> Option<Response> {
-    if !person.csrf_matches(csrf) {
-        return Some(error_page(
-            axum::http::StatusCode::FORBIDDEN,
-            "The form was refused: it did not carry this session's CSRF token. Reload the page and try again.",
-        ));
+/// A form that carries the session's CSRF token in its `csrf` field.
+pub trait CsrfField {
+    /// The token the form carried (empty when none).
+    fn csrf(&self) -> &str;
+}
+
+/// A form posted by the signed-in person: what every console handler that changes something
+/// takes. Extracting it reads the session ([`Signed`]: no session, no change), then the form,
+/// then checks that the form carries this session's CSRF token (else a 403 page, nothing
+/// changed). What the person may change is the handler's to ask, with [`Change::require`].
+pub struct Change<F> {
+    pub person: ConsoleUser,
+    pub form: F,
+    request_id: Option<String>,
+}
+
+impl<F> Change<F> {
+    /// The request context of the change: audited with the person as actor and this request's id.
+    pub fn context(&self) -> crate::provisioning::RequestContext {
+        self.person.context(self.request_id.clone())
     }
-    require(person, action)
+
+    /// The request id (for the audit trail).
+    pub fn request_id(&self) -> Option<String> {
+        self.request_id.clone()
+    }
+
+    /// `None` when the person may do `action`, else the 403 page ([`require`]).
+    pub fn require(&self, action: Action) -> Option<Response> {
+        require(&self.person, action)
+    }
+}
+
+/// The request id the server gave the request (`x-request-id`), for the audit trail.
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+impl<F> axum::extract::FromRequest<ConsoleState> for Change<F>
+where
+    F: serde::de::DeserializeOwned + CsrfField + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &ConsoleState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let Signed(person) = Signed::from_request_parts(&mut parts, state).await?;
+        let request_id = request_id(&parts.headers);
+        let req = axum::extract::Request::from_parts(parts, body);
+        let axum::Form(form) = axum::Form::<F>::from_request(req, state).await.map_err(|e| {
+            error_page(axum::http::StatusCode::BAD_REQUEST, &format!("The form could not be read: {}", e.body_text()))
+        })?;
+        if !person.csrf_matches(form.csrf()) {
+            return Err(error_page(
+                axum::http::StatusCode::FORBIDDEN,
+                "The form was refused: it did not carry this session's CSRF token. Reload the page and try again.",
+            ));
+        }
+        Ok(Self { person, form, request_id })
+    }
 }
 
 /// `None` when the person's permissions allow `action` (decided by `access::allowed`, as for a

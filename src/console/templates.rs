@@ -21,6 +21,10 @@ pub struct Nav {
     pub keys: bool,
     pub audit: bool,
     pub access_review: bool,
+    /// The recent provisioning requests (read like the audit trail).
+    pub requests: bool,
+    /// Connecting an identity provider.
+    pub connect: bool,
 }
 
 #[derive(Template)]
@@ -192,4 +196,61 @@ pub struct AccessReviewPage<'a> {
     /// `?asOf=...` for the CSV link, or empty.
     pub csv_query: String,
     pub rows: Vec<crate::provisioning::access_review::AccessRow>,
+}
+
+/// One row of the recent provisioning requests.
+pub struct RequestRow {
+    pub time: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The key's name; `None` when no valid key made the request.
+    pub key_name: Option<String>,
+    /// The latency in words ("12.3 ms").
+    pub latency: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/requests.html")]
+pub struct RequestsPage<'a> {
+    pub nav: Option<Nav>,
+    pub section: &'a str,
+    pub notice: Option<String>,
+    pub rows: Vec<RequestRow>,
+    /// The status class chosen, and every class with its label.
+    pub status: &'a str,
+    pub classes: Vec<(&'static str, &'static str)>,
+    /// The key chosen (an id, `none`, or empty for any), and every key (id, name) seen.
+    pub key: &'a str,
+    pub keys: Vec<(String, String)>,
+    /// Rows shown at most.
+    pub limit: u64,
+}
+
+/// What a discovery test found.
+pub struct ProbeResult {
+    pub steps: Vec<crate::client::probe::ProbeStep>,
+    /// A key was sent.
+    pub with_key: bool,
+    /// Every endpoint answered as a SCIM service provider does.
+    pub all_ok: bool,
+    /// Some endpoint answered at all.
+    pub reachable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console/connect.html")]
+pub struct ConnectPage<'a> {
+    pub nav: Option<Nav>,
+    pub section: &'a str,
+    pub notice: Option<String>,
+    pub scim_url: &'a str,
+    /// `--base-url` set it.
+    pub configured: bool,
+    /// The `identity-provider` preset's permissions, joined.
+    pub preset_permissions: String,
+    /// The person may make keys (a link to the keys page).
+    pub can_make_keys: bool,
+    pub csrf: &'a str,
+    pub probe: Option<ProbeResult>,
 }

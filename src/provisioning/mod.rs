@@ -14,6 +14,7 @@ pub mod ids;
 pub mod invitations;
 pub mod keys;
 pub mod observer;
+pub mod request_log;
 mod role_mappings;
 pub mod roles;
 mod user_roles;

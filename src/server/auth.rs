@@ -20,7 +20,8 @@ fn bearer(value: &str) -> Option<&str> {
 }
 
 /// Middleware: 401 without a valid key; with one, its
-/// [`Principal`](crate::provisioning::access::Principal) goes into the request's extensions.
+/// [`Principal`](crate::provisioning::access::Principal) goes into the request's extensions
+/// (for the handler) and the response's (for the request log: which key it was).
 pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let refuse = |reason: &'static str, err: ScimError| {
         state.metrics.auth_failures.get_or_create(&AuthLabels { reason }).inc();
@@ -37,8 +38,10 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     };
     match state.directory.authenticate(token).await {
         Ok(Some(principal)) => {
-            req.extensions_mut().insert(principal);
-            next.run(req).await
+            req.extensions_mut().insert(principal.clone());
+            let mut resp = next.run(req).await;
+            resp.extensions_mut().insert(principal);
+            resp
         }
         Ok(None) => refuse("invalid", ScimError::unauthorized("the key is unknown or revoked")),
         Err(e) => ApiError(e).into_response(),

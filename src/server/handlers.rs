@@ -2,14 +2,14 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Extension, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AppState;
 use super::response::{ApiError, ApiResult, ScimJson};
-use crate::provisioning::access::{Action, Principal};
+use crate::provisioning::access::{Action, Principal, allowed};
 use crate::provisioning::groups::{LinkExisting, PatchReply};
 use crate::provisioning::{RequestContext, Resource};
 use crate::scim::ScimError;
@@ -38,6 +38,25 @@ pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let proto = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
     format!("{proto}://{host}/scim/v2")
+}
+
+/// The authenticated request: the context of the key that [`super::auth::require_key`] let
+/// through (its permissions, the audit actor, the request id, the base URL, the invitation
+/// hint). What every SCIM handler takes; on a route without that middleware it is a 401.
+pub struct Authenticated(pub RequestContext);
+
+impl axum::extract::FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = parts.extensions.get::<Principal>().ok_or_else(|| {
+            ApiError(ScimError::unauthorized("authentication required: send 'Authorization: Bearer <key>'"))
+        })?;
+        Ok(Self(context(state, key, &parts.headers)))
+    }
 }
 
 fn context(state: &AppState, key: &Principal, headers: &HeaderMap) -> RequestContext {
@@ -116,29 +135,28 @@ fn not_modified(headers: &HeaderMap, r: &Resource) -> Option<Response> {
 
 pub async fn create_user(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().user;
     let pairs = query_pairs(&q)?;
     let p = projection(&pairs, rt)?;
     let body = json_body(&s, body)?;
-    let r = s.directory.create_user(&context(&s, &key, &headers), &body).await?;
+    let r = s.directory.create_user(&ctx, &body).await?;
     Ok(resource_response(r, StatusCode::CREATED, rt, &p))
 }
 
 pub async fn get_user(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rt = &s.directory.types().user;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let r = s.directory.get_user(&context(&s, &key, &headers), &id, &p).await?;
+    let r = s.directory.get_user(&ctx, &id, &p).await?;
     if let Some(resp) = not_modified(&headers, &r) {
         return Ok(resp);
     }
@@ -147,7 +165,7 @@ pub async fn get_user(
 
 pub async fn replace_user(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -156,13 +174,13 @@ pub async fn replace_user(
     let rt = &s.directory.types().user;
     let p = projection(&query_pairs(&q)?, rt)?;
     let body = json_body(&s, body)?;
-    let r = s.directory.replace_user(&context(&s, &key, &headers), &id, &body, if_match(&headers).as_deref()).await?;
+    let r = s.directory.replace_user(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
 }
 
 pub async fn patch_user(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -171,44 +189,42 @@ pub async fn patch_user(
     let rt = &s.directory.types().user;
     let p = projection(&query_pairs(&q)?, rt)?;
     let body = json_body(&s, body)?;
-    let r = s.directory.patch_user(&context(&s, &key, &headers), &id, &body, if_match(&headers).as_deref()).await?;
+    let r = s.directory.patch_user(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
 }
 
 pub async fn delete_user(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    s.directory.delete_user(&context(&s, &key, &headers), &id, if_match(&headers).as_deref()).await?;
+    s.directory.delete_user(&ctx, &id, if_match(&headers).as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list_users(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
 ) -> ApiResult {
     let query = ListQuery::from_query(&query_pairs(&q)?, s.config.default_count, s.config.max_count)?;
-    users_page(&s, &key, &headers, query).await
+    users_page(&s, &ctx, query).await
 }
 
 pub async fn search_users(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
-    headers: HeaderMap,
+    Authenticated(ctx): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
-    users_page(&s, &key, &headers, query).await
+    users_page(&s, &ctx, query).await
 }
 
-async fn users_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+async fn users_page(s: &AppState, ctx: &RequestContext, query: ListQuery) -> ApiResult {
     let rt = &s.directory.types().user;
     let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
-    let (total, items) = s.directory.list_users(&context(s, key, headers), &query, &p).await?;
+    let (total, items) = s.directory.list_users(ctx, &query, &p).await?;
     Ok(list_out(total, query.start_index, items, rt, &p))
 }
 
@@ -216,7 +232,7 @@ async fn users_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: L
 
 pub async fn create_group(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -230,20 +246,20 @@ pub async fn create_group(
         Some(v) if v.as_bytes().trim_ascii() == b"*" => LinkExisting::Never,
         Some(_) => return Err(ScimError::invalid_value("on POST /Groups, If-None-Match accepts only *").into()),
     };
-    let r = s.directory.create_group_with(&context(&s, &key, &headers), &body, &p, link).await?;
+    let r = s.directory.create_group_with(&ctx, &body, &p, link).await?;
     Ok(resource_response(r, StatusCode::CREATED, rt, &p))
 }
 
 pub async fn get_group(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let r = s.directory.get_group(&context(&s, &key, &headers), &id, &p).await?;
+    let r = s.directory.get_group(&ctx, &id, &p).await?;
     if let Some(resp) = not_modified(&headers, &r) {
         return Ok(resp);
     }
@@ -252,7 +268,7 @@ pub async fn get_group(
 
 pub async fn replace_group(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -261,14 +277,13 @@ pub async fn replace_group(
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
     let body = json_body(&s, body)?;
-    let ctx = context(&s, &key, &headers);
     let r = s.directory.replace_group(&ctx, &id, &body, if_match(&headers).as_deref(), &p).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
 }
 
 pub async fn patch_group(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
@@ -277,7 +292,6 @@ pub async fn patch_group(
     let rt = &s.directory.types().group;
     let p = projection(&query_pairs(&q)?, rt)?;
     let body = json_body(&s, body)?;
-    let ctx = context(&s, &key, &headers);
     // Neither `attributes` nor `excludedAttributes` (or both empty): the client did not ask
     // for the resource, and a membership PATCH is answered 204 (see `Directory::patch_group`).
     let asked = p != Projection::default();
@@ -295,38 +309,36 @@ pub async fn patch_group(
 
 pub async fn delete_group(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    s.directory.delete_group(&context(&s, &key, &headers), &id, if_match(&headers).as_deref()).await?;
+    s.directory.delete_group(&ctx, &id, if_match(&headers).as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list_groups(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
 ) -> ApiResult {
     let query = ListQuery::from_query(&query_pairs(&q)?, s.config.default_count, s.config.max_count)?;
-    groups_page(&s, &key, &headers, query).await
+    groups_page(&s, &ctx, query).await
 }
 
 pub async fn search_groups(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
-    headers: HeaderMap,
+    Authenticated(ctx): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
-    groups_page(&s, &key, &headers, query).await
+    groups_page(&s, &ctx, query).await
 }
 
-async fn groups_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+async fn groups_page(s: &AppState, ctx: &RequestContext, query: ListQuery) -> ApiResult {
     let rt = &s.directory.types().group;
     let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
-    let (total, items) = s.directory.list_groups(&context(s, key, headers), &query, &p).await?;
+    let (total, items) = s.directory.list_groups(ctx, &query, &p).await?;
     Ok(list_out(total, query.start_index, items, rt, &p))
 }
 
@@ -334,91 +346,85 @@ async fn groups_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: 
 
 pub async fn create_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
-    headers: HeaderMap,
+    Authenticated(ctx): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
     let body = json_body(&s, body)?;
-    let r = s.directory.create_role_mapping(&context(&s, &key, &headers), &body).await?;
+    let r = s.directory.create_role_mapping(&ctx, &body).await?;
     Ok(resource_response(r, StatusCode::CREATED, rt, &Projection::default()))
 }
 
 pub async fn get_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
     let p = projection(&query_pairs(&q)?, rt)?;
-    let r = s.directory.get_role_mapping(&context(&s, &key, &headers), &id).await?;
+    let r = s.directory.get_role_mapping(&ctx, &id).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &p))
 }
 
 pub async fn replace_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
     let body = json_body(&s, body)?;
-    let ctx = context(&s, &key, &headers);
     let r = s.directory.replace_role_mapping(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &Projection::default()))
 }
 
 pub async fn patch_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
     let body = json_body(&s, body)?;
-    let ctx = context(&s, &key, &headers);
     let r = s.directory.patch_role_mapping(&ctx, &id, &body, if_match(&headers).as_deref()).await?;
     Ok(resource_response(r, StatusCode::OK, rt, &Projection::default()))
 }
 
 pub async fn delete_role_mapping(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    s.directory.delete_role_mapping(&context(&s, &key, &headers), &id, if_match(&headers).as_deref()).await?;
+    s.directory.delete_role_mapping(&ctx, &id, if_match(&headers).as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn list_role_mappings(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     RawQuery(q): RawQuery,
-    headers: HeaderMap,
 ) -> ApiResult {
     let query = ListQuery::from_query(&query_pairs(&q)?, s.config.default_count, s.config.max_count)?;
-    role_mappings_page(&s, &key, &headers, query).await
+    role_mappings_page(&s, &ctx, query).await
 }
 
 pub async fn search_role_mappings(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
-    headers: HeaderMap,
+    Authenticated(ctx): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
-    role_mappings_page(&s, &key, &headers, query).await
+    role_mappings_page(&s, &ctx, query).await
 }
 
-async fn role_mappings_page(s: &AppState, key: &Principal, headers: &HeaderMap, query: ListQuery) -> ApiResult {
+async fn role_mappings_page(s: &AppState, ctx: &RequestContext, query: ListQuery) -> ApiResult {
     let rt = &s.directory.types().role_mapping;
     let p = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), rt)?;
-    let (total, items) = s.directory.list_role_mappings(&context(s, key, headers), &query).await?;
+    let (total, items) = s.directory.list_role_mappings(ctx, &query).await?;
     Ok(list_out(total, query.start_index, items, rt, &p))
 }
 
@@ -427,28 +433,32 @@ async fn role_mappings_page(s: &AppState, key: &Principal, headers: &HeaderMap, 
 /// POST /.search: Users, then Groups, then RoleMappings, one page across them (RFC 7644 §3.4.3).
 pub async fn search_all(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
-    headers: HeaderMap,
+    Authenticated(ctx): Authenticated,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let query = ListQuery::from_search_body(&json_body(&s, body)?, s.config.default_count, s.config.max_count)?;
-    let ctx = context(&s, &key, &headers);
     let types = s.directory.types();
     let pu = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.user)?;
     let pg = Projection::parse(query.attributes.as_deref(), query.excluded_attributes.as_deref(), &types.group)?;
     let skip = query.start_index.saturating_sub(1);
     // Only the resource types the key may read; none at all is a 403.
-    if ![Action::ReadUsers, Action::ReadTeams, Action::ReadRoleMappings].into_iter().any(|a| key.may(a)) {
+    if ![Action::ReadUsers, Action::ReadTeams, Action::ReadRoleMappings]
+        .into_iter()
+        .any(|a| allowed(&ctx.permissions, a))
+    {
         ctx.authorize(Action::ReadUsers)?;
     }
-    let (user_total, users) =
-        if key.may(Action::ReadUsers) { s.directory.list_users(&ctx, &query, &pu).await? } else { (0, Vec::new()) };
+    let (user_total, users) = if allowed(&ctx.permissions, Action::ReadUsers) {
+        s.directory.list_users(&ctx, &query, &pu).await?
+    } else {
+        (0, Vec::new())
+    };
     let group_query = ListQuery {
         start_index: skip.saturating_sub(user_total) + 1,
         count: query.count.saturating_sub(users.len() as u64),
         ..query.clone()
     };
-    let (group_total, groups) = if key.may(Action::ReadTeams) {
+    let (group_total, groups) = if allowed(&ctx.permissions, Action::ReadTeams) {
         s.directory.list_groups(&ctx, &group_query, &pg).await?
     } else {
         (0, Vec::new())
@@ -459,7 +469,7 @@ pub async fn search_all(
         count: group_query.count.saturating_sub(groups.len() as u64),
         ..query.clone()
     };
-    let (mapping_total, mappings) = if key.may(Action::ReadRoleMappings) {
+    let (mapping_total, mappings) = if allowed(&ctx.permissions, Action::ReadRoleMappings) {
         s.directory.list_role_mappings(&ctx, &mapping_query).await?
     } else {
         (0, Vec::new())
@@ -485,11 +495,10 @@ pub async fn search_all(
 /// GET /api/v1/users/{id}/access: effective roles (with their source) and teams.
 pub async fn user_access(
     State(s): State<AppState>,
-    Extension(key): Extension<Principal>,
+    Authenticated(ctx): Authenticated,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> ApiResult {
-    let access = s.directory.user_access(&context(&s, &key, &headers), &id).await?;
+    let access = s.directory.user_access(&ctx, &id).await?;
     Ok(ScimJson::ok(access).header(header::CONTENT_TYPE, "application/json"))
 }
 

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub store_commits: Counter,
     /// Request transactions those commits made durable.
     pub store_transactions: Counter,
+    /// Records of the request log dropped because its queue was full.
+    pub request_log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -101,7 +103,23 @@ impl Default for Metrics {
             "Request transactions made durable by the SQLite writer's commits",
             store_transactions.clone(),
         );
-        Self { registry, requests, durations, auth_failures, role_events, outbox, store_commits, store_transactions }
+        let request_log_dropped = Counter::default();
+        registry.register(
+            "request_log_dropped",
+            "Records of the recent-requests log dropped because the database fell behind",
+            request_log_dropped.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+            auth_failures,
+            role_events,
+            outbox,
+            store_commits,
+            store_transactions,
+            request_log_dropped,
+        }
     }
 }
 

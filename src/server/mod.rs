@@ -9,6 +9,7 @@ mod handlers;
 mod invitations;
 pub mod metrics;
 mod normalize;
+mod request_log;
 mod response;
 
 pub use response::SCIM_MEDIA_TYPE;
@@ -59,6 +60,9 @@ pub struct ServerConfig {
     /// Whether invitation e-mails are sent (SMTP configured): then invitation links that point at
     /// a loopback address are a readiness warning.
     pub sends_invitation_email: bool,
+    /// How many recent requests to `/scim/v2` and `/api/v1` the database keeps for the
+    /// console's "Recent provisioning requests" page (all replicas together; zero: none).
+    pub request_log_size: u64,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +78,7 @@ impl Default for ServerConfig {
             key_cache_ttl: Duration::from_secs(1),
             metrics_on_api_port: true,
             sends_invitation_email: false,
+            request_log_size: 1000,
         }
     }
 }
@@ -96,6 +101,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The web console, served under `/console` when set.
     pub console: Option<crate::console::ConsoleState>,
+    /// Where answered provisioning requests are recorded (none when the log is off).
+    request_log: Option<request_log::RequestLog>,
 }
 
 impl AppState {
@@ -103,13 +110,17 @@ impl AppState {
     /// `config.key_cache_ttl`.
     pub fn new(directory: Directory, metrics: Arc<Metrics>, config: ServerConfig) -> Self {
         let directory = directory.with_key_cache_ttl(config.key_cache_ttl);
-        Self { directory, metrics, config: Arc::new(config), console: None }
+        let request_log = request_log::RequestLog::start(directory.clone(), config.request_log_size, metrics.clone());
+        Self { directory, metrics, config: Arc::new(config), console: None, request_log }
     }
 
     /// Serves the web console under `/console` too, over this state's directory (one directory
     /// per server: the console and the API share its settings and its cache of verified keys).
     pub fn with_console(mut self, mut console: crate::console::ConsoleState) -> Self {
         console.directory = self.directory.clone();
+        if let Some(url) = &self.config.base_url {
+            console = console.with_scim_url(url);
+        }
         self.console = Some(console);
         self
     }
@@ -184,13 +195,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts, times and bounds every request; a request past its deadline is dropped, which rolls
-/// back its transaction, and answered 503.
+/// Counts, times and bounds every request, and records those to the provisioning APIs in the
+/// request log; a request past its deadline is dropped, which rolls back its transaction, and
+/// answered 503.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let method = metrics::method_label(req.method());
     let start = Instant::now();
+    // The path only: a query string may carry a filter on e-mail addresses, never stored.
+    let logged = state.request_log.as_ref().filter(|_| request_log::recorded(req.uri().path())).map(|log| {
+        let request_id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_string);
+        (log, state.directory.now_text(), crate::provisioning::request_log::recorded_path(req.uri().path()), request_id)
+    });
     let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
@@ -200,8 +217,22 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         }
     };
     let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
     state.metrics.requests.get_or_create(&HttpLabels { method, route: route.clone(), status }).inc();
-    state.metrics.durations.get_or_create(&RouteLabels { method, route }).observe(start.elapsed().as_secs_f64());
+    state.metrics.durations.get_or_create(&RouteLabels { method, route }).observe(elapsed.as_secs_f64());
+    if let Some((log, time, path, request_id)) = logged {
+        let key = resp.extensions().get::<crate::provisioning::access::Principal>();
+        log.record(crate::store::RequestRecord {
+            time,
+            method: method.to_string(),
+            path,
+            status,
+            key_id: key.map(|k| k.actor.clone()),
+            key_name: key.map(|k| k.name.clone()),
+            duration_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
+            request_id,
+        });
+    }
     resp
 }
 

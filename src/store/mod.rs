@@ -13,6 +13,7 @@ mod filter_sql;
 mod invitations;
 mod keys;
 mod records;
+mod requests;
 mod roles;
 mod sql;
 mod teams;
@@ -25,6 +26,7 @@ pub use filter_sql::{ResourceTable, SqlCondition, SqlValue, translate as transla
 pub use invitations::{InvitationReads, InvitationWrites};
 pub use keys::{KeyReads, KeyWrites};
 pub use records::*;
+pub use requests::{RequestQuery, RequestReads, RequestRecord, RequestWrites};
 pub use roles::{RoleReads, RoleWrites};
 pub use sql::SqlStore;
 pub use teams::{TeamReads, TeamWrites};
@@ -34,7 +36,8 @@ pub use users::{UserReads, UserWrites};
 pub mod prelude {
     pub use super::{
         AuditReads, AuditWrites, ConsoleReads, ConsoleWrites, InvitationReads, InvitationWrites, KeyReads, KeyWrites,
-        ReadTx, RoleReads, RoleWrites, Store, TeamReads, TeamWrites, Tx, UserReads, UserWrites,
+        ReadTx, RequestReads, RequestWrites, RoleReads, RoleWrites, Store, TeamReads, TeamWrites, Tx, UserReads,
+        UserWrites,
     };
 }
 
@@ -170,10 +173,14 @@ pub type SharedStore = Arc<dyn Store>;
 
 /// A read handle: every area's reads and nothing else. A read transaction or a read handle
 /// cannot write, by its type (and, on SQLite, by its connection, opened read-only).
-pub trait ReadTx: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ConsoleReads {}
+pub trait ReadTx:
+    UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ConsoleReads + RequestReads
+{
+}
 
-impl<T: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ConsoleReads + ?Sized> ReadTx
-    for T
+impl<
+    T: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationReads + ConsoleReads + RequestReads + ?Sized,
+> ReadTx for T
 {
 }
 
@@ -181,7 +188,15 @@ impl<T: UserReads + TeamReads + KeyReads + AuditReads + RoleReads + InvitationRe
 /// rolls back.
 #[async_trait]
 pub trait Tx:
-    ReadTx + UserWrites + TeamWrites + KeyWrites + AuditWrites + RoleWrites + InvitationWrites + ConsoleWrites
+    ReadTx
+    + UserWrites
+    + TeamWrites
+    + KeyWrites
+    + AuditWrites
+    + RoleWrites
+    + InvitationWrites
+    + ConsoleWrites
+    + RequestWrites
 {
     /// Makes the transaction's writes durable.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -8,6 +8,7 @@ mod console;
 mod exec;
 mod invitations;
 mod keys;
+mod requests;
 mod roles;
 mod sqlite;
 mod teams;
