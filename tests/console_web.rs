@@ -423,7 +423,31 @@ async fn a_key_created_in_the_console_is_shown_once_works_and_stops_when_revoked
         .await;
     let html = resp.text().await.expect("body");
     assert!(html.contains("belongs to a person"), "{html}");
+
+    // Each key shows when it was made and when it last authenticated: the two keys that called
+    // /Users show the recorded time, the personal key that never did shows "never".
+    let (_, page) = c.page(&cookie, "/console/keys").await;
+    let stored = c.directory.keys().await.expect("keys");
+    for name in ["okta-prod", "auditor", "personal"] {
+        let k = stored.iter().find(|k| k.name == name).expect("key");
+        let row = key_row(&page, &k.id);
+        assert!(row.contains(&format!("<td>{}</td>", k.created)), "{name} shows when it was made: {row}");
+        let used = if name == "personal" {
+            assert!(k.last_used_at.is_none(), "{k:?}");
+            "never".to_string()
+        } else {
+            k.last_used_at.clone().expect("a key that authenticated has a last use")
+        };
+        assert!(row.contains(&format!("<td>{used}</td>")), "{name} last used {used}: {row}");
+    }
     c.stop().await;
+}
+
+/// The row of the keys page for key `id`.
+fn key_row<'a>(html: &'a str, id: &str) -> &'a str {
+    let start = html.find(&format!("<tr id=\"key-{id}\"")).expect("the key has a row");
+    let len = html[start..].find("</tr>").expect("the row ends");
+    &html[start..start + len]
 }
 
 #[tokio::test]

@@ -835,6 +835,7 @@ async fn keys_page(
             name: k.name,
             hint: k.hint,
             created: k.created,
+            last_used: k.last_used_at.unwrap_or_else(|| "never".to_string()),
             revoked: k.revoked_at,
         })
         .collect();

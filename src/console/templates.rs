@@ -153,6 +153,8 @@ pub struct KeyRow {
     pub hint: String,
     pub permissions: String,
     pub created: String,
+    /// When the key last authenticated (recorded at most once a minute), or "never".
+    pub last_used: String,
     pub revoked: Option<String>,
 }
 
