@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         name,
         scim_id: Some(scim_operator::provisioning::ids::new_id()),
         external_id: None,
+        declared_by: None,
         created: now.clone(),
         last_modified: now.clone(),
         version: 1,

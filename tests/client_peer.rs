@@ -72,12 +72,12 @@ async fn client_works_against_the_python_reference_server() {
         .await
         .unwrap();
     let other_id = other.id.clone();
-    let group = client.create_group("Peers", "k8s:g", std::slice::from_ref(&id), false).await.unwrap();
+    let group = client.create_group("Peers", "k8s:g", std::slice::from_ref(&id), false, None).await.unwrap();
     let gid = group.id.clone();
     client.change_members(&gid, std::slice::from_ref(&other_id), std::slice::from_ref(&id), None).await.unwrap();
     assert_eq!(client.group_members(&gid).await.unwrap(), vec![other_id.clone()]);
     let rename = json!({"op": "replace", "path": "displayName", "value": "Peers 2"});
-    client.patch_group(&gid, &[rename], None).await.unwrap();
+    client.patch_group(&gid, &[rename], None, None).await.unwrap();
     assert_eq!(client.find_group_by_name("Peers 2").await.unwrap().unwrap().id, gid);
     // This server's extensions are absent there: effective roles degrade to "unknown".
     assert_eq!(client.effective_roles(&id).await.unwrap(), None);

@@ -991,3 +991,96 @@ async fn connect_shows_the_base_url_and_its_test_runs_discovery_through_it() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     c.stop().await;
 }
+
+/// A team the operator declares shows its ManagedTeam's namespace/name: the operator's key
+/// sends `Scim-Declared-By` with the group's ownership marker and the server keeps it. The same
+/// header from an identity provider's key is ignored (its team looks as pushed, and it cannot
+/// rename the declaring object of the operator's team), and a malformed one is a 400.
+#[tokio::test]
+async fn a_team_declared_in_kubernetes_shows_its_namespace_and_name() {
+    use scim_operator::provisioning::access::Preset;
+    let c = Console::start(Arc::new(SystemClock)).await;
+    let ann = c.provision("ann@example.com", Some("Admin")).await;
+    let ctx = RequestContext::trusted("cli:test");
+    let key = |preset: Preset| {
+        let (directory, ctx) = (c.directory.clone(), ctx.clone());
+        async move {
+            let (_, secret) =
+                directory.create_key(&ctx, preset.as_str(), None, &preset.permissions()).await.expect("key");
+            secret.expose().to_string()
+        }
+    };
+    let (operator, idp) = (key(Preset::Operator).await, key(Preset::IdentityProvider).await);
+    let send = |key: &str, method: reqwest::Method, path: &str, declared: Option<&str>, body: serde_json::Value| {
+        let mut req = c
+            .http
+            .request(method, format!("{}{path}", c.scim))
+            .bearer_auth(key)
+            .header("content-type", "application/scim+json")
+            .body(body.to_string());
+        if let Some(d) = declared {
+            req = req.header("Scim-Declared-By", d);
+        }
+        async move {
+            let resp = req.send().await.expect("scim request");
+            let status = resp.status();
+            (status, resp.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let group = |name: &str, marker: Option<&str>| json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name, "externalId": marker});
+    let post = reqwest::Method::POST;
+    let marker = "k8s:prod/payments/0d1e-uid";
+
+    // A malformed header is refused before anything is written.
+    for bad in ["payments", "payments/billing/x", "Payments/billing", "payments/"] {
+        let (s, b) = send(&operator, post.clone(), "/Groups", Some(bad), group("Billing", Some(marker))).await;
+        assert_eq!((s, b["scimType"].as_str()), (StatusCode::BAD_REQUEST, Some("invalidValue")), "{bad}: {b}");
+    }
+    assert!(c.directory.teams().await.expect("teams").is_empty(), "nothing was made");
+
+    let (s, b) =
+        send(&operator, post.clone(), "/Groups", Some("payments/billing-team"), group("Billing", Some(marker))).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let billing = b["id"].as_str().expect("group id").to_string();
+    let (s, b) = send(&idp, post.clone(), "/Groups", Some("payments/spoofed"), group("Okta team", None)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // The identity provider changes the operator's team's members (it may) and names another
+    // declaring object (it may not: ignored).
+    let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": ann}]}]});
+    let (s, b) = send(&idp, reqwest::Method::PATCH, &format!("/Groups/{billing}"), Some("evil/spoofed"), add).await;
+    assert!(s.is_success(), "{s} {b}");
+
+    let cookie = c.sign_in("ann@example.com").await;
+    let (_, html) = c.page(&cookie, "/console/teams").await;
+    assert!(html.contains("Declared in Kubernetes: payments/billing-team (cluster prod)"), "{html}");
+    assert!(html.contains("Managed externally"), "the identity provider's team: {html}");
+    assert!(!html.contains("spoofed"), "no declared name from an identity provider's key: {html}");
+    let teams = c.directory.teams().await.expect("teams");
+    let declared: Vec<(String, Option<String>)> =
+        teams.iter().map(|(t, _)| (t.name.clone(), t.declared_by.clone())).collect();
+    assert_eq!(
+        declared,
+        [("Billing".to_string(), Some("payments/billing-team".to_string())), ("Okta team".to_string(), None)]
+    );
+    let team_id = &teams[0].0.id;
+    let (_, html) = c.page(&cookie, &format!("/console/teams/{team_id}")).await;
+    assert!(html.contains("Declared in Kubernetes: payments/billing-team"), "{html}");
+
+    // A replace by the operator names the object that declares the group now; without the
+    // header the name is kept, and dropping the marker drops it.
+    let put = |declared: Option<&'static str>, marker: Option<&'static str>| {
+        send(&operator, reqwest::Method::PUT, &format!("/Groups/{billing}"), declared, group("Billing", marker))
+    };
+    let declared_now = || async { c.directory.teams().await.expect("teams")[0].0.declared_by.clone() };
+    let (s, b) = put(Some("payments/billing-v2"), Some(marker)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(declared_now().await.as_deref(), Some("payments/billing-v2"));
+    let (s, b) = put(None, Some(marker)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(declared_now().await.as_deref(), Some("payments/billing-v2"));
+    let (s, b) = put(Some("payments/billing-v3"), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(declared_now().await, None, "no marker, no declaring object");
+    c.stop().await;
+}

@@ -4,6 +4,7 @@ mod common;
 
 use scim_operator::clock::SystemClock;
 use scim_operator::provisioning::{Directory, RequestContext};
+use scim_operator::scim::declared_by::DeclaredBy;
 use scim_operator::scim::list::ListQuery;
 use scim_operator::scim::projection::Projection;
 use serde_json::json;
@@ -62,6 +63,11 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
     d.create_group(&ctx, &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Copied", "members": members}), &Projection::default())
         .await
         .unwrap();
+    // A team the operator declares keeps the ManagedTeam's namespace/name (migration 0009).
+    let operator = RequestContext { declared_by: Some(DeclaredBy::parse("payments/billing").unwrap()), ..ctx.clone() };
+    d.create_group(&operator, &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Declared", "externalId": "k8s:prod/payments/uid-1"}), &Projection::default())
+        .await
+        .unwrap();
     let before_user = d.get_user(&ctx, &ids[1], &Projection::default()).await.unwrap().json;
     store.close().await;
 
@@ -118,6 +124,9 @@ async fn sqlite_copied_into_postgres_keeps_everything() {
     let q = ListQuery::from_query(&[], 100, 1000).unwrap();
     let (_, groups) = d2.list_groups(&ctx, &q, &Projection::default()).await.unwrap();
     assert_eq!(groups[0].json["members"].as_array().unwrap().len(), 20);
+    let declared: Vec<_> = d2.teams().await.unwrap().into_iter().map(|(t, _)| (t.name, t.declared_by)).collect();
+    assert!(declared.contains(&("Declared".to_string(), Some("payments/billing".to_string()))), "{declared:?}");
+    assert!(declared.contains(&("Copied".to_string(), None)), "{declared:?}");
     let key = target
         .begin_read()
         .await

@@ -225,13 +225,19 @@ pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// The [`crate::scim::declared_by::HEADER`] of a group request, when a Kubernetes object
+/// declares the group.
+fn declared_header(declared_by: Option<&str>) -> Vec<(&'static str, &str)> {
+    declared_by.map(|d| (crate::scim::declared_by::HEADER, d)).into_iter().collect()
+}
+
 /// One request as [`ScimClient::send_once`] sends it.
 struct Request<'a> {
     method: &'a Method,
     path: &'a str,
     body: Option<&'a Value>,
     precondition: Precondition<'a>,
-    extra: &'a [(&'static str, &'static str)],
+    extra: &'a [(&'static str, &'a str)],
 }
 
 /// An answer: status, `Retry-After`, and the body as JSON (Null when empty, a string when it is
@@ -343,7 +349,7 @@ impl ScimClient {
         path: &str,
         body: Option<&Value>,
         precondition: Precondition<'_>,
-        extra: &[(&'static str, &'static str)],
+        extra: &[(&'static str, &str)],
     ) -> ClientResult<Value> {
         let _permit = self.in_flight.acquire().await.map_err(|_| ClientError::Other("client closed".into()))?;
         self.limiter.until_ready().await;
@@ -491,14 +497,21 @@ impl ScimClient {
         operations: &[Value],
         version: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        self.patch(&resource_path("Users", id), operations, version).await
+        self.patch(&resource_path("Users", id), operations, version, &[]).await
     }
 
-    /// PATCH of `path` with `operations`, if the resource is still at `version`.
-    async fn patch(&self, path: &str, operations: &[Value], version: Option<&str>) -> ClientResult<Option<ScimObject>> {
+    /// PATCH of `path` with `operations` and `extra` headers, if the resource is still at
+    /// `version`.
+    async fn patch(
+        &self,
+        path: &str,
+        operations: &[Value],
+        version: Option<&str>,
+        extra: &[(&'static str, &str)],
+    ) -> ClientResult<Option<ScimObject>> {
         let body = json!({"schemas": [PATCH_OP], "Operations": operations});
         let pre = version.map_or(Precondition::None, Precondition::Version);
-        ScimObject::from_optional_reply(self.request_if(Method::PATCH, path, Some(&body), pre).await?)
+        ScimObject::from_optional_reply(self.send(Method::PATCH, path, Some(&body), pre, extra).await?)
     }
 
     /// Sets `active`, if the user is still at `version`.
@@ -571,30 +584,35 @@ impl ScimClient {
     /// Creates a group. With `link: false` the request carries `If-None-Match: *`, which asks a
     /// server that links an existing team of the same name (this one does) to answer 409
     /// instead; with `link: true` this server links the unmanaged team of exactly that name.
+    /// `declared_by` (`namespace/name` of the declaring Kubernetes object) is sent as
+    /// [`crate::scim::declared_by::HEADER`]; a server that does not know it ignores it.
     pub async fn create_group(
         &self,
         display_name: &str,
         external_id: &str,
         members: &[String],
         link: bool,
+        declared_by: Option<&str>,
     ) -> ClientResult<ScimObject> {
         let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
         let body = json!({"schemas": [GROUP_SCHEMA], "displayName": display_name, "externalId": external_id, "members": members});
         let pre = if link { Precondition::None } else { Precondition::Absent };
-        ScimObject::from_reply(
-            self.request_if(Method::POST, "/Groups?excludedAttributes=members", Some(&body), pre).await?,
-        )
+        let path = "/Groups?excludedAttributes=members";
+        ScimObject::from_reply(self.send(Method::POST, path, Some(&body), pre, &declared_header(declared_by)).await?)
     }
 
     /// Applies PATCH operations to a group (members excluded from the answer), if it is still at
-    /// `version`; the group as answered (`None` from a server that answers 204).
+    /// `version`; the group as answered (`None` from a server that answers 204). `declared_by`
+    /// as for [`Self::create_group`].
     pub async fn patch_group(
         &self,
         id: &str,
         operations: &[Value],
         version: Option<&str>,
+        declared_by: Option<&str>,
     ) -> ClientResult<Option<ScimObject>> {
-        self.patch(&format!("{}?excludedAttributes=members", resource_path("Groups", id)), operations, version).await
+        let path = format!("{}?excludedAttributes=members", resource_path("Groups", id));
+        self.patch(&path, operations, version, &declared_header(declared_by)).await
     }
 
     /// Adds and removes members with PATCH, only the changes, in chunks; the first chunk only if
@@ -618,7 +636,7 @@ impl ScimClient {
             if i > 0 && version.is_none() {
                 version = self.get_group(id).await?.version;
             }
-            let answer = self.patch_group(id, ops, version.as_deref()).await?;
+            let answer = self.patch_group(id, ops, version.as_deref(), None).await?;
             version = answer.and_then(|a| a.version);
         }
         Ok(())

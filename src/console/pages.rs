@@ -396,10 +396,16 @@ pub async fn resend(State(s): State<ConsoleState>, Path(id): Path<String>, chang
 fn provenance_text(p: &Provenance) -> String {
     match p {
         Provenance::IdentityProvider => "Managed externally (pushed by an identity provider)".into(),
+        Provenance::Kubernetes { cluster, declared_by: Some(declared), .. } if cluster.is_empty() => {
+            format!("Declared in Kubernetes: {declared}")
+        }
+        Provenance::Kubernetes { cluster, declared_by: Some(declared), .. } => {
+            format!("Declared in Kubernetes: {declared} (cluster {cluster})")
+        }
         Provenance::Kubernetes { namespace, uid, .. } if namespace.is_empty() => {
             format!("Declared in Kubernetes (ManagedTeam uid {uid})")
         }
-        Provenance::Kubernetes { cluster, namespace, uid } => {
+        Provenance::Kubernetes { cluster, namespace, uid, .. } => {
             format!("Declared in Kubernetes: namespace {namespace} (cluster {cluster}, ManagedTeam uid {uid})")
         }
         Provenance::Administrator => "Made by an administrator".into(),

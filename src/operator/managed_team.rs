@@ -292,6 +292,9 @@ fn refusal(r: Refusal, name: &str, namespace: &str) -> TeamError {
 async fn ensure_group(team: &ManagedTeam, ctx: &Context, owner: &Owner, ask: Ask) -> Result<Group, TeamError> {
     let name = &team.spec.display_name;
     let ns = team.namespace().unwrap_or_default();
+    // Tells this server which ManagedTeam declares the group (the marker names only its uid).
+    let declared = format!("{ns}/{}", team.name_any());
+    let declared = Some(declared.as_str());
     let mut held = None;
     if let Some(id) = team.status.as_ref().and_then(|s| s.scim_id.as_deref()) {
         match ctx.scim.get_group(id).await {
@@ -318,21 +321,21 @@ async fn ensure_group(team: &ManagedTeam, ctx: &Context, owner: &Owner, ask: Ask
                 let version = if ops.is_empty() {
                     g.version
                 } else {
-                    ctx.scim.patch_group(&g.id, &ops, g.version.as_deref()).await?.and_then(|a| a.version)
+                    ctx.scim.patch_group(&g.id, &ops, g.version.as_deref(), declared).await?.and_then(|a| a.version)
                 };
                 Ok(Group { id: g.id, version, came: Came::Existing })
             }
         };
     }
     debug_assert_eq!(decide(Held::Nothing, ask), Decision::Create);
-    match ctx.scim.create_group(name, owner.marker(), &[], false).await {
+    match ctx.scim.create_group(name, owner.marker(), &[], false, declared).await {
         Ok(g) => return Ok(Group { id: g.id, version: g.version, came: Came::Created }),
         // A team of that name exists that no SCIM client manages (or appeared since the lookup).
         Err(ClientError::Conflict(_)) => {}
         Err(e) => return Err(e.into()),
     }
     match decide(Held::Object(Claim::Unowned), ask) {
-        Decision::TakeOver => match ctx.scim.create_group(name, owner.marker(), &[], true).await {
+        Decision::TakeOver => match ctx.scim.create_group(name, owner.marker(), &[], true, declared).await {
             Ok(g) => Ok(Group { id: g.id, version: g.version, came: Came::Linked }),
             // Linked by an identity provider in between: never taken from it.
             Err(ClientError::Conflict(_)) => Err(refusal(Refusal::ManagedByIdentityProvider, name, &ns)),

@@ -51,6 +51,7 @@ impl Directory {
                 handle,
                 scim_id: None,
                 external_id: None,
+                declared_by: None,
                 data,
                 created: now.clone(),
                 last_modified: now,

@@ -23,6 +23,9 @@ pub enum Provenance {
         namespace: String,
         /// The resource's uid (markers of the first releases carry only this).
         uid: String,
+        /// `namespace/name` of the ManagedTeam, when the operator told the server (the marker
+        /// does not carry the name).
+        declared_by: Option<String>,
     },
     /// Made by an administrator (command line or console); no identity provider manages it.
     Administrator,
@@ -40,7 +43,7 @@ pub fn provenance(team: &TeamRecord) -> Provenance {
             let uid = parts.next().unwrap_or_default().to_string();
             let namespace = parts.next().unwrap_or_default().to_string();
             let cluster = parts.next().unwrap_or_default().to_string();
-            Provenance::Kubernetes { cluster, namespace, uid }
+            Provenance::Kubernetes { cluster, namespace, uid, declared_by: team.declared_by.clone() }
         }
         None => Provenance::IdentityProvider,
     }
@@ -248,6 +251,7 @@ mod tests {
             handle: "team".into(),
             scim_id: scim_id.map(str::to_string),
             external_id: external_id.map(str::to_string),
+            declared_by: None,
             data: Map::new(),
             created: String::new(),
             last_modified: String::new(),
@@ -265,12 +269,31 @@ mod tests {
             Provenance::Kubernetes {
                 cluster: "prod/eu/west".into(),
                 namespace: "payments".into(),
-                uid: "1234-uid".into()
+                uid: "1234-uid".into(),
+                declared_by: None
             }
         );
         assert_eq!(
             provenance(&team(Some("g"), Some("k8s:1234-uid"))),
-            Provenance::Kubernetes { cluster: String::new(), namespace: String::new(), uid: "1234-uid".into() }
+            Provenance::Kubernetes {
+                cluster: String::new(),
+                namespace: String::new(),
+                uid: "1234-uid".into(),
+                declared_by: None
+            }
+        );
+        let declared = TeamRecord {
+            declared_by: Some("payments/billing".into()),
+            ..team(Some("g"), Some("k8s:prod/payments/1234-uid"))
+        };
+        assert_eq!(
+            provenance(&declared),
+            Provenance::Kubernetes {
+                cluster: "prod".into(),
+                namespace: "payments".into(),
+                uid: "1234-uid".into(),
+                declared_by: Some("payments/billing".into())
+            }
         );
     }
 

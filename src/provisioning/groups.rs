@@ -160,6 +160,7 @@ impl Directory {
         ctx.authorize(Action::ChangeTeams)?;
         let mut doc = normalize(&self.types.group, body)?;
         ctx.authorize_external_id(None, doc_str(&doc, "externalId").as_deref())?;
+        let declared_by = ctx.declaration(doc_str(&doc, "externalId").as_deref());
         let members = member_ids(&match doc.remove("members") {
             Some(Value::Array(a)) => a,
             _ => Vec::new(),
@@ -192,6 +193,7 @@ impl Directory {
                     let team = TeamRecord {
                         scim_id: Some(scim_id.clone()),
                         external_id: doc_str(&doc, "externalId"),
+                        declared_by: declared_by.clone(),
                         data: doc.clone(),
                         last_modified: now.clone(),
                         version: existing.version + 1,
@@ -216,7 +218,8 @@ impl Directory {
                         "group",
                         &scim_id,
                         json!({"team": team.id, "handle": team.handle, "name": name, "previousMembers": removed,
-                               "membersRemoved": listed(&previous), "members": listed(&members)}),
+                               "membersRemoved": listed(&previous), "members": listed(&members),
+                               "declaredBy": team.declared_by}),
                     )
                     .await?;
                     team
@@ -229,6 +232,7 @@ impl Directory {
                         handle,
                         scim_id: Some(scim_id.clone()),
                         external_id: doc_str(&doc, "externalId"),
+                        declared_by: declared_by.clone(),
                         data: doc.clone(),
                         created: now.clone(),
                         last_modified: now,
@@ -246,7 +250,8 @@ impl Directory {
                         "group.create",
                         "group",
                         &scim_id,
-                        json!({"team": team.id, "handle": team.handle, "name": name, "members": listed(&members)}),
+                        json!({"team": team.id, "handle": team.handle, "name": name, "members": listed(&members),
+                               "declaredBy": team.declared_by}),
                     )
                     .await?;
                     team
@@ -508,12 +513,20 @@ impl Directory {
         let removed = if remove.is_empty() { 0 } else { tx.remove_team_members(&before.id, remove).await? };
         let added =
             if add.is_empty() { 0 } else { tx.add_team_members(&before.id, add, &self.now(), &ctx.actor).await? };
-        if doc == before.data && name == before.name && added == 0 && removed == 0 {
+        let external_id = doc_str(&doc, "externalId");
+        // The declaring object is kept while the group carries an operator marker (a PATCH of
+        // members need not repeat it) and dropped with the marker.
+        let declared_by = ctx.declaration(external_id.as_deref()).or_else(|| {
+            access::is_kubernetes_owned(external_id.as_deref()).then(|| before.declared_by.clone()).flatten()
+        });
+        if doc == before.data && name == before.name && declared_by == before.declared_by && added == 0 && removed == 0
+        {
             return Ok(before.clone());
         }
         let team = TeamRecord {
             name: name.clone(),
-            external_id: doc_str(&doc, "externalId"),
+            external_id,
+            declared_by,
             data: doc,
             last_modified: self.now(),
             version: before.version + 1,
@@ -542,7 +555,8 @@ impl Directory {
             "group",
             &scim_id,
             json!({"team": team.id, "name": name, "renamedFrom": (name != before.name).then_some(&before.name),
-                   "membersAdded": listed(add), "membersRemoved": listed(remove)}),
+                   "membersAdded": listed(add), "membersRemoved": listed(remove),
+                   "declaredBy": (team.declared_by != before.declared_by).then_some(&team.declared_by)}),
         )
         .await?;
         Ok(team)

@@ -52,6 +52,9 @@ pub struct RequestContext {
     /// The client asked to create users without sending their invitation (see
     /// [`crate::scim::invitation`]); the withholding is audited.
     pub withhold_invitation: bool,
+    /// The Kubernetes object the client says declares the group it writes (see
+    /// [`crate::scim::declared_by`]); stored only as [`RequestContext::declaration`] allows.
+    pub declared_by: Option<crate::scim::declared_by::DeclaredBy>,
 }
 
 impl RequestContext {
@@ -63,6 +66,7 @@ impl RequestContext {
             base_url,
             permissions: principal.permissions.clone(),
             withhold_invitation: false,
+            declared_by: None,
         }
     }
 
@@ -75,6 +79,18 @@ impl RequestContext {
     /// `Ok` when the actor may do `action`, else 403 (decided by [`access::allowed`]).
     pub fn authorize(&self, action: access::Action) -> Result<(), ScimError> {
         access::check(&self.permissions, action)
+    }
+
+    /// The `namespace/name` to store as the declaring object of a group whose `externalId` is
+    /// `external_id`: the request's [`Self::declared_by`] when the key may manage
+    /// Kubernetes-owned objects (the operator's) and the group carries an operator marker.
+    /// From any other key the header is ignored, not refused, so that an identity provider
+    /// cannot make a team look declared in Kubernetes.
+    fn declaration(&self, external_id: Option<&str>) -> Option<String> {
+        let declared = self.declared_by.as_ref()?;
+        (access::allowed(&self.permissions, access::Action::ChangeKubernetesOwned)
+            && access::is_kubernetes_owned(external_id))
+        .then(|| declared.as_str().to_string())
     }
 
     /// Authorises a write that turns an object's `externalId` from `before` into `after`:

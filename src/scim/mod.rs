@@ -4,6 +4,7 @@
 //! so the HTTP layer, the store and the client all share one understanding of the protocol.
 
 pub mod deadline;
+pub mod declared_by;
 pub mod error;
 pub mod filter;
 pub mod fold;

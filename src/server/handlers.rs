@@ -55,16 +55,19 @@ impl axum::extract::FromRequestParts<AppState> for Authenticated {
         let key = parts.extensions.get::<Principal>().ok_or_else(|| {
             ApiError(ScimError::unauthorized("authentication required: send 'Authorization: Bearer <key>'"))
         })?;
-        Ok(Self(context(state, key, &parts.headers)))
+        Ok(Self(context(state, key, &parts.headers)?))
     }
 }
 
-fn context(state: &AppState, key: &Principal, headers: &HeaderMap) -> RequestContext {
+/// The request's context; a malformed `Scim-Declared-By` header is a 400 `invalidValue`.
+fn context(state: &AppState, key: &Principal, headers: &HeaderMap) -> Result<RequestContext, ApiError> {
     let request_id = headers.get("x-request-id").and_then(|h| h.to_str().ok()).map(str::to_string);
     let mut ctx = RequestContext::for_principal(key, request_id, base_url(state, headers));
     let hint = headers.get(crate::scim::invitation::HEADER).and_then(|h| h.to_str().ok());
     ctx.withhold_invitation = crate::scim::invitation::withholds(hint);
-    ctx
+    let declared = headers.get(crate::scim::declared_by::HEADER).map(|h| h.as_bytes());
+    ctx.declared_by = crate::scim::declared_by::DeclaredBy::from_header(declared).map_err(ApiError)?;
+    Ok(ctx)
 }
 
 /// Parses a JSON request body; any media type is read as JSON (identity providers differ).

@@ -114,6 +114,7 @@ pub async fn accept(State(state): State<AppState>, Path(token): Path<String>, he
         // The token is the invitee's only credential; it grants no permission of a key.
         permissions: crate::provisioning::access::Permissions::none(),
         withhold_invitation: false,
+        declared_by: None,
     };
     match state.directory.accept_invitation(&ctx, &token).await {
         Ok(user) if json => (StatusCode::OK, axum::Json(json!({"status": "accepted", "user": user}))).into_response(),

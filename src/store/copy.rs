@@ -54,6 +54,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("version", Int),
             ("name_key", Text),
             ("data_folded", Json),
+            ("declared_by", Text),
         ],
     ),
     ("team_members", &[("team_id", Text), ("user_id", Text), ("added_at", Text), ("added_by", Text)]),

@@ -27,6 +27,9 @@ pub struct TeamRecord {
     pub handle: String,
     pub scim_id: Option<String>,
     pub external_id: Option<String>,
+    /// `namespace/name` of the ManagedTeam that declares the team, as the operator told the
+    /// server (only kept while `external_id` is an operator marker).
+    pub declared_by: Option<String>,
     /// Group document without `id`, `meta` and `members`.
     pub data: Map<String, Value>,
     pub created: String,

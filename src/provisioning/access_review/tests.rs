@@ -79,6 +79,7 @@ fn team(id: &str, name: &str) -> TeamRecord {
         handle: name.to_lowercase(),
         scim_id: Some(format!("g-{id}")),
         external_id: None,
+        declared_by: None,
         data: Map::new(),
         created: T1.into(),
         last_modified: T1.into(),

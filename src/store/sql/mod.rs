@@ -448,7 +448,7 @@ impl SqlTx {
 
     fn team_cols(&self) -> String {
         format!(
-            "t.id, t.name, t.handle, t.scim_id, t.external_id, {} AS data, t.created, t.last_modified, t.version",
+            "t.id, t.name, t.handle, t.scim_id, t.external_id, t.declared_by, {} AS data, t.created, t.last_modified, t.version",
             self.d.json_out("t.data")
         )
     }
@@ -474,6 +474,7 @@ impl SqlTx {
             handle: row.try_get("handle")?,
             scim_id: row.try_get("scim_id")?,
             external_id: row.try_get("external_id")?,
+            declared_by: row.try_get("declared_by")?,
             data: doc_from(&row.try_get::<String, _>("data")?)?,
             created: row.try_get("created")?,
             last_modified: row.try_get("last_modified")?,

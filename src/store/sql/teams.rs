@@ -86,8 +86,8 @@ impl TeamReads for SqlTx {
 impl TeamWrites for SqlTx {
     async fn insert_team(&mut self, t: &TeamRecord) -> StoreResult<()> {
         let sql = format!(
-            "INSERT INTO teams (id, name, handle, scim_id, external_id, data, created, last_modified, version, name_key, data_folded) \
-             VALUES ($1, $2, $3, $4, $5, {}, $7, $8, $9, $10, {})",
+            "INSERT INTO teams (id, name, handle, scim_id, external_id, data, created, last_modified, version, name_key, data_folded, declared_by) \
+             VALUES ($1, $2, $3, $4, $5, {}, $7, $8, $9, $10, {}, $12)",
             self.d.json_in(6),
             self.d.json_in(11)
         );
@@ -103,6 +103,7 @@ impl TeamWrites for SqlTx {
             .bind(t.version)
             .bind(fold(&t.name))
             .bind(team_folded_text(&t.data))
+            .bind(t.declared_by.clone())
             .execute(self.conn())
             .await
             .map_err(|e| map_unique(e, &format!("a team with handle '{}' already exists", t.handle)))?;
@@ -127,6 +128,9 @@ impl TeamWrites for SqlTx {
         }
         if t.external_id != before.external_id {
             set.value("external_id", SqlValue::opt(&t.external_id));
+        }
+        if t.declared_by != before.declared_by {
+            set.value("declared_by", SqlValue::opt(&t.declared_by));
         }
         let (set_sql, mut params) = set.finish();
         let sql =
