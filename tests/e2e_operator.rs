@@ -224,6 +224,12 @@ async fn operator_end_to_end() {
     .await;
     let gid = eng.status.as_ref().unwrap().scim_id.clone().unwrap();
     assert_eq!(eng.status.as_ref().unwrap().member_count, 2);
+    // The server learnt which ManagedTeam declares the group (its marker names only the uid),
+    // for the console's "declared in Kubernetes: <namespace>/<name>".
+    let store = scim_operator::store::open(&scim.db).await.unwrap();
+    let declared = store.begin_read().await.unwrap().group(&gid).await.unwrap().expect("the group").declared_by;
+    store.close().await;
+    assert_eq!(declared, Some(format!("{trusted}/eng")));
     assert!(eng.status.as_ref().unwrap().pending_members.is_empty(), "the status clears pendingMembers");
     let (_, group) = scim.call(reqwest::Method::GET, &format!("/Groups/{gid}"), None).await;
     assert_eq!(group["members"].as_array().map(Vec::len), Some(2));
