@@ -216,17 +216,24 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     .await;
     let team_name = format!("Payments {run}");
     assert_eq!(group["displayName"], team_name.as_str());
-    // The marker the operator writes for a ManagedTeam (cluster/namespace/uid), written here by
-    // the test's key, which holds kubernetes_owned_manage.
+    // What the operator sends for a ManagedTeam: its marker (cluster/namespace/uid) and its
+    // namespace/name, sent here by the test's key, which holds kubernetes_owned_manage.
     let declared = format!("Platform {run}");
-    scim_ok(
-        &server,
-        reqwest::Method::POST,
-        "/Groups",
-        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": declared,
-                "externalId": format!("k8s:kind-test/team-platform/{run}-uid")}),
-    )
-    .await;
+    let resp = server
+        .http
+        .post(format!("{}/Groups", server.scim))
+        .bearer_auth(&server.key)
+        .header("content-type", "application/scim+json")
+        .header(scim_operator::scim::declared_by::HEADER, "team-platform/platform")
+        .body(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": declared,
+                    "externalId": format!("k8s:kind-test/team-platform/{run}-uid")})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("create the declared team");
+    assert!(resp.status().is_success(), "declared team: {}", resp.status());
     let driver = Driver::start(&driver_path).await;
 
     // A provisioned Admin signs in.
@@ -254,7 +261,10 @@ async fn the_console_in_real_chromium_with_keycloak_single_sign_on() {
     wait_path(&b, "/console/teams").await;
     let html = b.source().await.expect("source");
     assert!(html.contains(&team_name) && html.contains("Managed externally"), "{html}");
-    assert!(html.contains(&declared) && html.contains("Declared in Kubernetes: namespace team-platform"), "{html}");
+    assert!(
+        html.contains(&declared) && html.contains("Declared in Kubernetes: team-platform/platform (cluster kind-test)"),
+        "{html}"
+    );
     screenshot(&b, "teams").await;
     click_link(&b, &team_name).await;
     wait_text(&b, &format!("<h1>{team_name}</h1>")).await;
