@@ -233,6 +233,15 @@ pub struct ControllerArgs {
     pub lease: LeaseArgs,
 }
 
+impl ControllerArgs {
+    /// The operator's own namespace (ClusterScimTargets' and the bootstrap key's Secrets):
+    /// `--operator-namespace`, else the client's default (the namespace the operator runs in, or
+    /// the kubeconfig's).
+    pub fn operator_namespace(&self, kube: &Client) -> String {
+        self.operator_namespace.clone().unwrap_or_else(|| kube.default_namespace().to_string())
+    }
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub kube: Client,
@@ -411,7 +420,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     });
     let cluster = cluster_id(&kube, args.cluster_id.as_deref()).await?;
     if let Some(name) = &args.bootstrap_key_secret {
-        let namespace = args.operator_namespace.clone().unwrap_or_else(|| kube.default_namespace().to_string());
+        let namespace = args.operator_namespace(&kube);
         let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube.clone(), &namespace);
         let outcome = bootstrap_secret::ensure(&secrets, name, &args.bootstrap_key_rotation)
             .await

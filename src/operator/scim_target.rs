@@ -520,8 +520,7 @@ pub async fn run<S>(ctx: Arc<Context>, timeout: Duration, stop: impl Fn() -> S)
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let operator_namespace =
-        ctx.args.operator_namespace.clone().unwrap_or_else(|| ctx.kube.default_namespace().to_string());
+    let operator_namespace = ctx.args.operator_namespace(&ctx.kube);
     let kube = ctx.kube.clone();
     let tc = Arc::new(TargetContext { ctx, operator_namespace, timeout, clients: Mutex::new(HashMap::new()) });
     let namespaced = controller::<ScimTarget>(tc.clone(), Api::all(kube.clone()), Api::all(kube.clone()), stop());
