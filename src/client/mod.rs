@@ -451,25 +451,31 @@ impl ScimClient {
         self.list(&format!("/Users?{q}")).await?.into_iter().next().map(ScimObject::from_reply).transpose()
     }
 
-    /// Every user whose `externalId` starts with `prefix`: (id, externalId), read page by page.
-    pub async fn users_marked(&self, prefix: &str) -> ClientResult<Vec<(String, String)>> {
+    /// The users whose `externalId` starts with `prefix` and passes `keep`: (id, externalId),
+    /// read page by page. Only what `keep` lets through is held, so a caller that wants a few
+    /// markers out of a prefix that tens of thousands of users share holds a page at most.
+    pub async fn users_marked(&self, prefix: &str, keep: impl Fn(&str) -> bool) -> ClientResult<Vec<(String, String)>> {
         let q = Self::encode(&format!("externalId sw {}", quote(prefix)));
         let mut out = Vec::new();
         let mut start = 1;
         loop {
             let path = format!("/Users?{q}&attributes=externalId&startIndex={start}&count=1000");
-            let page = self.request(Method::GET, &path, None).await?;
-            let resources = page.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
-            for u in &resources {
-                let o = ScimObject::from_reply(u.clone())?;
+            let mut page = self.request(Method::GET, &path, None).await?;
+            let resources = match page.get_mut("Resources").map(Value::take) {
+                Some(Value::Array(resources)) => resources,
+                _ => Vec::new(),
+            };
+            let read = resources.len() as u64;
+            for u in resources {
+                let o = ScimObject::from_reply(u)?;
                 // A server that does not filter exactly is not trusted to: only exact prefixes count.
-                if let Some(e) = o.external_id.filter(|e| e.starts_with(prefix)) {
+                if let Some(e) = o.external_id.filter(|e| e.starts_with(prefix) && keep(e)) {
                     out.push((o.id, e));
                 }
             }
             let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
-            start += resources.len() as u64;
-            if resources.is_empty() || start > total {
+            start += read;
+            if read == 0 || start > total {
                 return Ok(out);
             }
         }

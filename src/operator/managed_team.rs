@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::conditions::{self, Desired, reason};
-use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, ScimUser, TeamDeletionPolicy};
+use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, TeamDeletionPolicy};
 use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Refusal, decide};
+use super::user_cache::CachedUser;
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
 
@@ -40,37 +41,26 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
 /// the server): by ScimUser name or label selector within the team's namespace; by userName
 /// within it too, and, for a team of a trusted namespace (`team_trusted`), in any namespace, so
 /// that it reports at once a userName an untrusted namespace took.
-pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &ScimUser) -> bool {
+pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &CachedUser) -> bool {
     let same_namespace = team.namespace() == user.namespace();
     let name = user.name_any();
     team.spec.members.iter().any(|m| {
         (same_namespace && m.scim_user_ref.as_deref() == Some(name.as_str()))
             || ((same_namespace || team_trusted)
-                && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.spec.user_name)))
+                && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.user_name)))
     }) || (same_namespace && team.spec.member_selector.as_ref().is_some_and(|s| selects(s, user.labels())))
 }
 
 /// What teams read of a ScimUser: its SCIM id while Ready, its labels (selectors), its
 /// userName and whether it is being deleted. Other changes trigger no team reconcile.
-pub fn member_trigger(user: &ScimUser) -> Option<u64> {
+pub fn member_trigger(user: &CachedUser) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    ready_id(user).hash(&mut h);
+    user.ready_id().hash(&mut h);
     user.labels().hash(&mut h);
-    user.spec.user_name.hash(&mut h);
+    user.user_name.hash(&mut h);
     user.meta().deletion_timestamp.is_some().hash(&mut h);
     Some(h.finish())
-}
-
-/// The SCIM id a ScimUser's status names while Ready and not being deleted: a trigger's input
-/// only, never proof of who owns that id.
-fn ready_id(user: &ScimUser) -> Option<String> {
-    if user.meta().deletion_timestamp.is_some() {
-        return None;
-    }
-    let status = user.status.as_ref()?;
-    let ready = status.conditions.iter().any(|c| c.type_ == conditions::READY && c.status == "True");
-    if ready { status.scim_id.clone() } else { None }
 }
 
 /// The members a team resolves to.
@@ -93,7 +83,7 @@ struct Members {
 /// by selector), not being deleted (a ScimUser that is gone or going is no member); and the
 /// references and userNames that name none.
 struct Named {
-    users: Vec<Arc<ScimUser>>,
+    users: Vec<Arc<CachedUser>>,
     missing_refs: Vec<String>,
     missing_user_names: Vec<String>,
 }
@@ -104,15 +94,15 @@ fn named_users(team: &ManagedTeam, ctx: &Context, ns: &str, trusted: bool) -> Na
     let mut out = Named { users: Vec::new(), missing_refs: Vec::new(), missing_user_names: Vec::new() };
     let scan =
         team.spec.member_selector.is_some() || (!trusted && team.spec.members.iter().any(|m| m.user_name.is_some()));
-    let own: Vec<Arc<ScimUser>> = if scan {
+    let own: Vec<Arc<CachedUser>> = if scan {
         ctx.users.state().into_iter().filter(|u| u.meta().namespace.as_deref() == Some(ns)).collect()
     } else {
         Vec::new()
     };
-    let mut by_user_name: HashMap<String, Vec<&Arc<ScimUser>>> = HashMap::new();
+    let mut by_user_name: HashMap<String, Vec<&Arc<CachedUser>>> = HashMap::new();
     if !trusted {
         for u in &own {
-            by_user_name.entry(u.spec.user_name.to_lowercase()).or_default().push(u);
+            by_user_name.entry(u.user_name.to_lowercase()).or_default().push(u);
         }
     }
     for m in &team.spec.members {
@@ -160,8 +150,16 @@ async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Mem
     let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
     if !named.users.is_empty() {
         let prefix = ownership::Owner::new(&ctx.cluster, &ns, "").marker().to_string();
-        let marked: BTreeMap<String, String> =
-            ctx.scim.users_marked(&prefix).await?.into_iter().map(|(id, marker)| (marker, id)).collect();
+        // Only the named users' markers are kept while the namespace's users are paged through:
+        // a namespace may hold tens of thousands, and several teams resolve at once.
+        let wanted: BTreeSet<String> = named.users.iter().map(|u| ctx.owner(u.as_ref()).marker().to_string()).collect();
+        let marked: BTreeMap<String, String> = ctx
+            .scim
+            .users_marked(&prefix, |m| wanted.contains(m))
+            .await?
+            .into_iter()
+            .map(|(id, marker)| (marker, id))
+            .collect();
         for u in &named.users {
             match marked.get(ctx.owner(u.as_ref()).marker()) {
                 Some(id) => {
@@ -170,7 +168,7 @@ async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Mem
                 None => {
                     out.pending.push(u.name_any());
                     // Not provisioned under its marker (yet, or again): the id it had stays.
-                    out.kept.extend(u.status.as_ref().and_then(|s| s.scim_id.clone()));
+                    out.kept.extend(u.scim_id.clone());
                 }
             }
         }
