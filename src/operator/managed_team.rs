@@ -149,17 +149,12 @@ async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Mem
     let named = named_users(team, ctx, &ns, trusted);
     let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
     if !named.users.is_empty() {
-        let prefix = ownership::Owner::new(&ctx.cluster, &ns, "").marker().to_string();
-        // Only the named users' markers are kept while the namespace's users are paged through:
-        // a namespace may hold tens of thousands, and several teams resolve at once.
+        // Only the named users' markers are asked for: the namespace may hold tens of thousands
+        // of users, and several teams resolve at once.
         let wanted: BTreeSet<String> = named.users.iter().map(|u| ctx.owner(u.as_ref()).marker().to_string()).collect();
-        let marked: BTreeMap<String, String> = ctx
-            .scim
-            .users_marked(&prefix, |m| wanted.contains(m))
-            .await?
-            .into_iter()
-            .map(|(id, marker)| (marker, id))
-            .collect();
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+        let marked: BTreeMap<String, String> =
+            ctx.scim.users_with_external_ids(&wanted).await?.into_iter().map(|(id, marker)| (marker, id)).collect();
         for u in &named.users {
             match marked.get(ctx.owner(u.as_ref()).marker()) {
                 Some(id) => {
