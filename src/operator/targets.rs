@@ -476,6 +476,8 @@ pub struct Outcome {
     pub message: String,
     /// Whether this reconcile changed something there (the entry's `lastSync` moves).
     pub wrote: bool,
+    /// What the target asked for (Retry-After), if it failed.
+    pub retry_after: Option<Duration>,
 }
 
 impl Outcome {
@@ -488,12 +490,29 @@ impl Outcome {
             reason: reason::PROVISIONED,
             message: message.into(),
             wrote,
+            retry_after: None,
         }
     }
 
     /// Not in sync, for `reason`.
     pub fn failed(target: &str, remote_id: Option<String>, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { target: target.to_string(), remote_id, ready: false, reason, message: message.into(), wrote: false }
+        Self {
+            target: target.to_string(),
+            remote_id,
+            ready: false,
+            reason,
+            message: message.into(),
+            wrote: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failed request, as its outcome: the reason and retry hint of the error, the message
+    /// cleared of `secrets`.
+    pub fn error(target: &str, remote_id: Option<String>, e: &crate::client::ClientError, secrets: &[String]) -> Self {
+        let failure = super::conditions::failure(e);
+        let message = crate::redact::hide_secrets(&e.to_string(), secrets.iter().map(String::as_str));
+        Self { retry_after: failure.retry_after, ..Self::failed(target, remote_id, failure.reason, message) }
     }
 
     /// The refusal of a target, as its outcome.
