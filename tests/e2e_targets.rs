@@ -19,7 +19,13 @@
 //!   userName: one winner, the other `Conflict`, unchanged over two resyncs; a user made on the
 //!   peer directly is untouched without a trusted `adopt` and taken with one; taking the peer
 //!   out of `spec.targets` deactivates the user there only and releases its ownership record;
-//!   deleting a ScimUser applies its deletion policy on its target.
+//!   deleting a ScimUser applies its deletion policy on its target; stopping scim2-server fails
+//!   only its entry (`ScimUnavailable`) while the default target is still synced, and the user
+//!   recovers by itself when it is back.
+//! - The same against Keycloak (OAuth client credentials, ownership in the records only) when
+//!   its `KEYCLOAK_*` variables are set: Ready with the default target, update, a restart
+//!   without duplicate, `RolesUnsupported`, one winner of a contested userName, a user made on
+//!   Keycloak untouched without a trusted adopt, deactivated when Keycloak is taken out.
 //!
 //! Without a control plane (no KUBECONFIG) the test skips, unless `SCIM_E2E_REQUIRED` is set;
 //! without `SCIM_CONFORMANCE_BIN` (scim2-server, from `tests/env/python-tools.sh`) likewise.
@@ -471,7 +477,7 @@ async fn scim_users_provision_into_their_targets() {
     // scim2-server as a ClusterScimTarget that allows team and rival and trusts team.
     let port = free_port();
     let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
-    let _scim2 = scim2_server(&bin, port, &peer_token);
+    let mut scim2 = Some(scim2_server(&bin, port, &peer_token));
     let peer = Peer {
         base: format!("http://127.0.0.1:{port}"),
         auth: Auth::Bearer(peer_token.clone()),
@@ -617,6 +623,33 @@ async fn scim_users_provision_into_their_targets() {
     let (status, _) = peer.call(reqwest::Method::GET, &format!("/Users/{grace_id}"), None).await;
     assert_eq!(status, 404, "deleted on its target");
     assert!(record_of(grace_uid).await.is_empty());
+
+    // ---- the peer stops: only its entry fails, the default target is still synced; it recovers
+    let lin = scim_user("lin", json!({"userName": "lin@example.com", "title": "Engineer", "targets": both}));
+    users.create(&PostParams::default(), &lin).await.unwrap();
+    wait_for(&users, "lin", "Ready on both", |u| ready_on(u, 2)).await;
+    drop(scim2.take());
+    let patch = json!({"spec": {"title": "Staff engineer"}});
+    users.patch("lin", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let down = wait_for(&users, "lin", "the peer's entry ScimUnavailable", |u| {
+        user_ready(u, "False", "ScimUnavailable")
+            && entry(u, &cst_id).is_some_and(|e| !e.ready && e.reason == "ScimUnavailable")
+            && entry(u, "ClusterScimTarget/default").is_some_and(|e| e.ready && e.observed_generation == Some(2))
+    })
+    .await;
+    let status = down.status.as_ref().unwrap();
+    assert_eq!(status.targets_ready.as_deref(), Some("1/2"));
+    assert!(status.conditions.iter().any(|c| c.type_ == "Reconciling" && c.status == "True"), "{status:?}");
+    let lin_id = status.scim_id.clone().unwrap();
+    let (_, ours) = scim.get(&format!("/Users/{lin_id}")).await;
+    assert_eq!(ours["title"], "Staff engineer", "the default target was synced while the peer was down");
+    // scim2-server keeps its users in memory: started again, it is empty, and the user is
+    // provisioned anew (its record's id answers 404).
+    scim2 = Some(scim2_server(&bin, port, &peer_token));
+    wait_for(&users, "lin", "Ready on both again, by itself", |u| ready_on(u, 2)).await;
+    let held = peer.users_named("lin@example.com").await;
+    assert_eq!((held.len(), held[0]["title"].as_str()), (1, Some("Staff engineer")));
+    drop(scim2);
 
     // ---- clean up
     operator.stop().await;
