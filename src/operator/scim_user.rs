@@ -325,6 +325,64 @@ async fn drop_targets(
     Ok(failed)
 }
 
+/// Syncs the user on every resolved target at once (the default on its own path, the others
+/// through their pipelines) after applying the deletion policy on targets the spec no longer
+/// names; one outcome per target, in the spec's order, then those of dropped targets that failed.
+async fn sync_targets(
+    api: &Api<ScimUser>,
+    obj: &ScimUser,
+    ctx: &Context,
+    resolved: &[Resolved],
+    previous: &ScimUserStatus,
+    status: &mut ScimUserStatus,
+) -> Result<Vec<Outcome>, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let default_id = TargetRef::default_target().id(&ns);
+    // This resource's records, read once: only when a target other than the default is
+    // named now or was before (a default-only user costs no extra request).
+    let remote =
+        resolved.iter().any(|r| !r.target.is_default()) || previous.targets.iter().any(|e| e.target != default_id);
+    let records = if remote {
+        ctx.targets
+            .records
+            .owned_by(&record_owner(obj).uid)
+            .await
+            .map_err(|e| ReconcileError::Invalid(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let mut dropped = drop_targets(ctx, obj, resolved, &records, status).await?;
+    let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
+        Endpoint::Remote(remote) => {
+            let mine = records.iter().find(|rec| rec.object.target == r.id);
+            Some(remote::sync(ctx, obj, r, remote, mine))
+        }
+        _ => None,
+    }));
+    let default = async {
+        if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
+            sync_default(api, obj, ctx, previous, status).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (default, remotes) = tokio::join!(default, remotes);
+    let mut default = default?;
+    let mut remotes = remotes.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
+    let mut outcomes: Vec<Outcome> = resolved
+        .iter()
+        .filter_map(|r| match &r.endpoint {
+            Endpoint::Default => default.take(),
+            Endpoint::Remote(_) => remotes.next(),
+            Endpoint::NotReady(m) => {
+                Some(Outcome::failed(&r.id, None, reason::TARGET_NOT_READY, format!("target {}: {m}", r.id)))
+            }
+        })
+        .collect();
+    outcomes.append(&mut dropped);
+    Ok(outcomes)
+}
+
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -345,53 +403,7 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             Ok(resolved) => {
                 roles_withheld =
                     resolved.iter().filter(|r| r.standing != Standing::Trusted).map(|r| r.id.clone()).collect();
-                let default_id = TargetRef::default_target().id(&ns);
-                // This resource's records, read once: only when a target other than the default is
-                // named now or was before (a default-only user costs no extra request).
-                let remote = resolved.iter().any(|r| !r.target.is_default())
-                    || previous.targets.iter().any(|e| e.target != default_id);
-                let records = if remote {
-                    ctx.targets
-                        .records
-                        .owned_by(&record_owner(obj.as_ref()).uid)
-                        .await
-                        .map_err(|e| ReconcileError::Invalid(e.to_string()))?
-                } else {
-                    Vec::new()
-                };
-                let mut dropped = drop_targets(ctx, &obj, &resolved, &records, &mut status).await?;
-                let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
-                    Endpoint::Remote(remote) => {
-                        let mine = records.iter().find(|rec| rec.object.target == r.id);
-                        Some(remote::sync(ctx, &obj, r, remote, mine))
-                    }
-                    _ => None,
-                }));
-                let default = async {
-                    if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
-                        sync_default(api, &obj, ctx, &previous, &mut status).await.map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                };
-                let (default, remotes) = tokio::join!(default, remotes);
-                let mut default = default?;
-                let mut remotes = remotes.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
-                let mut outcomes: Vec<Outcome> = resolved
-                    .iter()
-                    .filter_map(|r| match &r.endpoint {
-                        Endpoint::Default => default.take(),
-                        Endpoint::Remote(_) => remotes.next(),
-                        Endpoint::NotReady(m) => Some(Outcome::failed(
-                            &r.id,
-                            None,
-                            reason::TARGET_NOT_READY,
-                            format!("target {}: {m}", r.id),
-                        )),
-                    })
-                    .collect();
-                outcomes.append(&mut dropped);
-                outcomes
+                sync_targets(api, &obj, ctx, &resolved, &previous, &mut status).await?
             }
         };
         wanted.push(ready_condition(&outcomes));
@@ -415,10 +427,15 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
                      withdrawn"
                 )
             } else {
+                let default_too = roles_withheld.contains(&TargetRef::default_target().id(&ns));
                 format!(
-                    "namespace {ns} is not trusted to assign roles on {}: none is sent there, and roles this resource \
-                     granted there are withdrawn",
-                    roles_withheld.join(", ")
+                    "namespace {ns} is not trusted to assign roles on {}: none is sent there{}",
+                    roles_withheld.join(", "),
+                    if default_too {
+                        ", and roles this resource granted on the default target are withdrawn"
+                    } else {
+                        ""
+                    }
                 )
             };
             Desired { type_: conditions::ROLES_ALLOWED, status: false, reason: reason::ROLES_NOT_ALLOWED, message }
