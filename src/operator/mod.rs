@@ -16,6 +16,7 @@ pub mod ownership;
 mod role_mapping;
 mod scim_target;
 mod scim_user;
+pub mod targets;
 mod user_doc;
 
 pub use leader::LeaseArgs;
@@ -259,6 +260,9 @@ pub struct Context {
     pub user_shares: Arc<fairness::Shares>,
     /// Fair shares of the ManagedTeam workers among namespaces.
     pub team_shares: Arc<fairness::Shares>,
+    /// The targets other than the default: one client per target (shared with the target
+    /// controller) and the ownership records.
+    pub targets: Arc<targets::Targets>,
 }
 
 impl Context {
@@ -459,6 +463,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         (Arc::new(|| true), tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
     };
     let scim = scim.with_fence(fence.clone());
+    let ctx_fence = scim.fence();
     // Status, finalizer and event writes are fenced like SCIM requests, within the same timeout
     // (the elector keeps the unfenced client: it must renew).
     let kube = kube::client::ClientBuilder::try_from(kube_config)
@@ -511,6 +516,12 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         cluster,
         user_shares,
         team_shares: fairness::Shares::new(usize::from(args.concurrency)),
+        targets: Arc::new(targets::Targets::new(
+            kube.clone(),
+            args.operator_namespace(&kube),
+            timing.request_timeout(),
+            ctx_fence,
+        )),
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -563,7 +574,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
         .for_each(|_| async {});
 
-    let targets = scim_target::run(ctx.clone(), timing.request_timeout(), || stopped(stop_rx.clone()));
+    let targets = scim_target::run(ctx.clone(), || stopped(stop_rx.clone()));
 
     tracing::info!(scim = %args.scim_url, "controllers running");
     tokio::select! {
