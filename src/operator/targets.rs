@@ -437,6 +437,36 @@ impl Targets {
         Ok(if refused.is_empty() { Ok(resolved) } else { Err(refused) })
     }
 
+    /// The standing of `namespace` on `target` (as a resource of `from` names it), for judging
+    /// an object another namespace's resource owns there: a ScimTarget trusts its own namespace
+    /// only; a ClusterScimTarget says so in its `spec.namespaces` (a target that is gone, or
+    /// whose selectors cannot be read, stands nobody: fail closed).
+    pub async fn standing_of(
+        &self,
+        target: &TargetRef,
+        from: &str,
+        namespace: &str,
+    ) -> Result<Standing, ReconcileError> {
+        match target.kind {
+            TargetRefKind::ScimTarget => {
+                Ok(if target.namespace_in(from) == namespace { Standing::Trusted } else { Standing::NotAllowed })
+            }
+            TargetRefKind::ClusterScimTarget => {
+                let Some(Object::Cluster(c)) = self.object(target, namespace).await? else {
+                    return Ok(Standing::NotAllowed);
+                };
+                let access = &c.spec.namespaces;
+                let labels = if access.allowed.selector.is_some() || access.trusted.selector.is_some() {
+                    let ns = Api::<Namespace>::all(self.kube.clone()).get_opt(namespace).await?;
+                    ns.and_then(|n| n.metadata.labels).unwrap_or_default()
+                } else {
+                    BTreeMap::new()
+                };
+                Ok(access.standing(namespace, &labels).unwrap_or(Standing::NotAllowed))
+            }
+        }
+    }
+
     /// The client of the target `id` (as records name it), for removing what a resource owns
     /// there: whatever the namespace's standing now (taking away access never blocks a
     /// clean-up). `Ok(None)`: the target is gone, so nothing can be done there.
@@ -476,6 +506,8 @@ pub struct Outcome {
     pub message: String,
     /// Whether this reconcile changed something there (the entry's `lastSync` moves).
     pub wrote: bool,
+    /// What the target asked for (Retry-After), if it failed.
+    pub retry_after: Option<Duration>,
 }
 
 impl Outcome {
@@ -488,12 +520,29 @@ impl Outcome {
             reason: reason::PROVISIONED,
             message: message.into(),
             wrote,
+            retry_after: None,
         }
     }
 
     /// Not in sync, for `reason`.
     pub fn failed(target: &str, remote_id: Option<String>, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { target: target.to_string(), remote_id, ready: false, reason, message: message.into(), wrote: false }
+        Self {
+            target: target.to_string(),
+            remote_id,
+            ready: false,
+            reason,
+            message: message.into(),
+            wrote: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failed request, as its outcome: the reason and retry hint of the error, the message
+    /// cleared of `secrets`.
+    pub fn error(target: &str, remote_id: Option<String>, e: &crate::client::ClientError, secrets: &[String]) -> Self {
+        let failure = super::conditions::failure(e);
+        let message = crate::redact::hide_secrets(&e.to_string(), secrets.iter().map(String::as_str));
+        Self { retry_after: failure.retry_after, ..Self::failed(target, remote_id, failure.reason, message) }
     }
 
     /// The refusal of a target, as its outcome.
