@@ -11,6 +11,15 @@
 //! - A wrong token is `CredentialsRejected` (the token in no status or Event); fixing the Secret
 //!   makes the target Ready sooner than the next periodic probe, without a restart.
 //! - Stopping scim2-server turns the target `ScimUnavailable`; it recovers by itself.
+//! - ScimUsers naming their targets (`spec.targets`): Ready on the default target and on
+//!   scim2-server at once, fields read back through each server's own API; an update reaches
+//!   both; an operator restart (status entries wiped) creates no duplicate; a namespace the
+//!   ClusterScimTarget does not allow, and a ScimTarget of another namespace, are refused
+//!   (`TargetNotAllowed`) with nothing written on either server; two namespaces claiming one
+//!   userName: one winner, the other `Conflict`, unchanged over two resyncs; a user made on the
+//!   peer directly is untouched without a trusted `adopt` and taken with one; taking the peer
+//!   out of `spec.targets` deactivates the user there only and releases its ownership record;
+//!   deleting a ScimUser applies its deletion policy on its target.
 //!
 //! Without a control plane (no KUBECONFIG) the test skips, unless `SCIM_E2E_REQUIRED` is set;
 //! without `SCIM_CONFORMANCE_BIN` (scim2-server, from `tests/env/python-tools.sh`) likewise.
@@ -21,8 +30,9 @@ use common::k8s::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scim_operator::operator::crd::{ClusterScimTarget, ScimTarget, TargetStatus};
+use scim_operator::operator::crd::{ClusterScimTarget, ScimTarget, ScimUser, TargetStatus, TargetSync};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -278,4 +288,289 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
     for ns in [&ops, &team] {
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
+}
+
+// ---- ScimUsers naming their targets
+
+/// A SCIM peer the test reads and writes directly: base URL and bearer token.
+struct Peer {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Peer {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("the peer answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The users named `user_name` on the peer.
+    async fn users_named(&self, user_name: &str) -> Vec<Value> {
+        let filter = format!("userName eq \"{user_name}\"");
+        let q = serde_urlencoded::to_string([("filter", filter.as_str())]).unwrap();
+        let (status, body) = self.call(reqwest::Method::GET, &format!("/Users?{q}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn user(&self, id: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, &format!("/Users/{id}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// The status entry of `target`, if any.
+fn entry<'a>(u: &'a ScimUser, target: &str) -> Option<&'a TargetSync> {
+    u.status.as_ref()?.targets.iter().find(|e| e.target == target)
+}
+
+/// Ready with `targets` ready entries (n/n), for the current generation.
+fn ready_on(u: &ScimUser, n: usize) -> bool {
+    user_ready(u, "True", "Provisioned")
+        && u.status.as_ref().and_then(|s| s.targets_ready.as_deref()) == Some(format!("{n}/{n}").as_str())
+}
+
+/// Ready=False for `reason`, for the current generation.
+fn refused_for(u: &ScimUser, reason: &str) -> bool {
+    user_ready(u, "False", reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scim_users_provision_into_their_targets() {
+    if control_plane().is_none() {
+        return;
+    }
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
+        return;
+    };
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "utargets-ops").await;
+    let team = namespace(&client, "utargets-team").await;
+    let rival = namespace(&client, "utargets-rival").await;
+    let outside = namespace(&client, "utargets-outside").await;
+    let own = namespace(&client, "utargets-own").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let args = operator_args(&scim.base, &token_path, &[], &ops, 2);
+    let mut operator = start_operator_from(args.clone());
+
+    // scim2-server as a ClusterScimTarget that allows team and rival and trusts team.
+    let port = free_port();
+    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
+    let _scim2 = scim2_server(&bin, port, &peer_token);
+    let peer =
+        Peer { base: format!("http://127.0.0.1:{port}"), token: peer_token.clone(), http: reqwest::Client::new() };
+    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
+    let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": peer.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
+            "namespaces": {"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let both = json!([{"name": "default"}, {"name": cst}]);
+    let only_peer = json!([{"name": cst}]);
+
+    // ---- Ready on both targets, fields read back through each server's own API
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let ada = scim_user(
+        "ada",
+        json!({"userName": "ada@example.com", "displayName": "Ada", "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": "ada@example.com", "primary": true}], "targets": both}),
+    );
+    users.create(&PostParams::default(), &ada).await.expect("create ada");
+    let ready = wait_for(&users, "ada", "Ready on both targets", |u| ready_on(u, 2)).await;
+    let default_id = ready.status.as_ref().and_then(|s| s.scim_id.clone()).expect("the default target's id");
+    let on_peer = entry(&ready, &cst_id).expect("an entry for the peer");
+    assert!(on_peer.ready && on_peer.last_sync.is_some(), "{on_peer:?}");
+    assert_eq!(entry(&ready, "ClusterScimTarget/default").and_then(|e| e.remote_id.clone()), Some(default_id.clone()));
+    let peer_id = on_peer.remote_id.clone().expect("the peer's id");
+    let held = peer.user(&peer_id).await;
+    assert_eq!(held["userName"], "ada@example.com");
+    assert_eq!(held["name"]["familyName"], "Lovelace");
+    assert_eq!(held["emails"][0]["value"], "ada@example.com");
+    assert_eq!(held["active"], true);
+    let marker = held["externalId"].as_str().expect("the ownership marker on a Generic target");
+    assert!(marker.starts_with("k8s:") && marker.ends_with(&ready.uid().unwrap()), "{marker}");
+    let (status, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!((status.as_u16(), ours["name"]["familyName"].as_str()), (200, Some("Lovelace")));
+    let records: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ops);
+    let record_of = |uid: String| {
+        let records = records.clone();
+        async move {
+            let lp = kube::api::ListParams::default().labels(&format!("scim.dev/owner-uid={uid}"));
+            records.list(&lp).await.unwrap().items
+        }
+    };
+    let recorded = record_of(ready.uid().unwrap()).await;
+    assert_eq!(recorded.len(), 1, "one ownership record, for the peer only");
+    assert_eq!(recorded[0].data.as_ref().unwrap()["remoteId"], peer_id);
+
+    // ---- an update reaches both
+    let patch = json!({"spec": {"displayName": "Countess Ada", "title": "Analyst"}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&users, "ada", "the update on both targets", |u| {
+        ready_on(u, 2) && entry(u, &cst_id).and_then(|e| e.observed_generation) == u.metadata.generation
+    })
+    .await;
+    let held = peer.user(&peer_id).await;
+    assert_eq!((held["displayName"].as_str(), held["title"].as_str()), (Some("Countess Ada"), Some("Analyst")));
+    let (_, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!(ours["displayName"], "Countess Ada");
+
+    // ---- an operator restart creates no duplicate (the record names the user)
+    operator.stop().await;
+    let user = users.get("ada").await.unwrap();
+    let wipe = json!({"status": {"targets": [], "targetsReady": null}});
+    users.patch_status("ada", &PatchParams::default(), &Patch::Merge(&wipe)).await.unwrap();
+    operator = start_operator_from(args.clone());
+    wait_for(&users, "ada", "Ready again after the restart", |u| ready_on(u, 2)).await;
+    assert_eq!(peer.users_named("ada@example.com").await.len(), 1, "no duplicate on the peer");
+    assert_eq!(
+        entry(&users.get("ada").await.unwrap(), &cst_id).and_then(|e| e.remote_id.clone()),
+        Some(peer_id.clone())
+    );
+    assert_eq!(user.uid(), users.get("ada").await.unwrap().uid());
+
+    // ---- a namespace the target does not allow: TargetNotAllowed, nothing written anywhere
+    let outsiders: Api<ScimUser> = Api::namespaced(client.clone(), &outside);
+    let eve = scim_user("eve", json!({"userName": "eve@example.com", "targets": both}));
+    outsiders.create(&PostParams::default(), &eve).await.unwrap();
+    let refused = wait_for(&outsiders, "eve", "TargetNotAllowed", |u| refused_for(u, "TargetNotAllowed")).await;
+    let status = refused.status.as_ref().unwrap();
+    assert_eq!(status.targets_ready.as_deref(), Some("0/1"), "{status:?}");
+    assert!(status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True"), "{status:?}");
+    // ---- a ScimTarget of another namespace: refused, nothing written
+    secret(&client, &own, "peer", json!({"token": peer.token})).await;
+    let own_targets: Api<ScimTarget> = Api::namespaced(client.clone(), &own);
+    let st = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimTarget", "metadata": {"name": "mine"},
+        "spec": {"baseUrl": peer.base, "profile": "Generic", "credentials": {"bearerToken": {"name": "peer", "key": "token"}}}});
+    own_targets.create(&PostParams::default(), &serde_json::from_value(st).unwrap()).await.unwrap();
+    let borrower = scim_user(
+        "mallory",
+        json!({"userName": "mallory@example.com", "targets": [{"kind": "ScimTarget", "name": "mine", "namespace": own}]}),
+    );
+    users.create(&PostParams::default(), &borrower).await.unwrap();
+    let refused = wait_for(&users, "mallory", "TargetNotAllowed", |u| refused_for(u, "TargetNotAllowed")).await;
+    let message = &refused.status.as_ref().unwrap().targets[0].message;
+    assert!(message.contains(&format!("serves only resources of namespace {own}")), "{message}");
+    // Its own namespace may use it (and is trusted there).
+    let owners: Api<ScimUser> = Api::namespaced(client.clone(), &own);
+    let grace = scim_user(
+        "grace",
+        json!({"userName": "grace@example.com", "targets": [{"kind": "ScimTarget", "name": "mine"}]}),
+    );
+    owners.create(&PostParams::default(), &grace).await.unwrap();
+    wait_for(&owners, "grace", "Ready on its namespace's own target", |u| ready_on(u, 1)).await;
+    // Two resyncs later, still nothing of the refused ones anywhere.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for name in ["eve@example.com", "mallory@example.com"] {
+        assert!(peer.users_named(name).await.is_empty(), "{name} was written to the peer");
+        let filter = serde_urlencoded::to_string([("filter", format!("userName eq \"{name}\""))]).unwrap();
+        let (_, found) = scim.get(&format!("/Users?{filter}")).await;
+        assert_eq!(found["totalResults"], 0, "{name} was written to the default target: {found}");
+    }
+
+    // ---- two namespaces claim one userName on the peer: one winner, no flip-flop
+    let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    let claim = |name: &str| {
+        scim_user(name, json!({"userName": "shared@example.com", "displayName": name, "targets": only_peer}))
+    };
+    let (pp, team_claim, rival_claim) = (PostParams::default(), claim("claim-team"), claim("claim-rival"));
+    let (a, b) = tokio::join!(users.create(&pp, &team_claim), rivals.create(&pp, &rival_claim));
+    a.unwrap();
+    b.unwrap();
+    let settled = |api: Api<ScimUser>, name: &'static str| async move {
+        wait_for(&api, name, "settled", |u| ready_on(u, 1) || refused_for(u, "Conflict")).await
+    };
+    let (t, r) = tokio::join!(settled(users.clone(), "claim-team"), settled(rivals.clone(), "claim-rival"));
+    let winner = |u: &ScimUser| ready_on(u, 1);
+    assert!(winner(&t) != winner(&r), "exactly one winner: {:?} {:?}", t.status, r.status);
+    let held = peer.users_named("shared@example.com").await;
+    assert_eq!(held.len(), 1);
+    let winner_name = if winner(&t) { "claim-team" } else { "claim-rival" };
+    assert_eq!(held[0]["displayName"], winner_name);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (t2, r2) = (users.get("claim-team").await.unwrap(), rivals.get("claim-rival").await.unwrap());
+    assert_eq!((winner(&t2), winner(&r2)), (winner(&t), winner(&r)), "no flip-flop");
+    assert!(refused_for(if winner(&t2) { &r2 } else { &t2 }, "Conflict"));
+    let held_after = peer.users_named("shared@example.com").await;
+    assert_eq!(held_after, held, "the peer's user is unchanged after two resyncs");
+
+    // ---- a user made directly on the peer is untouched without a trusted adopt
+    let (status, made) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "native@example.com",
+                "displayName": "Made by hand", "active": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let native = |name: &str, adopt: bool| {
+        scim_user(
+            name,
+            json!({"userName": "native@example.com", "displayName": "Declared", "adopt": adopt, "targets": only_peer}),
+        )
+    };
+    rivals.create(&PostParams::default(), &native("native-rival", true)).await.unwrap();
+    users.create(&PostParams::default(), &native("native-team", false)).await.unwrap();
+    wait_for(&rivals, "native-rival", "AdoptionNotAllowed", |u| refused_for(u, "AdoptionNotAllowed")).await;
+    wait_for(&users, "native-team", "Conflict", |u| refused_for(u, "Conflict")).await;
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(peer.user(id).await["displayName"], "Made by hand", "changed without a trusted adopt");
+    // A trusted adopt takes it.
+    users
+        .patch("native-team", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"adopt": true}})))
+        .await
+        .unwrap();
+    let adopted = wait_for(&users, "native-team", "adopted", |u| ready_on(u, 1)).await;
+    assert_eq!(entry(&adopted, &cst_id).and_then(|e| e.remote_id.as_deref()), Some(id));
+    assert_eq!(peer.user(id).await["displayName"], "Declared");
+    assert_eq!(peer.users_named("native@example.com").await.len(), 1);
+
+    // ---- the peer taken out of spec.targets: the deletion policy there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&users, "ada", "the peer dropped", |u| ready_on(u, 1) && entry(u, &cst_id).is_none()).await;
+    assert_eq!(peer.user(&peer_id).await["active"], false, "deactivated on the dropped target");
+    let (_, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!(ours["active"], true, "the default target is untouched");
+    assert!(record_of(dropped.uid().unwrap()).await.is_empty(), "the record is released");
+
+    // ---- deleting a resource applies its policy on its targets and releases its records
+    let grace_uid = owners.get("grace").await.unwrap().uid().unwrap();
+    let grace_id = entry(&owners.get("grace").await.unwrap(), &format!("ScimTarget/{own}/mine"))
+        .and_then(|e| e.remote_id.clone())
+        .unwrap();
+    owners
+        .patch("grace", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"deletionPolicy": "Delete"}})))
+        .await
+        .unwrap();
+    wait_for(&owners, "grace", "the new policy seen", |u| ready_on(u, 1)).await;
+    owners.delete("grace", &DeleteParams::default()).await.unwrap();
+    wait_gone(&owners, "grace").await;
+    let (status, _) = peer.call(reqwest::Method::GET, &format!("/Users/{grace_id}"), None).await;
+    assert_eq!(status, 404, "deleted on its target");
+    assert!(record_of(grace_uid).await.is_empty());
+
+    // ---- clean up
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team, &rival, &outside, &own] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
 }
