@@ -292,16 +292,44 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
 
 // ---- ScimUsers naming their targets
 
-/// A SCIM peer the test reads and writes directly: base URL and bearer token.
+/// How the test authenticates to a peer: a bearer token, or client credentials (Keycloak).
+enum Auth {
+    Bearer(String),
+    ClientCredentials { token_url: String, id: String, secret: String },
+}
+
+/// A SCIM peer the test reads and writes directly.
 struct Peer {
     base: String,
-    token: String,
+    auth: Auth,
     http: reqwest::Client,
 }
 
 impl Peer {
+    async fn token(&self) -> String {
+        match &self.auth {
+            Auth::Bearer(t) => t.clone(),
+            Auth::ClientCredentials { token_url, id, secret } => {
+                let form = [("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)];
+                let answer: Value = self
+                    .http
+                    .post(token_url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(serde_urlencoded::to_string(form).unwrap())
+                    .send()
+                    .await
+                    .expect("a token")
+                    .json()
+                    .await
+                    .unwrap();
+                answer["access_token"].as_str().expect("an access token").to_string()
+            }
+        }
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        let token = self.token().await;
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&token);
         if let Some(b) = body {
             req = req.header("content-type", "application/scim+json").body(b.to_string());
         }
@@ -343,6 +371,84 @@ fn refused_for(u: &ScimUser, reason: &str) -> bool {
     user_ready(u, "False", reason)
 }
 
+/// On the target `targets` names (`id`), which `trusted` (a namespace's ScimUsers) is trusted on
+/// and `allowed` may only use: two namespaces claiming one userName get one winner and a
+/// `Conflict`, unchanged over two resyncs (2 s each); a user made directly on the target is
+/// untouched without a trusted `adopt` (refused: `AdoptionNotAllowed` from `allowed`, `Conflict`
+/// without adopt) and taken with one. Users are told apart by `name.givenName`, which every
+/// profile keeps.
+async fn contest_and_adopt(
+    peer: &Peer,
+    targets: &Value,
+    id: &str,
+    trusted: &Api<ScimUser>,
+    allowed: &Api<ScimUser>,
+    domain: &str,
+) {
+    let (shared, native_name) = (format!("shared@{domain}"), format!("native@{domain}"));
+    let claim = |name: &str| {
+        scim_user(
+            name,
+            json!({"userName": shared, "name": {"givenName": name, "familyName": "Claimant"},
+                "targets": targets}),
+        )
+    };
+    let (pp, team_claim, rival_claim) = (PostParams::default(), claim("claim-team"), claim("claim-rival"));
+    let (a, b) = tokio::join!(trusted.create(&pp, &team_claim), allowed.create(&pp, &rival_claim));
+    a.unwrap();
+    b.unwrap();
+    let settled = |api: Api<ScimUser>, name: &'static str| async move {
+        wait_for(&api, name, "settled", |u| ready_on(u, 1) || refused_for(u, "Conflict")).await
+    };
+    let (t, r) = tokio::join!(settled(trusted.clone(), "claim-team"), settled(allowed.clone(), "claim-rival"));
+    let winner = |u: &ScimUser| ready_on(u, 1);
+    assert!(winner(&t) != winner(&r), "exactly one winner: {:?} {:?}", t.status, r.status);
+    let held = peer.users_named(&shared).await;
+    assert_eq!(held.len(), 1);
+    let winner_name = if winner(&t) { "claim-team" } else { "claim-rival" };
+    assert_eq!(held[0]["name"]["givenName"], winner_name);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (t2, r2) = (trusted.get("claim-team").await.unwrap(), allowed.get("claim-rival").await.unwrap());
+    assert_eq!((winner(&t2), winner(&r2)), (winner(&t), winner(&r)), "no flip-flop");
+    assert!(refused_for(if winner(&t2) { &r2 } else { &t2 }, "Conflict"));
+    let held_after = peer.users_named(&shared).await;
+    assert_eq!(held_after[0]["name"], held[0]["name"], "the target's user is unchanged after two resyncs");
+    assert_eq!(held_after[0]["id"], held[0]["id"]);
+
+    // A user made directly on the target.
+    let (status, made) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": native_name,
+                "name": {"givenName": "Made", "familyName": "By Hand"}, "active": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let native = |name: &str, adopt: bool| {
+        scim_user(
+            name,
+            json!({"userName": native_name, "name": {"givenName": "Declared", "familyName": "By Hand"},
+                "adopt": adopt, "targets": targets}),
+        )
+    };
+    allowed.create(&PostParams::default(), &native("native-rival", true)).await.unwrap();
+    trusted.create(&PostParams::default(), &native("native-team", false)).await.unwrap();
+    wait_for(allowed, "native-rival", "AdoptionNotAllowed", |u| refused_for(u, "AdoptionNotAllowed")).await;
+    wait_for(trusted, "native-team", "Conflict", |u| refused_for(u, "Conflict")).await;
+    let made_id = made["id"].as_str().unwrap();
+    assert_eq!(peer.user(made_id).await["name"]["givenName"], "Made", "changed without a trusted adopt");
+    // A trusted adopt takes it.
+    trusted
+        .patch("native-team", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"adopt": true}})))
+        .await
+        .unwrap();
+    let adopted = wait_for(trusted, "native-team", "adopted", |u| ready_on(u, 1)).await;
+    assert_eq!(entry(&adopted, id).and_then(|e| e.remote_id.as_deref()), Some(made_id));
+    assert_eq!(peer.user(made_id).await["name"]["givenName"], "Declared");
+    assert_eq!(peer.users_named(&native_name).await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scim_users_provision_into_their_targets() {
     if control_plane().is_none() {
@@ -366,8 +472,11 @@ async fn scim_users_provision_into_their_targets() {
     let port = free_port();
     let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
     let _scim2 = scim2_server(&bin, port, &peer_token);
-    let peer =
-        Peer { base: format!("http://127.0.0.1:{port}"), token: peer_token.clone(), http: reqwest::Client::new() };
+    let peer = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
     secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
     let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let cst_id = format!("ClusterScimTarget/{cst}");
@@ -451,7 +560,7 @@ async fn scim_users_provision_into_their_targets() {
     assert_eq!(status.targets_ready.as_deref(), Some("0/1"), "{status:?}");
     assert!(status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True"), "{status:?}");
     // ---- a ScimTarget of another namespace: refused, nothing written
-    secret(&client, &own, "peer", json!({"token": peer.token})).await;
+    secret(&client, &own, "peer", json!({"token": peer_token})).await;
     let own_targets: Api<ScimTarget> = Api::namespaced(client.clone(), &own);
     let st = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimTarget", "metadata": {"name": "mine"},
         "spec": {"baseUrl": peer.base, "profile": "Generic", "credentials": {"bearerToken": {"name": "peer", "key": "token"}}}});
@@ -481,63 +590,8 @@ async fn scim_users_provision_into_their_targets() {
         assert_eq!(found["totalResults"], 0, "{name} was written to the default target: {found}");
     }
 
-    // ---- two namespaces claim one userName on the peer: one winner, no flip-flop
     let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
-    let claim = |name: &str| {
-        scim_user(name, json!({"userName": "shared@example.com", "displayName": name, "targets": only_peer}))
-    };
-    let (pp, team_claim, rival_claim) = (PostParams::default(), claim("claim-team"), claim("claim-rival"));
-    let (a, b) = tokio::join!(users.create(&pp, &team_claim), rivals.create(&pp, &rival_claim));
-    a.unwrap();
-    b.unwrap();
-    let settled = |api: Api<ScimUser>, name: &'static str| async move {
-        wait_for(&api, name, "settled", |u| ready_on(u, 1) || refused_for(u, "Conflict")).await
-    };
-    let (t, r) = tokio::join!(settled(users.clone(), "claim-team"), settled(rivals.clone(), "claim-rival"));
-    let winner = |u: &ScimUser| ready_on(u, 1);
-    assert!(winner(&t) != winner(&r), "exactly one winner: {:?} {:?}", t.status, r.status);
-    let held = peer.users_named("shared@example.com").await;
-    assert_eq!(held.len(), 1);
-    let winner_name = if winner(&t) { "claim-team" } else { "claim-rival" };
-    assert_eq!(held[0]["displayName"], winner_name);
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let (t2, r2) = (users.get("claim-team").await.unwrap(), rivals.get("claim-rival").await.unwrap());
-    assert_eq!((winner(&t2), winner(&r2)), (winner(&t), winner(&r)), "no flip-flop");
-    assert!(refused_for(if winner(&t2) { &r2 } else { &t2 }, "Conflict"));
-    let held_after = peer.users_named("shared@example.com").await;
-    assert_eq!(held_after, held, "the peer's user is unchanged after two resyncs");
-
-    // ---- a user made directly on the peer is untouched without a trusted adopt
-    let (status, made) = peer
-        .call(
-            reqwest::Method::POST,
-            "/Users",
-            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "native@example.com",
-                "displayName": "Made by hand", "active": true})),
-        )
-        .await;
-    assert_eq!(status, 201, "{made}");
-    let native = |name: &str, adopt: bool| {
-        scim_user(
-            name,
-            json!({"userName": "native@example.com", "displayName": "Declared", "adopt": adopt, "targets": only_peer}),
-        )
-    };
-    rivals.create(&PostParams::default(), &native("native-rival", true)).await.unwrap();
-    users.create(&PostParams::default(), &native("native-team", false)).await.unwrap();
-    wait_for(&rivals, "native-rival", "AdoptionNotAllowed", |u| refused_for(u, "AdoptionNotAllowed")).await;
-    wait_for(&users, "native-team", "Conflict", |u| refused_for(u, "Conflict")).await;
-    let id = made["id"].as_str().unwrap();
-    assert_eq!(peer.user(id).await["displayName"], "Made by hand", "changed without a trusted adopt");
-    // A trusted adopt takes it.
-    users
-        .patch("native-team", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"adopt": true}})))
-        .await
-        .unwrap();
-    let adopted = wait_for(&users, "native-team", "adopted", |u| ready_on(u, 1)).await;
-    assert_eq!(entry(&adopted, &cst_id).and_then(|e| e.remote_id.as_deref()), Some(id));
-    assert_eq!(peer.user(id).await["displayName"], "Declared");
-    assert_eq!(peer.users_named("native@example.com").await.len(), 1);
+    contest_and_adopt(&peer, &only_peer, &cst_id, &users, &rivals, "example.com").await;
 
     // ---- the peer taken out of spec.targets: the deletion policy there only
     let patch = json!({"spec": {"targets": [{"name": "default"}]}});
@@ -570,6 +624,106 @@ async fn scim_users_provision_into_their_targets() {
     forget_earlier_runs(&client).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [&ops, &team, &rival, &outside, &own] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scim_users_provision_into_keycloak() {
+    if control_plane().is_none() {
+        return;
+    }
+    let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
+    let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "ukc-ops").await;
+    let team = namespace(&client, "ukc-team").await;
+    let rival = namespace(&client, "ukc-rival").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let args = operator_args(&scim.base, &token_path, &[], &ops, 2);
+    let mut operator = start_operator_from(args.clone());
+    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let cst = format!("keycloak-{suffix}");
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": {"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let peer = Peer {
+        base: scim_url.clone(),
+        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value.clone() },
+        http: reqwest::Client::new(),
+    };
+    let domain = format!("{suffix}.example.com");
+    let only_kc = json!([{"name": cst}]);
+
+    // ---- Ready on the default target and Keycloak, read back through Keycloak's SCIM API
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let ada_name = format!("ada@{domain}");
+    let ada = scim_user(
+        "ada",
+        json!({"userName": ada_name, "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": ada_name, "primary": true}], "targets": [{"name": "default"}, {"name": cst}]}),
+    );
+    users.create(&PostParams::default(), &ada).await.unwrap();
+    let ready = wait_for(&users, "ada", "Ready on both targets", |u| ready_on(u, 2)).await;
+    let kc_id = entry(&ready, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's id");
+    let held = peer.user(&kc_id).await;
+    assert_eq!(held["userName"].as_str().map(str::to_lowercase), Some(ada_name.clone()));
+    assert_eq!((held["name"]["familyName"].as_str(), held["active"].as_bool()), (Some("Lovelace"), Some(true)));
+    assert_eq!(held["emails"][0]["value"].as_str().map(str::to_lowercase), Some(ada_name.clone()));
+    let text = serde_json::to_string(&ready.status).unwrap();
+    assert!(!text.contains(&secret_value), "the client secret is in the status: {text}");
+
+    // ---- an update, then a restart with the status entries wiped: no duplicate
+    let patch = json!({"spec": {"name": {"givenName": "Augusta Ada", "familyName": "King"}}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_until("the new name on Keycloak", || async { peer.user(&kc_id).await["name"]["familyName"] == "King" }).await;
+    operator.stop().await;
+    let wipe = json!({"status": {"targets": [], "targetsReady": null}});
+    users.patch_status("ada", &PatchParams::default(), &Patch::Merge(&wipe)).await.unwrap();
+    operator = start_operator_from(args.clone());
+    let again = wait_for(&users, "ada", "Ready again after the restart", |u| ready_on(u, 2)).await;
+    assert_eq!(entry(&again, &cst_id).and_then(|e| e.remote_id.clone()), Some(kc_id.clone()));
+    assert_eq!(peer.users_named(&ada_name).await.len(), 1, "no duplicate on Keycloak");
+
+    // ---- roles on a target that keeps none: RolesUnsupported, never silently dropped
+    let grace_name = format!("grace@{domain}");
+    let grace = scim_user("grace", json!({"userName": grace_name, "roles": ["Admin"], "targets": only_kc}));
+    users.create(&PostParams::default(), &grace).await.unwrap();
+    let unsupported = wait_for(&users, "grace", "RolesUnsupported", |u| refused_for(u, "RolesUnsupported")).await;
+    let e = entry(&unsupported, &cst_id).expect("an entry");
+    assert!(!e.ready && e.remote_id.is_some() && e.message.contains("keeps no roles"), "{e:?}");
+    assert_eq!(peer.users_named(&grace_name).await.len(), 1, "the user is provisioned all the same");
+
+    // ---- one userName claimed from two namespaces; a user made on Keycloak directly
+    let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    contest_and_adopt(&peer, &only_kc, &cst_id, &users, &rivals, &domain).await;
+
+    // ---- Keycloak taken out of ada's targets: deactivated there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&users, "ada", "Keycloak dropped", |u| ready_on(u, 1) && entry(u, &cst_id).is_none()).await;
+    assert_eq!(peer.user(&kc_id).await["active"], false, "deactivated on Keycloak");
+    let default_id = dropped.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap();
+    let (_, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!(ours["active"], true, "the default target is untouched");
+
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team, &rival] {
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
     scim.stop().await;
@@ -625,8 +779,11 @@ async fn managed_teams_provision_into_their_targets() {
     let port = free_port();
     let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
     let _scim2 = scim2_server(&bin, port, &peer_token);
-    let peer =
-        Peer { base: format!("http://127.0.0.1:{port}"), token: peer_token.clone(), http: reqwest::Client::new() };
+    let peer = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
     secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
     let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let cst_id = format!("ClusterScimTarget/{cst}");
