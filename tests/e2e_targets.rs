@@ -938,3 +938,104 @@ async fn managed_teams_provision_into_their_targets() {
     }
     scim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_team_on_keycloak() {
+    if control_plane().is_none() {
+        return;
+    }
+    let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
+    let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "tkc-ops").await;
+    let team_ns = namespace(&client, "tkc-team").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
+    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let cst = format!("keycloak-{suffix}");
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": {"allowed": {"names": [team_ns.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let peer = Peer {
+        base: scim_url.clone(),
+        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value },
+        http: reqwest::Client::new(),
+    };
+    let group_members = |id: String| {
+        let peer = &peer;
+        async move {
+            // Keycloak returns members only when asked for them.
+            let (status, body) =
+                peer.call(reqwest::Method::GET, &format!("/Groups/{id}?attributes=members"), None).await;
+            assert_eq!(status, 200, "{body}");
+            member_ids(&body)
+        }
+    };
+    let both = json!([{"name": "default"}, {"name": cst}]);
+
+    // ---- two members on both targets, a team on both: the membership is right on Keycloak
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let pp = PostParams::default();
+    for name in ["ada", "bob"] {
+        let user = scim_user(name, json!({"userName": format!("{name}@{suffix}.example.com"), "targets": both}));
+        users.create(&pp, &user).await.unwrap();
+    }
+    let kc_id = |u: &ScimUser| entry(u, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's id");
+    let ada = kc_id(&wait_for(&users, "ada", "ada Ready on both", |u| ready_on(u, 2)).await);
+    let bob = kc_id(&wait_for(&users, "bob", "bob Ready on both", |u| ready_on(u, 2)).await);
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team_ns);
+    let display_name = format!("SRE {suffix}");
+    let sre = managed_team(
+        "sre",
+        json!({"displayName": display_name, "members": [{"scimUserRef": "ada"}, {"scimUserRef": "bob"}], "targets": both}),
+    );
+    teams.create(&pp, &sre).await.unwrap();
+    let ready_team = wait_for(&teams, "sre", "Ready on both", |t| team_is(t, "True", "Provisioned", "2/2")).await;
+    let group = team_entry(&ready_team, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's group");
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(group_members(group.clone()).await, set(&[&ada, &bob]), "created, then members added by PATCH");
+
+    // ---- a member removal on Keycloak (only as members[value eq "id"])
+    let patch = json!({"spec": {"members": [{"scimUserRef": "ada"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "one member", |t| {
+        team_is(t, "True", "Provisioned", "2/2") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    assert_eq!(group_members(group.clone()).await, set(&[&ada]), "bob removed on Keycloak");
+
+    // ---- Keycloak taken out of the team's targets: unlinked there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&teams, "sre", "Keycloak dropped", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && team_entry(t, &cst_id).is_none()
+    })
+    .await;
+    assert!(group_members(group.clone()).await.is_empty(), "members removed on Keycloak");
+    let default_group = dropped.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap();
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours).len(), 1, "the default target is untouched: {ours}");
+
+    // ---- clean up
+    teams.delete("sre", &DeleteParams::default()).await.unwrap();
+    wait_gone(&teams, "sre").await;
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team_ns] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
