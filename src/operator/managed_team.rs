@@ -588,7 +588,9 @@ async fn sync_targets(
     let dropped = drop_targets(ctx, obj, &resolved, &records, status).await?;
     let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
         Endpoint::Remote(remote) => {
-            let mine = records.iter().find(|rec| rec.object.target == r.id);
+            // The record of the current name, else one of an earlier name (a rename).
+            let on_target = || records.iter().filter(|rec| rec.object.target == r.id);
+            let mine = on_target().find(|rec| rec.object.key == obj.spec.display_name).or_else(|| on_target().next());
             Some(remote::sync(ctx, obj, r, remote, mine))
         }
         _ => None,

@@ -250,6 +250,11 @@ async fn held(
             None => Held { group: client.fetch_group(name).await?, record_id: true, linked: false, renamed_from: None },
         }));
     }
+    if let Some(old) = mine.filter(|r| r.remote_id.is_none()) {
+        // Renamed before the group of the earlier name had an id recorded: that name is let go
+        // (nothing shows which group it would be), and this one is claimed as any other.
+        records.release(&old.object, &owner).await?;
+    }
     let existing = client.fetch_group(name).await?;
     // Renamed in the spec: the group recorded under the earlier name is this resource's; the new
     // name is claimed for it, unless the target holds another group of that name.
