@@ -11,6 +11,11 @@
 //! - A wrong token is `CredentialsRejected` (the token in no status or Event); fixing the Secret
 //!   makes the target Ready sooner than the next periodic probe, without a restart.
 //! - Stopping scim2-server turns the target `ScimUnavailable`; it recovers by itself.
+//! - ManagedTeams naming their targets (scim2-server, and Keycloak when it runs): membership
+//!   right on each target (each member's id there, from the ownership records), a member
+//!   removal, userName members only where nobody or a trusted namespace owns them, an existing
+//!   group untouched without a trusted `linkExisting`, a dropped target unlinked there only,
+//!   deletion unlinking and releasing the records.
 //! - ScimUsers naming their targets (`spec.targets`): Ready on the default target and on
 //!   scim2-server at once, fields read back through each server's own API; an update reaches
 //!   both; an operator restart (status entries wiped) creates no duplicate; a namespace the
@@ -853,6 +858,37 @@ async fn managed_teams_provision_into_their_targets() {
     assert_eq!(member_ids(&held), set(&[&ada_peer]), "{held}");
     let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
     assert_eq!(member_ids(&ours), set(&[&ada_default]), "{ours}");
+
+    // ---- userName members where the target trusts the team's namespace: a user nobody owns
+    // there is added; one that a namespace the target does not trust owns is left out
+    let rival_users: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    let carol = scim_user("carol", json!({"userName": "carol@example.com", "targets": only_peer}));
+    rival_users.create(&pp, &carol).await.unwrap();
+    let carol = wait_for(&rival_users, "carol", "carol Ready on the peer", |u| ready_on(u, 1)).await;
+    let carol_peer = entry(&carol, &cst_id).and_then(|e| e.remote_id.clone()).expect("carol's id");
+    let (status, dave) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dave@example.com",
+                "active": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{dave}");
+    let dave_peer = dave["id"].as_str().unwrap().to_string();
+    let by_name = managed_team(
+        "by-name",
+        json!({"displayName": "By name", "members": [{"userName": "carol@example.com"}, {"userName": "dave@example.com"}],
+            "targets": only_peer}),
+    );
+    teams.create(&pp, &by_name).await.unwrap();
+    let by_name =
+        wait_for(&teams, "by-name", "MemberNotAllowed", |t| team_is(t, "False", "MemberNotAllowed", "0/1")).await;
+    let e = team_entry(&by_name, &cst_id).expect("an entry");
+    assert!(e.message.contains("carol@example.com") && !e.message.contains("dave"), "{e:?}");
+    let group = e.remote_id.clone().expect("the group is made, without the refused member");
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{group}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&dave_peer]), "carol ({carol_peer}) left out: {held}");
 
     // ---- a group made on the peer directly: untouched without a trusted linkExisting
     let (status, made) = peer
