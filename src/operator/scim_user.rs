@@ -6,13 +6,12 @@ use kube::runtime::finalizer::Event as Finalizer;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, Standing, TargetRef, UserDeletionPolicy, targets_ready};
 use super::ownership::Record;
 use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
-use super::targets::{Endpoint, Outcome, Resolved, entries, ready_condition};
+use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition};
 use super::user_doc::{RolePlan, desired, drift, operations, plan_roles, roles_of, validate, with_roles};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
@@ -326,36 +325,6 @@ async fn drop_targets(
     Ok(failed)
 }
 
-/// When to reconcile again after `outcomes`: the shortest backoff of a failing target (each
-/// target keeps its own count; Retry-After honoured), else, when a refusal stands, the refusal
-/// interval, else the resync.
-fn next_action(ctx: &Context, obj: &ScimUser, outcomes: &[Outcome]) -> Action {
-    let own = key(obj);
-    let key_of = |o: &Outcome| {
-        if o.target == TargetRef::default_target().id("") { own.clone() } else { format!("{own}@{}", o.target) }
-    };
-    let mut retry: Option<Duration> = None;
-    let mut stalled = false;
-    for o in outcomes {
-        if o.ready {
-            ctx.succeeded(&key_of(o));
-        } else if conditions::progress(o.reason) == conditions::Progress::Stalled {
-            stalled = true;
-        } else {
-            let wait = ctx.backoff(&key_of(o), o.retry_after);
-            retry = Some(retry.map_or(wait, |r| r.min(wait)));
-        }
-    }
-    match retry {
-        Some(wait) => Action::requeue(wait),
-        None if stalled => ctx.refused_retry(&own, Duration::from_secs(300)),
-        None => {
-            ctx.succeeded(&own);
-            ctx.resync()
-        }
-    }
-}
-
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -384,7 +353,7 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
                 let records = if remote {
                     ctx.targets
                         .records
-                        .owned_by(&record_owner(&obj).uid)
+                        .owned_by(&record_owner(obj.as_ref()).uid)
                         .await
                         .map_err(|e| ReconcileError::Invalid(e.to_string()))?
                 } else {
@@ -426,7 +395,7 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             }
         };
         wanted.push(ready_condition(&outcomes));
-        action = next_action(ctx, &obj, &outcomes);
+        action = next_action(ctx, obj.as_ref(), &outcomes);
         status.targets = entries(&previous.targets, &outcomes, generation, &now());
         status.targets_ready = Some(targets_ready(&status.targets));
     }
@@ -531,7 +500,7 @@ async fn cleanup(obj: Arc<ScimUser>, ctx: &Context) -> Result<Action, ReconcileE
     if let (Some(id), false) = (obj.status.as_ref().and_then(|s| s.scim_id.clone()), released) {
         remove_from_default(&obj, ctx, &id).await?;
     }
-    let owner = record_owner(&obj);
+    let owner = record_owner(obj.as_ref());
     let records = ctx.targets.records.owned_by(&owner.uid).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?;
     for record in &records {
         match remote::remove(ctx, &obj, record, !released).await {

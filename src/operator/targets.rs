@@ -16,20 +16,21 @@
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
-use kube::{Client, ResourceExt};
+use kube::runtime::controller::Action;
+use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::ReconcileError;
-use super::conditions::{Desired, reason};
+use super::conditions::{self, Desired, reason};
 use super::crd::{
     ClusterScimTarget, ScimTarget, SecretKeyRef, Standing, TargetAccess, TargetEndpoint, TargetRef, TargetRefKind,
     TargetSync, secret_namespace,
 };
-use super::ownership::OwnershipRecords;
+use super::ownership::{OwnershipRecords, RecordOwner};
 use super::scim_target::{Refusal, TargetKind, check};
+use super::{Context, ReconcileError, key};
 use crate::client::{ClientCredentialsGrant, Credentials, Fence, ScimClient, SecretSource, TargetConfig};
 
 // ---- the client cache
@@ -176,6 +177,13 @@ impl Targets {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The cached client of `key`, if it was built from what `current` accepts.
+    fn cached(&self, key: &str, current: impl Fn(&Cached) -> bool) -> Option<Connection> {
+        let clients = self.lock();
+        let c = clients.get(key).filter(|c| current(c))?;
+        Some(Connection::Client { client: c.client.clone(), secrets: c.secrets.clone() })
+    }
+
     /// A client for `obj`. With `recheck` (the target controller's probes, triggered by spec and
     /// Secret changes) the Secrets are read and the client rebuilt when they or the spec
     /// changed; without it (a resource's reconcile) the cached client of the current generation
@@ -183,15 +191,8 @@ impl Targets {
     pub async fn connect<K: TargetKind>(&self, obj: &K, recheck: bool) -> Result<Connection, FetchError> {
         let key = cache_key(obj);
         let generation = obj.meta().generation;
-        if !recheck {
-            let cached = self
-                .lock()
-                .get(&key)
-                .filter(|c| c.generation == generation)
-                .map(|c| Connection::Client { client: c.client.clone(), secrets: c.secrets.clone() });
-            if let Some(c) = cached {
-                return Ok(c);
-            }
+        if !recheck && let Some(c) = self.cached(&key, |c| c.generation == generation) {
+            return Ok(c);
         }
         let readable = secret_namespace(obj.namespace().as_deref(), &self.operator_namespace).to_string();
         if let Err(refusal) = check(obj.endpoint(), obj.access(), &readable) {
@@ -210,12 +211,7 @@ impl Targets {
             Err(why) => return Ok(Connection::SecretMissing(why)),
         };
         let fingerprint = fingerprint.finish();
-        let cached = self
-            .lock()
-            .get(&key)
-            .filter(|c| c.fingerprint == fingerprint)
-            .map(|c| Connection::Client { client: c.client.clone(), secrets: c.secrets.clone() });
-        if let Some(c) = cached {
+        if let Some(c) = self.cached(&key, |c| c.fingerprint == fingerprint) {
             return Ok(c);
         }
         let config = TargetConfig {
@@ -548,6 +544,46 @@ impl Outcome {
     /// The refusal of a target, as its outcome.
     pub fn refused(r: &TargetRefusal) -> Self {
         Self::failed(&r.id, None, r.reason, r.message.clone())
+    }
+}
+
+/// When to reconcile `obj` again after `outcomes`: the shortest backoff of a failing target
+/// (each target keeps its own count, the default target the resource's own; Retry-After
+/// honoured), else, when a refusal stands, the refusal interval, else the resync.
+pub fn next_action<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, outcomes: &[Outcome]) -> Action {
+    let own = key(obj);
+    let key_of = |o: &Outcome| {
+        if o.target == TargetRef::default_target().id("") { own.clone() } else { format!("{own}@{}", o.target) }
+    };
+    let mut retry: Option<Duration> = None;
+    let mut stalled = false;
+    for o in outcomes {
+        if o.ready {
+            ctx.succeeded(&key_of(o));
+        } else if conditions::progress(o.reason) == conditions::Progress::Stalled {
+            stalled = true;
+        } else {
+            let wait = ctx.backoff(&key_of(o), o.retry_after);
+            retry = Some(retry.map_or(wait, |r| r.min(wait)));
+        }
+    }
+    match retry {
+        Some(wait) => Action::requeue(wait),
+        None if stalled => ctx.refused_retry(&own, Duration::from_secs(300)),
+        None => {
+            ctx.succeeded(&own);
+            ctx.resync()
+        }
+    }
+}
+
+/// The owner of `obj` in the ownership records.
+pub fn record_owner<K: Resource>(obj: &K) -> RecordOwner {
+    let meta = obj.meta();
+    RecordOwner {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
     }
 }
 

@@ -20,21 +20,12 @@ use serde_json::Value;
 use super::super::conditions::reason;
 use super::super::crd::{ScimUser, Standing, UserDeletionPolicy};
 use super::super::ownership::{Holder, ObjectKey, Origin, Record, RecordOwner};
+pub use super::super::targets::record_owner;
 use super::super::targets::{Endpoint, Outcome, Remote, Resolved};
 use super::super::user_doc::desired;
 use super::super::{Context, ReconcileError};
 use crate::client::plan::{self, DesiredUser, Notice, PlanError, UserRemoval};
 use crate::client::{ClientError, ScimClient};
-use kube::ResourceExt;
-
-/// The owner of `obj` in the ownership records.
-pub fn record_owner(obj: &ScimUser) -> RecordOwner {
-    RecordOwner {
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-        uid: obj.metadata.uid.clone().unwrap_or_default(),
-    }
-}
 
 /// The user as declared for a target where the namespace has `standing`: roles only where it is
 /// trusted, the ownership marker and the declared `externalId` for the dialect to choose from.
