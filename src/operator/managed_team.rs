@@ -17,12 +17,11 @@ use super::crd::{
     ManagedTeam, ManagedTeamStatus, MemberPolicy, ScimUser, TargetRef, TeamDeletionPolicy, targets_ready,
 };
 use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Record, Refusal, decide};
-use super::targets::{Endpoint, Outcome, Resolved, entries, ready_condition};
+use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition, record_owner};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
 
 mod remote;
-use remote::record_owner;
 
 /// Whether a label selector (matchLabels and matchExpressions) selects `labels`.
 pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
@@ -528,36 +527,6 @@ async fn drop_targets(
     Ok(failed)
 }
 
-/// When to reconcile again after `outcomes`: the shortest backoff of a failing target (each
-/// target keeps its own count; Retry-After honoured), else, when a refusal stands, the refusal
-/// interval, else the resync. Members pending are waited for by the ScimUser watch.
-fn next_action(ctx: &Context, obj: &ManagedTeam, outcomes: &[Outcome]) -> Action {
-    let own = key(obj);
-    let key_of = |o: &Outcome| {
-        if o.target == TargetRef::default_target().id("") { own.clone() } else { format!("{own}@{}", o.target) }
-    };
-    let mut retry: Option<std::time::Duration> = None;
-    let mut stalled = false;
-    for o in outcomes {
-        if o.ready || o.reason == reason::MEMBERS_PENDING {
-            ctx.succeeded(&key_of(o));
-        } else if conditions::progress(o.reason) == conditions::Progress::Stalled {
-            stalled = true;
-        } else {
-            let wait = ctx.backoff(&key_of(o), o.retry_after);
-            retry = Some(retry.map_or(wait, |r| r.min(wait)));
-        }
-    }
-    match retry {
-        Some(wait) => Action::requeue(wait),
-        None if stalled => ctx.refused_retry(&own, std::time::Duration::from_secs(300)),
-        None => {
-            ctx.succeeded(&own);
-            ctx.resync()
-        }
-    }
-}
-
 /// Syncs every target the spec names (resolved all or nothing first), and drops those it no
 /// longer names.
 async fn sync_targets(
@@ -646,7 +615,7 @@ async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> 
     let previous = obj.status.clone().unwrap_or_default();
     let mut status = ManagedTeamStatus { observed_generation: generation, ..previous.clone() };
     let outcomes = sync_targets(&obj, ctx, &previous, &mut status).await?;
-    let action = next_action(ctx, &obj, &outcomes);
+    let action = next_action(ctx, obj.as_ref(), &outcomes);
     let now = now();
     status.targets = entries(&previous.targets, &outcomes, generation, &now);
     status.targets_ready = Some(targets_ready(&status.targets));

@@ -21,21 +21,12 @@ use std::collections::BTreeSet;
 
 use super::super::conditions::reason;
 use super::super::crd::{ManagedTeam, MemberPolicy, Standing, TeamDeletionPolicy};
-use super::super::ownership::{self, Holder, ObjectKey, Origin, Record, RecordOwner, Refusal, UserOwner};
-use super::super::targets::{Endpoint, Outcome, Remote, Resolved};
+use super::super::ownership::{self, Holder, ObjectKey, Origin, Record, Refusal, UserOwner};
+use super::super::targets::{Endpoint, Outcome, Remote, Resolved, record_owner};
 use super::super::{Context, ReconcileError};
 use super::{member_refusal, named_users};
 use crate::client::plan::{self, DesiredGroup, GroupRemoval, HeldGroup, PlanError};
 use crate::client::{ClientError, ScimClient};
-
-/// The owner of `obj` in the ownership records.
-pub fn record_owner(obj: &ManagedTeam) -> RecordOwner {
-    RecordOwner {
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-        uid: obj.metadata.uid.clone().unwrap_or_default(),
-    }
-}
 
 /// Who the records say holds the group of the team's name on a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
