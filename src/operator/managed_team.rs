@@ -580,8 +580,10 @@ async fn sync_targets(
         match &r.endpoint {
             Endpoint::Default => {
                 if let Some(result) = default.take() {
+                    if let Ok(o) = &result {
+                        pending.extend(o.pending.iter().cloned());
+                    }
                     outcomes.push(default_outcome(result, &r.id, status));
-                    pending.extend(status.pending_members.iter().cloned());
                 }
             }
             Endpoint::Remote(_) => {
