@@ -11,6 +11,11 @@
 //! - A wrong token is `CredentialsRejected` (the token in no status or Event); fixing the Secret
 //!   makes the target Ready sooner than the next periodic probe, without a restart.
 //! - Stopping scim2-server turns the target `ScimUnavailable`; it recovers by itself.
+//! - ManagedTeams naming their targets (scim2-server, and Keycloak when it runs): membership
+//!   right on each target (each member's id there, from the ownership records), a member
+//!   removal, userName members only where nobody or a trusted namespace owns them, an existing
+//!   group untouched without a trusted `linkExisting`, a dropped target unlinked there only,
+//!   deletion unlinking and releasing the records.
 //! - ScimUsers naming their targets (`spec.targets`): Ready on the default target and on
 //!   scim2-server at once, fields read back through each server's own API; an update reaches
 //!   both; an operator restart (status entries wiped) creates no duplicate; a namespace the
@@ -38,7 +43,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scim_operator::operator::crd::{ClusterScimTarget, ScimTarget, ScimUser, TargetStatus, TargetSync};
+use scim_operator::operator::crd::{ClusterScimTarget, ManagedTeam, ScimTarget, ScimUser, TargetStatus, TargetSync};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -757,6 +762,348 @@ async fn scim_users_provision_into_keycloak() {
     forget_earlier_runs(&client).await;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in [&ops, &team, &rival] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
+
+// ---- ManagedTeams naming their targets
+
+/// The member ids of a group, as a server's own API answers it.
+fn member_ids(group: &Value) -> std::collections::BTreeSet<String> {
+    group["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["value"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The team's status entry of `target`, if any.
+fn team_entry<'a>(t: &'a ManagedTeam, target: &str) -> Option<&'a TargetSync> {
+    t.status.as_ref()?.targets.iter().find(|e| e.target == target)
+}
+
+/// Ready=`status` for `reason` with `targets_ready`, for the current generation.
+fn team_is(t: &ManagedTeam, status: &str, reason: &str, targets_ready: &str) -> bool {
+    let s = t.status.as_ref();
+    s.and_then(|s| ready(&s.conditions)) == Some((status.into(), reason.into()))
+        && s.and_then(|s| s.observed_generation) == t.metadata.generation
+        && s.and_then(|s| s.targets_ready.as_deref()) == Some(targets_ready)
+}
+
+fn managed_team(name: &str, spec: Value) -> ManagedTeam {
+    serde_json::from_value(
+        json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ManagedTeam", "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_teams_provision_into_their_targets() {
+    if control_plane().is_none() {
+        return;
+    }
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
+        return;
+    };
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "ttargets-ops").await;
+    let team_ns = namespace(&client, "ttargets-team").await;
+    let rival = namespace(&client, "ttargets-rival").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
+
+    // scim2-server as a ClusterScimTarget that allows both namespaces and trusts team_ns only.
+    let port = free_port();
+    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
+    let _scim2 = scim2_server(&bin, port, &peer_token);
+    let peer = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
+    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
+    let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": peer.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
+            "namespaces": {"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let both = json!([{"name": "default"}, {"name": cst}]);
+    let only_peer = json!([{"name": cst}]);
+
+    // ---- two members on both targets
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let pp = PostParams::default();
+    for (name, user_name) in [("ada", "ada@example.com"), ("bob", "bob@example.com")] {
+        users.create(&pp, &scim_user(name, json!({"userName": user_name, "targets": both}))).await.unwrap();
+    }
+    let ids = |u: &ScimUser| {
+        (
+            u.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap(),
+            entry(u, &cst_id).unwrap().remote_id.clone().unwrap(),
+        )
+    };
+    let (ada_default, ada_peer) = ids(&wait_for(&users, "ada", "ada Ready on both", |u| ready_on(u, 2)).await);
+    let (bob_default, bob_peer) = ids(&wait_for(&users, "bob", "bob Ready on both", |u| ready_on(u, 2)).await);
+
+    // ---- a team on both targets: its membership is right on each, read through each server
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team_ns);
+    let sre = managed_team(
+        "sre",
+        json!({"displayName": "SRE", "members": [{"scimUserRef": "ada"}, {"scimUserRef": "bob"}], "targets": both}),
+    );
+    teams.create(&pp, &sre).await.unwrap();
+    let ready_team = wait_for(&teams, "sre", "Ready on both", |t| team_is(t, "True", "Provisioned", "2/2")).await;
+    let default_group = ready_team.status.as_ref().and_then(|s| s.scim_id.clone()).expect("the default group");
+    let peer_group = team_entry(&ready_team, &cst_id).and_then(|e| e.remote_id.clone()).expect("the peer group");
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    let (status, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{peer_group}"), None).await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["displayName"], "SRE");
+    assert_eq!(member_ids(&held), set(&[&ada_peer, &bob_peer]), "the peer's ids of the members: {held}");
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours), set(&[&ada_default, &bob_default]), "{ours}");
+    let records: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ops);
+    let record_of = |uid: String| {
+        let records = records.clone();
+        async move {
+            let lp = kube::api::ListParams::default().labels(&format!("scim.dev/owner-uid={uid}"));
+            records.list(&lp).await.unwrap().items
+        }
+    };
+    let team_uid = ready_team.uid().unwrap();
+    let recorded = record_of(team_uid.clone()).await;
+    assert_eq!(recorded.len(), 1, "one ownership record, for the peer only");
+    assert_eq!(recorded[0].data.as_ref().unwrap()["remoteId"], peer_group);
+
+    // ---- a member removed: gone on both
+    let patch = json!({"spec": {"members": [{"scimUserRef": "ada"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "one member", |t| {
+        team_is(t, "True", "Provisioned", "2/2") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{peer_group}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&ada_peer]), "{held}");
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours), set(&[&ada_default]), "{ours}");
+
+    // ---- userName members where the target trusts the team's namespace: a user nobody owns
+    // there is added; one that a namespace the target does not trust owns is left out
+    let rival_users: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    let carol = scim_user("carol", json!({"userName": "carol@example.com", "targets": only_peer}));
+    rival_users.create(&pp, &carol).await.unwrap();
+    let carol = wait_for(&rival_users, "carol", "carol Ready on the peer", |u| ready_on(u, 1)).await;
+    let carol_peer = entry(&carol, &cst_id).and_then(|e| e.remote_id.clone()).expect("carol's id");
+    let (status, dave) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dave@example.com",
+                "active": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{dave}");
+    let dave_peer = dave["id"].as_str().unwrap().to_string();
+    let by_name = managed_team(
+        "by-name",
+        json!({"displayName": "By name", "members": [{"userName": "carol@example.com"}, {"userName": "dave@example.com"}],
+            "targets": only_peer}),
+    );
+    teams.create(&pp, &by_name).await.unwrap();
+    let by_name =
+        wait_for(&teams, "by-name", "MemberNotAllowed", |t| team_is(t, "False", "MemberNotAllowed", "0/1")).await;
+    let e = team_entry(&by_name, &cst_id).expect("an entry");
+    assert!(e.message.contains("carol@example.com") && !e.message.contains("dave"), "{e:?}");
+    let group = e.remote_id.clone().expect("the group is made, without the refused member");
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{group}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&dave_peer]), "carol ({carol_peer}) left out: {held}");
+
+    // ---- a group made on the peer directly: untouched without a trusted linkExisting
+    let (status, made) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Native",
+                "members": [{"value": bob_peer}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let native_id = made["id"].as_str().unwrap().to_string();
+    let native = |link: bool| {
+        managed_team(
+            "native",
+            json!({"displayName": "Native", "members": [], "linkExisting": link, "targets": only_peer}),
+        )
+    };
+    let rival_teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &rival);
+    rival_teams.create(&pp, &native(true)).await.unwrap();
+    teams.create(&pp, &native(false)).await.unwrap();
+    wait_for(&rival_teams, "native", "LinkNotAllowed", |t| team_is(t, "False", "LinkNotAllowed", "0/1")).await;
+    wait_for(&teams, "native", "Conflict", |t| team_is(t, "False", "Conflict", "0/1")).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{native_id}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&bob_peer]), "changed without a trusted linkExisting: {held}");
+    assert!(held.get("externalId").is_none_or(Value::is_null), "{held}");
+    // A trusted linkExisting takes it (Authoritative: its members become the declared ones).
+    teams
+        .patch("native", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"linkExisting": true}})))
+        .await
+        .unwrap();
+    let linked = wait_for(&teams, "native", "linked", |t| team_is(t, "True", "Provisioned", "1/1")).await;
+    assert_eq!(team_entry(&linked, &cst_id).and_then(|e| e.remote_id.as_deref()), Some(native_id.as_str()));
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{native_id}"), None).await;
+    assert!(member_ids(&held).is_empty(), "{held}");
+    // The rival still may not: the record names the winner.
+    let rival_native = rival_teams.get("native").await.unwrap();
+    assert!(
+        team_is(&rival_native, "False", "LinkNotAllowed", "0/1") || team_is(&rival_native, "False", "Conflict", "0/1")
+    );
+
+    // ---- the peer taken out of spec.targets: unlinked there only, its record released
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "the peer dropped", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && team_entry(t, &cst_id).is_none()
+    })
+    .await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{peer_group}"), None).await;
+    assert!(member_ids(&held).is_empty(), "Unlink removes the members on the dropped target: {held}");
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours), set(&[&ada_default]), "the default target is untouched: {ours}");
+    assert!(record_of(team_uid).await.is_empty(), "the record is released");
+
+    // ---- deleting a team applies its policy on its targets and releases its records
+    let native_uid = linked.uid().unwrap();
+    teams
+        .patch(
+            "native",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"members": [{"scimUserRef": "bob"}]}})),
+        )
+        .await
+        .unwrap();
+    wait_for(&teams, "native", "bob in Native", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    teams.delete("native", &DeleteParams::default()).await.unwrap();
+    wait_gone(&teams, "native").await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{native_id}"), None).await;
+    assert!(member_ids(&held).is_empty(), "unlinked on deletion: {held}");
+    assert!(record_of(native_uid).await.is_empty());
+
+    // ---- clean up
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team_ns, &rival] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_team_on_keycloak() {
+    if control_plane().is_none() {
+        return;
+    }
+    let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
+    let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "tkc-ops").await;
+    let team_ns = namespace(&client, "tkc-team").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
+    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let cst = format!("keycloak-{suffix}");
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": {"allowed": {"names": [team_ns.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let peer = Peer {
+        base: scim_url.clone(),
+        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value },
+        http: reqwest::Client::new(),
+    };
+    let group_members = |id: String| {
+        let peer = &peer;
+        async move {
+            // Keycloak returns members only when asked for them.
+            let (status, body) =
+                peer.call(reqwest::Method::GET, &format!("/Groups/{id}?attributes=members"), None).await;
+            assert_eq!(status, 200, "{body}");
+            member_ids(&body)
+        }
+    };
+    let both = json!([{"name": "default"}, {"name": cst}]);
+
+    // ---- two members on both targets, a team on both: the membership is right on Keycloak
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let pp = PostParams::default();
+    for name in ["ada", "bob"] {
+        let user = scim_user(name, json!({"userName": format!("{name}@{suffix}.example.com"), "targets": both}));
+        users.create(&pp, &user).await.unwrap();
+    }
+    let kc_id = |u: &ScimUser| entry(u, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's id");
+    let ada = kc_id(&wait_for(&users, "ada", "ada Ready on both", |u| ready_on(u, 2)).await);
+    let bob = kc_id(&wait_for(&users, "bob", "bob Ready on both", |u| ready_on(u, 2)).await);
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team_ns);
+    let display_name = format!("SRE {suffix}");
+    let sre = managed_team(
+        "sre",
+        json!({"displayName": display_name, "members": [{"scimUserRef": "ada"}, {"scimUserRef": "bob"}], "targets": both}),
+    );
+    teams.create(&pp, &sre).await.unwrap();
+    let ready_team = wait_for(&teams, "sre", "Ready on both", |t| team_is(t, "True", "Provisioned", "2/2")).await;
+    let group = team_entry(&ready_team, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's group");
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(group_members(group.clone()).await, set(&[&ada, &bob]), "created, then members added by PATCH");
+
+    // ---- a member removal on Keycloak (only as members[value eq "id"])
+    let patch = json!({"spec": {"members": [{"scimUserRef": "ada"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "one member", |t| {
+        team_is(t, "True", "Provisioned", "2/2") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    assert_eq!(group_members(group.clone()).await, set(&[&ada]), "bob removed on Keycloak");
+
+    // ---- Keycloak taken out of the team's targets: unlinked there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&teams, "sre", "Keycloak dropped", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && team_entry(t, &cst_id).is_none()
+    })
+    .await;
+    assert!(group_members(group.clone()).await.is_empty(), "members removed on Keycloak");
+    let default_group = dropped.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap();
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours).len(), 1, "the default target is untouched: {ours}");
+
+    // ---- clean up
+    teams.delete("sre", &DeleteParams::default()).await.unwrap();
+    wait_gone(&teams, "sre").await;
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team_ns] {
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
     scim.stop().await;

@@ -433,6 +433,36 @@ impl Targets {
         Ok(if refused.is_empty() { Ok(resolved) } else { Err(refused) })
     }
 
+    /// The standing of `namespace` on `target` (as a resource of `from` names it), for judging
+    /// an object another namespace's resource owns there: a ScimTarget trusts its own namespace
+    /// only; a ClusterScimTarget says so in its `spec.namespaces` (a target that is gone, or
+    /// whose selectors cannot be read, stands nobody: fail closed).
+    pub async fn standing_of(
+        &self,
+        target: &TargetRef,
+        from: &str,
+        namespace: &str,
+    ) -> Result<Standing, ReconcileError> {
+        match target.kind {
+            TargetRefKind::ScimTarget => {
+                Ok(if target.namespace_in(from) == namespace { Standing::Trusted } else { Standing::NotAllowed })
+            }
+            TargetRefKind::ClusterScimTarget => {
+                let Some(Object::Cluster(c)) = self.object(target, namespace).await? else {
+                    return Ok(Standing::NotAllowed);
+                };
+                let access = &c.spec.namespaces;
+                let labels = if access.allowed.selector.is_some() || access.trusted.selector.is_some() {
+                    let ns = Api::<Namespace>::all(self.kube.clone()).get_opt(namespace).await?;
+                    ns.and_then(|n| n.metadata.labels).unwrap_or_default()
+                } else {
+                    BTreeMap::new()
+                };
+                Ok(access.standing(namespace, &labels).unwrap_or(Standing::NotAllowed))
+            }
+        }
+    }
+
     /// The client of the target `id` (as records name it), for removing what a resource owns
     /// there: whatever the namespace's standing now (taking away access never blocks a
     /// clean-up). `Ok(None)`: the target is gone, so nothing can be done there.
