@@ -11,6 +11,10 @@
 //!   `Ready=True` (what the operator ends with), CONCURRENCY objects in flight, and the same
 //!   watch until every object is seen `Ready=True`. Run it where no operator is watching.
 //!
+//! With `BENCH_KUBE_TARGETS` set to comma-separated ClusterScimTarget names, every object names
+//! those targets in `spec.targets`, and the watch also times, per target, until every ScimUser's
+//! entry for that target is ready (`user_target_ready_s`).
+//!
 //! Prints one JSON object: seconds from the first create until all creates were answered,
 //! until every ScimUser was seen Ready and until every object was seen Ready.
 
@@ -24,7 +28,7 @@ use kube::{Client, ResourceExt};
 use scim_operator::operator::conditions::{READY, reason};
 use scim_operator::operator::crd::{ManagedTeam, ManagedTeamSpec, ScimUser, ScimUserSpec, TeamMember};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -39,19 +43,39 @@ fn user_name(i: usize) -> String {
     format!("u{i:05}")
 }
 
+/// The ClusterScimTargets every object names (`BENCH_KUBE_TARGETS`); empty: none named.
+fn target_names() -> Vec<String> {
+    std::env::var("BENCH_KUBE_TARGETS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `spec.targets` of every object, when targets are named.
+fn with_targets(mut spec: serde_json::Value) -> serde_json::Value {
+    let names = target_names();
+    if !names.is_empty() {
+        spec["targets"] = names.iter().map(|n| json!({"kind": "ClusterScimTarget", "name": n})).collect();
+    }
+    spec
+}
+
 fn user(i: usize) -> Result<ScimUser> {
-    let spec: ScimUserSpec = serde_json::from_value(json!({
+    let spec: ScimUserSpec = serde_json::from_value(with_targets(json!({
         "userName": format!("bench-{i:05}@example.com"),
         "displayName": format!("Bench User {i}"),
         "title": "Engineer",
-    }))?;
+    })))?;
     Ok(ScimUser { metadata: ObjectMeta { name: Some(user_name(i)), ..Default::default() }, spec, status: None })
 }
 
 fn team(t: usize, members: usize) -> Result<ManagedTeam> {
-    let spec: ManagedTeamSpec = serde_json::from_value(json!({
+    let spec: ManagedTeamSpec = serde_json::from_value(with_targets(json!({
         "displayName": format!("bench-team-{t:03}"),
-    }))?;
+    })))?;
     let members = (t * members..(t + 1) * members)
         .map(|i| TeamMember { scim_user_ref: Some(user_name(i)), user_name: None })
         .collect();
@@ -95,6 +119,32 @@ where
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// Watches the ScimUsers until, for each of `targets` (ids such as `ClusterScimTarget/a`), `want`
+/// distinct users were seen with a ready entry for it; returns the seconds since `t0` per target.
+async fn wait_targets(
+    api: Api<ScimUser>,
+    want: usize,
+    targets: Vec<String>,
+    t0: Arc<Mutex<Option<Instant>>>,
+) -> Result<BTreeMap<String, f64>> {
+    let mut seen: BTreeMap<String, HashSet<String>> = targets.iter().map(|t| (t.clone(), HashSet::new())).collect();
+    let mut done = BTreeMap::new();
+    let mut stream =
+        watcher(api, watcher::Config::default().any_semantic()).default_backoff().applied_objects().boxed();
+    while done.len() < targets.len() {
+        let user = stream.try_next().await?.context("watch ended")?;
+        for entry in user.status.iter().flat_map(|s| &s.targets).filter(|e| e.ready) {
+            let Some(names) = seen.get_mut(&entry.target) else { continue };
+            names.insert(user.name_any());
+            if names.len() >= want && !done.contains_key(&entry.target) {
+                let start = t0.lock().await.context("no create was sent")?;
+                done.insert(entry.target.clone(), start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    Ok(done)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -132,6 +182,8 @@ async fn main() -> Result<()> {
     let teams_ready = tokio::spawn(wait_ready(teams.clone(), n_teams, t0.clone(), |t: &ManagedTeam| {
         is_ready(t.status.as_ref().map(|s| &s.conditions))
     }));
+    let target_ids: Vec<String> = target_names().iter().map(|n| format!("ClusterScimTarget/{n}")).collect();
+    let per_target = tokio::spawn(wait_targets(users.clone(), n_users, target_ids, t0.clone()));
     // Let the watches establish (their initial lists are empty).
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -186,10 +238,11 @@ async fn main() -> Result<()> {
     let waited = tokio::time::timeout(timeout, async {
         let u = users_ready.await??;
         let t = teams_ready.await??;
-        Ok::<_, anyhow::Error>((u, t))
+        let p = per_target.await??;
+        Ok::<_, anyhow::Error>((u, t, p))
     })
     .await;
-    let (users_s, teams_s) = match waited {
+    let (users_s, teams_s, target_s) = match waited {
         Ok(r) => r?,
         Err(_) => bail!("not all objects were Ready within {} s", timeout.as_secs()),
     };
@@ -204,6 +257,7 @@ async fn main() -> Result<()> {
             "created_s": created_s,
             "users_ready_s": users_s,
             "all_ready_s": users_s.max(teams_s),
+            "user_target_ready_s": target_s,
         })
     );
     Ok(())

@@ -11,6 +11,26 @@
 //! - A wrong token is `CredentialsRejected` (the token in no status or Event); fixing the Secret
 //!   makes the target Ready sooner than the next periodic probe, without a restart.
 //! - Stopping scim2-server turns the target `ScimUnavailable`; it recovers by itself.
+//! - ManagedTeams naming their targets (scim2-server, and Keycloak when it runs): membership
+//!   right on each target (each member's id there, from the ownership records), a member
+//!   removal, userName members only where nobody or a trusted namespace owns them, an existing
+//!   group untouched without a trusted `linkExisting`, a dropped target unlinked there only,
+//!   deletion unlinking and releasing the records.
+//! - ScimUsers naming their targets (`spec.targets`): Ready on the default target and on
+//!   scim2-server at once, fields read back through each server's own API; an update reaches
+//!   both; an operator restart (status entries wiped) creates no duplicate; a namespace the
+//!   ClusterScimTarget does not allow, and a ScimTarget of another namespace, are refused
+//!   (`TargetNotAllowed`) with nothing written on either server; two namespaces claiming one
+//!   userName: one winner, the other `Conflict`, unchanged over two resyncs; a user made on the
+//!   peer directly is untouched without a trusted `adopt` and taken with one; taking the peer
+//!   out of `spec.targets` deactivates the user there only and releases its ownership record;
+//!   deleting a ScimUser applies its deletion policy on its target; stopping scim2-server fails
+//!   only its entry (`ScimUnavailable`) while the default target is still synced, and the user
+//!   recovers by itself when it is back.
+//! - The same against Keycloak (OAuth client credentials, ownership in the records only) when
+//!   its `KEYCLOAK_*` variables are set: Ready with the default target, update, a restart
+//!   without duplicate, `RolesUnsupported`, one winner of a contested userName, a user made on
+//!   Keycloak untouched without a trusted adopt, deactivated when Keycloak is taken out.
 //!
 //! Without a control plane (no KUBECONFIG) the test skips, unless `SCIM_E2E_REQUIRED` is set;
 //! without `SCIM_CONFORMANCE_BIN` (scim2-server, from `tests/env/python-tools.sh`) likewise.
@@ -21,8 +41,9 @@ use common::k8s::*;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scim_operator::operator::crd::{ClusterScimTarget, ScimTarget, TargetStatus};
+use scim_operator::operator::crd::{ClusterScimTarget, ManagedTeam, ScimTarget, ScimUser, TargetStatus, TargetSync};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -278,4 +299,812 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
     for ns in [&ops, &team] {
         let _ = namespaces.delete(ns, &DeleteParams::default()).await;
     }
+}
+
+// ---- ScimUsers naming their targets
+
+/// How the test authenticates to a peer: a bearer token, or client credentials (Keycloak).
+enum Auth {
+    Bearer(String),
+    ClientCredentials { token_url: String, id: String, secret: String },
+}
+
+/// A SCIM peer the test reads and writes directly.
+struct Peer {
+    base: String,
+    auth: Auth,
+    http: reqwest::Client,
+}
+
+impl Peer {
+    async fn token(&self) -> String {
+        match &self.auth {
+            Auth::Bearer(t) => t.clone(),
+            Auth::ClientCredentials { token_url, id, secret } => {
+                let form = [("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret)];
+                let answer: Value = self
+                    .http
+                    .post(token_url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(serde_urlencoded::to_string(form).unwrap())
+                    .send()
+                    .await
+                    .expect("a token")
+                    .json()
+                    .await
+                    .unwrap();
+                answer["access_token"].as_str().expect("an access token").to_string()
+            }
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let token = self.token().await;
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&token);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/scim+json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("the peer answers");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The users named `user_name` on the peer.
+    async fn users_named(&self, user_name: &str) -> Vec<Value> {
+        let filter = format!("userName eq \"{user_name}\"");
+        let q = serde_urlencoded::to_string([("filter", filter.as_str())]).unwrap();
+        let (status, body) = self.call(reqwest::Method::GET, &format!("/Users?{q}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body["Resources"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn user(&self, id: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, &format!("/Users/{id}"), None).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// The status entry of `target`, if any.
+fn entry<'a>(u: &'a ScimUser, target: &str) -> Option<&'a TargetSync> {
+    u.status.as_ref()?.targets.iter().find(|e| e.target == target)
+}
+
+/// Ready with `targets` ready entries (n/n), for the current generation.
+fn ready_on(u: &ScimUser, n: usize) -> bool {
+    user_ready(u, "True", "Provisioned")
+        && u.status.as_ref().and_then(|s| s.targets_ready.as_deref()) == Some(format!("{n}/{n}").as_str())
+}
+
+/// Ready=False for `reason`, for the current generation.
+fn refused_for(u: &ScimUser, reason: &str) -> bool {
+    user_ready(u, "False", reason)
+}
+
+/// On the target `targets` names (`id`), which `trusted` (a namespace's ScimUsers) is trusted on
+/// and `allowed` may only use: two namespaces claiming one userName get one winner and a
+/// `Conflict`, unchanged over two resyncs (2 s each); a user made directly on the target is
+/// untouched without a trusted `adopt` (refused: `AdoptionNotAllowed` from `allowed`, `Conflict`
+/// without adopt) and taken with one. Users are told apart by `name.givenName`, which every
+/// profile keeps.
+async fn contest_and_adopt(
+    peer: &Peer,
+    targets: &Value,
+    id: &str,
+    trusted: &Api<ScimUser>,
+    allowed: &Api<ScimUser>,
+    domain: &str,
+) {
+    let (shared, native_name) = (format!("shared@{domain}"), format!("native@{domain}"));
+    let claim = |name: &str| {
+        scim_user(
+            name,
+            json!({"userName": shared, "name": {"givenName": name, "familyName": "Claimant"},
+                "targets": targets}),
+        )
+    };
+    let (pp, team_claim, rival_claim) = (PostParams::default(), claim("claim-team"), claim("claim-rival"));
+    let (a, b) = tokio::join!(trusted.create(&pp, &team_claim), allowed.create(&pp, &rival_claim));
+    a.unwrap();
+    b.unwrap();
+    let settled = |api: Api<ScimUser>, name: &'static str| async move {
+        wait_for(&api, name, "settled", |u| ready_on(u, 1) || refused_for(u, "Conflict")).await
+    };
+    let (t, r) = tokio::join!(settled(trusted.clone(), "claim-team"), settled(allowed.clone(), "claim-rival"));
+    let winner = |u: &ScimUser| ready_on(u, 1);
+    assert!(winner(&t) != winner(&r), "exactly one winner: {:?} {:?}", t.status, r.status);
+    let held = peer.users_named(&shared).await;
+    assert_eq!(held.len(), 1);
+    let winner_name = if winner(&t) { "claim-team" } else { "claim-rival" };
+    assert_eq!(held[0]["name"]["givenName"], winner_name);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (t2, r2) = (trusted.get("claim-team").await.unwrap(), allowed.get("claim-rival").await.unwrap());
+    assert_eq!((winner(&t2), winner(&r2)), (winner(&t), winner(&r)), "no flip-flop");
+    assert!(refused_for(if winner(&t2) { &r2 } else { &t2 }, "Conflict"));
+    let held_after = peer.users_named(&shared).await;
+    assert_eq!(held_after[0]["name"], held[0]["name"], "the target's user is unchanged after two resyncs");
+    assert_eq!(held_after[0]["id"], held[0]["id"]);
+
+    // A user made directly on the target.
+    let (status, made) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": native_name,
+                "name": {"givenName": "Made", "familyName": "By Hand"}, "active": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let native = |name: &str, adopt: bool| {
+        scim_user(
+            name,
+            json!({"userName": native_name, "name": {"givenName": "Declared", "familyName": "By Hand"},
+                "adopt": adopt, "targets": targets}),
+        )
+    };
+    allowed.create(&PostParams::default(), &native("native-rival", true)).await.unwrap();
+    trusted.create(&PostParams::default(), &native("native-team", false)).await.unwrap();
+    wait_for(allowed, "native-rival", "AdoptionNotAllowed", |u| refused_for(u, "AdoptionNotAllowed")).await;
+    wait_for(trusted, "native-team", "Conflict", |u| refused_for(u, "Conflict")).await;
+    let made_id = made["id"].as_str().unwrap();
+    assert_eq!(peer.user(made_id).await["name"]["givenName"], "Made", "changed without a trusted adopt");
+    // A trusted adopt takes it.
+    trusted
+        .patch("native-team", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"adopt": true}})))
+        .await
+        .unwrap();
+    let adopted = wait_for(trusted, "native-team", "adopted", |u| ready_on(u, 1)).await;
+    assert_eq!(entry(&adopted, id).and_then(|e| e.remote_id.as_deref()), Some(made_id));
+    assert_eq!(peer.user(made_id).await["name"]["givenName"], "Declared");
+    assert_eq!(peer.users_named(&native_name).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scim_users_provision_into_their_targets() {
+    if control_plane().is_none() {
+        return;
+    }
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
+        return;
+    };
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "utargets-ops").await;
+    let team = namespace(&client, "utargets-team").await;
+    let rival = namespace(&client, "utargets-rival").await;
+    let outside = namespace(&client, "utargets-outside").await;
+    let own = namespace(&client, "utargets-own").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let args = operator_args(&scim.base, &token_path, &[], &ops, 2);
+    let mut operator = start_operator_from(args.clone());
+
+    // scim2-server as a ClusterScimTarget that allows team and rival and trusts team.
+    let port = free_port();
+    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
+    let mut scim2 = Some(scim2_server(&bin, port, &peer_token));
+    let peer = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
+    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
+    let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": peer.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
+            "namespaces": {"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let both = json!([{"name": "default"}, {"name": cst}]);
+    let only_peer = json!([{"name": cst}]);
+
+    // ---- Ready on both targets, fields read back through each server's own API
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let ada = scim_user(
+        "ada",
+        json!({"userName": "ada@example.com", "displayName": "Ada", "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": "ada@example.com", "primary": true}], "targets": both}),
+    );
+    users.create(&PostParams::default(), &ada).await.expect("create ada");
+    let ready = wait_for(&users, "ada", "Ready on both targets", |u| ready_on(u, 2)).await;
+    let default_id = ready.status.as_ref().and_then(|s| s.scim_id.clone()).expect("the default target's id");
+    let on_peer = entry(&ready, &cst_id).expect("an entry for the peer");
+    assert!(on_peer.ready && on_peer.last_sync.is_some(), "{on_peer:?}");
+    assert_eq!(entry(&ready, "ClusterScimTarget/default").and_then(|e| e.remote_id.clone()), Some(default_id.clone()));
+    let peer_id = on_peer.remote_id.clone().expect("the peer's id");
+    let held = peer.user(&peer_id).await;
+    assert_eq!(held["userName"], "ada@example.com");
+    assert_eq!(held["name"]["familyName"], "Lovelace");
+    assert_eq!(held["emails"][0]["value"], "ada@example.com");
+    assert_eq!(held["active"], true);
+    let marker = held["externalId"].as_str().expect("the ownership marker on a Generic target");
+    assert!(marker.starts_with("k8s:") && marker.ends_with(&ready.uid().unwrap()), "{marker}");
+    let (status, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!((status.as_u16(), ours["name"]["familyName"].as_str()), (200, Some("Lovelace")));
+    let records: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ops);
+    let record_of = |uid: String| {
+        let records = records.clone();
+        async move {
+            let lp = kube::api::ListParams::default().labels(&format!("scim.dev/owner-uid={uid}"));
+            records.list(&lp).await.unwrap().items
+        }
+    };
+    let recorded = record_of(ready.uid().unwrap()).await;
+    assert_eq!(recorded.len(), 1, "one ownership record, for the peer only");
+    assert_eq!(recorded[0].data.as_ref().unwrap()["remoteId"], peer_id);
+
+    // ---- an update reaches both
+    let patch = json!({"spec": {"displayName": "Countess Ada", "title": "Analyst"}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&users, "ada", "the update on both targets", |u| {
+        ready_on(u, 2) && entry(u, &cst_id).and_then(|e| e.observed_generation) == u.metadata.generation
+    })
+    .await;
+    let held = peer.user(&peer_id).await;
+    assert_eq!((held["displayName"].as_str(), held["title"].as_str()), (Some("Countess Ada"), Some("Analyst")));
+    let (_, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!(ours["displayName"], "Countess Ada");
+
+    // ---- an operator restart creates no duplicate (the record names the user)
+    operator.stop().await;
+    let user = users.get("ada").await.unwrap();
+    let wipe = json!({"status": {"targets": [], "targetsReady": null}});
+    users.patch_status("ada", &PatchParams::default(), &Patch::Merge(&wipe)).await.unwrap();
+    operator = start_operator_from(args.clone());
+    wait_for(&users, "ada", "Ready again after the restart", |u| ready_on(u, 2)).await;
+    assert_eq!(peer.users_named("ada@example.com").await.len(), 1, "no duplicate on the peer");
+    assert_eq!(
+        entry(&users.get("ada").await.unwrap(), &cst_id).and_then(|e| e.remote_id.clone()),
+        Some(peer_id.clone())
+    );
+    assert_eq!(user.uid(), users.get("ada").await.unwrap().uid());
+
+    // ---- a namespace the target does not allow: TargetNotAllowed, nothing written anywhere
+    let outsiders: Api<ScimUser> = Api::namespaced(client.clone(), &outside);
+    let eve = scim_user("eve", json!({"userName": "eve@example.com", "targets": both}));
+    outsiders.create(&PostParams::default(), &eve).await.unwrap();
+    let refused = wait_for(&outsiders, "eve", "TargetNotAllowed", |u| refused_for(u, "TargetNotAllowed")).await;
+    let status = refused.status.as_ref().unwrap();
+    assert_eq!(status.targets_ready.as_deref(), Some("0/1"), "{status:?}");
+    assert!(status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True"), "{status:?}");
+    // ---- a ScimTarget of another namespace: refused, nothing written
+    secret(&client, &own, "peer", json!({"token": peer_token})).await;
+    let own_targets: Api<ScimTarget> = Api::namespaced(client.clone(), &own);
+    let st = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimTarget", "metadata": {"name": "mine"},
+        "spec": {"baseUrl": peer.base, "profile": "Generic", "credentials": {"bearerToken": {"name": "peer", "key": "token"}}}});
+    own_targets.create(&PostParams::default(), &serde_json::from_value(st).unwrap()).await.unwrap();
+    let borrower = scim_user(
+        "mallory",
+        json!({"userName": "mallory@example.com", "targets": [{"kind": "ScimTarget", "name": "mine", "namespace": own}]}),
+    );
+    users.create(&PostParams::default(), &borrower).await.unwrap();
+    let refused = wait_for(&users, "mallory", "TargetNotAllowed", |u| refused_for(u, "TargetNotAllowed")).await;
+    let message = &refused.status.as_ref().unwrap().targets[0].message;
+    assert!(message.contains(&format!("serves only resources of namespace {own}")), "{message}");
+    // Its own namespace may use it (and is trusted there).
+    let owners: Api<ScimUser> = Api::namespaced(client.clone(), &own);
+    let grace = scim_user(
+        "grace",
+        json!({"userName": "grace@example.com", "targets": [{"kind": "ScimTarget", "name": "mine"}]}),
+    );
+    owners.create(&PostParams::default(), &grace).await.unwrap();
+    wait_for(&owners, "grace", "Ready on its namespace's own target", |u| ready_on(u, 1)).await;
+    // Two resyncs later, still nothing of the refused ones anywhere.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for name in ["eve@example.com", "mallory@example.com"] {
+        assert!(peer.users_named(name).await.is_empty(), "{name} was written to the peer");
+        let filter = serde_urlencoded::to_string([("filter", format!("userName eq \"{name}\""))]).unwrap();
+        let (_, found) = scim.get(&format!("/Users?{filter}")).await;
+        assert_eq!(found["totalResults"], 0, "{name} was written to the default target: {found}");
+    }
+
+    let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    contest_and_adopt(&peer, &only_peer, &cst_id, &users, &rivals, "example.com").await;
+
+    // ---- the peer taken out of spec.targets: the deletion policy there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&users, "ada", "the peer dropped", |u| ready_on(u, 1) && entry(u, &cst_id).is_none()).await;
+    assert_eq!(peer.user(&peer_id).await["active"], false, "deactivated on the dropped target");
+    let (_, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!(ours["active"], true, "the default target is untouched");
+    assert!(record_of(dropped.uid().unwrap()).await.is_empty(), "the record is released");
+
+    // ---- deleting a resource applies its policy on its targets and releases its records
+    let grace_uid = owners.get("grace").await.unwrap().uid().unwrap();
+    let grace_id = entry(&owners.get("grace").await.unwrap(), &format!("ScimTarget/{own}/mine"))
+        .and_then(|e| e.remote_id.clone())
+        .unwrap();
+    owners
+        .patch("grace", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"deletionPolicy": "Delete"}})))
+        .await
+        .unwrap();
+    wait_for(&owners, "grace", "the new policy seen", |u| ready_on(u, 1)).await;
+    owners.delete("grace", &DeleteParams::default()).await.unwrap();
+    wait_gone(&owners, "grace").await;
+    let (status, _) = peer.call(reqwest::Method::GET, &format!("/Users/{grace_id}"), None).await;
+    assert_eq!(status, 404, "deleted on its target");
+    assert!(record_of(grace_uid).await.is_empty());
+
+    // ---- the peer stops: only its entry fails, the default target is still synced; it recovers
+    let lin = scim_user("lin", json!({"userName": "lin@example.com", "title": "Engineer", "targets": both}));
+    users.create(&PostParams::default(), &lin).await.unwrap();
+    wait_for(&users, "lin", "Ready on both", |u| ready_on(u, 2)).await;
+    drop(scim2.take());
+    let patch = json!({"spec": {"title": "Staff engineer"}});
+    users.patch("lin", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let down = wait_for(&users, "lin", "the peer's entry ScimUnavailable", |u| {
+        user_ready(u, "False", "ScimUnavailable")
+            && entry(u, &cst_id).is_some_and(|e| !e.ready && e.reason == "ScimUnavailable")
+            && entry(u, "ClusterScimTarget/default").is_some_and(|e| e.ready && e.observed_generation == Some(2))
+    })
+    .await;
+    let status = down.status.as_ref().unwrap();
+    assert_eq!(status.targets_ready.as_deref(), Some("1/2"));
+    assert!(status.conditions.iter().any(|c| c.type_ == "Reconciling" && c.status == "True"), "{status:?}");
+    let lin_id = status.scim_id.clone().unwrap();
+    let (_, ours) = scim.get(&format!("/Users/{lin_id}")).await;
+    assert_eq!(ours["title"], "Staff engineer", "the default target was synced while the peer was down");
+    // scim2-server keeps its users in memory: started again, it is empty, and the user is
+    // provisioned anew (its record's id answers 404).
+    scim2 = Some(scim2_server(&bin, port, &peer_token));
+    wait_for(&users, "lin", "Ready on both again, by itself", |u| ready_on(u, 2)).await;
+    let held = peer.users_named("lin@example.com").await;
+    assert_eq!((held.len(), held[0]["title"].as_str()), (1, Some("Staff engineer")));
+    drop(scim2);
+
+    // ---- clean up
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team, &rival, &outside, &own] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scim_users_provision_into_keycloak() {
+    if control_plane().is_none() {
+        return;
+    }
+    let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
+    let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "ukc-ops").await;
+    let team = namespace(&client, "ukc-team").await;
+    let rival = namespace(&client, "ukc-rival").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let args = operator_args(&scim.base, &token_path, &[], &ops, 2);
+    let mut operator = start_operator_from(args.clone());
+    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let cst = format!("keycloak-{suffix}");
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": {"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let peer = Peer {
+        base: scim_url.clone(),
+        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value.clone() },
+        http: reqwest::Client::new(),
+    };
+    let domain = format!("{suffix}.example.com");
+    let only_kc = json!([{"name": cst}]);
+
+    // ---- Ready on the default target and Keycloak, read back through Keycloak's SCIM API
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let ada_name = format!("ada@{domain}");
+    let ada = scim_user(
+        "ada",
+        json!({"userName": ada_name, "name": {"givenName": "Ada", "familyName": "Lovelace"},
+            "emails": [{"value": ada_name, "primary": true}], "targets": [{"name": "default"}, {"name": cst}]}),
+    );
+    users.create(&PostParams::default(), &ada).await.unwrap();
+    let ready = wait_for(&users, "ada", "Ready on both targets", |u| ready_on(u, 2)).await;
+    let kc_id = entry(&ready, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's id");
+    let held = peer.user(&kc_id).await;
+    assert_eq!(held["userName"].as_str().map(str::to_lowercase), Some(ada_name.clone()));
+    assert_eq!((held["name"]["familyName"].as_str(), held["active"].as_bool()), (Some("Lovelace"), Some(true)));
+    assert_eq!(held["emails"][0]["value"].as_str().map(str::to_lowercase), Some(ada_name.clone()));
+    let text = serde_json::to_string(&ready.status).unwrap();
+    assert!(!text.contains(&secret_value), "the client secret is in the status: {text}");
+
+    // ---- an update, then a restart with the status entries wiped: no duplicate
+    let patch = json!({"spec": {"name": {"givenName": "Augusta Ada", "familyName": "King"}}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_until("the new name on Keycloak", || async { peer.user(&kc_id).await["name"]["familyName"] == "King" }).await;
+    operator.stop().await;
+    let wipe = json!({"status": {"targets": [], "targetsReady": null}});
+    users.patch_status("ada", &PatchParams::default(), &Patch::Merge(&wipe)).await.unwrap();
+    operator = start_operator_from(args.clone());
+    let again = wait_for(&users, "ada", "Ready again after the restart", |u| ready_on(u, 2)).await;
+    assert_eq!(entry(&again, &cst_id).and_then(|e| e.remote_id.clone()), Some(kc_id.clone()));
+    assert_eq!(peer.users_named(&ada_name).await.len(), 1, "no duplicate on Keycloak");
+
+    // ---- roles on a target that keeps none: RolesUnsupported, never silently dropped
+    let grace_name = format!("grace@{domain}");
+    let grace = scim_user("grace", json!({"userName": grace_name, "roles": ["Admin"], "targets": only_kc}));
+    users.create(&PostParams::default(), &grace).await.unwrap();
+    let unsupported = wait_for(&users, "grace", "RolesUnsupported", |u| refused_for(u, "RolesUnsupported")).await;
+    let e = entry(&unsupported, &cst_id).expect("an entry");
+    assert!(!e.ready && e.remote_id.is_some() && e.message.contains("keeps no roles"), "{e:?}");
+    assert_eq!(peer.users_named(&grace_name).await.len(), 1, "the user is provisioned all the same");
+
+    // ---- one userName claimed from two namespaces; a user made on Keycloak directly
+    let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    contest_and_adopt(&peer, &only_kc, &cst_id, &users, &rivals, &domain).await;
+
+    // ---- Keycloak taken out of ada's targets: deactivated there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&users, "ada", "Keycloak dropped", |u| ready_on(u, 1) && entry(u, &cst_id).is_none()).await;
+    assert_eq!(peer.user(&kc_id).await["active"], false, "deactivated on Keycloak");
+    let default_id = dropped.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap();
+    let (_, ours) = scim.get(&format!("/Users/{default_id}")).await;
+    assert_eq!(ours["active"], true, "the default target is untouched");
+
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team, &rival] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
+
+// ---- ManagedTeams naming their targets
+
+/// The member ids of a group, as a server's own API answers it.
+fn member_ids(group: &Value) -> std::collections::BTreeSet<String> {
+    group["members"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["value"].as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// The team's status entry of `target`, if any.
+fn team_entry<'a>(t: &'a ManagedTeam, target: &str) -> Option<&'a TargetSync> {
+    t.status.as_ref()?.targets.iter().find(|e| e.target == target)
+}
+
+/// Ready=`status` for `reason` with `targets_ready`, for the current generation.
+fn team_is(t: &ManagedTeam, status: &str, reason: &str, targets_ready: &str) -> bool {
+    let s = t.status.as_ref();
+    s.and_then(|s| ready(&s.conditions)) == Some((status.into(), reason.into()))
+        && s.and_then(|s| s.observed_generation) == t.metadata.generation
+        && s.and_then(|s| s.targets_ready.as_deref()) == Some(targets_ready)
+}
+
+fn managed_team(name: &str, spec: Value) -> ManagedTeam {
+    serde_json::from_value(
+        json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ManagedTeam", "metadata": {"name": name}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_teams_provision_into_their_targets() {
+    if control_plane().is_none() {
+        return;
+    }
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
+        return;
+    };
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "ttargets-ops").await;
+    let team_ns = namespace(&client, "ttargets-team").await;
+    let rival = namespace(&client, "ttargets-rival").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
+
+    // scim2-server as a ClusterScimTarget that allows both namespaces and trusts team_ns only.
+    let port = free_port();
+    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
+    let _scim2 = scim2_server(&bin, port, &peer_token);
+    let peer = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
+    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
+    let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": peer.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
+            "namespaces": {"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let both = json!([{"name": "default"}, {"name": cst}]);
+    let only_peer = json!([{"name": cst}]);
+
+    // ---- two members on both targets
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let pp = PostParams::default();
+    for (name, user_name) in [("ada", "ada@example.com"), ("bob", "bob@example.com")] {
+        users.create(&pp, &scim_user(name, json!({"userName": user_name, "targets": both}))).await.unwrap();
+    }
+    let ids = |u: &ScimUser| {
+        (
+            u.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap(),
+            entry(u, &cst_id).unwrap().remote_id.clone().unwrap(),
+        )
+    };
+    let (ada_default, ada_peer) = ids(&wait_for(&users, "ada", "ada Ready on both", |u| ready_on(u, 2)).await);
+    let (bob_default, bob_peer) = ids(&wait_for(&users, "bob", "bob Ready on both", |u| ready_on(u, 2)).await);
+
+    // ---- a team on both targets: its membership is right on each, read through each server
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team_ns);
+    let sre = managed_team(
+        "sre",
+        json!({"displayName": "SRE", "members": [{"scimUserRef": "ada"}, {"scimUserRef": "bob"}], "targets": both}),
+    );
+    teams.create(&pp, &sre).await.unwrap();
+    let ready_team = wait_for(&teams, "sre", "Ready on both", |t| team_is(t, "True", "Provisioned", "2/2")).await;
+    let default_group = ready_team.status.as_ref().and_then(|s| s.scim_id.clone()).expect("the default group");
+    let peer_group = team_entry(&ready_team, &cst_id).and_then(|e| e.remote_id.clone()).expect("the peer group");
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    let (status, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{peer_group}"), None).await;
+    assert_eq!(status, 200, "{held}");
+    assert_eq!(held["displayName"], "SRE");
+    assert_eq!(member_ids(&held), set(&[&ada_peer, &bob_peer]), "the peer's ids of the members: {held}");
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours), set(&[&ada_default, &bob_default]), "{ours}");
+    let records: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ops);
+    let record_of = |uid: String| {
+        let records = records.clone();
+        async move {
+            let lp = kube::api::ListParams::default().labels(&format!("scim.dev/owner-uid={uid}"));
+            records.list(&lp).await.unwrap().items
+        }
+    };
+    let team_uid = ready_team.uid().unwrap();
+    let recorded = record_of(team_uid.clone()).await;
+    assert_eq!(recorded.len(), 1, "one ownership record, for the peer only");
+    assert_eq!(recorded[0].data.as_ref().unwrap()["remoteId"], peer_group);
+
+    // ---- a member removed: gone on both
+    let patch = json!({"spec": {"members": [{"scimUserRef": "ada"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "one member", |t| {
+        team_is(t, "True", "Provisioned", "2/2") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{peer_group}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&ada_peer]), "{held}");
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours), set(&[&ada_default]), "{ours}");
+
+    // ---- userName members where the target trusts the team's namespace: a user nobody owns
+    // there is added; one that a namespace the target does not trust owns is left out
+    let rival_users: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    let carol = scim_user("carol", json!({"userName": "carol@example.com", "targets": only_peer}));
+    rival_users.create(&pp, &carol).await.unwrap();
+    let carol = wait_for(&rival_users, "carol", "carol Ready on the peer", |u| ready_on(u, 1)).await;
+    let carol_peer = entry(&carol, &cst_id).and_then(|e| e.remote_id.clone()).expect("carol's id");
+    let (status, dave) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Users",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "dave@example.com",
+                "active": true})),
+        )
+        .await;
+    assert_eq!(status, 201, "{dave}");
+    let dave_peer = dave["id"].as_str().unwrap().to_string();
+    let by_name = managed_team(
+        "by-name",
+        json!({"displayName": "By name", "members": [{"userName": "carol@example.com"}, {"userName": "dave@example.com"}],
+            "targets": only_peer}),
+    );
+    teams.create(&pp, &by_name).await.unwrap();
+    let by_name =
+        wait_for(&teams, "by-name", "MemberNotAllowed", |t| team_is(t, "False", "MemberNotAllowed", "0/1")).await;
+    let e = team_entry(&by_name, &cst_id).expect("an entry");
+    assert!(e.message.contains("carol@example.com") && !e.message.contains("dave"), "{e:?}");
+    let group = e.remote_id.clone().expect("the group is made, without the refused member");
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{group}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&dave_peer]), "carol ({carol_peer}) left out: {held}");
+
+    // ---- a group made on the peer directly: untouched without a trusted linkExisting
+    let (status, made) = peer
+        .call(
+            reqwest::Method::POST,
+            "/Groups",
+            Some(json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Native",
+                "members": [{"value": bob_peer}]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let native_id = made["id"].as_str().unwrap().to_string();
+    let native = |link: bool| {
+        managed_team(
+            "native",
+            json!({"displayName": "Native", "members": [], "linkExisting": link, "targets": only_peer}),
+        )
+    };
+    let rival_teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &rival);
+    rival_teams.create(&pp, &native(true)).await.unwrap();
+    teams.create(&pp, &native(false)).await.unwrap();
+    wait_for(&rival_teams, "native", "LinkNotAllowed", |t| team_is(t, "False", "LinkNotAllowed", "0/1")).await;
+    wait_for(&teams, "native", "Conflict", |t| team_is(t, "False", "Conflict", "0/1")).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{native_id}"), None).await;
+    assert_eq!(member_ids(&held), set(&[&bob_peer]), "changed without a trusted linkExisting: {held}");
+    assert!(held.get("externalId").is_none_or(Value::is_null), "{held}");
+    // A trusted linkExisting takes it (Authoritative: its members become the declared ones).
+    teams
+        .patch("native", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"linkExisting": true}})))
+        .await
+        .unwrap();
+    let linked = wait_for(&teams, "native", "linked", |t| team_is(t, "True", "Provisioned", "1/1")).await;
+    assert_eq!(team_entry(&linked, &cst_id).and_then(|e| e.remote_id.as_deref()), Some(native_id.as_str()));
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{native_id}"), None).await;
+    assert!(member_ids(&held).is_empty(), "{held}");
+    // The rival still may not: the record names the winner.
+    let rival_native = rival_teams.get("native").await.unwrap();
+    assert!(
+        team_is(&rival_native, "False", "LinkNotAllowed", "0/1") || team_is(&rival_native, "False", "Conflict", "0/1")
+    );
+
+    // ---- the peer taken out of spec.targets: unlinked there only, its record released
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "the peer dropped", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && team_entry(t, &cst_id).is_none()
+    })
+    .await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{peer_group}"), None).await;
+    assert!(member_ids(&held).is_empty(), "Unlink removes the members on the dropped target: {held}");
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours), set(&[&ada_default]), "the default target is untouched: {ours}");
+    assert!(record_of(team_uid).await.is_empty(), "the record is released");
+
+    // ---- deleting a team applies its policy on its targets and releases its records
+    let native_uid = linked.uid().unwrap();
+    teams
+        .patch(
+            "native",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"members": [{"scimUserRef": "bob"}]}})),
+        )
+        .await
+        .unwrap();
+    wait_for(&teams, "native", "bob in Native", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    teams.delete("native", &DeleteParams::default()).await.unwrap();
+    wait_gone(&teams, "native").await;
+    let (_, held) = peer.call(reqwest::Method::GET, &format!("/Groups/{native_id}"), None).await;
+    assert!(member_ids(&held).is_empty(), "unlinked on deletion: {held}");
+    assert!(record_of(native_uid).await.is_empty());
+
+    // ---- clean up
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team_ns, &rival] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_team_on_keycloak() {
+    if control_plane().is_none() {
+        return;
+    }
+    let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
+    let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "tkc-ops").await;
+    let team_ns = namespace(&client, "tkc-team").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
+    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let cst = format!("keycloak-{suffix}");
+    let cst_id = format!("ClusterScimTarget/{cst}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": {"allowed": {"names": [team_ns.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let peer = Peer {
+        base: scim_url.clone(),
+        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value },
+        http: reqwest::Client::new(),
+    };
+    let group_members = |id: String| {
+        let peer = &peer;
+        async move {
+            // Keycloak returns members only when asked for them.
+            let (status, body) =
+                peer.call(reqwest::Method::GET, &format!("/Groups/{id}?attributes=members"), None).await;
+            assert_eq!(status, 200, "{body}");
+            member_ids(&body)
+        }
+    };
+    let both = json!([{"name": "default"}, {"name": cst}]);
+
+    // ---- two members on both targets, a team on both: the membership is right on Keycloak
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let pp = PostParams::default();
+    for name in ["ada", "bob"] {
+        let user = scim_user(name, json!({"userName": format!("{name}@{suffix}.example.com"), "targets": both}));
+        users.create(&pp, &user).await.unwrap();
+    }
+    let kc_id = |u: &ScimUser| entry(u, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's id");
+    let ada = kc_id(&wait_for(&users, "ada", "ada Ready on both", |u| ready_on(u, 2)).await);
+    let bob = kc_id(&wait_for(&users, "bob", "bob Ready on both", |u| ready_on(u, 2)).await);
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team_ns);
+    let display_name = format!("SRE {suffix}");
+    let sre = managed_team(
+        "sre",
+        json!({"displayName": display_name, "members": [{"scimUserRef": "ada"}, {"scimUserRef": "bob"}], "targets": both}),
+    );
+    teams.create(&pp, &sre).await.unwrap();
+    let ready_team = wait_for(&teams, "sre", "Ready on both", |t| team_is(t, "True", "Provisioned", "2/2")).await;
+    let group = team_entry(&ready_team, &cst_id).and_then(|e| e.remote_id.clone()).expect("Keycloak's group");
+    let set = |ids: &[&String]| ids.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(group_members(group.clone()).await, set(&[&ada, &bob]), "created, then members added by PATCH");
+
+    // ---- a member removal on Keycloak (only as members[value eq "id"])
+    let patch = json!({"spec": {"members": [{"scimUserRef": "ada"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "one member", |t| {
+        team_is(t, "True", "Provisioned", "2/2") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    assert_eq!(group_members(group.clone()).await, set(&[&ada]), "bob removed on Keycloak");
+
+    // ---- Keycloak taken out of the team's targets: unlinked there only
+    let patch = json!({"spec": {"targets": [{"name": "default"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let dropped = wait_for(&teams, "sre", "Keycloak dropped", |t| {
+        team_is(t, "True", "Provisioned", "1/1") && team_entry(t, &cst_id).is_none()
+    })
+    .await;
+    assert!(group_members(group.clone()).await.is_empty(), "members removed on Keycloak");
+    let default_group = dropped.status.as_ref().and_then(|s| s.scim_id.clone()).unwrap();
+    let (_, ours) = scim.get(&format!("/Groups/{default_group}")).await;
+    assert_eq!(member_ids(&ours).len(), 1, "the default target is untouched: {ours}");
+
+    // ---- clean up
+    teams.delete("sre", &DeleteParams::default()).await.unwrap();
+    wait_gone(&teams, "sre").await;
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    forget_earlier_runs(&client).await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&ops, &team_ns] {
+        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+    }
+    scim.stop().await;
 }

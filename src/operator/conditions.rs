@@ -58,6 +58,18 @@ pub mod reason {
     /// `Stalled=False`: no refusal stands.
     pub const NOT_STALLED: &str = "Progressing";
 
+    // ---- resources naming their targets (spec.targets)
+    /// A named target does not exist (yet): nothing was written anywhere; checked again.
+    pub const TARGET_NOT_FOUND: &str = "TargetNotFound";
+    /// The namespace may not use a named target (a ClusterScimTarget that does not allow it, a
+    /// ScimTarget of another namespace): nothing was written anywhere.
+    pub const TARGET_NOT_ALLOWED: &str = "TargetNotAllowed";
+    /// The target may be used but cannot be spoken to now (its Secret is missing, its spec is
+    /// refused): only its entry fails; checked again.
+    pub const TARGET_NOT_READY: &str = "TargetNotReady";
+    /// Roles are declared and the target keeps none: none were sent there.
+    pub const ROLES_UNSUPPORTED: &str = "RolesUnsupported";
+
     // ---- SCIM targets (ScimTarget, ClusterScimTarget)
     /// The target answers and accepts the credentials.
     pub const CONNECTED: &str = "Connected";
@@ -101,6 +113,8 @@ pub fn progress(reason: &str) -> Progress {
         | reason::INVALID_SPEC
         | reason::REJECTED
         | reason::ROLES_NOT_ALLOWED
+        | reason::TARGET_NOT_ALLOWED
+        | reason::ROLES_UNSUPPORTED
         | reason::SECRET_NOT_ALLOWED => Progress::Stalled,
         _ => Progress::Retrying,
     }
@@ -271,6 +285,10 @@ mod tests {
             (reason::SECRET_NOT_ALLOWED, Stalled),
             (reason::SECRET_MISSING, Retrying),
             (reason::CREDENTIALS_REJECTED, Retrying),
+            (reason::TARGET_NOT_FOUND, Retrying),
+            (reason::TARGET_NOT_ALLOWED, Stalled),
+            (reason::TARGET_NOT_READY, Retrying),
+            (reason::ROLES_UNSUPPORTED, Stalled),
             ("SomeReasonAddedLater", Retrying),
         ];
         for (r, want) in table {

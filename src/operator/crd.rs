@@ -7,7 +7,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod target_ref;
 mod targets;
+pub use target_ref::*;
 pub use targets::*;
 
 /// API group of the resources.
@@ -95,6 +97,7 @@ pub struct EnterpriseFields {
     printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".spec.active"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#,
+    printcolumn = r#"{"name":"Targets","type":"string","jsonPath":".status.targetsReady"}"#,
     printcolumn = r#"{"name":"SCIM ID","type":"string","jsonPath":".status.scimId"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -102,7 +105,7 @@ pub struct EnterpriseFields {
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.emails) || self.emails.filter(e, e.primary).size() <= 1", "message": "at most one e-mail may be primary"},
     {"rule": "self.userName == oldSelf.userName || !has(oldSelf.userName)", "message": "userName cannot be changed; create a new ScimUser"},
-    {"rule": "!has(self.externalId)", "message": "spec.externalId is not supported: the operator writes its own ownership marker into the SCIM externalId, and no spec may set or imitate it"}
+    {"rule": "!has(self.externalId) || !self.externalId.startsWith('k8s:')", "message": "spec.externalId may not start with k8s: (the prefix of the operator's ownership markers)"}
 ]))]
 pub struct ScimUserSpec {
     /// Unique sign-in name of the user (often the e-mail address); compared without regard to case.
@@ -124,10 +127,15 @@ pub struct ScimUserSpec {
     /// revoked and pending invitations cancelled.
     #[serde(default = "default_true")]
     pub active: bool,
-    /// Not supported; refused when set. The SCIM user's `externalId` holds the ownership marker
+    /// The user's id in an identity provider, for targets that require it as `externalId`
+    /// (profile `Grafana`: the SAML user id, the `userUID` assertion). Sent only to targets
+    /// whose profile requires it; elsewhere the SCIM `externalId` holds the ownership marker
     /// the operator derives from the cluster identity, this resource's namespace and its uid
-    /// (`k8s:<cluster>/<namespace>/<uid>`), so that no resource can claim another's user.
+    /// (`k8s:<cluster>/<namespace>/<uid>`), or nothing. It may not start with `k8s:`, so that no
+    /// spec can imitate a marker. A target that requires it refuses a user without it
+    /// (`InvalidSpec` on that target's entry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub external_id: Option<String>,
     /// Enterprise User attributes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +162,18 @@ pub struct ScimUserSpec {
     /// declares; everything else (phone numbers, addresses, roles the operator did not grant) stays.
     #[serde(default)]
     pub adopt: bool,
+    /// The SCIM targets to provision into (at most 16, none twice). Absent or empty: the
+    /// operator's own server alone (`ClusterScimTarget` `default`). Every target is resolved
+    /// before anything is written: a target that does not exist (`TargetNotFound`) or that this
+    /// namespace may not use (`TargetNotAllowed`: a `ClusterScimTarget` whose
+    /// `spec.namespaces.allowed` leaves it out, or a `ScimTarget` of another namespace) makes
+    /// the resource Ready=False and nothing is written anywhere. Taking a target out of the
+    /// list applies the deletion policy there, and only there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [
+        {"rule": UNIQUE_TARGETS_RULE, "message": "a target may be named once"}
+    ]))]
+    pub targets: Vec<TargetRef>,
 }
 
 fn default_true() -> bool {
@@ -177,6 +197,12 @@ pub struct ScimUserStatus {
     /// read when the server cannot be asked.
     #[serde(default)]
     pub effective_roles: Vec<String>,
+    /// One entry per target the spec names: the object's id there, whether it is in sync, why.
+    #[serde(default)]
+    pub targets: Vec<TargetSync>,
+    /// Targets in sync out of those named, as `n/m`.
+    #[serde(default)]
+    pub targets_ready: Option<String>,
     /// Roles the operator granted on the server for this resource (as `spec.roles` names them),
     /// so that it withdraws exactly these when the spec stops asking, and never a role an
     /// identity provider or an administrator granted. Recorded before a grant is sent. Unset
@@ -250,6 +276,7 @@ pub struct TeamMember {
     printcolumn = r#"{"name":"Members","type":"integer","jsonPath":".status.memberCount"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Targets","type":"string","jsonPath":".status.targetsReady"}"#,
     printcolumn = r#"{"name":"SCIM ID","type":"string","jsonPath":".status.scimId","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -282,6 +309,18 @@ pub struct ManagedTeamSpec {
     /// On deletion: `Unlink` (default) unlinks the team and removes its members; `Keep` leaves them.
     #[serde(default)]
     pub deletion_policy: TeamDeletionPolicy,
+    /// The SCIM targets to provision into (at most 16, none twice). Absent or empty: the
+    /// operator's own server alone (`ClusterScimTarget` `default`). Every target is resolved
+    /// before anything is written: a target that does not exist (`TargetNotFound`) or that this
+    /// namespace may not use (`TargetNotAllowed`: a `ClusterScimTarget` whose
+    /// `spec.namespaces.allowed` leaves it out, or a `ScimTarget` of another namespace) makes
+    /// the resource Ready=False and nothing is written anywhere. Taking a target out of the
+    /// list applies the deletion policy there, and only there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), extend("x-kubernetes-validations" = [
+        {"rule": UNIQUE_TARGETS_RULE, "message": "a target may be named once"}
+    ]))]
+    pub targets: Vec<TargetRef>,
 }
 
 /// Observed state of a `ManagedTeam`.
@@ -301,6 +340,12 @@ pub struct ManagedTeamStatus {
     /// Members that are not provisioned yet (ScimUser names or userNames).
     #[serde(default)]
     pub pending_members: Vec<String>,
+    /// One entry per target the spec names: the object's id there, whether it is in sync, why.
+    #[serde(default)]
+    pub targets: Vec<TargetSync>,
+    /// Targets in sync out of those named, as `n/m`.
+    #[serde(default)]
+    pub targets_ready: Option<String>,
     /// `Ready`, specific conditions, and the kstatus conditions `Reconciling` (a retry is pending)
     /// and `Stalled` (a refusal stands that only a change of the spec or of the trust
     /// configuration ends), which Flux, Argo CD and `kubectl wait` read.
@@ -395,11 +440,15 @@ mod tests {
                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
         let now = ManagedTeamStatus { member_count: 2, observed_generation: Some(2), ..Default::default() };
         merge(&mut stored, &serde_json::to_value(&now).unwrap());
-        assert_eq!(stored, json!({"memberCount": 2, "pendingMembers": [], "observedGeneration": 2, "conditions": []}));
+        assert_eq!(
+            stored,
+            json!({"memberCount": 2, "pendingMembers": [], "observedGeneration": 2, "conditions": [], "targets": []})
+        );
 
-        let mut user = json!({"scimId": "u1", "effectiveRoles": ["Admin"], "conditions": []});
+        let mut user = json!({"scimId": "u1", "effectiveRoles": ["Admin"], "conditions": [], "targetsReady": "1/1",
+            "targets": [{"target": "ClusterScimTarget/default", "ready": true}]});
         merge(&mut user, &serde_json::to_value(ScimUserStatus::default()).unwrap());
-        assert_eq!(user, json!({"effectiveRoles": [], "conditions": []}));
+        assert_eq!(user, json!({"effectiveRoles": [], "conditions": [], "targets": []}));
         let mut mapping = json!({"scimId": "m1", "conditions": [], "observedGeneration": 3});
         merge(&mut mapping, &serde_json::to_value(RoleMappingStatus::default()).unwrap());
         assert_eq!(mapping, json!({"conditions": []}));

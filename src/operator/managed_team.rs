@@ -13,11 +13,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::conditions::{self, Desired, reason};
-use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, TeamDeletionPolicy};
-use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Refusal, decide};
+use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, TargetRef, TeamDeletionPolicy, targets_ready};
+use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Record, Refusal, decide};
+use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition, record_owner};
 use super::user_cache::CachedUser;
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
+
+mod remote;
 
 /// Whether a label selector (matchLabels and matchExpressions) selects `labels`.
 pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
@@ -52,11 +55,15 @@ pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &CachedUser) 
 }
 
 /// What teams read of a ScimUser: its SCIM id while Ready, its labels (selectors), its
-/// userName and whether it is being deleted. Other changes trigger no team reconcile.
+/// userName, whether it is being deleted, and the id and readiness of each of its target
+/// entries (a member provisioned on another target). Other changes trigger no team reconcile.
 pub fn member_trigger(user: &CachedUser) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     user.ready_id().hash(&mut h);
+    for t in &user.targets {
+        (&t.target, &t.remote_id, t.ready).hash(&mut h);
+    }
     user.labels().hash(&mut h);
     user.user_name.hash(&mut h);
     user.meta().deletion_timestamp.is_some().hash(&mut h);
@@ -370,16 +377,19 @@ pub async fn reconcile(obj: Arc<ManagedTeam>, ctx: Arc<Context>) -> Result<Actio
     .await
 }
 
-/// What a reconcile ended with.
-struct Outcome {
+/// What a sync on the default target ended with.
+struct DefaultOutcome {
     ready: Desired,
-    scim_id: Option<String>,
-    counts: Option<(i64, Vec<String>)>,
+    scim_id: String,
+    count: usize,
+    pending: Vec<String>,
+    wrote: bool,
 }
 
-/// The pipeline: resolve members, check what an untrusted namespace may not do, decide and
-/// ensure the group, send the member changes.
-async fn sync(obj: &ManagedTeam, ctx: &Context) -> Result<Outcome, TeamError> {
+/// The pipeline on the default target (the operator's own server, on the path that predates
+/// targets: ownership markers, RoleMappings on the server): resolve members, check what an
+/// untrusted namespace may not do, decide and ensure the group, send the member changes.
+async fn sync_default(obj: &ManagedTeam, ctx: &Context) -> Result<DefaultOutcome, TeamError> {
     let ns = obj.namespace().unwrap_or_default();
     let trusted = ctx.trusted(&ns);
     let name = &obj.spec.display_name;
@@ -438,42 +448,178 @@ async fn sync(obj: &ManagedTeam, ctx: &Context) -> Result<Outcome, TeamError> {
             format!("waiting for members to be provisioned: {}", members.pending.join(", ")),
         )
     };
-    Ok(Outcome { ready, scim_id: Some(id), counts: Some((count as i64, members.pending)) })
+    let wrote = group.came != Came::Existing || !add.is_empty() || !remove.is_empty();
+    Ok(DefaultOutcome { ready, scim_id: id, count, pending: members.pending, wrote })
+}
+
+/// The default target's outcome: its status fields set from what the sync did.
+fn default_outcome(result: Result<DefaultOutcome, TeamError>, target: &str, status: &mut ManagedTeamStatus) -> Outcome {
+    match result {
+        Ok(o) => {
+            status.scim_id = Some(o.scim_id.clone());
+            status.member_count = o.count as i64;
+            status.pending_members = o.pending;
+            let d = o.ready;
+            Outcome {
+                target: target.to_string(),
+                remote_id: Some(o.scim_id),
+                ready: d.status,
+                reason: d.reason,
+                message: d.message,
+                wrote: o.wrote,
+                retry_after: None,
+            }
+        }
+        Err(TeamError::Refused(r, message)) => Outcome::failed(target, None, r, message),
+        Err(TeamError::Client(e)) => Outcome::error(target, status.scim_id.clone(), &e, &[]),
+    }
+}
+
+/// Applies the deletion policy on the targets the spec no longer names, to what this resource
+/// owns there; failures are returned as the outcomes of those targets (retried).
+async fn drop_targets(
+    ctx: &Context,
+    obj: &ManagedTeam,
+    resolved: &[Resolved],
+    records: &[Record],
+    status: &mut ManagedTeamStatus,
+) -> Result<Vec<Outcome>, ReconcileError> {
+    let mut failed = Vec::new();
+    let default_id = TargetRef::default_target().id("");
+    if !resolved.iter().any(|r| r.target.is_default())
+        && let Some(id) = status.scim_id.clone()
+    {
+        match unlink_default(obj, ctx, &id).await {
+            Ok(()) => {
+                status.scim_id = None;
+                status.member_count = 0;
+                status.pending_members = Vec::new();
+            }
+            Err(e) => {
+                let mut o = Outcome::error(&default_id, Some(id), &e, &[]);
+                o.message = format!("taken out of spec.targets; applying the deletion policy failed: {}", o.message);
+                failed.push(o);
+            }
+        }
+    }
+    for record in records.iter().filter(|r| !resolved.iter().any(|t| t.id == r.object.target)) {
+        match remote::remove(ctx, obj, record, true).await {
+            Ok(Some(note)) => ctx.event(obj, false, "TargetRemoved", note).await,
+            Ok(None) => {}
+            Err(remote::RemoveError::Target(m)) => failed.push(Outcome::failed(
+                &record.object.target,
+                record.remote_id.clone(),
+                reason::SCIM_UNAVAILABLE,
+                format!("taken out of spec.targets; applying the deletion policy failed: {m}"),
+            )),
+            Err(remote::RemoveError::Kube(e)) => return Err(e),
+        }
+    }
+    Ok(failed)
+}
+
+/// Syncs every target the spec names (resolved all or nothing first), and drops those it no
+/// longer names.
+async fn sync_targets(
+    obj: &ManagedTeam,
+    ctx: &Context,
+    previous: &ManagedTeamStatus,
+    status: &mut ManagedTeamStatus,
+) -> Result<Vec<Outcome>, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let resolved = match ctx.targets.resolve(&ns, &obj.spec.targets, ctx.trusted(&ns)).await? {
+        Err(refusals) => return Ok(refusals.iter().map(Outcome::refused).collect()),
+        Ok(r) => r,
+    };
+    let default_id = TargetRef::default_target().id(&ns);
+    // This resource's records, read once: only when a target other than the default is named
+    // now or was before (a default-only team costs no extra request).
+    let remote =
+        resolved.iter().any(|r| !r.target.is_default()) || previous.targets.iter().any(|e| e.target != default_id);
+    let records = if remote {
+        ctx.targets
+            .records
+            .owned_by(&record_owner(obj).uid)
+            .await
+            .map_err(|e| ReconcileError::Invalid(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let dropped = drop_targets(ctx, obj, &resolved, &records, status).await?;
+    let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
+        Endpoint::Remote(remote) => {
+            // The record of the current name, else one of an earlier name (a rename).
+            let on_target = || records.iter().filter(|rec| rec.object.target == r.id);
+            let mine = on_target().find(|rec| rec.object.key == obj.spec.display_name).or_else(|| on_target().next());
+            Some(remote::sync(ctx, obj, r, remote, mine))
+        }
+        _ => None,
+    }));
+    let default = async {
+        if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
+            Some(sync_default(obj, ctx).await)
+        } else {
+            None
+        }
+    };
+    let (remotes, mut default) = tokio::join!(remotes, default);
+    let mut remotes = remotes.into_iter();
+    let mut outcomes = Vec::new();
+    let mut pending: BTreeSet<String> = BTreeSet::new();
+    let mut first_count = None;
+    for r in &resolved {
+        match &r.endpoint {
+            Endpoint::Default => {
+                if let Some(result) = default.take() {
+                    if let Ok(o) = &result {
+                        pending.extend(o.pending.iter().cloned());
+                    }
+                    outcomes.push(default_outcome(result, &r.id, status));
+                }
+            }
+            Endpoint::Remote(_) => {
+                let Some(synced) = remotes.next() else { continue };
+                let synced = synced?;
+                if let Some((reason, note)) = synced.note {
+                    ctx.event(obj, false, reason, note).await;
+                }
+                first_count = first_count.or(synced.count);
+                pending.extend(synced.pending);
+                outcomes.push(synced.outcome);
+            }
+            Endpoint::NotReady(m) => {
+                outcomes.push(Outcome::failed(&r.id, None, reason::TARGET_NOT_READY, format!("target {}: {m}", r.id)))
+            }
+        }
+    }
+    status.pending_members = pending.into_iter().collect();
+    // Without the default target, the member count is that of the first target that has one.
+    if !resolved.iter().any(|r| r.target.is_default())
+        && let Some(count) = first_count
+    {
+        status.member_count = count as i64;
+    }
+    outcomes.extend(dropped);
+    Ok(outcomes)
 }
 
 async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> Result<Action, ReconcileError> {
     let generation = obj.meta().generation;
     let previous = obj.status.clone().unwrap_or_default();
     let mut status = ManagedTeamStatus { observed_generation: generation, ..previous.clone() };
-    let mut action = ctx.resync();
-    let outcome = match sync(&obj, ctx).await {
-        Ok(o) => {
-            ctx.succeeded(&key(obj.as_ref()));
-            o
-        }
-        Err(TeamError::Refused(r, message)) => {
-            action = ctx.refused_retry(&key(obj.as_ref()), std::time::Duration::from_secs(300));
-            Outcome { ready: Desired::not_ready(r, message), scim_id: None, counts: None }
-        }
-        Err(TeamError::Client(e)) => {
-            let failure = conditions::failure(&e);
-            action = Action::requeue(ctx.backoff(&key(obj.as_ref()), failure.retry_after));
-            Outcome { ready: Desired::not_ready(failure.reason, e.to_string()), scim_id: None, counts: None }
-        }
-    };
-    if let Some(id) = outcome.scim_id {
-        status.scim_id = Some(id);
-    }
-    if let Some((count, pending)) = outcome.counts {
-        status.member_count = count;
-        status.pending_members = pending;
-    }
-    status.conditions = conditions::merge(&previous.conditions, &[outcome.ready], generation, &now());
+    let outcomes = sync_targets(&obj, ctx, &previous, &mut status).await?;
+    let action = next_action(ctx, obj.as_ref(), &outcomes);
+    let now = now();
+    status.targets = entries(&previous.targets, &outcomes, generation, &now);
+    status.targets_ready = Some(targets_ready(&status.targets));
+    status.conditions = conditions::merge(&previous.conditions, &[ready_condition(&outcomes)], generation, &now);
     ctx.warn_on_new_reason(obj.as_ref(), &previous.conditions, &status.conditions).await;
     let same = previous.observed_generation == status.observed_generation
         && previous.scim_id == status.scim_id
         && previous.member_count == status.member_count
         && previous.pending_members == status.pending_members
+        && previous.targets == status.targets
+        && previous.targets_ready == status.targets_ready
         && conditions::same(&previous.conditions, &status.conditions);
     if !same {
         // Every field is serialized (empty lists, nulls), so the merge patch clears what is gone.
@@ -482,27 +628,49 @@ async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> 
     Ok(action)
 }
 
-/// Unlinks the group on deletion (policy `Unlink`), only if this resource still owns it.
+/// Unlinks the group on the default target (policy `Unlink`), only if this resource still owns
+/// it.
+async fn unlink_default(obj: &ManagedTeam, ctx: &Context, id: &str) -> Result<(), ClientError> {
+    if obj.spec.deletion_policy != TeamDeletionPolicy::Unlink {
+        return Ok(());
+    }
+    let group = match ctx.scim.get_group(id).await {
+        Ok(g) => g,
+        Err(ClientError::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if matches!(group_claim(&ctx.owner(obj), &group), Claim::Ours | Claim::OursLegacy) {
+        match ctx.scim.delete_group(id, group.version.as_deref()).await {
+            Ok(()) | Err(ClientError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+    } else {
+        let note = format!("SCIM group {id} is not owned by this resource: left as it is");
+        ctx.event(obj, true, reason::CONFLICT, note).await;
+    }
+    Ok(())
+}
+
+/// On deletion: the deletion policy on the default target and on every target where this
+/// resource owns a group (its records), then the records released. With the release
+/// annotation nothing is changed on any target.
 async fn cleanup(obj: Arc<ManagedTeam>, ctx: &Context) -> Result<Action, ReconcileError> {
     let released = obj.annotations().get(RELEASE_ANNOTATION).is_some_and(|v| v == "true");
-    if let (Some(id), false, TeamDeletionPolicy::Unlink) =
-        (obj.status.as_ref().and_then(|s| s.scim_id.clone()), released, obj.spec.deletion_policy)
-    {
-        let group = match ctx.scim.get_group(&id).await {
-            Ok(g) => Some(g),
-            Err(ClientError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(g) = group {
-            if matches!(group_claim(&ctx.owner(obj.as_ref()), &g), Claim::Ours | Claim::OursLegacy) {
-                match ctx.scim.delete_group(&id, g.version.as_deref()).await {
-                    Ok(()) | Err(ClientError::NotFound) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                let note = format!("SCIM group {id} is not owned by this resource: left as it is");
-                ctx.event(obj.as_ref(), true, reason::CONFLICT, note).await;
-            }
+    if let (Some(id), false) = (obj.status.as_ref().and_then(|s| s.scim_id.clone()), released) {
+        unlink_default(&obj, ctx, &id).await?;
+    }
+    let records = ctx
+        .targets
+        .records
+        .owned_by(&record_owner(obj.as_ref()).uid)
+        .await
+        .map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    for record in &records {
+        match remote::remove(ctx, &obj, record, !released).await {
+            Ok(Some(note)) => ctx.event(obj.as_ref(), false, "Unlinked", note).await,
+            Ok(None) => {}
+            Err(remote::RemoveError::Target(m)) => return Err(ReconcileError::Invalid(m)),
+            Err(remote::RemoveError::Kube(e)) => return Err(e),
         }
     }
     ctx.succeeded(&key(obj.as_ref()));
@@ -545,7 +713,7 @@ mod tests {
         .expect("a ManagedTeam")
     }
 
-    fn user_of(ns: &str, name: &str, user_name: &str) -> ScimUser {
+    fn user_of(ns: &str, name: &str, user_name: &str) -> crate::operator::crd::ScimUser {
         serde_json::from_value(json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser",
             "metadata": {"name": name, "namespace": ns, "labels": {"team": "sre"}}, "spec": {"userName": user_name}}))
         .expect("a ScimUser")
@@ -568,9 +736,38 @@ mod tests {
             ("dev", false, &by_label, "dev", true),
         ];
         for (team_ns, trusted, spec, user_ns, want) in cases {
-            let got = may_reference(&team_of(team_ns, spec.clone()), trusted, &user_of(user_ns, "zed", "ZED@x.test"));
+            let got = may_reference(
+                &team_of(team_ns, spec.clone()),
+                trusted,
+                &crate::operator::user_cache::of(&user_of(user_ns, "zed", "ZED@x.test")),
+            );
             assert_eq!(got, want, "team in {team_ns} (trusted {trusted}) {spec} / user in {user_ns}");
         }
+    }
+
+    #[test]
+    fn a_member_provisioned_on_another_target_reaches_its_teams() {
+        let mut user = user_of("dev", "zed", "zed@x.test");
+        let before = member_trigger(&crate::operator::user_cache::of(&user));
+        let entry = |remote_id: Option<&str>, ready: bool| crate::operator::crd::TargetSync {
+            target: "ClusterScimTarget/kc".into(),
+            remote_id: remote_id.map(str::to_string),
+            ready,
+            ..Default::default()
+        };
+        user.status =
+            Some(crate::operator::crd::ScimUserStatus { targets: vec![entry(None, false)], ..Default::default() });
+        let pending = member_trigger(&crate::operator::user_cache::of(&user));
+        assert_ne!(before, pending);
+        user.status.as_mut().unwrap().targets = vec![entry(Some("kc-1"), true)];
+        let provisioned = member_trigger(&crate::operator::user_cache::of(&user));
+        assert_ne!(pending, provisioned, "provisioned on the target: its teams look again");
+        user.status.as_mut().unwrap().targets[0].message = "another message".into();
+        assert_eq!(
+            member_trigger(&crate::operator::user_cache::of(&user)),
+            provisioned,
+            "a message alone triggers nothing"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod ownership;
 mod role_mapping;
 mod scim_target;
 mod scim_user;
+pub mod targets;
 pub mod user_cache;
 mod user_doc;
 
@@ -262,6 +263,9 @@ pub struct Context {
     pub user_shares: Arc<fairness::Shares>,
     /// Fair shares of the ManagedTeam workers among namespaces.
     pub team_shares: Arc<fairness::Shares>,
+    /// The targets other than the default: one client per target (shared with the target
+    /// controller) and the ownership records.
+    pub targets: Arc<targets::Targets>,
 }
 
 impl Context {
@@ -462,6 +466,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         (Arc::new(|| true), tokio::spawn(std::future::pending::<Option<leader::Lost>>()))
     };
     let scim = scim.with_fence(fence.clone());
+    let ctx_fence = scim.fence();
     // Status, finalizer and event writes are fenced like SCIM requests, within the same timeout
     // (the elector keeps the unfenced client: it must renew).
     let kube = kube::client::ClientBuilder::try_from(kube_config)
@@ -514,6 +519,12 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         cluster,
         user_shares,
         team_shares: fairness::Shares::new(usize::from(args.concurrency)),
+        targets: Arc::new(targets::Targets::new(
+            kube.clone(),
+            args.operator_namespace(&kube),
+            timing.request_timeout(),
+            ctx_fence,
+        )),
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -566,7 +577,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
         .for_each(|_| async {});
 
-    let targets = scim_target::run(ctx.clone(), timing.request_timeout(), || stopped(stop_rx.clone()));
+    let targets = scim_target::run(ctx.clone(), || stopped(stop_rx.clone()));
 
     tracing::info!(scim = %args.scim_url, "controllers running");
     tokio::select! {
@@ -599,11 +610,6 @@ mod tests {
     use super::*;
     use crd::ScimUser;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-
-    /// What the cache keeps of `u`, decoded from its JSON as from the watch.
-    fn cached(u: &ScimUser) -> CachedUser {
-        serde_json::from_value(serde_json::to_value(u).expect("JSON")).expect("a cached ScimUser")
-    }
 
     fn user() -> ScimUser {
         serde_json::from_value(serde_json::json!({
@@ -656,8 +662,8 @@ mod tests {
         let mut provisioned = pending.clone();
         ready(&mut provisioned, "1");
         assert_ne!(
-            managed_team::member_trigger(&cached(&pending)),
-            managed_team::member_trigger(&cached(&provisioned))
+            managed_team::member_trigger(&user_cache::of(&pending)),
+            managed_team::member_trigger(&user_cache::of(&provisioned))
         );
         let mut rewritten = provisioned.clone();
         if let Some(s) = rewritten.status.as_mut() {
@@ -665,20 +671,20 @@ mod tests {
         }
         rewritten.metadata.finalizers = Some(vec![FINALIZER.into()]);
         assert_eq!(
-            managed_team::member_trigger(&cached(&provisioned)),
-            managed_team::member_trigger(&cached(&rewritten))
+            managed_team::member_trigger(&user_cache::of(&provisioned)),
+            managed_team::member_trigger(&user_cache::of(&rewritten))
         );
         let mut labelled = provisioned.clone();
         labelled.metadata.labels = Some([("team".to_string(), "sre".to_string())].into());
         assert_ne!(
-            managed_team::member_trigger(&cached(&provisioned)),
-            managed_team::member_trigger(&cached(&labelled))
+            managed_team::member_trigger(&user_cache::of(&provisioned)),
+            managed_team::member_trigger(&user_cache::of(&labelled))
         );
         let mut deleting = provisioned.clone();
         deleting.metadata.deletion_timestamp = Some(now());
         assert_ne!(
-            managed_team::member_trigger(&cached(&provisioned)),
-            managed_team::member_trigger(&cached(&deleting))
+            managed_team::member_trigger(&user_cache::of(&provisioned)),
+            managed_team::member_trigger(&user_cache::of(&deleting))
         );
     }
 

@@ -2,8 +2,9 @@
 //!
 //! The operator records ownership in the object's `externalId` as a marker it derives from what
 //! no namespace can choose: the cluster's identity, the resource's namespace and its uid
-//! (`k8s:<cluster>/<namespace>/<uid>`). A resource cannot set the server's `externalId` (the
-//! spec field is refused), so no resource can produce another one's marker; knowing a marker
+//! (`k8s:<cluster>/<namespace>/<uid>`). A resource cannot set the server's `externalId` to a
+//! marker (a spec's `externalId` may not start with `k8s:`, and is sent only to targets that
+//! keep no marker), so no resource can produce another one's marker; knowing a marker
 //! does not help either. Markers of the first releases (`k8s:<uid>`) are recognised when the
 //! uid is this resource's and are rewritten to the current form.
 //!

@@ -29,19 +29,14 @@ use kube::runtime::utils::PredicateConfig;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::conditions::{self, Desired, reason};
-use super::crd::{
-    ClusterScimTarget, ScimTarget, SecretKeyRef, TargetAccess, TargetEndpoint, TargetStatus, secret_namespace,
-};
+use super::crd::{ClusterScimTarget, ScimTarget, TargetAccess, TargetEndpoint, TargetStatus, secret_namespace};
+use super::targets::{Connection, FetchError, cache_key};
 use super::{Context, ReconcileError, now, resource_trigger, slim};
-use crate::client::{
-    Capabilities, ClientCredentialsGrant, ClientError, Credentials, Health, ScimClient, SecretSource, TargetConfig,
-};
+use crate::client::{Capabilities, ClientError, Health};
 
 /// What the two target kinds have in common for this controller.
 pub trait TargetKind:
@@ -103,11 +98,6 @@ pub struct TargetContext {
     ctx: Arc<Context>,
     /// The namespace a `ClusterScimTarget` reads its Secrets from.
     operator_namespace: String,
-    /// Timeout of every request to a target.
-    timeout: Duration,
-    /// Clients per target, with the fingerprint (generation and Secret versions) they were
-    /// built from.
-    clients: Mutex<HashMap<String, (u64, ScimClient)>>,
 }
 
 // ---- step 1: check (pure)
@@ -157,143 +147,17 @@ pub enum Fetched {
     Probed(Health),
 }
 
-/// Errors of the fetch step that end the reconcile without a status (Kubernetes API failures).
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("reading Secret {namespace}/{name}: {source}")]
-    Secret {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-/// The value of one Secret key, trimmed; `Err` says what is missing (never a value).
-fn key_of(secret: Option<&Secret>, namespace: &str, r: &SecretKeyRef) -> Result<String, String> {
-    let secret = secret.ok_or_else(|| format!("Secret {namespace}/{} does not exist", r.name))?;
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&r.key))
-        .ok_or_else(|| format!("Secret {namespace}/{} has no key {}", r.name, r.key))?;
-    let text = String::from_utf8(bytes.0.clone())
-        .map_err(|_| format!("key {} of Secret {namespace}/{} is not UTF-8 text", r.key, r.name))?;
-    Ok(text.trim().to_string())
-}
-
-/// The referenced Secrets of `namespace` by name (`None`: absent), with their resource versions
-/// folded into `fingerprint`. A Secret the operator may not read counts as missing.
-async fn read_secrets(
-    api: &Api<Secret>,
-    namespace: &str,
-    refs: &[&SecretKeyRef],
-    fingerprint: &mut std::collections::hash_map::DefaultHasher,
-) -> Result<Result<HashMap<String, Option<Secret>>, String>, FetchError> {
-    let mut found = HashMap::new();
-    for r in refs {
-        if found.contains_key(&r.name) {
-            continue;
-        }
-        let secret = match api.get_opt(&r.name).await {
-            Ok(s) => s,
-            Err(kube::Error::Api(e)) if e.code == 403 => {
-                return Ok(Err(format!("the operator may not read Secret {namespace}/{}: {}", r.name, e.message)));
-            }
-            Err(source) => {
-                return Err(FetchError::Secret { namespace: namespace.to_string(), name: r.name.clone(), source });
-            }
-        };
-        secret.as_ref().and_then(|s| s.metadata.resource_version.clone()).hash(fingerprint);
-        found.insert(r.name.clone(), secret);
-    }
-    Ok(Ok(found))
-}
-
-/// The credentials the endpoint names, from the Secret values read; `Err` says what is missing.
-fn credentials(
-    endpoint: &TargetEndpoint,
-    secrets: &HashMap<String, Option<Secret>>,
-    namespace: &str,
-) -> Result<(Credentials, Vec<String>), String> {
-    let value = |r: &SecretKeyRef| key_of(secrets.get(&r.name).and_then(Option::as_ref), namespace, r);
-    let fixed = |v: String| -> Arc<dyn SecretSource> { Arc::new(move || Ok(v.clone())) };
-    let c = &endpoint.credentials;
-    match (&c.bearer_token, &c.oauth2) {
-        (Some(r), _) => {
-            let token = value(r)?;
-            Ok((Credentials::bearer(fixed(token.clone())), vec![token]))
-        }
-        (None, Some(o)) => {
-            let (id, secret) = (value(&o.client_id)?, value(&o.client_secret)?);
-            let grant = ClientCredentialsGrant {
-                token_url: o.token_url.clone(),
-                client_id: fixed(id.clone()),
-                client_secret: fixed(secret.clone()),
-                scopes: o.scopes.clone(),
-                audience: o.audience.clone(),
-            };
-            Ok((Credentials::client_credentials(grant), vec![id, secret]))
-        }
-        // The API server refuses both or neither (a CEL rule); an older object may still say so.
-        (None, None) => Err("the credentials name neither bearerToken nor oauth2".to_string()),
-    }
-}
-
 impl TargetContext {
-    /// Reads the Secrets, builds (or reuses) the client and probes the target. Also returns the
-    /// Secret values, to hide them from messages.
-    async fn fetch<K: TargetKind>(&self, obj: &K, readable: &str) -> Result<(Fetched, Vec<String>), FetchError> {
-        let endpoint = obj.endpoint();
-        let api: Api<Secret> = Api::namespaced(self.ctx.kube.clone(), readable);
-        let mut fingerprint = std::collections::hash_map::DefaultHasher::new();
-        obj.meta().generation.hash(&mut fingerprint);
-        let secrets = match read_secrets(&api, readable, &endpoint.secret_refs(), &mut fingerprint).await? {
-            Ok(s) => s,
-            Err(why) => return Ok((Fetched::SecretMissing(why), Vec::new())),
-        };
-        let (credentials, values) = match credentials(endpoint, &secrets, readable) {
-            Ok(c) => c,
-            Err(why) => return Ok((Fetched::SecretMissing(why), Vec::new())),
-        };
-        let fingerprint = fingerprint.finish();
-        let key = format!("{}/{}/{}", K::KIND, obj.namespace().unwrap_or_default(), obj.name_any());
-        let cached = self
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .filter(|(f, _)| *f == fingerprint)
-            .map(|(_, c)| c.clone());
-        let client = match cached {
-            Some(c) => c,
-            None => {
-                let config = TargetConfig {
-                    base_url: endpoint.base_url.clone(),
-                    profile: endpoint.profile,
-                    credentials,
-                    ca_bundle: endpoint.ca_bundle.clone(),
-                    timeout: self.timeout,
-                    max_concurrency: endpoint.budget.max_concurrency as usize,
-                    rate_limit: endpoint.budget.requests_per_second,
-                };
-                let mut client = match ScimClient::for_target(config) {
-                    Ok(c) => c,
-                    Err(e) => return Ok((Fetched::Invalid(e.to_string()), values)),
-                };
-                if let Some(fence) = self.ctx.scim.fence() {
-                    client = client.with_fence(fence);
-                }
-                self.clients.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (fingerprint, client.clone()));
-                client
-            }
-        };
-        Ok((Fetched::Probed(client.probe().await), values))
-    }
-
-    /// Forgets the client of a target that is gone.
-    fn forget(&self, key: &str) {
-        self.clients.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    /// Builds (or reuses) the target's client through the client cache the resource controllers
+    /// share, reading its Secrets again, and probes the target. Also returns the Secret values,
+    /// to hide them from messages.
+    async fn fetch<K: TargetKind>(&self, obj: &K) -> Result<(Fetched, Vec<String>), FetchError> {
+        Ok(match self.ctx.targets.connect(obj, true).await? {
+            Connection::Client { client, secrets } => (Fetched::Probed(client.probe().await), secrets.to_vec()),
+            Connection::Refused(r) => (Fetched::Refused(r), Vec::new()),
+            Connection::SecretMissing(m) => (Fetched::SecretMissing(m), Vec::new()),
+            Connection::Invalid(m) => (Fetched::Invalid(m), Vec::new()),
+        })
     }
 }
 
@@ -436,9 +300,10 @@ async fn reconcile<K: TargetKind>(obj: Arc<K>, tc: Arc<TargetContext>) -> Result
     let started = std::time::Instant::now();
     let namespace = obj.namespace();
     let readable = secret_namespace(namespace.as_deref(), &tc.operator_namespace).to_string();
+    // Checked here as well as when connecting: a refused spec never reaches the client cache.
     let (fetched, secrets) = match check(obj.endpoint(), obj.access(), &readable) {
         Err(refusal) => (Fetched::Refused(refusal), Vec::new()),
-        Ok(()) => tc.fetch(obj.as_ref(), &readable).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?,
+        Ok(()) => tc.fetch(obj.as_ref()).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?,
     };
     let decision = decide(&fetched);
     let action = next(&decision, Duration::from_secs(tc.ctx.args.target_probe_seconds.max(1)));
@@ -496,7 +361,7 @@ fn controller<K: TargetKind>(
         .reflect(writer)
         .inspect(move |e| {
             if let Ok(watcher::Event::Delete(t)) = e {
-                gone.forget(&format!("{}/{}/{}", K::KIND, t.namespace().unwrap_or_default(), t.name_any()));
+                gone.ctx.targets.forget(&cache_key(t));
             }
         })
         .applied_objects()
@@ -516,13 +381,13 @@ fn controller<K: TargetKind>(
 
 /// Runs both target controllers until `stop` resolves. Secrets are watched metadata-only: across
 /// the cluster for `ScimTarget`s, in the operator's namespace for `ClusterScimTarget`s.
-pub async fn run<S>(ctx: Arc<Context>, timeout: Duration, stop: impl Fn() -> S)
+pub async fn run<S>(ctx: Arc<Context>, stop: impl Fn() -> S)
 where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
-    let operator_namespace = ctx.args.operator_namespace(&ctx.kube);
+    let operator_namespace = ctx.targets.operator_namespace().to_string();
     let kube = ctx.kube.clone();
-    let tc = Arc::new(TargetContext { ctx, operator_namespace, timeout, clients: Mutex::new(HashMap::new()) });
+    let tc = Arc::new(TargetContext { ctx, operator_namespace });
     let namespaced = controller::<ScimTarget>(tc.clone(), Api::all(kube.clone()), Api::all(kube.clone()), stop());
     let cluster = controller::<ClusterScimTarget>(
         tc.clone(),
@@ -537,7 +402,7 @@ where
 mod tests {
     use super::*;
     use crate::client::Profile;
-    use crate::operator::crd::{NamespaceSet, OAuthClientCredentials, TargetCredentials};
+    use crate::operator::crd::{NamespaceSet, OAuthClientCredentials, SecretKeyRef, TargetCredentials};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, Time};
 
     fn key(name: &str, namespace: Option<&str>) -> SecretKeyRef {

@@ -6,15 +6,19 @@ use kube::runtime::finalizer::Event as Finalizer;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::conditions::{self, Desired, reason};
-use super::crd::{ScimUser, ScimUserStatus, UserDeletionPolicy};
+use super::crd::{ScimUser, ScimUserStatus, Standing, TargetRef, UserDeletionPolicy, targets_ready};
+use super::ownership::Record;
 use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
+use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition};
 use super::user_cache::{self, CachedUser};
 use super::user_doc::{RolePlan, desired, drift, operations, plan_roles, roles_of, validate, with_roles};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
+
+mod remote;
+use remote::record_owner;
 
 /// What applying the desired user did.
 #[derive(Debug, PartialEq, Eq)]
@@ -219,6 +223,170 @@ async fn record_grants(
     Ok(intent)
 }
 
+/// Syncs the user on the default target (the operator's own server, `--scim-url`) on the path
+/// that predates targets: ownership markers, granted roles, effective roles, events.
+async fn sync_default(
+    api: &Api<ScimUser>,
+    obj: &ScimUser,
+    ctx: &Context,
+    previous: &ScimUserStatus,
+    status: &mut ScimUserStatus,
+) -> Result<Outcome, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let target = TargetRef::default_target().id(&ns);
+    let generation = obj.meta().generation;
+    let trusted = ctx.trusted(&ns);
+    // What the resource may ask for: roles follow the spec, and only a trusted namespace's.
+    let asked: &[String] = if trusted { &obj.spec.roles } else { &[] };
+    let owner = ctx.owner(obj);
+    let want = desired(&obj.spec, owner.marker(), asked);
+    let granted = granted_before(obj, previous);
+    let intent = record_grants(api, obj, &granted, asked).await?;
+    // Until a sync succeeds the record stays what it was: nothing written on a refusal, and
+    // possibly the grants on an error (the request may have landed).
+    status.granted_roles = Some(granted.clone());
+    Ok(match sync(ctx, obj, &want, &owner, trusted, asked, &granted).await {
+        Ok((applied, granted)) => {
+            status.granted_roles = Some(granted);
+            let id = applied.id().to_string();
+            let wrote = !matches!(applied, Applied::Unchanged(_));
+            // The event (if any) and the effective roles are independent: ask for both at once.
+            let announce = async {
+                match &applied {
+                    // A creation is recorded by the Ready condition (its message names the SCIM
+                    // id, its lastTransitionTime says when): an Event per created user would
+                    // double the API writes of a bulk provisioning for no new information.
+                    Applied::Created(_) => {}
+                    Applied::Adopted(_) => ctx.event(obj, false, "Adopted", format!("took over SCIM user {id}")).await,
+                    Applied::Updated(_, fields) => {
+                        // The spec did not change since the last sync: someone changed the server.
+                        let reason =
+                            if previous.observed_generation == generation { "DriftCorrected" } else { "Updated" };
+                        ctx.event(obj, false, reason, format!("updated {} on SCIM user {id}", fields.join(", "))).await
+                    }
+                    Applied::Unchanged(_) => {}
+                }
+            };
+            let ((), roles) = tokio::join!(announce, ctx.scim.effective_roles(&id));
+            status.scim_id = Some(id.clone());
+            match roles {
+                Ok(roles) => status.effective_roles = roles.unwrap_or_default(),
+                // A transient failure does not blank what was last read.
+                Err(e) => tracing::debug!(error = %e, user = %id, "effective roles not refreshed"),
+            }
+            Outcome::synced(&target, Some(id.clone()), format!("provisioned as SCIM user {id}"), wrote)
+        }
+        Err(ApplyError::Refused(r)) => {
+            let d = refused(r, &obj.spec.user_name, &ns);
+            Outcome::failed(&target, None, d.reason, d.message)
+        }
+        Err(ApplyError::Client(e)) => {
+            status.granted_roles = Some(intent);
+            Outcome::error(&target, status.scim_id.clone(), &e, &[])
+        }
+    })
+}
+
+/// Applies the deletion policy on the targets the spec no longer names, to what this resource
+/// owns there; failures are returned as the outcomes of those targets (retried).
+async fn drop_targets(
+    ctx: &Context,
+    obj: &ScimUser,
+    resolved: &[Resolved],
+    records: &[Record],
+    status: &mut ScimUserStatus,
+) -> Result<Vec<Outcome>, ReconcileError> {
+    let mut failed = Vec::new();
+    let default_id = TargetRef::default_target().id("");
+    if !resolved.iter().any(|r| r.target.is_default())
+        && let Some(id) = status.scim_id.clone()
+    {
+        match remove_from_default(obj, ctx, &id).await {
+            Ok(()) => {
+                status.scim_id = None;
+                status.effective_roles = Vec::new();
+            }
+            Err(e) => {
+                let mut o = Outcome::error(&default_id, Some(id), &e, &[]);
+                o.message = format!("taken out of spec.targets; applying the deletion policy failed: {}", o.message);
+                failed.push(o);
+            }
+        }
+    }
+    for record in records.iter().filter(|r| !resolved.iter().any(|t| t.id == r.object.target)) {
+        match remote::remove(ctx, obj, record, true).await {
+            Ok(Some(note)) => ctx.event(obj, false, "TargetRemoved", note).await,
+            Ok(None) => {}
+            Err(remote::RemoveError::Target(m)) => failed.push(Outcome::failed(
+                &record.object.target,
+                record.remote_id.clone(),
+                reason::SCIM_UNAVAILABLE,
+                format!("taken out of spec.targets; applying the deletion policy failed: {m}"),
+            )),
+            Err(remote::RemoveError::Kube(e)) => return Err(e),
+        }
+    }
+    Ok(failed)
+}
+
+/// Syncs the user on every resolved target at once (the default on its own path, the others
+/// through their pipelines) after applying the deletion policy on targets the spec no longer
+/// names; one outcome per target, in the spec's order, then those of dropped targets that failed.
+async fn sync_targets(
+    api: &Api<ScimUser>,
+    obj: &ScimUser,
+    ctx: &Context,
+    resolved: &[Resolved],
+    previous: &ScimUserStatus,
+    status: &mut ScimUserStatus,
+) -> Result<Vec<Outcome>, ReconcileError> {
+    let ns = obj.namespace().unwrap_or_default();
+    let default_id = TargetRef::default_target().id(&ns);
+    // This resource's records, read once: only when a target other than the default is
+    // named now or was before (a default-only user costs no extra request).
+    let remote =
+        resolved.iter().any(|r| !r.target.is_default()) || previous.targets.iter().any(|e| e.target != default_id);
+    let records = if remote {
+        ctx.targets
+            .records
+            .owned_by(&record_owner(obj).uid)
+            .await
+            .map_err(|e| ReconcileError::Invalid(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    let mut dropped = drop_targets(ctx, obj, resolved, &records, status).await?;
+    let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
+        Endpoint::Remote(remote) => {
+            let mine = records.iter().find(|rec| rec.object.target == r.id);
+            Some(remote::sync(ctx, obj, r, remote, mine))
+        }
+        _ => None,
+    }));
+    let default = async {
+        if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
+            sync_default(api, obj, ctx, previous, status).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let (default, remotes) = tokio::join!(default, remotes);
+    let mut default = default?;
+    let mut remotes = remotes.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
+    let mut outcomes: Vec<Outcome> = resolved
+        .iter()
+        .filter_map(|r| match &r.endpoint {
+            Endpoint::Default => default.take(),
+            Endpoint::Remote(_) => remotes.next(),
+            Endpoint::NotReady(m) => {
+                Some(Outcome::failed(&r.id, None, reason::TARGET_NOT_READY, format!("target {}: {m}", r.id)))
+            }
+        })
+        .collect();
+    outcomes.append(&mut dropped);
+    Ok(outcomes)
+}
+
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -226,73 +394,30 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
     let mut status = ScimUserStatus { observed_generation: generation, ..previous.clone() };
     let mut wanted: Vec<Desired> = Vec::new();
     let trusted = ctx.trusted(&ns);
-    // What the resource may ask for: roles follow the spec, and only a trusted namespace's.
-    let asked: &[String] = if trusted { &obj.spec.roles } else { &[] };
     let mut action = ctx.resync();
+    // Targets where the spec's roles are not sent, the namespace not being trusted there.
+    let mut roles_withheld: Vec<String> = if trusted { vec![] } else { vec![TargetRef::default_target().id(&ns)] };
 
     if let Err(msg) = validate(&obj.spec) {
         wanted.push(Desired::not_ready(reason::INVALID_SPEC, msg));
     } else {
-        let owner = ctx.owner(obj.as_ref());
-        let want = desired(&obj.spec, owner.marker(), asked);
-        let granted = granted_before(&obj, &previous);
-        let intent = record_grants(api, &obj, &granted, asked).await?;
-        // Until a sync succeeds the record stays what it was: nothing written on a refusal, and
-        // possibly the grants on an error (the request may have landed).
-        status.granted_roles = Some(granted.clone());
-        match sync(ctx, &obj, &want, &owner, trusted, asked, &granted).await {
-            Ok((applied, granted)) => {
-                status.granted_roles = Some(granted);
-                ctx.succeeded(&key(obj.as_ref()));
-                let id = applied.id().to_string();
-                // The event (if any) and the effective roles are independent: ask for both at once.
-                let announce = async {
-                    match &applied {
-                        // A creation is recorded by the Ready condition (its message names the SCIM
-                        // id, its lastTransitionTime says when): an Event per created user would
-                        // double the API writes of a bulk provisioning for no new information.
-                        Applied::Created(_) => {}
-                        Applied::Adopted(_) => {
-                            ctx.event(obj.as_ref(), false, "Adopted", format!("took over SCIM user {id}")).await
-                        }
-                        Applied::Updated(_, fields) => {
-                            // The spec did not change since the last sync: someone changed the server.
-                            let reason =
-                                if previous.observed_generation == generation { "DriftCorrected" } else { "Updated" };
-                            ctx.event(
-                                obj.as_ref(),
-                                false,
-                                reason,
-                                format!("updated {} on SCIM user {id}", fields.join(", ")),
-                            )
-                            .await
-                        }
-                        Applied::Unchanged(_) => {}
-                    }
-                };
-                let ((), roles) = tokio::join!(announce, ctx.scim.effective_roles(&id));
-                status.scim_id = Some(id.clone());
-                match roles {
-                    Ok(roles) => status.effective_roles = roles.unwrap_or_default(),
-                    // A transient failure does not blank what was last read.
-                    Err(e) => tracing::debug!(error = %e, user = %id, "effective roles not refreshed"),
-                }
-                wanted.push(Desired::ready(format!("provisioned as SCIM user {id}")));
+        // Every target is resolved before anything is written to any of them.
+        let outcomes = match ctx.targets.resolve(&ns, &obj.spec.targets, trusted).await? {
+            Err(refusals) => refusals.iter().map(Outcome::refused).collect(),
+            Ok(resolved) => {
+                roles_withheld =
+                    resolved.iter().filter(|r| r.standing != Standing::Trusted).map(|r| r.id.clone()).collect();
+                sync_targets(api, &obj, ctx, &resolved, &previous, &mut status).await?
             }
-            Err(ApplyError::Refused(r)) => {
-                wanted.push(refused(r, &obj.spec.user_name, &ns));
-                action = ctx.refused_retry(&key(obj.as_ref()), Duration::from_secs(300));
-            }
-            Err(ApplyError::Client(e)) => {
-                status.granted_roles = Some(intent);
-                let failure = conditions::failure(&e);
-                wanted.push(Desired::not_ready(failure.reason, e.to_string()));
-                action = Action::requeue(ctx.backoff(&key(obj.as_ref()), failure.retry_after));
-            }
-        }
+        };
+        wanted.push(ready_condition(&outcomes));
+        action = next_action(ctx, obj.as_ref(), &outcomes);
+        status.targets = entries(&previous.targets, &outcomes, generation, &now());
+        status.targets_ready = Some(targets_ready(&status.targets));
     }
+    let roles_sent = roles_withheld.is_empty();
     if !obj.spec.roles.is_empty() {
-        wanted.push(if trusted {
+        wanted.push(if roles_sent {
             Desired {
                 type_: conditions::ROLES_ALLOWED,
                 status: true,
@@ -300,21 +425,30 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
                 message: "roles are sent".into(),
             }
         } else {
-            Desired {
-                type_: conditions::ROLES_ALLOWED,
-                status: false,
-                reason: reason::ROLES_NOT_ALLOWED,
-                message: format!(
+            let message = if roles_withheld == [TargetRef::default_target().id(&ns)] {
+                format!(
                     "namespace {ns} is not trusted to assign roles: none is sent, and roles this resource granted are \
                      withdrawn"
-                ),
-            }
+                )
+            } else {
+                let default_too = roles_withheld.contains(&TargetRef::default_target().id(&ns));
+                format!(
+                    "namespace {ns} is not trusted to assign roles on {}: none is sent there{}",
+                    roles_withheld.join(", "),
+                    if default_too {
+                        ", and roles this resource granted on the default target are withdrawn"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            Desired { type_: conditions::ROLES_ALLOWED, status: false, reason: reason::ROLES_NOT_ALLOWED, message }
         });
     }
     status.conditions = conditions::merge(&previous.conditions, &wanted, generation, &now());
     ctx.warn_on_new_reason(obj.as_ref(), &previous.conditions, &status.conditions).await;
     if !obj.spec.roles.is_empty()
-        && !trusted
+        && !roles_sent
         && !previous.conditions.iter().any(|c| c.reason == reason::ROLES_NOT_ALLOWED)
     {
         ctx.event(obj.as_ref(), true, reason::ROLES_NOT_ALLOWED, format!("namespace {ns} may not assign roles")).await;
@@ -334,6 +468,8 @@ async fn write_status(
         && previous.scim_id == status.scim_id
         && previous.effective_roles == status.effective_roles
         && previous.granted_roles == status.granted_roles
+        && previous.targets == status.targets
+        && previous.targets_ready == status.targets_ready
         && conditions::same(&previous.conditions, &status.conditions);
     if same {
         return Ok(());
@@ -344,38 +480,55 @@ async fn write_status(
     Ok(())
 }
 
-/// Applies the deletion policy before the resource goes, only to a user this resource still
-/// owns (read first, written at that version); a 404 counts as done.
+/// Applies the deletion policy of the default target to the user of `status.scimId`, only if
+/// this resource still owns it (read first, written at that version); a 404 counts as done.
+async fn remove_from_default(obj: &ScimUser, ctx: &Context, id: &str) -> Result<(), ClientError> {
+    let policy = obj.spec.deletion_policy;
+    if policy == UserDeletionPolicy::Orphan {
+        return Ok(());
+    }
+    let user = match ctx.scim.get_user(id).await {
+        Ok(u) => u,
+        Err(ClientError::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let claim = ctx.owner(obj).claim(user.external_id.as_deref());
+    if !matches!(claim, Claim::Ours | Claim::OursLegacy) {
+        let note = format!("SCIM user {id} is not owned by this resource: deletion policy {policy:?} not applied");
+        ctx.event(obj, true, reason::CONFLICT, note).await;
+        return Ok(());
+    }
+    let version = user.version.as_deref();
+    let result = match policy {
+        UserDeletionPolicy::Delete => ctx.scim.delete_user(id, version).await,
+        _ => ctx.scim.set_active(id, false, version).await.map(|_| ()),
+    };
+    match result {
+        Ok(()) | Err(ClientError::NotFound) => {
+            let note = format!("applied deletion policy {policy:?} to SCIM user {id}");
+            ctx.event(obj, false, "Deleted", note).await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Applies the deletion policy before the resource goes, on every target, only to what this
+/// resource owns there (the default target: the user of `status.scimId` if its marker is this
+/// resource's; the others: the users its ownership records name), releasing those records.
 async fn cleanup(obj: Arc<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let released = obj.annotations().get(RELEASE_ANNOTATION).is_some_and(|v| v == "true");
-    let id = obj.status.as_ref().and_then(|s| s.scim_id.clone());
-    let policy = obj.spec.deletion_policy;
-    if let (Some(id), false, false) = (id, released, policy == UserDeletionPolicy::Orphan) {
-        let user = match ctx.scim.get_user(&id).await {
-            Ok(u) => Some(u),
-            Err(ClientError::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(user) = user {
-            let claim = ctx.owner(obj.as_ref()).claim(user.external_id.as_deref());
-            if matches!(claim, Claim::Ours | Claim::OursLegacy) {
-                let version = user.version.as_deref();
-                let result = match policy {
-                    UserDeletionPolicy::Delete => ctx.scim.delete_user(&id, version).await,
-                    _ => ctx.scim.set_active(&id, false, version).await.map(|_| ()),
-                };
-                match result {
-                    Ok(()) | Err(ClientError::NotFound) => {
-                        let note = format!("applied deletion policy {policy:?} to SCIM user {id}");
-                        ctx.event(obj.as_ref(), false, "Deleted", note).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                let note =
-                    format!("SCIM user {id} is not owned by this resource: deletion policy {policy:?} not applied");
-                ctx.event(obj.as_ref(), true, reason::CONFLICT, note).await;
-            }
+    if let (Some(id), false) = (obj.status.as_ref().and_then(|s| s.scim_id.clone()), released) {
+        remove_from_default(&obj, ctx, &id).await?;
+    }
+    let owner = record_owner(obj.as_ref());
+    let records = ctx.targets.records.owned_by(&owner.uid).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?;
+    for record in &records {
+        match remote::remove(ctx, &obj, record, !released).await {
+            Ok(Some(note)) => ctx.event(obj.as_ref(), false, "Deleted", note).await,
+            Ok(None) => {}
+            Err(remote::RemoveError::Target(m)) => return Err(ReconcileError::Invalid(m)),
+            Err(remote::RemoveError::Kube(e)) => return Err(e),
         }
     }
     ctx.succeeded(&key(obj.as_ref()));

@@ -32,6 +32,23 @@ pub struct CachedUser {
     pub scim_id: Option<String>,
     /// Whether the `Ready` condition is `True`.
     pub ready: bool,
+    /// Where `status.targets` says it stands on each target: the target, the id there and
+    /// whether it is in sync (a team's trigger reads them).
+    pub targets: Vec<TargetFact>,
+}
+
+/// One entry of `status.targets`, without its reason, message and times.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetFact {
+    /// `ClusterScimTarget/<name>` or `ScimTarget/<namespace>/<name>`.
+    pub target: String,
+    /// Id of the user on the target, once known.
+    #[serde(default)]
+    pub remote_id: Option<String>,
+    /// Whether the target holds what the spec asks for.
+    #[serde(default)]
+    pub ready: bool,
 }
 
 impl CachedUser {
@@ -138,6 +155,8 @@ struct WireStatus {
     scim_id: Option<String>,
     #[serde(default)]
     conditions: Vec<WireCondition>,
+    #[serde(default)]
+    targets: Vec<TargetFact>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +174,7 @@ impl From<Wire> for CachedUser {
         let ready = status
             .as_ref()
             .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == conditions::READY && c.status == "True"));
+        let (scim_id, targets) = status.map(|s| (s.scim_id, s.targets)).unwrap_or_default();
         CachedUser {
             metadata: ObjectMeta {
                 name: m.name,
@@ -168,8 +188,9 @@ impl From<Wire> for CachedUser {
                 ..ObjectMeta::default()
             },
             user_name: w.spec.user_name,
-            scim_id: status.and_then(|s| s.scim_id),
+            scim_id,
             ready,
+            targets,
         }
     }
 }
@@ -192,6 +213,12 @@ pub async fn fetch(api: &Api<ScimUser>, cached: &CachedUser) -> Result<Option<Sc
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// What the cache keeps of `u`, decoded from its JSON as the watch decodes it (for tests).
+#[cfg(test)]
+pub(crate) fn of(u: &ScimUser) -> CachedUser {
+    serde_json::from_value(serde_json::to_value(u).expect("a ScimUser as JSON")).expect("a cached ScimUser")
 }
 
 #[cfg(test)]
@@ -221,7 +248,9 @@ mod tests {
                 "conditions": [
                     {"type": "Ready", "status": "True", "reason": "Provisioned", "message": "provisioned as SCIM user 0193-abc", "observedGeneration": 3, "lastTransitionTime": "2026-12-06T10:00:01Z"},
                     {"type": "Reconciling", "status": "False", "reason": "NotReconciling", "message": "", "lastTransitionTime": "2026-12-06T10:00:01Z"}
-                ]
+                ],
+                "targets": [{"target": "ClusterScimTarget/okta", "remoteId": "00u1", "ready": true, "reason": "Provisioned",
+                             "message": "provisioned as 00u1", "observedGeneration": 3, "lastSync": "2026-12-06T10:00:02Z"}]
             }
         })
     }
@@ -234,6 +263,13 @@ mod tests {
         assert_eq!(cached.scim_id.as_deref(), Some("0193-abc"));
         assert!(cached.ready);
         assert_eq!(cached.ready_id(), Some("0193-abc"));
+        let entries = &full.status.as_ref().expect("a status").targets;
+        let facts: Vec<(&str, Option<&str>, bool)> =
+            cached.targets.iter().map(|t| (t.target.as_str(), t.remote_id.as_deref(), t.ready)).collect();
+        let want: Vec<(&str, Option<&str>, bool)> =
+            entries.iter().map(|t| (t.target.as_str(), t.remote_id.as_deref(), t.ready)).collect();
+        assert_eq!(facts, want);
+        assert_eq!(facts, [("ClusterScimTarget/okta", Some("00u1"), true)]);
         let (m, f) = (cached.meta(), full.meta());
         assert_eq!((&m.name, &m.namespace, &m.uid), (&f.name, &f.namespace, &f.uid));
         assert_eq!((&m.resource_version, m.generation, &m.labels), (&f.resource_version, f.generation, &f.labels));

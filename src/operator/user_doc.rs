@@ -14,11 +14,18 @@ pub fn validate(spec: &ScimUserSpec) -> Result<(), String> {
     if spec.user_name.trim().is_empty() {
         return Err("userName must not be empty".into());
     }
-    if spec.external_id.is_some() {
-        return Err("spec.externalId is not supported: the operator writes its own ownership marker into the SCIM \
-                    externalId, and no spec may set or imitate it; remove the field"
-            .into());
+    match spec.external_id.as_deref() {
+        Some(e) if e.trim().is_empty() => return Err("spec.externalId must not be empty when set".into()),
+        // The prefix of the operator's ownership markers: a spec may not imitate one.
+        Some(e) if e.starts_with(crate::operator::ownership::MARKER_PREFIX) => {
+            return Err(format!(
+                "spec.externalId may not start with {}: that is the prefix of the operator's ownership markers",
+                crate::operator::ownership::MARKER_PREFIX
+            ));
+        }
+        _ => {}
     }
+    super::crd::validate_targets(&spec.targets)?;
     if spec.emails.iter().filter(|e| e.primary).count() > 1 {
         return Err("at most one e-mail may be primary".into());
     }
@@ -243,6 +250,7 @@ mod tests {
             roles: vec!["Admin".into()],
             deletion_policy: UserDeletionPolicy::Deactivate,
             adopt: false,
+            targets: vec![],
         }
     }
 
@@ -255,11 +263,15 @@ mod tests {
     }
 
     #[test]
-    fn a_spec_cannot_set_the_external_id() {
+    fn a_spec_cannot_imitate_an_ownership_marker() {
         let forged = ScimUserSpec { external_id: Some("k8s:c/platform/uid-of-ada".into()), ..spec() };
         let msg = validate(&forged).unwrap_err();
-        assert!(msg.contains("spec.externalId is not supported"), "{msg}");
-        assert!(validate(&ScimUserSpec { external_id: Some("00u-okta".into()), ..spec() }).is_err());
+        assert!(msg.contains("may not start with k8s:"), "{msg}");
+        assert!(validate(&ScimUserSpec { external_id: Some(" ".into()), ..spec() }).is_err());
+        // A SAML user id, for a target that requires one: never sent as the marker.
+        let saml = ScimUserSpec { external_id: Some("00u-okta".into()), ..spec() };
+        assert!(validate(&saml).is_ok());
+        assert_eq!(desired(&saml, "k8s:c/ns/uid-1", &[])["externalId"], "k8s:c/ns/uid-1");
     }
 
     #[test]
