@@ -225,6 +225,32 @@ pub fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// Longest filter [`ScimClient::users_with_external_ids`] sends in one request: half of what
+/// this project's server accepts (8192 bytes), so that the URL stays under the 8 KiB that
+/// proxies commonly allow for a request line.
+pub const EXTERNAL_ID_FILTER_LEN: usize = 4096;
+
+/// Filters `attr eq "v1" or attr eq "v2" ...` over `values`, each at most `max_len` bytes (a
+/// single term longer than that still gets a filter of its own).
+fn or_filters(attr: &str, values: &[&str], max_len: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for v in values {
+        let term = format!("{attr} eq {}", quote(v));
+        if !current.is_empty() && current.len() + " or ".len() + term.len() > max_len {
+            out.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push_str(" or ");
+        }
+        current.push_str(&term);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 /// The [`crate::scim::declared_by::HEADER`] of a group request, when a Kubernetes object
 /// declares the group.
 fn declared_header(declared_by: Option<&str>) -> Vec<(&'static str, &str)> {
@@ -451,28 +477,38 @@ impl ScimClient {
         self.list(&format!("/Users?{q}")).await?.into_iter().next().map(ScimObject::from_reply).transpose()
     }
 
-    /// Every user whose `externalId` starts with `prefix`: (id, externalId), read page by page.
-    pub async fn users_marked(&self, prefix: &str) -> ClientResult<Vec<(String, String)>> {
-        let q = Self::encode(&format!("externalId sw {}", quote(prefix)));
+    /// The users whose `externalId` is one of `external_ids` (compared exactly): (id,
+    /// externalId). Asked with `eq` terms joined by `or`, as many as fit in
+    /// [`EXTERNAL_ID_FILTER_LEN`] a request, so the cost follows the number of ids asked, not the
+    /// number of users on the server.
+    pub async fn users_with_external_ids(&self, external_ids: &[&str]) -> ClientResult<Vec<(String, String)>> {
         let mut out = Vec::new();
-        let mut start = 1;
-        loop {
-            let path = format!("/Users?{q}&attributes=externalId&startIndex={start}&count=1000");
-            let page = self.request(Method::GET, &path, None).await?;
-            let resources = page.get("Resources").and_then(Value::as_array).cloned().unwrap_or_default();
-            for u in &resources {
-                let o = ScimObject::from_reply(u.clone())?;
-                // A server that does not filter exactly is not trusted to: only exact prefixes count.
-                if let Some(e) = o.external_id.filter(|e| e.starts_with(prefix)) {
-                    out.push((o.id, e));
+        for filter in or_filters("externalId", external_ids, EXTERNAL_ID_FILTER_LEN) {
+            let q = Self::encode(&filter);
+            let mut start = 1;
+            loop {
+                let path = format!("/Users?{q}&attributes=externalId&startIndex={start}&count=1000");
+                let mut page = self.request(Method::GET, &path, None).await?;
+                let resources = match page.get_mut("Resources").map(Value::take) {
+                    Some(Value::Array(resources)) => resources,
+                    _ => Vec::new(),
+                };
+                let read = resources.len() as u64;
+                for u in resources {
+                    let o = ScimObject::from_reply(u)?;
+                    // A server that does not filter exactly is not trusted to: only ids asked for count.
+                    if let Some(e) = o.external_id.filter(|e| external_ids.contains(&e.as_str())) {
+                        out.push((o.id, e));
+                    }
+                }
+                let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
+                start += read;
+                if read == 0 || start > total {
+                    break;
                 }
             }
-            let total = page.get("totalResults").and_then(Value::as_u64).unwrap_or(0);
-            start += resources.len() as u64;
-            if resources.is_empty() || start > total {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     /// Creates a user.
@@ -731,6 +767,25 @@ mod tests {
         let bad = scim_error(d, StatusCode::BAD_REQUEST, &json!({"scimType": "invalidValue", "detail": "x"}), None);
         assert!(matches!(bad, ClientError::BadRequest { scim_type: Some(ScimType::InvalidValue), .. }));
         assert_eq!(quote("a\"b"), "\"a\\\"b\"");
+    }
+
+    #[test]
+    fn or_filters_hold_every_value_once_within_the_length() {
+        let values: Vec<String> = (0..100).map(|i| format!("k8s:c/ns/uid-{i:03}")).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let filters = or_filters("externalId", &refs, 300);
+        assert!(filters.len() > 1, "split into several requests");
+        let mut seen = Vec::new();
+        for f in &filters {
+            assert!(f.len() <= 300, "{} bytes: {f}", f.len());
+            crate::scim::filter::parse_filter(f).expect("a valid SCIM filter");
+            seen.extend(f.split(" or ").map(|t| t.trim_start_matches("externalId eq ").trim_matches('"').to_string()));
+        }
+        assert_eq!(seen, values);
+        assert!(or_filters("externalId", &[], 300).is_empty());
+        // One value longer than the limit still gets its own filter.
+        let long = "x".repeat(400);
+        assert_eq!(or_filters("externalId", &[long.as_str(), "a"], 300).len(), 2);
     }
 
     #[test]

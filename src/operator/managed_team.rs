@@ -13,11 +13,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::conditions::{self, Desired, reason};
-use super::crd::{
-    ManagedTeam, ManagedTeamStatus, MemberPolicy, ScimUser, TargetRef, TeamDeletionPolicy, targets_ready,
-};
+use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, TargetRef, TeamDeletionPolicy, targets_ready};
 use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Record, Refusal, decide};
 use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition, record_owner};
+use super::user_cache::CachedUser;
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
 
@@ -45,41 +44,30 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
 /// the server): by ScimUser name or label selector within the team's namespace; by userName
 /// within it too, and, for a team of a trusted namespace (`team_trusted`), in any namespace, so
 /// that it reports at once a userName an untrusted namespace took.
-pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &ScimUser) -> bool {
+pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &CachedUser) -> bool {
     let same_namespace = team.namespace() == user.namespace();
     let name = user.name_any();
     team.spec.members.iter().any(|m| {
         (same_namespace && m.scim_user_ref.as_deref() == Some(name.as_str()))
             || ((same_namespace || team_trusted)
-                && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.spec.user_name)))
+                && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.user_name)))
     }) || (same_namespace && team.spec.member_selector.as_ref().is_some_and(|s| selects(s, user.labels())))
 }
 
 /// What teams read of a ScimUser: its SCIM id while Ready, its labels (selectors), its
 /// userName, whether it is being deleted, and the id and readiness of each of its target
 /// entries (a member provisioned on another target). Other changes trigger no team reconcile.
-pub fn member_trigger(user: &ScimUser) -> Option<u64> {
+pub fn member_trigger(user: &CachedUser) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    ready_id(user).hash(&mut h);
-    for t in user.status.iter().flat_map(|s| &s.targets) {
+    user.ready_id().hash(&mut h);
+    for t in &user.targets {
         (&t.target, &t.remote_id, t.ready).hash(&mut h);
     }
     user.labels().hash(&mut h);
-    user.spec.user_name.hash(&mut h);
+    user.user_name.hash(&mut h);
     user.meta().deletion_timestamp.is_some().hash(&mut h);
     Some(h.finish())
-}
-
-/// The SCIM id a ScimUser's status names while Ready and not being deleted: a trigger's input
-/// only, never proof of who owns that id.
-fn ready_id(user: &ScimUser) -> Option<String> {
-    if user.meta().deletion_timestamp.is_some() {
-        return None;
-    }
-    let status = user.status.as_ref()?;
-    let ready = status.conditions.iter().any(|c| c.type_ == conditions::READY && c.status == "True");
-    if ready { status.scim_id.clone() } else { None }
 }
 
 /// The members a team resolves to.
@@ -102,7 +90,7 @@ struct Members {
 /// by selector), not being deleted (a ScimUser that is gone or going is no member); and the
 /// references and userNames that name none.
 struct Named {
-    users: Vec<Arc<ScimUser>>,
+    users: Vec<Arc<CachedUser>>,
     missing_refs: Vec<String>,
     missing_user_names: Vec<String>,
 }
@@ -113,15 +101,15 @@ fn named_users(team: &ManagedTeam, ctx: &Context, ns: &str, trusted: bool) -> Na
     let mut out = Named { users: Vec::new(), missing_refs: Vec::new(), missing_user_names: Vec::new() };
     let scan =
         team.spec.member_selector.is_some() || (!trusted && team.spec.members.iter().any(|m| m.user_name.is_some()));
-    let own: Vec<Arc<ScimUser>> = if scan {
+    let own: Vec<Arc<CachedUser>> = if scan {
         ctx.users.state().into_iter().filter(|u| u.meta().namespace.as_deref() == Some(ns)).collect()
     } else {
         Vec::new()
     };
-    let mut by_user_name: HashMap<String, Vec<&Arc<ScimUser>>> = HashMap::new();
+    let mut by_user_name: HashMap<String, Vec<&Arc<CachedUser>>> = HashMap::new();
     if !trusted {
         for u in &own {
-            by_user_name.entry(u.spec.user_name.to_lowercase()).or_default().push(u);
+            by_user_name.entry(u.user_name.to_lowercase()).or_default().push(u);
         }
     }
     for m in &team.spec.members {
@@ -168,9 +156,12 @@ async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Mem
     let named = named_users(team, ctx, &ns, trusted);
     let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
     if !named.users.is_empty() {
-        let prefix = ownership::Owner::new(&ctx.cluster, &ns, "").marker().to_string();
+        // Only the named users' markers are asked for: the namespace may hold tens of thousands
+        // of users, and several teams resolve at once.
+        let wanted: BTreeSet<String> = named.users.iter().map(|u| ctx.owner(u.as_ref()).marker().to_string()).collect();
+        let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
         let marked: BTreeMap<String, String> =
-            ctx.scim.users_marked(&prefix).await?.into_iter().map(|(id, marker)| (marker, id)).collect();
+            ctx.scim.users_with_external_ids(&wanted).await?.into_iter().map(|(id, marker)| (marker, id)).collect();
         for u in &named.users {
             match marked.get(ctx.owner(u.as_ref()).marker()) {
                 Some(id) => {
@@ -179,7 +170,7 @@ async fn resolve(team: &ManagedTeam, ctx: &Context, trusted: bool) -> Result<Mem
                 None => {
                     out.pending.push(u.name_any());
                     // Not provisioned under its marker (yet, or again): the id it had stays.
-                    out.kept.extend(u.status.as_ref().and_then(|s| s.scim_id.clone()));
+                    out.kept.extend(u.scim_id.clone());
                 }
             }
         }
@@ -722,7 +713,7 @@ mod tests {
         .expect("a ManagedTeam")
     }
 
-    fn user_of(ns: &str, name: &str, user_name: &str) -> ScimUser {
+    fn user_of(ns: &str, name: &str, user_name: &str) -> crate::operator::crd::ScimUser {
         serde_json::from_value(json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimUser",
             "metadata": {"name": name, "namespace": ns, "labels": {"team": "sre"}}, "spec": {"userName": user_name}}))
         .expect("a ScimUser")
@@ -745,7 +736,11 @@ mod tests {
             ("dev", false, &by_label, "dev", true),
         ];
         for (team_ns, trusted, spec, user_ns, want) in cases {
-            let got = may_reference(&team_of(team_ns, spec.clone()), trusted, &user_of(user_ns, "zed", "ZED@x.test"));
+            let got = may_reference(
+                &team_of(team_ns, spec.clone()),
+                trusted,
+                &crate::operator::user_cache::of(&user_of(user_ns, "zed", "ZED@x.test")),
+            );
             assert_eq!(got, want, "team in {team_ns} (trusted {trusted}) {spec} / user in {user_ns}");
         }
     }
@@ -753,7 +748,7 @@ mod tests {
     #[test]
     fn a_member_provisioned_on_another_target_reaches_its_teams() {
         let mut user = user_of("dev", "zed", "zed@x.test");
-        let before = member_trigger(&user);
+        let before = member_trigger(&crate::operator::user_cache::of(&user));
         let entry = |remote_id: Option<&str>, ready: bool| crate::operator::crd::TargetSync {
             target: "ClusterScimTarget/kc".into(),
             remote_id: remote_id.map(str::to_string),
@@ -762,13 +757,17 @@ mod tests {
         };
         user.status =
             Some(crate::operator::crd::ScimUserStatus { targets: vec![entry(None, false)], ..Default::default() });
-        let pending = member_trigger(&user);
+        let pending = member_trigger(&crate::operator::user_cache::of(&user));
         assert_ne!(before, pending);
         user.status.as_mut().unwrap().targets = vec![entry(Some("kc-1"), true)];
-        let provisioned = member_trigger(&user);
+        let provisioned = member_trigger(&crate::operator::user_cache::of(&user));
         assert_ne!(pending, provisioned, "provisioned on the target: its teams look again");
         user.status.as_mut().unwrap().targets[0].message = "another message".into();
-        assert_eq!(member_trigger(&user), provisioned, "a message alone triggers nothing");
+        assert_eq!(
+            member_trigger(&crate::operator::user_cache::of(&user)),
+            provisioned,
+            "a message alone triggers nothing"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod role_mapping;
 mod scim_target;
 mod scim_user;
 pub mod targets;
+pub mod user_cache;
 mod user_doc;
 
 pub use leader::LeaseArgs;
@@ -39,7 +40,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{ClientConfig, ScimClient};
-use crd::{ManagedTeam, RoleMapping, ScimUser};
+use crd::{ManagedTeam, RoleMapping};
+use user_cache::CachedUser;
 
 /// Finalizer the operator puts on its resources.
 pub const FINALIZER: &str = "scim.dev/cleanup";
@@ -252,8 +254,9 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// ScimUsers as the watch sees them, for team member resolution.
-    pub users: reflector::Store<ScimUser>,
+    /// ScimUsers as the watch sees them (the facts teams read, see [`user_cache`]), for team
+    /// member resolution.
+    pub users: reflector::Store<CachedUser>,
     /// The cluster identity in ownership markers.
     pub cluster: String,
     /// Fair shares of the ScimUser workers among namespaces.
@@ -473,23 +476,23 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     metrics.set_leader(true);
     let reporter = Reporter { controller: "scim-operator".into(), instance: Some(identity.clone()) };
     let recorder = Recorder::new(kube.clone(), reporter);
-    let users_api: Api<ScimUser> = Api::all(kube.clone());
+    let users_api: Api<CachedUser> = Api::all(kube.clone());
     // One watch and one store of ScimUsers feed both the ScimUser controller and the teams
-    // (their triggers and member resolution). Stored objects lose their managedFields and
-    // last-applied annotation (never read, often most of an object's bytes).
+    // (their triggers and member resolution). The store holds only the facts these read
+    // (`CachedUser`): every ScimUser of the cluster is in it, so whole objects would make the
+    // operator's memory grow by several KiB a user. The ScimUser controller reads the whole
+    // object when it reconciles one.
     let (users_store, users_writer) = reflector::store_shared(SHARED_BUFFER);
     let own_changes = users_writer.subscribe().context("subscribing to the ScimUser store")?;
     let member_events = users_writer.subscribe().context("subscribing to the ScimUser store")?;
     let users_root = tokio::spawn(
-        watcher(users_api, watcher::Config::default())
-            .default_backoff()
-            .modify(slim)
-            .reflect_shared(users_writer)
-            .for_each(|r| async move {
+        watcher(users_api, watcher::Config::default()).default_backoff().reflect_shared(users_writer).for_each(
+            |r| async move {
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "ScimUser watch failed; retrying");
                 }
-            }),
+            },
+        ),
     );
     // The controller is triggered only by changes it acts on, not by its own writes.
     let own = ChangeFilter::new(users_store.clone());
@@ -554,7 +557,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
         .with_config(config.clone().debounce(TEAM_DEBOUNCE))
-        .watches_shared_stream(member_changes, move |user: Arc<ScimUser>| {
+        .watches_shared_stream(member_changes, move |user: Arc<CachedUser>| {
             teams_store
                 .state()
                 .into_iter()
@@ -605,6 +608,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crd::ScimUser;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     fn user() -> ScimUser {
@@ -657,19 +661,31 @@ mod tests {
         let pending = user();
         let mut provisioned = pending.clone();
         ready(&mut provisioned, "1");
-        assert_ne!(managed_team::member_trigger(&pending), managed_team::member_trigger(&provisioned));
+        assert_ne!(
+            managed_team::member_trigger(&user_cache::of(&pending)),
+            managed_team::member_trigger(&user_cache::of(&provisioned))
+        );
         let mut rewritten = provisioned.clone();
         if let Some(s) = rewritten.status.as_mut() {
             s.effective_roles = vec!["Standard".into()];
         }
         rewritten.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        assert_eq!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&rewritten));
+        assert_eq!(
+            managed_team::member_trigger(&user_cache::of(&provisioned)),
+            managed_team::member_trigger(&user_cache::of(&rewritten))
+        );
         let mut labelled = provisioned.clone();
         labelled.metadata.labels = Some([("team".to_string(), "sre".to_string())].into());
-        assert_ne!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&labelled));
+        assert_ne!(
+            managed_team::member_trigger(&user_cache::of(&provisioned)),
+            managed_team::member_trigger(&user_cache::of(&labelled))
+        );
         let mut deleting = provisioned.clone();
         deleting.metadata.deletion_timestamp = Some(now());
-        assert_ne!(managed_team::member_trigger(&provisioned), managed_team::member_trigger(&deleting));
+        assert_ne!(
+            managed_team::member_trigger(&user_cache::of(&provisioned)),
+            managed_team::member_trigger(&user_cache::of(&deleting))
+        );
     }
 
     #[test]

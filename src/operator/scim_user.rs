@@ -12,6 +12,7 @@ use super::crd::{ScimUser, ScimUserStatus, Standing, TargetRef, UserDeletionPoli
 use super::ownership::Record;
 use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
 use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition};
+use super::user_cache::{self, CachedUser};
 use super::user_doc::{RolePlan, desired, drift, operations, plan_roles, roles_of, validate, with_roles};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
@@ -78,14 +79,17 @@ fn refused(refusal: Refusal, user_name: &str, namespace: &str) -> Desired {
     }
 }
 
-/// Reconciles one ScimUser.
-pub async fn reconcile(obj: Arc<ScimUser>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let ns = obj.namespace().unwrap_or_default();
+/// Reconciles one ScimUser (the cache holds its facts; the whole object is read once a worker
+/// is free, so that a deferred reconcile costs no request).
+pub async fn reconcile(cached: Arc<CachedUser>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let ns = cached.namespace().unwrap_or_default();
     let _worker = match ctx.user_shares.enter(&ns, std::time::Instant::now()) {
         Ok(worker) => worker,
         Err(wait) => return Ok(Action::requeue(wait)),
     };
     let api: Api<ScimUser> = Api::namespaced(ctx.kube.clone(), &ns);
+    let Some(obj) = user_cache::fetch(&api, &cached).await? else { return Ok(Action::await_change()) };
+    let obj = Arc::new(obj);
     reconcile_with_finalizer("ScimUser", &ctx, &api, obj, |event| async {
         match event {
             Finalizer::Apply(u) => apply(u, &api, &ctx).await,

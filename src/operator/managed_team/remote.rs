@@ -150,7 +150,7 @@ async fn resolve(ctx: &Context, obj: &ManagedTeam, target: &Resolved, client: &S
     let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
     let records = &ctx.targets.records;
     let reads = named.users.iter().map(|u| async move {
-        let record = records.get(&ObjectKey::user(&target.id, &u.spec.user_name)).await?;
+        let record = records.get(&ObjectKey::user(&target.id, &u.user_name)).await?;
         Ok::<_, ownership::RecordError>(MemberRecord {
             name: u.name_any(),
             uid: u.uid().unwrap_or_default(),
