@@ -197,7 +197,8 @@ fi
 mkdir -p bench/results
 carry() { # PYTHON-PREDICATE-ON-ROW r
   local f
-  for f in $(ls -r bench/results/*.jsonl 2>/dev/null); do
+  # Only the runs of this script (named by their time), not the other benchmarks' results.
+  for f in $(ls -r bench/results/[0-9]*.jsonl 2>/dev/null); do
     if python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1]) if l.strip()]; sys.exit(0 if any($1 for r in rows) else 1)" "$f"; then
       python3 -c "import json,sys,os
 for l in open(sys.argv[1]):
