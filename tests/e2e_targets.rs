@@ -48,6 +48,11 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Every test here runs an operator, and an operator reconciles the ScimUsers and ManagedTeams
+/// of every namespace: two at once would each act on the other's objects with their own
+/// targets and servers. The tests of this file take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Seconds between probes in this test: long enough that a recovery sooner than this after a
 /// Secret change was triggered by the Secret's watch, short enough for the outage scenario.
 const PROBE_SECONDS: u64 = 10;
@@ -128,6 +133,7 @@ async fn targets_report_reachability_credentials_and_capabilities() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
         return;
     };
@@ -256,6 +262,7 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
     let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
     let client = fresh_cluster().await;
@@ -465,6 +472,7 @@ async fn scim_users_provision_into_their_targets() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
         return;
     };
@@ -659,11 +667,7 @@ async fn scim_users_provision_into_their_targets() {
     // ---- clean up
     operator.stop().await;
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;
-    forget_earlier_runs(&client).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [&ops, &team, &rival, &outside, &own] {
-        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
-    }
+    delete_namespaces(&client, &[&ops, &team, &rival, &outside, &own]).await;
     scim.stop().await;
 }
 
@@ -672,6 +676,7 @@ async fn scim_users_provision_into_keycloak() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
     let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
@@ -759,11 +764,7 @@ async fn scim_users_provision_into_keycloak() {
 
     operator.stop().await;
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;
-    forget_earlier_runs(&client).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [&ops, &team, &rival] {
-        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
-    }
+    delete_namespaces(&client, &[&ops, &team, &rival]).await;
     scim.stop().await;
 }
 
@@ -802,6 +803,7 @@ async fn managed_teams_provision_into_their_targets() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
         return;
     };
@@ -1000,11 +1002,7 @@ async fn managed_teams_provision_into_their_targets() {
     // ---- clean up
     operator.stop().await;
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;
-    forget_earlier_runs(&client).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [&ops, &team_ns, &rival] {
-        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
-    }
+    delete_namespaces(&client, &[&ops, &team_ns, &rival]).await;
     scim.stop().await;
 }
 
@@ -1013,6 +1011,7 @@ async fn managed_team_on_keycloak() {
     if control_plane().is_none() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.lock().await;
     let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
     let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
@@ -1101,10 +1100,6 @@ async fn managed_team_on_keycloak() {
     wait_gone(&teams, "sre").await;
     operator.stop().await;
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;
-    forget_earlier_runs(&client).await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    for ns in [&ops, &team_ns] {
-        let _ = namespaces.delete(ns, &DeleteParams::default()).await;
-    }
+    delete_namespaces(&client, &[&ops, &team_ns]).await;
     scim.stop().await;
 }

@@ -31,11 +31,18 @@ pub fn control_plane() -> Option<()> {
 }
 
 /// A client of the control plane, with the CRDs installed and earlier runs' objects released
-/// (see [`forget_earlier_runs`]).
+/// (see [`forget_earlier_runs`]). The release happens once per test process: the tests of one
+/// binary run at once, each in namespaces of its own, and one test's release must not delete
+/// the objects another is working with.
 pub async fn fresh_cluster() -> Client {
+    static PREPARED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     let client = Client::try_default().await.expect("kubeconfig");
-    install_crds(&client).await;
-    forget_earlier_runs(&client).await;
+    PREPARED
+        .get_or_init(|| async {
+            install_crds(&client).await;
+            forget_earlier_runs(&client).await;
+        })
+        .await;
     client
 }
 
@@ -212,6 +219,26 @@ impl Operator {
 /// stops its operator before cleaning up): their finalizers are removed, so no SCIM server is
 /// touched, and they are deleted. Otherwise this run's operator, which watches the whole
 /// cluster, would provision them into this run's server and change the state compared.
+/// Releases (finalizers cleared) and deletes the ScimUsers and ManagedTeams of `namespaces`, then
+/// deletes the namespaces: a test's own clean-up, which leaves the objects of tests running
+/// beside it alone.
+pub async fn delete_namespaces(client: &Client, namespaces: &[&String]) {
+    let release = json!({"metadata": {"finalizers": null}});
+    for ns in namespaces {
+        let users: Api<ScimUser> = Api::namespaced(client.clone(), ns);
+        for u in users.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let _ = users.patch(&u.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+            let _ = users.delete(&u.name_any(), &DeleteParams::default()).await;
+        }
+        let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), ns);
+        for t in teams.list(&Default::default()).await.map(|l| l.items).unwrap_or_default() {
+            let _ = teams.patch(&t.name_any(), &PatchParams::default(), &Patch::Merge(&release)).await;
+            let _ = teams.delete(&t.name_any(), &DeleteParams::default()).await;
+        }
+        let _ = Api::<Namespace>::all(client.clone()).delete(ns, &DeleteParams::default()).await;
+    }
+}
+
 pub async fn forget_earlier_runs(client: &Client) {
     let release = json!({"metadata": {"finalizers": null}});
     let users: Api<ScimUser> = Api::all(client.clone());
