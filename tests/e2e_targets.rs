@@ -1103,3 +1103,163 @@ async fn managed_team_on_keycloak() {
     delete_namespaces(&client, &[&ops, &team_ns]).await;
     scim.stop().await;
 }
+
+/// The three service providers at once, on one operator: this project's server (`default`),
+/// scim2-server (a bearer token) and Keycloak (OAuth client credentials, tokens that live 60 s,
+/// so that they expire during the test). A ScimUser and a ManagedTeam naming all three are
+/// right on each, read back through each server's own API; an update made after the first
+/// token expired reaches all three; a member removal, a deactivation and the `Delete` policy
+/// apply on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keycloak_scim2_and_the_default_target_at_once() {
+    if control_plane().is_none() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
+    let Some(kc_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", required) else { return };
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "three-ops").await;
+    let team = namespace(&client, "three-team").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let allowed = json!({"allowed": {"names": [team.clone()]}, "trusted": {"names": [team.clone()]}});
+
+    // scim2-server, bearer token
+    let port = free_port();
+    let peer_token = format!("peer-{suffix}");
+    let _scim2 = scim2_server(&bin, port, &peer_token);
+    let scim2 = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
+    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
+    let scim2_cst = format!("scim2-{suffix}");
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": scim2_cst},
+        "spec": {"baseUrl": scim2.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": allowed}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.unwrap();
+
+    // Keycloak, OAuth client credentials
+    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
+    let kc_cst = format!("keycloak-{suffix}");
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": kc_cst},
+        "spec": {"baseUrl": kc_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": allowed}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.unwrap();
+    for name in [&scim2_cst, &kc_cst] {
+        wait_for(&clusters, name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    }
+    // The operator's first Keycloak token was fetched by the probe just now.
+    let first_token_at = Instant::now();
+    let keycloak = Peer {
+        base: kc_url.clone(),
+        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value.clone() },
+        http: reqwest::Client::new(),
+    };
+    let (scim2_id, kc_id) = (format!("ClusterScimTarget/{scim2_cst}"), format!("ClusterScimTarget/{kc_cst}"));
+    let all = json!([{"name": "default"}, {"name": scim2_cst}, {"name": kc_cst}]);
+
+    // ---- two users and a team on all three
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let pp = PostParams::default();
+    let mut ids = std::collections::BTreeMap::new();
+    for (name, given) in [("ada", "Ada"), ("bob", "Bob")] {
+        let user_name = format!("{name}@{suffix}.example.com");
+        let spec = json!({"userName": user_name, "name": {"givenName": given, "familyName": "Three"},
+            "emails": [{"value": user_name, "primary": true}], "deletionPolicy": "Delete", "targets": all});
+        users.create(&pp, &scim_user(name, spec)).await.unwrap();
+        let ready = wait_for(&users, name, "Ready on all three", |u| ready_on(u, 3)).await;
+        assert_eq!(ready.status.as_ref().and_then(|s| s.targets_ready.as_deref()), Some("3/3"));
+        let on = |target: &str| entry(&ready, target).and_then(|e| e.remote_id.clone()).expect("an id on each");
+        let (own, peer, kc) = (on("ClusterScimTarget/default"), on(&scim2_id), on(&kc_id));
+        let (_, ours) = scim.get(&format!("/Users/{own}")).await;
+        for held in [ours, scim2.user(&peer).await, keycloak.user(&kc).await] {
+            assert_eq!(held["userName"].as_str().map(str::to_lowercase), Some(user_name.clone()), "{held}");
+            assert_eq!((held["name"]["familyName"].as_str(), held["active"].as_bool()), (Some("Three"), Some(true)));
+        }
+        ids.insert(name, (own, peer, kc));
+    }
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team);
+    let sre = managed_team(
+        "sre",
+        json!({"displayName": format!("SRE {suffix}"), "members": [{"scimUserRef": "ada"}, {"scimUserRef": "bob"}],
+            "targets": all}),
+    );
+    teams.create(&pp, &sre).await.unwrap();
+    let ready_team = wait_for(&teams, "sre", "Ready on all three", |t| team_is(t, "True", "Provisioned", "3/3")).await;
+    let group_on = |target: &str| team_entry(&ready_team, target).and_then(|e| e.remote_id.clone()).expect("a group");
+    let groups = (group_on("ClusterScimTarget/default"), group_on(&scim2_id), group_on(&kc_id));
+    let members = |pick: fn(&(String, String, String)) -> &String, only_ada: bool| {
+        ids.iter()
+            .filter(|(name, _)| !only_ada || **name == "ada")
+            .map(|(_, t)| pick(t).clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let check_members = |only_ada: bool| {
+        let (scim, scim2, keycloak, groups) = (&scim, &scim2, &keycloak, &groups);
+        let want = (members(|t| &t.0, only_ada), members(|t| &t.1, only_ada), members(|t| &t.2, only_ada));
+        async move {
+            let (_, ours) = scim.get(&format!("/Groups/{}", groups.0)).await;
+            assert_eq!(member_ids(&ours), want.0, "{ours}");
+            let (_, held) = scim2.call(reqwest::Method::GET, &format!("/Groups/{}", groups.1), None).await;
+            assert_eq!(member_ids(&held), want.1, "{held}");
+            let (_, held) = keycloak.call(reqwest::Method::GET, &format!("/Groups/{}", groups.2), None).await;
+            assert_eq!(member_ids(&held), want.2, "{held}");
+        }
+    };
+    check_members(false).await;
+
+    // ---- past the first token's 60 s life: an update and a member removal reach all three
+    let lifespan = Duration::from_secs(65);
+    if let Some(left) = lifespan.checked_sub(first_token_at.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
+    let patch = json!({"spec": {"name": {"givenName": "Ada", "familyName": "Renamed"}}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let (own, peer, kc) = ids["ada"].clone();
+    wait_until("the new name on all three", || async {
+        let (_, ours) = scim.get(&format!("/Users/{own}")).await;
+        [ours, scim2.user(&peer).await, keycloak.user(&kc).await].iter().all(|u| u["name"]["familyName"] == "Renamed")
+    })
+    .await;
+    let patch = json!({"spec": {"members": [{"scimUserRef": "ada"}]}});
+    teams.patch("sre", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait_for(&teams, "sre", "one member on all three", |t| {
+        team_is(t, "True", "Provisioned", "3/3") && t.status.as_ref().is_some_and(|s| s.member_count == 1)
+    })
+    .await;
+    check_members(true).await;
+
+    // ---- deactivation, then the Delete policy, on all three
+    users.patch("bob", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"active": false}}))).await.unwrap();
+    let (own, peer, kc) = ids["bob"].clone();
+    wait_until("bob inactive on all three", || async {
+        let (_, ours) = scim.get(&format!("/Users/{own}")).await;
+        [ours, scim2.user(&peer).await, keycloak.user(&kc).await].iter().all(|u| u["active"] == false)
+    })
+    .await;
+    users.delete("bob", &DeleteParams::default()).await.unwrap();
+    wait_gone(&users, "bob").await;
+    let (status, _) = scim.get(&format!("/Users/{own}")).await;
+    assert_eq!(status.as_u16(), 404, "deleted on this project's server");
+    assert_eq!(scim2.call(reqwest::Method::GET, &format!("/Users/{peer}"), None).await.0, 404, "deleted on scim2");
+    assert_eq!(keycloak.call(reqwest::Method::GET, &format!("/Users/{kc}"), None).await.0, 404, "deleted on Keycloak");
+
+    operator.stop().await;
+    for name in [&scim2_cst, &kc_cst] {
+        let _ = clusters.delete(name, &DeleteParams::default()).await;
+    }
+    delete_namespaces(&client, &[&ops, &team]).await;
+    scim.stop().await;
+}
