@@ -16,6 +16,7 @@ pub mod ownership;
 mod role_mapping;
 mod scim_target;
 mod scim_user;
+pub mod target_work;
 pub mod targets;
 pub mod user_cache;
 mod user_doc;
@@ -266,6 +267,14 @@ pub struct Context {
     /// The targets other than the default: one client per target (shared with the target
     /// controller) and the ownership records.
     pub targets: Arc<targets::Targets>,
+    /// The ScimUsers' syncs on targets other than the default, one task per user and target.
+    pub user_work: Arc<target_work::TargetWork<targets::Outcome>>,
+    /// The ManagedTeams' syncs on targets other than the default.
+    pub team_work: Arc<target_work::TargetWork<managed_team::TargetSynced>>,
+    /// Wakes the ScimUser controller for a user whose target task ended.
+    pub wake_user: futures::channel::mpsc::UnboundedSender<ObjectRef<CachedUser>>,
+    /// Wakes the ManagedTeam controller for a team whose target task ended.
+    pub wake_team: futures::channel::mpsc::UnboundedSender<ObjectRef<ManagedTeam>>,
 }
 
 impl Context {
@@ -296,19 +305,29 @@ impl Context {
 
     /// The resync interval with jitter, so resources do not resync in lockstep.
     pub fn resync(&self) -> Action {
+        Action::requeue(self.resync_wait())
+    }
+
+    /// [`Context::resync`] as a duration.
+    pub fn resync_wait(&self) -> Duration {
         let base = self.args.resync_seconds.max(1);
         let jitter = rand::random::<u64>() % (base / 5 + 1);
-        Action::requeue(Duration::from_secs(base + jitter))
+        Duration::from_secs(base + jitter)
     }
 
     /// When to look again at a refused resource (the owner may have changed): the resync
     /// interval, doubling with each refusal in a row, at most `limit`; a success resets it.
     pub fn refused_retry(&self, key: &str, limit: Duration) -> Action {
+        Action::requeue(self.refused_wait(key, limit))
+    }
+
+    /// [`Context::refused_retry`] as a duration.
+    pub fn refused_wait(&self, key: &str, limit: Duration) -> Duration {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = f.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         let base = Duration::from_secs(self.args.resync_seconds.max(1));
-        Action::requeue(base.saturating_mul(1 << (*n - 1).min(8)).min(limit))
+        base.saturating_mul(1 << (*n - 1).min(8)).min(limit)
     }
 
     /// Publishes an event about `obj`; failures to publish are logged, never fatal.
@@ -495,6 +514,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         ),
     );
     // The controller is triggered only by changes it acts on, not by its own writes.
+    // Target tasks that ended wake their resource (see [`target_work`]).
+    let (wake_user, user_wakes) = futures::channel::mpsc::unbounded();
+    let (wake_team, team_wakes) = futures::channel::mpsc::unbounded();
     let own = ChangeFilter::new(users_store.clone());
     let user_shares = fairness::Shares::new(usize::from(args.concurrency));
     let noted = user_shares.clone();
@@ -525,6 +547,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             timing.request_timeout(),
             ctx_fence,
         )),
+        user_work: Arc::default(),
+        team_work: Arc::default(),
+        wake_user,
+        wake_team,
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -534,6 +560,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
 
     let users = users_controller
         .with_config(config.clone())
+        .reconcile_on(user_wakes)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
         .for_each(|_| async {});
@@ -557,6 +584,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
         .with_config(config.clone().debounce(TEAM_DEBOUNCE))
+        .reconcile_on(team_wakes)
         .watches_shared_stream(member_changes, move |user: Arc<CachedUser>| {
             teams_store
                 .state()
