@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use super::conditions::{self, Desired, reason};
 use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, TargetRef, TeamDeletionPolicy, targets_ready};
 use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Record, Refusal, decide};
-use super::target_work::{Job, Step, next_due};
+use super::target_work::{Step, next_due};
 use super::targets::{
-    Endpoint, Outcome, Remote, Resolved, entries, meanwhile, next_action, ready_condition, record_owner, task_due,
+    self, Endpoint, Outcome, Remote, Resolved, entries, meanwhile, next_action, ready_condition, record_owner,
 };
 use super::user_cache::CachedUser;
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
@@ -585,7 +585,7 @@ async fn sync_targets(
                     let on_target = || records.iter().filter(|rec| rec.object.target == r.id);
                     let mine =
                         on_target().find(|rec| rec.object.key == obj.spec.display_name).or_else(|| on_target().next());
-                    start_task(ctx, obj, r, remote, mine.cloned(), generation);
+                    start_task(ctx, obj, r, remote, mine.cloned());
                 }
                 unknown |= last.is_none();
                 let (count, pending) = last.as_ref().map(|l| (l.count, l.pending.clone())).unwrap_or_default();
@@ -642,30 +642,19 @@ async fn sync_targets(
 
 /// Starts the team's sync on a target other than the default; the reconcile that follows its
 /// end reports it.
-fn start_task(
-    ctx: &Arc<Context>,
-    obj: &Arc<ManagedTeam>,
-    r: &Resolved,
-    remote: &Remote,
-    mine: Option<Record>,
-    generation: Option<i64>,
-) {
-    let job = Job { uid: record_owner(obj.as_ref()).uid, target: r.id.clone(), generation, width: remote.lanes };
-    let (c, o, r, remote) = (ctx.clone(), obj.clone(), r.clone(), remote.clone());
-    let work = async move {
-        match remote::sync(&c, &o, &r, &remote, mine.as_ref()).await {
+fn start_task(ctx: &Arc<Context>, obj: &Arc<ManagedTeam>, r: &Resolved, remote: &Remote, mine: Option<Record>) {
+    let (c, o, t, target) = (ctx.clone(), obj.clone(), r.clone(), remote.clone());
+    let run = async move {
+        match remote::sync(&c, &o, &t, &target, mine.as_ref()).await {
             Ok(synced) => synced,
-            Err(e) => TargetSynced::only(Outcome::error_of_records(&r.id, mine.and_then(|m| m.remote_id), &e)),
+            Err(e) => TargetSynced::only(Outcome::error_of_records(&t.id, mine.and_then(|m| m.remote_id), &e)),
         }
     };
-    let (c, o) = (ctx.clone(), obj.clone());
-    let due = move |synced: &TargetSynced| task_due(&c, o.as_ref(), &synced.outcome);
     let wake = ctx.wake_team.clone();
-    let target = ObjectRef::from_obj(obj.as_ref());
-    ctx.team_work.start(job, work, due, move || {
-        // A controller that stopped reads no more wakes: nothing to do then.
-        let _ = wake.unbounded_send(target);
-    });
+    let me = ObjectRef::from_obj(obj.as_ref());
+    // A controller that stopped reads no more wakes: nothing to do then.
+    let wake = move || drop(wake.unbounded_send(me));
+    targets::start_task(ctx, &ctx.team_work, obj, r, remote, run, wake);
 }
 
 async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {

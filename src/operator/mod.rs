@@ -592,7 +592,13 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
                 .filter(|t| {
                     managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref())
                 })
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .map(|t| {
+                    // The team's syncs on other targets read the member's record there: due now.
+                    if let Some(uid) = t.uid() {
+                        trust.team_work.expire(&uid);
+                    }
+                    ObjectRef::from_obj(t.as_ref())
+                })
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(stopped(stop_rx.clone()))

@@ -13,8 +13,8 @@ use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, Standing, TargetRef, UserDeletionPolicy, targets_ready};
 use super::ownership::Record;
 use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
-use super::target_work::{Job, Step, next_due};
-use super::targets::{Endpoint, Outcome, Remote, Resolved, entries, meanwhile, next_action, ready_condition, task_due};
+use super::target_work::{Step, next_due};
+use super::targets::{self, Endpoint, Outcome, Remote, Resolved, entries, meanwhile, next_action, ready_condition};
 use super::user_cache::{self, CachedUser};
 use super::user_doc::{RolePlan, desired, drift, operations, plan_roles, roles_of, validate, with_roles};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
@@ -381,7 +381,7 @@ async fn sync_targets(
             Step::Wait { .. } => meanwhile(&previous.targets, &r.id, generation, p.result.clone()),
             Step::Start => {
                 let mine = records.iter().find(|rec| rec.object.target == r.id).cloned();
-                start_task(ctx, obj, r, remote, mine, generation);
+                start_task(ctx, obj, r, remote, mine);
                 meanwhile(&previous.targets, &r.id, generation, p.result.clone())
             }
         });
@@ -409,30 +409,19 @@ async fn sync_targets(
 
 /// Starts the user's sync on a target other than the default; the reconcile that follows its
 /// end reports it.
-fn start_task(
-    ctx: &Arc<Context>,
-    obj: &Arc<ScimUser>,
-    r: &Resolved,
-    remote: &Remote,
-    mine: Option<Record>,
-    generation: Option<i64>,
-) {
-    let job = Job { uid: record_owner(obj.as_ref()).uid, target: r.id.clone(), generation, width: remote.lanes };
-    let (c, o, r, remote) = (ctx.clone(), obj.clone(), r.clone(), remote.clone());
-    let work = async move {
-        match remote::sync(&c, &o, &r, &remote, mine.as_ref()).await {
+fn start_task(ctx: &Arc<Context>, obj: &Arc<ScimUser>, r: &Resolved, remote: &Remote, mine: Option<Record>) {
+    let (c, o, t, target) = (ctx.clone(), obj.clone(), r.clone(), remote.clone());
+    let run = async move {
+        match remote::sync(&c, &o, &t, &target, mine.as_ref()).await {
             Ok(outcome) => outcome,
-            Err(e) => Outcome::error_of_records(&r.id, mine.and_then(|m| m.remote_id), &e),
+            Err(e) => Outcome::error_of_records(&t.id, mine.and_then(|m| m.remote_id), &e),
         }
     };
-    let (c, o) = (ctx.clone(), obj.clone());
-    let due = move |outcome: &Outcome| task_due(&c, o.as_ref(), outcome);
     let wake = ctx.wake_user.clone();
-    let target = ObjectRef::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default());
-    ctx.user_work.start(job, work, due, move || {
-        // A controller that stopped reads no more wakes: nothing to do then.
-        let _ = wake.unbounded_send(target);
-    });
+    let me = ObjectRef::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default());
+    // A controller that stopped reads no more wakes: nothing to do then.
+    let wake = move || drop(wake.unbounded_send(me));
+    targets::start_task(ctx, &ctx.user_work, obj, r, remote, run, wake);
 }
 
 async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {

@@ -234,6 +234,19 @@ impl<T: Finished> TargetWork<T> {
         });
     }
 
+    /// Makes the ended tasks of the resource `uid` due now: something they read changed (a
+    /// team's member became ready on a target, say), which no generation shows.
+    pub fn expire(&self, uid: &str) {
+        let now = Instant::now();
+        for ((u, _), task) in self.tasks().iter_mut() {
+            if u == uid
+                && let State::Done { due, .. } = &mut task.state
+            {
+                *due = now;
+            }
+        }
+    }
+
     /// The targets with a task (running or ended) for the resource `uid`.
     pub fn targets_of(&self, uid: &str) -> Vec<String> {
         self.tasks().keys().filter(|(u, _)| u == uid).map(|(_, t)| t.clone()).collect()
@@ -325,6 +338,19 @@ mod tests {
         assert_eq!((next.step, next.result), (Step::Start, None));
         let due = work.poll("u1", "t", Some(1), Instant::now() + Duration::from_secs(301));
         assert_eq!(due.step, Step::Start, "due again after the resync");
+    }
+
+    #[tokio::test]
+    async fn a_change_the_spec_does_not_show_makes_ended_tasks_due() {
+        let work = Arc::new(TargetWork::<Outcome>::default());
+        work.start(job("u1", "t"), async { ok("t") }, |_| Duration::from_secs(300), || {});
+        settle(&work, "u1", "t").await;
+        assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Report);
+        assert!(matches!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Wait { until: Some(_) }));
+        work.expire("u2");
+        assert!(matches!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Wait { .. }), "another's");
+        work.expire("u1");
+        assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Start);
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ use super::crd::{
 };
 use super::ownership::{OwnershipRecords, RecordOwner};
 use super::scim_target::{Refusal, TargetKind, check};
+use super::target_work::{Finished, Job, TargetWork};
 use super::{Context, ReconcileError, key};
 use crate::client::{ClientCredentialsGrant, Credentials, Fence, ScimClient, SecretSource, TargetConfig};
 
@@ -577,6 +578,27 @@ pub fn task_due<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, outcome: 
     } else {
         ctx.backoff(&target, outcome.retry_after)
     }
+}
+
+/// Starts the sync of `obj` on the remote target `r` as a task of `work` ([`super::target_work`]):
+/// `run` is the target's pipeline; `wake` reconciles `obj` again once the result is kept.
+pub fn start_task<K, T, W>(
+    ctx: &Arc<Context>,
+    work: &Arc<TargetWork<T>>,
+    obj: &Arc<K>,
+    r: &Resolved,
+    remote: &Remote,
+    run: W,
+    wake: impl FnOnce() + Send + 'static,
+) where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    T: Finished,
+    W: std::future::Future<Output = T> + Send + 'static,
+{
+    let generation = obj.meta().generation;
+    let job = Job { uid: record_owner(obj.as_ref()).uid, target: r.id.clone(), generation, width: remote.lanes };
+    let (c, o) = (ctx.clone(), obj.clone());
+    work.start(job, run, move |t: &T| task_due(&c, o.as_ref(), t.outcome()), wake);
 }
 
 /// What a resource shows for a target whose task has not reported for this spec: the task's last
