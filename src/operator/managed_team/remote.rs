@@ -16,7 +16,7 @@
 //! Members are the target ids of the member ScimUsers on that target, as the ownership records
 //! say (owner uid and id), never as a ScimUser's status says: a status is no proof of ownership.
 
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use std::collections::BTreeSet;
 
 use super::super::conditions::reason;
@@ -149,15 +149,25 @@ async fn resolve(ctx: &Context, obj: &ManagedTeam, target: &Resolved, client: &S
     let named = named_users(obj, ctx, &ns, trusted);
     let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
     let records = &ctx.targets.records;
-    let reads = named.users.iter().map(|u| async move {
-        let record = records.get(&ObjectKey::user(&target.id, &u.user_name)).await?;
-        Ok::<_, ownership::RecordError>(MemberRecord {
-            name: u.name_any(),
-            uid: u.uid().unwrap_or_default(),
-            record: record.map(|r| (r.owner.uid, r.remote_id)),
-        })
+    let mut wanted = Vec::with_capacity(named.users.len());
+    for u in &named.users {
+        // The API server gives every object a uid; a cached ScimUser without one is a bug, and
+        // counting it as nobody's would make the member silently pending.
+        let uid = u
+            .meta()
+            .uid
+            .as_deref()
+            .ok_or_else(|| ReconcileError::Invalid(format!("member ScimUser {ns}/{} has no uid", u.name_any())))?;
+        wanted.push((ObjectKey::user(&target.id, &u.user_name), uid));
+    }
+    // One labelled LIST (per hundred members) of the members' records, not a GET per member.
+    let held = records.held_by(&wanted).await?;
+    let members = named.users.iter().zip(&wanted).zip(held).map(|((u, (_, uid)), record)| MemberRecord {
+        name: u.name_any(),
+        uid: uid.to_string(),
+        record: record.map(|r| (r.owner.uid, r.remote_id)),
     });
-    for m in futures::future::try_join_all(reads).await? {
+    for m in members {
         match member_id(&m) {
             Some(id) => {
                 out.ids.insert(id.to_string());
