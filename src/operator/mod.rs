@@ -374,6 +374,16 @@ pub fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
 }
 
+/// The namespace of a namespaced resource (ScimUser, ManagedTeam). The API server always sets
+/// it: an object without one is an error, never the namespace "" (whose trust and targets
+/// would be judged as if it were a namespace).
+pub fn namespace_of<K: Resource<DynamicType = ()>>(obj: &K) -> Result<String, ReconcileError> {
+    obj.meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| ReconcileError::Invalid(format!("{} {} has no namespace", K::kind(&()), obj.name_any())))
+}
+
 /// The cluster identity: the flag, else the uid of `kube-system`.
 async fn cluster_id(kube: &Client, flag: Option<&str>) -> Result<String> {
     if let Some(id) = flag.filter(|s| !s.trim().is_empty()) {
