@@ -575,7 +575,7 @@ async fn sync_targets(
     let mut unknown = false;
     for (r, remote, p) in &polled {
         let shown = match (p.step, p.result.clone()) {
-            (Step::Report, Some(fresh)) => {
+            (Step::Report { .. }, Some(fresh)) => {
                 if let Some((reason, note)) = &fresh.note {
                     ctx.event(obj.as_ref(), false, reason, note.clone()).await;
                 }

@@ -374,7 +374,7 @@ async fn sync_targets(
     let mut remotes = Vec::new();
     for (r, remote, p) in &polled {
         remotes.push(match p.step {
-            Step::Report => match p.result.clone() {
+            Step::Report { .. } => match p.result.clone() {
                 Some(fresh) => Outcome { by_task: true, ..fresh },
                 None => meanwhile(&previous.targets, &r.id, generation, None),
             },

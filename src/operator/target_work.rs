@@ -52,8 +52,9 @@ pub enum Seen {
 pub enum Step {
     /// Start a task (none ran for this spec yet, or it is due again).
     Start,
-    /// Report the result just finished (and remember it was reported).
-    Report,
+    /// Report the result just finished (and remember it was reported); the task is due again at
+    /// `due`.
+    Report { due: Instant },
     /// Nothing to do until `until` (`None`: a task is running and will wake the resource); show
     /// the last result, if any, as it was.
     Wait { until: Option<Instant> },
@@ -68,7 +69,7 @@ pub fn decide(seen: Option<&Seen>, generation: Option<i64>, now: Instant) -> Ste
         // resource is woken and a task for the current spec starts.
         Some(Seen::Running { .. }) => Step::Wait { until: None },
         Some(Seen::Done { generation: g, .. }) if *g != generation => Step::Start,
-        Some(Seen::Done { reported: false, .. }) => Step::Report,
+        Some(Seen::Done { reported: false, due, .. }) => Step::Report { due: *due },
         Some(Seen::Done { due, .. }) if now >= *due => Step::Start,
         Some(Seen::Done { due, .. }) => Step::Wait { until: Some(*due) },
     }
@@ -162,7 +163,7 @@ impl<T: Finished> TargetWork<T> {
             return Polled { step: Step::Start, result: None };
         };
         let step = decide(Some(&task.seen()), generation, now);
-        if step == Step::Report
+        if matches!(step, Step::Report { .. })
             && let State::Done { reported, .. } = &mut task.state
         {
             *reported = true;
@@ -260,13 +261,13 @@ impl<T: Finished> TargetWork<T> {
     }
 }
 
-/// When the first of `polled` that waits is due, counted from `now` (`None`: none waits for a
-/// time; running tasks wake their resource themselves).
+/// When the first of `polled` that ended is due again, counted from `now` (`None`: none ended;
+/// running tasks wake their resource themselves, started ones are running).
 pub fn next_due<T>(polled: &[Polled<T>], now: Instant) -> Option<Duration> {
     polled
         .iter()
         .filter_map(|p| match p.step {
-            Step::Wait { until: Some(until) } => Some(until.saturating_duration_since(now)),
+            Step::Wait { until: Some(due) } | Step::Report { due } => Some(due.saturating_duration_since(now)),
             _ => None,
         })
         .min()
@@ -289,7 +290,7 @@ mod tests {
             (Some(Seen::Running { generation: Some(1) }), Some(2), Step::Wait { until: None }),
             (Some(done(Some(1), true, later)), Some(2), Step::Start),
             (Some(done(Some(1), false, later)), Some(2), Step::Start),
-            (Some(done(Some(1), false, later)), Some(1), Step::Report),
+            (Some(done(Some(1), false, later)), Some(1), Step::Report { due: later }),
             (Some(done(Some(1), true, later)), Some(1), Step::Wait { until: Some(later) }),
             (Some(done(Some(1), true, now)), Some(1), Step::Start),
         ];
@@ -336,7 +337,10 @@ mod tests {
         settle(&work, "u1", "t").await;
         assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1, "the resource is woken once");
         let fresh = work.poll("u1", "t", Some(1), Instant::now());
-        assert_eq!((fresh.step, fresh.result), (Step::Report, Some(ok("t"))));
+        assert!(matches!(fresh.step, Step::Report { .. }), "{:?}", fresh.step);
+        assert_eq!(fresh.result, Some(ok("t")));
+        let due = next_due(std::slice::from_ref(&fresh), Instant::now()).expect("a reported task is due again");
+        assert!(due > Duration::from_secs(290), "after the resync: {due:?}");
         let shown = work.poll("u1", "t", Some(1), Instant::now());
         assert!(matches!(shown.step, Step::Wait { until: Some(_) }), "{:?}", shown.step);
         assert_eq!(shown.result, Some(ok("t")), "the last result is shown meanwhile");
@@ -352,7 +356,7 @@ mod tests {
         let work = Arc::new(TargetWork::<Outcome>::default());
         work.start(job("u1", "t"), async { ok("t") }, |_| Duration::from_secs(300), || {});
         settle(&work, "u1", "t").await;
-        assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Report);
+        assert!(matches!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Report { .. }));
         assert!(matches!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Wait { until: Some(_) }));
         work.expire("u2");
         assert!(matches!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Wait { .. }), "another's");
@@ -368,7 +372,10 @@ mod tests {
         work.expire("u1");
         let _ = release.send(());
         settle(&work, "u1", "t").await;
-        assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Report);
+        let reported = work.poll("u1", "t", Some(1), Instant::now());
+        assert!(matches!(reported.step, Step::Report { .. }), "{:?}", reported.step);
+        // The reconcile that reports it comes back at once, and starts it again.
+        assert_eq!(next_due(&[reported], Instant::now()), Some(Duration::ZERO));
         assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Start, "due at once");
     }
 
@@ -389,11 +396,11 @@ mod tests {
         work.start(job("u2", "slow"), async { ok("slow") }, |_| Duration::from_secs(300), || {});
         work.start(job("u1", "fast"), async { ok("fast") }, |_| Duration::from_secs(300), || {});
         settle(&work, "u1", "fast").await;
-        assert_eq!(work.poll("u1", "fast", Some(1), Instant::now()).step, Step::Report);
+        assert!(matches!(work.poll("u1", "fast", Some(1), Instant::now()).step, Step::Report { .. }));
         assert_eq!(work.poll("u2", "slow", Some(1), Instant::now()).step, Step::Wait { until: None });
         let _ = release.send(());
         settle(&work, "u2", "slow").await;
-        assert_eq!(work.poll("u2", "slow", Some(1), Instant::now()).step, Step::Report);
+        assert!(matches!(work.poll("u2", "slow", Some(1), Instant::now()).step, Step::Report { .. }));
     }
 
     #[tokio::test]
