@@ -43,7 +43,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scim_operator::operator::crd::{ClusterScimTarget, ManagedTeam, RoleMapping, ScimTarget, ScimUser, TargetStatus, TargetSync};
+use scim_operator::operator::crd::{
+    ClusterScimTarget, ManagedTeam, RoleMapping, ScimTarget, ScimUser, TargetStatus, TargetSync,
+};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1321,9 +1323,7 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
     let cst = format!("scim2-{suffix}");
     let cst_id = format!("ClusterScimTarget/{cst}");
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let access = |trusted: &[&String]| {
-        json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": trusted}})
-    };
+    let access = |trusted: &[&String]| json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": trusted}});
     let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
         "spec": {"baseUrl": peer.base, "profile": "Generic",
             "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": access(&[&team_ns])}});
@@ -1403,10 +1403,8 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
         json!({"displayName": ops_team, "members": [{"scimUserRef": "eve"}], "targets": only_peer}),
     );
     rival_teams.create(&pp, &fake).await.unwrap();
-    let eve_ready = wait_for(&rivals, "eve", "eve on the peer", |u| {
-        entry(u, &cst_id).is_some_and(|e| e.remote_id.is_some())
-    })
-    .await;
+    let eve_ready =
+        wait_for(&rivals, "eve", "eve on the peer", |u| entry(u, &cst_id).is_some_and(|e| e.remote_id.is_some())).await;
     let eve_id = entry(&eve_ready, &cst_id).and_then(|e| e.remote_id.clone()).unwrap();
     wait_for(&rival_teams, "ops", "the rival team reconciled", |t| team_entry(t, &cst_id).is_some()).await;
     // A team change and the mapping's change reach eve too; give them time to act.

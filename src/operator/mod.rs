@@ -16,6 +16,7 @@ pub mod ownership;
 mod role_mapping;
 mod scim_target;
 mod scim_user;
+mod target_roles;
 pub mod targets;
 pub mod user_cache;
 mod user_doc;
@@ -40,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{ClientConfig, ScimClient};
-use crd::{ManagedTeam, RoleMapping};
+use crd::{ClusterScimTarget, ManagedTeam, RoleMapping};
 use user_cache::CachedUser;
 
 /// Finalizer the operator puts on its resources.
@@ -115,6 +116,17 @@ pub fn resource_trigger<K: Resource>(obj: &K) -> Option<u64> {
     meta.generation.hash(&mut h);
     meta.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
     meta.annotations.as_ref().and_then(|a| a.get(RELEASE_ANNOTATION)).hash(&mut h);
+    Some(h.finish())
+}
+
+/// What the ScimUser controller acts on in a ScimUser: [`resource_trigger`], and its labels
+/// (a team's `memberSelector` may start or stop selecting it, which changes its roles on
+/// targets other than the default).
+fn user_trigger<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    resource_trigger(obj).hash(&mut h);
+    obj.meta().labels.hash(&mut h);
     Some(h.finish())
 }
 
@@ -257,6 +269,11 @@ pub struct Context {
     /// ScimUsers as the watch sees them (the facts teams read, see [`user_cache`]), for team
     /// member resolution.
     pub users: reflector::Store<CachedUser>,
+    /// ManagedTeams and RoleMappings as the watches see them, for the roles users hold on
+    /// targets other than the default ([`target_roles`]).
+    pub teams: reflector::Store<ManagedTeam>,
+    /// RoleMappings as the watch sees them (see `teams`).
+    pub mappings: reflector::Store<RoleMapping>,
     /// The cluster identity in ownership markers.
     pub cluster: String,
     /// Fair shares of the ScimUser workers among namespaces.
@@ -494,20 +511,68 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             },
         ),
     );
+    // ManagedTeams and RoleMappings: one watch and one store each, feeding their controllers
+    // and the ScimUsers' roles on other targets (their triggers and computation).
+    let (teams_store, teams_writer) = reflector::store_shared(SHARED_BUFFER);
+    let team_events = teams_writer.subscribe().context("subscribing to the ManagedTeam store")?;
+    let team_role_events = teams_writer.subscribe().context("subscribing to the ManagedTeam store")?;
+    let teams_root = tokio::spawn(
+        watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(slim)
+            .reflect_shared(teams_writer)
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "ManagedTeam watch failed; retrying");
+                }
+            }),
+    );
+    let (mappings_store, mappings_writer) = reflector::store_shared(SHARED_BUFFER);
+    let mapping_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
+    let mapping_role_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
+    let mappings_root = tokio::spawn(
+        watcher(Api::<RoleMapping>::all(kube.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(slim)
+            .reflect_shared(mappings_writer)
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "RoleMapping watch failed; retrying");
+                }
+            }),
+    );
     // The controller is triggered only by changes it acts on, not by its own writes.
     let own = ChangeFilter::new(users_store.clone());
     let user_shares = fairness::Shares::new(usize::from(args.concurrency));
     let noted = user_shares.clone();
+    // A user's roles on targets other than the default follow its teams, the RoleMappings and
+    // who each target trusts: a change of these reconciles the users it may concern.
+    let roles = Arc::new(target_roles::RoleTriggers::new(users_store.clone(), teams_store.clone()));
+    let (by_team, by_mapping, by_target) = (roles.clone(), roles.clone(), roles);
+    let team_roles = ChangeFilter::new(teams_store.clone());
+    let team_changes = team_role_events.filter(move |t| {
+        futures::future::ready(team_roles.changed(t.as_ref(), target_roles::team_trigger(t.as_ref())))
+    });
+    let mapping_roles = ChangeFilter::new(mappings_store.clone());
+    let mapping_changes = mapping_role_events
+        .filter(move |m| futures::future::ready(mapping_roles.changed(m.as_ref(), resource_trigger(m.as_ref()))));
+    let target_changes = watcher(Api::<ClusterScimTarget>::all(kube.clone()), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(|t: &ClusterScimTarget| resource_trigger(t), PredicateConfig::default());
     let users_controller = Controller::for_shared_stream(
         own_changes.filter(move |u| {
-            let changed = own.changed(u.as_ref(), resource_trigger(u.as_ref()));
+            let changed = own.changed(u.as_ref(), user_trigger(u.as_ref()));
             if changed {
                 noted.note(&u.namespace().unwrap_or_default(), std::time::Instant::now());
             }
             futures::future::ready(changed)
         }),
         users_store.clone(),
-    );
+    )
+    .watches_shared_stream(team_changes, move |t: Arc<ManagedTeam>| by_team.of_team(&t))
+    .watches_shared_stream(mapping_changes, move |m: Arc<RoleMapping>| by_mapping.of_mapping(&m))
+    .watches_stream(target_changes, move |t: ClusterScimTarget| by_target.of_target(&t.name_any()));
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         scim,
@@ -516,6 +581,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         recorder,
         failures: Mutex::new(HashMap::new()),
         users: users_store,
+        teams: teams_store.clone(),
+        mappings: mappings_store.clone(),
         cluster,
         user_shares,
         team_shares: fairness::Shares::new(usize::from(args.concurrency)),
@@ -538,13 +605,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
         .for_each(|_| async {});
 
-    let teams_stream = watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default()).modify(slim);
-    let (teams_store, teams_writer) = reflector::store();
-    let teams_controller = Controller::for_stream(
-        teams_stream
-            .reflect(teams_writer)
-            .applied_objects()
-            .predicate_filter(|t: &ManagedTeam| resource_trigger(t), PredicateConfig::default()),
+    let own_teams = ChangeFilter::new(teams_store.clone());
+    let teams_controller = Controller::for_shared_stream(
+        team_events
+            .filter(move |t| futures::future::ready(own_teams.changed(t.as_ref(), resource_trigger(t.as_ref())))),
         teams_store.clone(),
     );
     // A ScimUser that becomes ready or not (or changes labels or userName, or is deleted)
@@ -571,7 +635,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(managed_team::reconcile, |o, e, c| error_policy(o, e, c, "ManagedTeam"), ctx.clone())
         .for_each(|_| async {});
 
-    let mappings = Controller::new(Api::<RoleMapping>::all(kube.clone()), watcher::Config::default())
+    let mappings = Controller::for_shared_stream(mapping_events, mappings_store)
         .with_config(config)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
@@ -601,6 +665,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     }
     shutdown_task.abort();
     users_root.abort();
+    teams_root.abort();
+    mappings_root.abort();
     health.abort();
     Ok(())
 }
