@@ -45,19 +45,34 @@ pub struct UserFacts<'a> {
     pub labels: &'a BTreeMap<String, String>,
 }
 
+impl<'a> UserFacts<'a> {
+    /// The facts of a ScimUser as the operator caches it.
+    pub fn of_cached(user: &'a CachedUser) -> Self {
+        let meta = kube::Resource::meta(user);
+        UserFacts {
+            namespace: meta.namespace.as_deref().unwrap_or(""),
+            name: meta.name.as_deref().unwrap_or(""),
+            user_name: &user.user_name,
+            labels: user.labels(),
+        }
+    }
+}
+
 /// Whether `team` names the target `id` in its `spec.targets` (`[default]` when empty).
 pub fn names_target(team: &ManagedTeam, id: &str) -> bool {
     let ns = team.namespace().unwrap_or_default();
     effective_targets(&team.spec.targets).iter().any(|t| t.id(&ns) == id)
 }
 
-/// Whether `team`'s spec makes `user` a member. `user_trusted`: the user's namespace is trusted
-/// on the target (a `userName` member of another namespace counts only then).
-pub fn is_member(team: &ManagedTeam, user: &UserFacts<'_>, user_trusted: bool) -> bool {
+/// Whether `team`'s spec names `user` as a member: by `scimUserRef` or `memberSelector` within
+/// the team's namespace, by `userName` (without regard to case) within it too and, with
+/// `across_namespaces`, in any namespace. The one reading of a team's members by its spec, for
+/// the teams' triggers and the roles on other targets.
+pub fn is_member(team: &ManagedTeam, user: &UserFacts<'_>, across_namespaces: bool) -> bool {
     let same_namespace = team.namespace().as_deref() == Some(user.namespace);
     team.spec.members.iter().any(|m| {
         (same_namespace && m.scim_user_ref.as_deref() == Some(user.name))
-            || ((same_namespace || user_trusted)
+            || ((same_namespace || across_namespaces)
                 && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(user.user_name)))
     }) || (same_namespace && team.spec.member_selector.as_ref().is_some_and(|s| selects(s, user.labels)))
 }
@@ -111,6 +126,8 @@ pub fn roles_on_target(
     if user_trusted {
         spec_roles.iter().for_each(&mut add);
     }
+    // A `userName` member of another namespace counts only when the user's namespace is trusted
+    // there, as the team's own sync adds such a member there only then.
     let teams_of_user: BTreeSet<&str> = mapped_teams(id, teams, mappings)
         .into_iter()
         .filter(|t| trusted(standings, &t.namespace().unwrap_or_default()) && is_member(t, user, user_trusted))
@@ -187,11 +204,7 @@ impl RoleTriggers {
         }
         users
             .iter()
-            .filter(|u| {
-                let (ns, name) = (u.namespace().unwrap_or_default(), u.name_any());
-                let facts = UserFacts { namespace: &ns, name: &name, user_name: &u.user_name, labels: u.labels() };
-                is_member(team, &facts, true)
-            })
+            .filter(|u| is_member(team, &UserFacts::of_cached(u), true))
             .map(|u| ObjectRef::from_obj(u.as_ref()))
             .collect()
     }
