@@ -69,6 +69,12 @@ pub mod reason {
     pub const TARGET_NOT_READY: &str = "TargetNotReady";
     /// Roles are declared and the target keeps none: none were sent there.
     pub const ROLES_UNSUPPORTED: &str = "RolesUnsupported";
+    /// The sync on a target has started and not ended yet (each target is synced apart, so a
+    /// slow one does not hold back the others).
+    pub const SYNCING: &str = "Syncing";
+    /// The operator could not read or write its ownership record of the object on a target
+    /// (the Kubernetes API failed): nothing more was done there; retried.
+    pub const RECORD_FAILED: &str = "OwnershipRecordFailed";
 
     // ---- SCIM targets (ScimTarget, ClusterScimTarget)
     /// The target answers and accepts the credentials.
@@ -96,6 +102,34 @@ pub enum Progress {
     Retrying,
     /// A refusal that only a change of the spec or of the trust configuration ends.
     Stalled,
+}
+
+/// The constant of a reason a target's status entry carries (written by an earlier reconcile,
+/// or an earlier release: `None` for one this release does not know).
+pub fn entry_reason(written: &str) -> Option<&'static str> {
+    use reason::*;
+    [
+        PROVISIONED,
+        CONFLICT,
+        ADOPTION_NOT_ALLOWED,
+        LINK_NOT_ALLOWED,
+        ROLE_MAPPED_TEAM,
+        MEMBER_NOT_ALLOWED,
+        SCIM_UNAVAILABLE,
+        SERVER_CHANGED,
+        UNAUTHORIZED,
+        INVALID_SPEC,
+        REJECTED,
+        MEMBERS_PENDING,
+        TARGET_NOT_FOUND,
+        TARGET_NOT_ALLOWED,
+        TARGET_NOT_READY,
+        ROLES_UNSUPPORTED,
+        SYNCING,
+        RECORD_FAILED,
+    ]
+    .into_iter()
+    .find(|r| *r == written)
 }
 
 /// The one place that classifies reasons. A reason not listed counts as [`Progress::Retrying`],

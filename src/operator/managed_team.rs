@@ -11,16 +11,21 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ManagedTeam, ManagedTeamStatus, MemberPolicy, TargetRef, TeamDeletionPolicy, targets_ready};
 use super::ownership::{self, Ask, Claim, Decision, Held, Owner, Record, Refusal, decide};
-use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition, record_owner};
+use super::target_work::{Step, next_due};
+use super::targets::{
+    self, Endpoint, Outcome, Remote, Resolved, entries, meanwhile, next_action, ready_condition, record_owner,
+};
 use super::user_cache::CachedUser;
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
 use crate::client::{ClientError, ScimObject};
 
 mod remote;
+pub use remote::Synced as TargetSynced;
 
 /// Whether a label selector (matchLabels and matchExpressions) selects `labels`.
 pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
@@ -462,6 +467,7 @@ fn default_outcome(result: Result<DefaultOutcome, TeamError>, target: &str, stat
                 message: d.message,
                 wrote: o.wrote,
                 retry_after: None,
+                by_task: false,
             }
         }
         Err(TeamError::Refused(r, message)) => Outcome::failed(target, None, r, message),
@@ -513,53 +519,88 @@ async fn drop_targets(
 }
 
 /// Syncs every target the spec names (resolved all or nothing first), and drops those it no
-/// longer names.
+/// longer names: the default target within this reconcile, each other in its own task
+/// ([`super::target_work`]), whose result a later reconcile reports. Returns the outcomes and
+/// when the next task is due.
 async fn sync_targets(
-    obj: &ManagedTeam,
-    ctx: &Context,
+    obj: &Arc<ManagedTeam>,
+    ctx: &Arc<Context>,
     previous: &ManagedTeamStatus,
     status: &mut ManagedTeamStatus,
-) -> Result<Vec<Outcome>, ReconcileError> {
+) -> Result<(Vec<Outcome>, Option<Duration>), ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
+    let uid = record_owner(obj.as_ref()).uid;
     let resolved = match ctx.targets.resolve(&ns, &obj.spec.targets, ctx.trusted(&ns)).await? {
-        Err(refusals) => return Ok(refusals.iter().map(Outcome::refused).collect()),
+        Err(refusals) => {
+            // Nothing may be written anywhere, by a task of an earlier reconcile either.
+            ctx.team_work.abort(&uid, None);
+            return Ok((refusals.iter().map(Outcome::refused).collect(), None));
+        }
         Ok(r) => r,
     };
     let default_id = TargetRef::default_target().id(&ns);
-    // This resource's records, read once: only when a target other than the default is named
-    // now or was before (a default-only team costs no extra request).
-    let remote =
-        resolved.iter().any(|r| !r.target.is_default()) || previous.targets.iter().any(|e| e.target != default_id);
-    let records = if remote {
-        ctx.targets
-            .records
-            .owned_by(&record_owner(obj).uid)
-            .await
-            .map_err(|e| ReconcileError::Invalid(e.to_string()))?
+    let generation = obj.meta().generation;
+    // A task on a target the spec no longer names stops before its deletion policy applies.
+    for target in ctx.team_work.targets_of(&uid) {
+        if !resolved.iter().any(|r| r.id == target) {
+            ctx.team_work.abort(&uid, Some(&target));
+        }
+    }
+    let now = Instant::now();
+    let polled: Vec<_> = resolved
+        .iter()
+        .filter_map(|r| match &r.endpoint {
+            Endpoint::Remote(remote) => Some((r, remote, ctx.team_work.poll(&uid, &r.id, generation, now))),
+            _ => None,
+        })
+        .collect();
+    // This resource's records, read only when a task starts or a target was dropped.
+    let dropped = previous.targets.iter().any(|e| e.target != default_id && !resolved.iter().any(|r| r.id == e.target));
+    let records = if dropped || polled.iter().any(|(_, _, p)| p.step == Step::Start) {
+        ctx.targets.records.owned_by(&uid).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?
     } else {
         Vec::new()
     };
-    let dropped = drop_targets(ctx, obj, &resolved, &records, status).await?;
-    let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
-        Endpoint::Remote(remote) => {
-            // The record of the current name, else one of an earlier name (a rename).
-            let on_target = || records.iter().filter(|rec| rec.object.target == r.id);
-            let mine = on_target().find(|rec| rec.object.key == obj.spec.display_name).or_else(|| on_target().next());
-            Some(remote::sync(ctx, obj, r, remote, mine))
-        }
-        _ => None,
-    }));
-    let default = async {
-        if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
-            Some(sync_default(obj, ctx).await)
-        } else {
-            None
-        }
+    let dropped = drop_targets(ctx, obj.as_ref(), &resolved, &records, status).await?;
+    let mut remotes = Vec::new();
+    // Whether a target has no result for this spec yet (its pending members are not known).
+    let mut unknown = false;
+    for (r, remote, p) in &polled {
+        let shown = match (p.step, p.result.clone()) {
+            (Step::Report, Some(fresh)) => {
+                if let Some((reason, note)) = &fresh.note {
+                    ctx.event(obj.as_ref(), false, reason, note.clone()).await;
+                }
+                TargetSynced { outcome: Outcome { by_task: true, ..fresh.outcome }, ..fresh }
+            }
+            (step, last) => {
+                if step == Step::Start {
+                    // The record of the current name, else one of an earlier name (a rename).
+                    let on_target = || records.iter().filter(|rec| rec.object.target == r.id);
+                    let mine =
+                        on_target().find(|rec| rec.object.key == obj.spec.display_name).or_else(|| on_target().next());
+                    start_task(ctx, obj, r, remote, mine.cloned());
+                }
+                unknown |= last.is_none();
+                let (count, pending) = last.as_ref().map(|l| (l.count, l.pending.clone())).unwrap_or_default();
+                let outcome = meanwhile(&previous.targets, &r.id, generation, last.map(|l| l.outcome));
+                TargetSynced { outcome, count, pending, note: None }
+            }
+        };
+        remotes.push(shown);
+    }
+    let tasks_due = next_due(&polled.into_iter().map(|(_, _, p)| p).collect::<Vec<_>>(), now);
+    let mut default = match resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
+        true => Some(sync_default(obj, ctx).await),
+        false => None,
     };
-    let (remotes, mut default) = tokio::join!(remotes, default);
     let mut remotes = remotes.into_iter();
     let mut outcomes = Vec::new();
     let mut pending: BTreeSet<String> = BTreeSet::new();
+    if unknown {
+        // Until every target has reported, what was pending stays listed.
+        pending.extend(previous.pending_members.iter().cloned());
+    }
     let mut first_count = None;
     for r in &resolved {
         match &r.endpoint {
@@ -573,10 +614,6 @@ async fn sync_targets(
             }
             Endpoint::Remote(_) => {
                 let Some(synced) = remotes.next() else { continue };
-                let synced = synced?;
-                if let Some((reason, note)) = synced.note {
-                    ctx.event(obj, false, reason, note).await;
-                }
                 first_count = first_count.or(synced.count);
                 pending.extend(synced.pending);
                 outcomes.push(synced.outcome);
@@ -594,15 +631,32 @@ async fn sync_targets(
         status.member_count = count as i64;
     }
     outcomes.extend(dropped);
-    Ok(outcomes)
+    Ok((outcomes, tasks_due))
 }
 
-async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Context) -> Result<Action, ReconcileError> {
+/// Starts the team's sync on a target other than the default; the reconcile that follows its
+/// end reports it.
+fn start_task(ctx: &Arc<Context>, obj: &Arc<ManagedTeam>, r: &Resolved, remote: &Remote, mine: Option<Record>) {
+    let (c, o, t, target) = (ctx.clone(), obj.clone(), r.clone(), remote.clone());
+    let run = async move {
+        match remote::sync(&c, &o, &t, &target, mine.as_ref()).await {
+            Ok(synced) => synced,
+            Err(e) => TargetSynced::only(Outcome::error_of_records(&t.id, mine.and_then(|m| m.remote_id), &e)),
+        }
+    };
+    let wake = ctx.wake_team.clone();
+    let me = ObjectRef::from_obj(obj.as_ref());
+    // A controller that stopped reads no more wakes: nothing to do then.
+    let wake = move || drop(wake.unbounded_send(me));
+    targets::start_task(ctx, &ctx.team_work, obj, r, remote, run, wake);
+}
+
+async fn apply(obj: Arc<ManagedTeam>, api: &Api<ManagedTeam>, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {
     let generation = obj.meta().generation;
     let previous = obj.status.clone().unwrap_or_default();
     let mut status = ManagedTeamStatus { observed_generation: generation, ..previous.clone() };
-    let outcomes = sync_targets(&obj, ctx, &previous, &mut status).await?;
-    let action = next_action(ctx, obj.as_ref(), &outcomes);
+    let (outcomes, tasks_due) = sync_targets(&obj, ctx, &previous, &mut status).await?;
+    let action = next_action(ctx, obj.as_ref(), &outcomes, tasks_due);
     let now = now();
     status.targets = entries(&previous.targets, &outcomes, generation, &now);
     status.targets_ready = Some(targets_ready(&status.targets));
@@ -650,6 +704,8 @@ async fn unlink_default(obj: &ManagedTeam, ctx: &Context, id: &str) -> Result<()
 /// annotation nothing is changed on any target.
 async fn cleanup(obj: Arc<ManagedTeam>, ctx: &Context) -> Result<Action, ReconcileError> {
     let released = obj.annotations().get(RELEASE_ANNOTATION).is_some_and(|v| v == "true");
+    // No task may write after the deletion policy applied; the records are read after this.
+    ctx.team_work.abort(&record_owner(obj.as_ref()).uid, None);
     if let (Some(id), false) = (obj.status.as_ref().and_then(|s| s.scim_id.clone()), released) {
         unlink_default(&obj, ctx, &id).await?;
     }

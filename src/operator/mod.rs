@@ -17,6 +17,7 @@ mod role_mapping;
 mod scim_target;
 mod scim_user;
 mod target_roles;
+pub mod target_work;
 pub mod targets;
 pub mod user_cache;
 mod user_doc;
@@ -283,6 +284,14 @@ pub struct Context {
     /// The targets other than the default: one client per target (shared with the target
     /// controller) and the ownership records.
     pub targets: Arc<targets::Targets>,
+    /// The ScimUsers' syncs on targets other than the default, one task per user and target.
+    pub user_work: Arc<target_work::TargetWork<targets::Outcome>>,
+    /// The ManagedTeams' syncs on targets other than the default.
+    pub team_work: Arc<target_work::TargetWork<managed_team::TargetSynced>>,
+    /// Wakes the ScimUser controller for a user whose target task ended.
+    pub wake_user: futures::channel::mpsc::UnboundedSender<ObjectRef<CachedUser>>,
+    /// Wakes the ManagedTeam controller for a team whose target task ended.
+    pub wake_team: futures::channel::mpsc::UnboundedSender<ObjectRef<ManagedTeam>>,
 }
 
 impl Context {
@@ -313,19 +322,29 @@ impl Context {
 
     /// The resync interval with jitter, so resources do not resync in lockstep.
     pub fn resync(&self) -> Action {
+        Action::requeue(self.resync_wait())
+    }
+
+    /// [`Context::resync`] as a duration.
+    pub fn resync_wait(&self) -> Duration {
         let base = self.args.resync_seconds.max(1);
         let jitter = rand::random::<u64>() % (base / 5 + 1);
-        Action::requeue(Duration::from_secs(base + jitter))
+        Duration::from_secs(base + jitter)
     }
 
     /// When to look again at a refused resource (the owner may have changed): the resync
     /// interval, doubling with each refusal in a row, at most `limit`; a success resets it.
     pub fn refused_retry(&self, key: &str, limit: Duration) -> Action {
+        Action::requeue(self.refused_wait(key, limit))
+    }
+
+    /// [`Context::refused_retry`] as a duration.
+    pub fn refused_wait(&self, key: &str, limit: Duration) -> Duration {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = f.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         let base = Duration::from_secs(self.args.resync_seconds.max(1));
-        Action::requeue(base.saturating_mul(1 << (*n - 1).min(8)).min(limit))
+        base.saturating_mul(1 << (*n - 1).min(8)).min(limit)
     }
 
     /// Publishes an event about `obj`; failures to publish are logged, never fatal.
@@ -541,13 +560,18 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
                 }
             }),
     );
+    // Target tasks that ended wake their resource (see [`target_work`]).
+    let (wake_user, user_wakes) = futures::channel::mpsc::unbounded();
+    let (wake_team, team_wakes) = futures::channel::mpsc::unbounded();
+    let user_work: Arc<target_work::TargetWork<targets::Outcome>> = Arc::default();
     // The controller is triggered only by changes it acts on, not by its own writes.
     let own = ChangeFilter::new(users_store.clone());
     let user_shares = fairness::Shares::new(usize::from(args.concurrency));
     let noted = user_shares.clone();
     // A user's roles on targets other than the default follow its teams, the RoleMappings and
-    // who each target trusts: a change of these reconciles the users it may concern.
-    let roles = Arc::new(target_roles::RoleTriggers::new(users_store.clone(), teams_store.clone()));
+    // who each target trusts: a change of these reconciles the users it may concern, their
+    // syncs on those targets due at once.
+    let roles = Arc::new(target_roles::RoleTriggers::new(users_store.clone(), teams_store.clone(), user_work.clone()));
     let (by_team, by_mapping, by_target) = (roles.clone(), roles.clone(), roles);
     let team_roles = ChangeFilter::new(teams_store.clone());
     let team_changes = team_role_events.filter(move |t| {
@@ -560,11 +584,17 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .default_backoff()
         .touched_objects()
         .predicate_filter(|t: &ClusterScimTarget| resource_trigger(t), PredicateConfig::default());
+    let relabelled = user_work.clone();
     let users_controller = Controller::for_shared_stream(
         own_changes.filter(move |u| {
             let changed = own.changed(u.as_ref(), user_trigger(u.as_ref()));
             if changed {
                 noted.note(&u.namespace().unwrap_or_default(), std::time::Instant::now());
+                // A change of labels alone shows in no generation: the syncs on other targets
+                // (whose roles may follow a member selector) are due at once.
+                if let Some(uid) = u.uid() {
+                    relabelled.expire(&uid);
+                }
             }
             futures::future::ready(changed)
         }),
@@ -592,6 +622,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             timing.request_timeout(),
             ctx_fence,
         )),
+        user_work,
+        team_work: Arc::default(),
+        wake_user,
+        wake_team,
     });
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -601,6 +635,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
 
     let users = users_controller
         .with_config(config.clone())
+        .reconcile_on(user_wakes)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
         .for_each(|_| async {});
@@ -621,6 +656,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
         .with_config(config.clone().debounce(TEAM_DEBOUNCE))
+        .reconcile_on(team_wakes)
         .watches_shared_stream(member_changes, move |user: Arc<CachedUser>| {
             teams_store
                 .state()
@@ -628,7 +664,13 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
                 .filter(|t| {
                     managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref())
                 })
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .map(|t| {
+                    // The team's syncs on other targets read the member's record there: due now.
+                    if let Some(uid) = t.uid() {
+                        trust.team_work.expire(&uid);
+                    }
+                    ObjectRef::from_obj(t.as_ref())
+                })
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(stopped(stop_rx.clone()))

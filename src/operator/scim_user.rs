@@ -3,15 +3,18 @@
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ScimUser, ScimUserStatus, Standing, TargetRef, UserDeletionPolicy, targets_ready};
 use super::ownership::Record;
 use super::ownership::{Ask, Claim, Decision, Held, Owner, Refusal, decide};
-use super::targets::{Endpoint, Outcome, Resolved, entries, next_action, ready_condition};
+use super::target_work::{Step, next_due};
+use super::targets::{self, Endpoint, Outcome, Remote, Resolved, entries, meanwhile, next_action, ready_condition};
 use super::user_cache::{self, CachedUser};
 use super::user_doc::{RolePlan, desired, drift, operations, plan_roles, roles_of, validate, with_roles};
 use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_with_finalizer};
@@ -329,50 +332,67 @@ async fn drop_targets(
     Ok(failed)
 }
 
-/// Syncs the user on every resolved target at once (the default on its own path, the others
-/// through their pipelines) after applying the deletion policy on targets the spec no longer
-/// names; one outcome per target, in the spec's order, then those of dropped targets that failed.
+/// Syncs the user on every resolved target after applying the deletion policy on targets the
+/// spec no longer names: the default target within this reconcile, each other target in its own
+/// task ([`target_work`]), whose result a later reconcile reports. One outcome per target, in the
+/// spec's order, then those of dropped targets that failed; and when the next task is due.
 async fn sync_targets(
     api: &Api<ScimUser>,
-    obj: &ScimUser,
-    ctx: &Context,
+    obj: &Arc<ScimUser>,
+    ctx: &Arc<Context>,
     resolved: &[Resolved],
     previous: &ScimUserStatus,
     status: &mut ScimUserStatus,
-) -> Result<Vec<Outcome>, ReconcileError> {
+) -> Result<(Vec<Outcome>, Option<Duration>), ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
     let default_id = TargetRef::default_target().id(&ns);
-    // This resource's records, read once: only when a target other than the default is
-    // named now or was before (a default-only user costs no extra request).
-    let remote =
-        resolved.iter().any(|r| !r.target.is_default()) || previous.targets.iter().any(|e| e.target != default_id);
-    let records = if remote {
-        ctx.targets
-            .records
-            .owned_by(&record_owner(obj).uid)
-            .await
-            .map_err(|e| ReconcileError::Invalid(e.to_string()))?
+    let generation = obj.meta().generation;
+    let uid = record_owner(obj.as_ref()).uid;
+    // A task on a target the spec no longer names stops before its deletion policy applies.
+    for target in ctx.user_work.targets_of(&uid) {
+        if !resolved.iter().any(|r| r.id == target) {
+            ctx.user_work.abort(&uid, Some(&target));
+        }
+    }
+    let now = Instant::now();
+    let polled: Vec<_> = resolved
+        .iter()
+        .filter_map(|r| match &r.endpoint {
+            Endpoint::Remote(remote) => Some((r, remote, ctx.user_work.poll(&uid, &r.id, generation, now))),
+            _ => None,
+        })
+        .collect();
+    // This resource's records, read only when a task starts or a target was dropped (a
+    // default-only user, or one whose tasks are running, costs no extra request).
+    let dropped = previous.targets.iter().any(|e| e.target != default_id && !resolved.iter().any(|r| r.id == e.target));
+    let records = if dropped || polled.iter().any(|(_, _, p)| p.step == Step::Start) {
+        ctx.targets.records.owned_by(&uid).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?
     } else {
         Vec::new()
     };
-    let mut dropped = drop_targets(ctx, obj, resolved, &records, status).await?;
-    let remotes = futures::future::join_all(resolved.iter().filter_map(|r| match &r.endpoint {
-        Endpoint::Remote(remote) => {
-            let mine = records.iter().find(|rec| rec.object.target == r.id);
-            Some(remote::sync(ctx, obj, r, remote, mine))
-        }
-        _ => None,
-    }));
-    let default = async {
-        if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
-            sync_default(api, obj, ctx, previous, status).await.map(Some)
-        } else {
-            Ok(None)
-        }
+    let mut dropped = drop_targets(ctx, obj.as_ref(), resolved, &records, status).await?;
+    let mut remotes = Vec::new();
+    for (r, remote, p) in &polled {
+        remotes.push(match p.step {
+            Step::Report => match p.result.clone() {
+                Some(fresh) => Outcome { by_task: true, ..fresh },
+                None => meanwhile(&previous.targets, &r.id, generation, None),
+            },
+            Step::Wait { .. } => meanwhile(&previous.targets, &r.id, generation, p.result.clone()),
+            Step::Start => {
+                let mine = records.iter().find(|rec| rec.object.target == r.id).cloned();
+                start_task(ctx, obj, r, remote, mine);
+                meanwhile(&previous.targets, &r.id, generation, p.result.clone())
+            }
+        });
+    }
+    let tasks_due = next_due(&polled.into_iter().map(|(_, _, p)| p).collect::<Vec<_>>(), now);
+    let mut default = if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
+        Some(sync_default(api, obj, ctx, previous, status).await?)
+    } else {
+        None
     };
-    let (default, remotes) = tokio::join!(default, remotes);
-    let mut default = default?;
-    let mut remotes = remotes.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter();
+    let mut remotes = remotes.into_iter();
     let mut outcomes: Vec<Outcome> = resolved
         .iter()
         .filter_map(|r| match &r.endpoint {
@@ -384,10 +404,27 @@ async fn sync_targets(
         })
         .collect();
     outcomes.append(&mut dropped);
-    Ok(outcomes)
+    Ok((outcomes, tasks_due))
 }
 
-async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
+/// Starts the user's sync on a target other than the default; the reconcile that follows its
+/// end reports it.
+fn start_task(ctx: &Arc<Context>, obj: &Arc<ScimUser>, r: &Resolved, remote: &Remote, mine: Option<Record>) {
+    let (c, o, t, target) = (ctx.clone(), obj.clone(), r.clone(), remote.clone());
+    let run = async move {
+        match remote::sync(&c, &o, &t, &target, mine.as_ref()).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::error_of_records(&t.id, mine.and_then(|m| m.remote_id), &e),
+        }
+    };
+    let wake = ctx.wake_user.clone();
+    let me = ObjectRef::new(&obj.name_any()).within(&obj.namespace().unwrap_or_default());
+    // A controller that stopped reads no more wakes: nothing to do then.
+    let wake = move || drop(wake.unbounded_send(me));
+    targets::start_task(ctx, &ctx.user_work, obj, r, remote, run, wake);
+}
+
+async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Arc<Context>) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
     let generation = obj.meta().generation;
     let previous = obj.status.clone().unwrap_or_default();
@@ -399,11 +436,16 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
     let mut roles_withheld: Vec<String> = if trusted { vec![] } else { vec![TargetRef::default_target().id(&ns)] };
 
     if let Err(msg) = validate(&obj.spec) {
+        // Nothing may be written for a spec that is refused, by a task of an earlier one either.
+        ctx.user_work.abort(&record_owner(obj.as_ref()).uid, None);
         wanted.push(Desired::not_ready(reason::INVALID_SPEC, msg));
     } else {
         // Every target is resolved before anything is written to any of them.
-        let outcomes = match ctx.targets.resolve(&ns, &obj.spec.targets, trusted).await? {
-            Err(refusals) => refusals.iter().map(Outcome::refused).collect(),
+        let (outcomes, tasks_due) = match ctx.targets.resolve(&ns, &obj.spec.targets, trusted).await? {
+            Err(refusals) => {
+                ctx.user_work.abort(&record_owner(obj.as_ref()).uid, None);
+                (refusals.iter().map(Outcome::refused).collect(), None)
+            }
             Ok(resolved) => {
                 roles_withheld =
                     resolved.iter().filter(|r| r.standing != Standing::Trusted).map(|r| r.id.clone()).collect();
@@ -411,7 +453,7 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Context) -> Result
             }
         };
         wanted.push(ready_condition(&outcomes));
-        action = next_action(ctx, obj.as_ref(), &outcomes);
+        action = next_action(ctx, obj.as_ref(), &outcomes, tasks_due);
         status.targets = entries(&previous.targets, &outcomes, generation, &now());
         status.targets_ready = Some(targets_ready(&status.targets));
     }
@@ -513,6 +555,8 @@ async fn remove_from_default(obj: &ScimUser, ctx: &Context, id: &str) -> Result<
 /// resource's; the others: the users its ownership records name), releasing those records.
 async fn cleanup(obj: Arc<ScimUser>, ctx: &Context) -> Result<Action, ReconcileError> {
     let released = obj.annotations().get(RELEASE_ANNOTATION).is_some_and(|v| v == "true");
+    // No task may write after the deletion policy applied; the records are read after this.
+    ctx.user_work.abort(&record_owner(obj.as_ref()).uid, None);
     if let (Some(id), false) = (obj.status.as_ref().and_then(|s| s.scim_id.clone()), released) {
         remove_from_default(&obj, ctx, &id).await?;
     }

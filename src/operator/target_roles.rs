@@ -27,11 +27,12 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::crd::{ManagedTeam, RoleMapping, ScimUser, Standing, effective_targets};
 use super::managed_team::selects;
-use super::targets::Resolved;
+use super::target_work::TargetWork;
+use super::targets::{Outcome, Resolved};
 use super::user_cache::CachedUser;
 use super::user_doc::{RolePlan, plan_roles};
 use super::{Context, ReconcileError};
@@ -186,6 +187,9 @@ pub fn team_trigger(team: &ManagedTeam) -> Option<u64> {
 pub struct RoleTriggers {
     users: Store<CachedUser>,
     teams: Store<ManagedTeam>,
+    /// The users' syncs on targets other than the default: a trigger makes them due at once
+    /// (the change shows in no generation of the user).
+    work: Arc<TargetWork<Outcome>>,
     /// Per team uid: its members when last seen.
     members: Mutex<HashMap<String, HashSet<ObjectRef<CachedUser>>>>,
     /// Per RoleMapping uid: its teams when last seen.
@@ -193,8 +197,20 @@ pub struct RoleTriggers {
 }
 
 impl RoleTriggers {
-    pub fn new(users: Store<CachedUser>, teams: Store<ManagedTeam>) -> Self {
-        Self { users, teams, members: Mutex::default(), mapped: Mutex::default() }
+    pub fn new(users: Store<CachedUser>, teams: Store<ManagedTeam>, work: Arc<TargetWork<Outcome>>) -> Self {
+        Self { users, teams, work, members: Mutex::default(), mapped: Mutex::default() }
+    }
+
+    /// The users to reconcile, their syncs on other targets made due.
+    fn wake(&self, users: impl IntoIterator<Item = ObjectRef<CachedUser>>) -> Vec<ObjectRef<CachedUser>> {
+        users
+            .into_iter()
+            .inspect(|u| {
+                if let Some(uid) = &u.extra.uid {
+                    self.work.expire(uid);
+                }
+            })
+            .collect()
     }
 
     /// The members of `team` by its spec, when it names a target other than the default.
@@ -215,7 +231,8 @@ impl RoleTriggers {
         let uid = team.uid().unwrap_or_default();
         let mut last = self.members.lock().unwrap_or_else(|e| e.into_inner());
         let before = last.insert(uid, now.clone()).unwrap_or_default();
-        now.union(&before).cloned().collect()
+        drop(last);
+        self.wake(now.union(&before).cloned())
     }
 
     /// A RoleMapping changed: the members of the teams it names now or named when last seen.
@@ -231,7 +248,7 @@ impl RoleTriggers {
         for team in self.teams.state().iter().filter(|t| names.contains(&t.spec.display_name)) {
             out.extend(self.members_of(team, &users));
         }
-        out.into_iter().collect()
+        self.wake(out)
     }
 
     /// A ClusterScimTarget changed (who it trusts): the users provisioned there.
@@ -242,12 +259,10 @@ impl RoleTriggers {
             namespace: None,
         }
         .id("");
-        self.users
-            .state()
-            .iter()
-            .filter(|u| u.targets.iter().any(|t| t.target == id))
-            .map(|u| ObjectRef::from_obj(u.as_ref()))
-            .collect()
+        let users = self.users.state();
+        self.wake(
+            users.iter().filter(|u| u.targets.iter().any(|t| t.target == id)).map(|u| ObjectRef::from_obj(u.as_ref())),
+        )
     }
 }
 

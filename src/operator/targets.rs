@@ -30,6 +30,7 @@ use super::crd::{
 };
 use super::ownership::{OwnershipRecords, RecordOwner};
 use super::scim_target::{Refusal, TargetKind, check};
+use super::target_work::{Finished, Job, TargetWork};
 use super::{Context, ReconcileError, key};
 use crate::client::{ClientCredentialsGrant, Credentials, Fence, ScimClient, SecretSource, TargetConfig};
 
@@ -276,6 +277,8 @@ pub struct Remote {
     pub secrets: Arc<Vec<String>>,
     /// Membership operations per PATCH at most, when the target's spec lowers its dialect's.
     pub max_member_operations: Option<usize>,
+    /// How many resources' syncs may run on it at once (its budget's `maxConcurrency`).
+    pub lanes: usize,
 }
 
 impl Remote {
@@ -373,6 +376,7 @@ impl Targets {
                 client,
                 secrets,
                 max_member_operations: obj.endpoint().budget.max_member_operations.map(|m| m as usize),
+                lanes: obj.endpoint().budget.max_concurrency as usize,
             }),
             Connection::Refused(r) => Endpoint::NotReady(r.message),
             Connection::SecretMissing(m) | Connection::Invalid(m) => Endpoint::NotReady(m),
@@ -504,6 +508,8 @@ pub struct Outcome {
     pub wrote: bool,
     /// What the target asked for (Retry-After), if it failed.
     pub retry_after: Option<Duration>,
+    /// The target's task ([`super::target_work`]) times its next sync, not the reconcile.
+    pub by_task: bool,
 }
 
 impl Outcome {
@@ -517,6 +523,7 @@ impl Outcome {
             message: message.into(),
             wrote,
             retry_after: None,
+            by_task: false,
         }
     }
 
@@ -530,6 +537,7 @@ impl Outcome {
             message: message.into(),
             wrote: false,
             retry_after: None,
+            by_task: false,
         }
     }
 
@@ -541,23 +549,96 @@ impl Outcome {
         Self { retry_after: failure.retry_after, ..Self::failed(target, remote_id, failure.reason, message) }
     }
 
+    /// A failure of the ownership records' API (Kubernetes), as the target's outcome.
+    pub fn error_of_records(target: &str, remote_id: Option<String>, e: &ReconcileError) -> Self {
+        Self::failed(target, remote_id, reason::RECORD_FAILED, format!("the ownership record of target {target}: {e}"))
+    }
+
     /// The refusal of a target, as its outcome.
     pub fn refused(r: &TargetRefusal) -> Self {
         Self::failed(&r.id, None, r.reason, r.message.clone())
     }
 }
 
+/// The backoff key of `target` for the resource of key `own`: the default target counts the
+/// resource's own failures, each other target its own.
+fn target_key(own: &str, target: &str) -> String {
+    if target == TargetRef::default_target().id("") { own.to_string() } else { format!("{own}@{target}") }
+}
+
+/// How long after `outcome` (of a target's task) that task should run again: its backoff when it
+/// failed (Retry-After honoured), else the resync (a standing refusal is looked at again then).
+pub fn task_due<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, outcome: &Outcome) -> Duration {
+    let target = target_key(&key(obj), &outcome.target);
+    if outcome.ready {
+        ctx.succeeded(&target);
+        ctx.resync_wait()
+    } else if conditions::progress(outcome.reason) == conditions::Progress::Stalled {
+        ctx.resync_wait()
+    } else {
+        ctx.backoff(&target, outcome.retry_after)
+    }
+}
+
+/// Starts the sync of `obj` on the remote target `r` as a task of `work` ([`super::target_work`]):
+/// `run` is the target's pipeline; `wake` reconciles `obj` again once the result is kept.
+pub fn start_task<K, T, W>(
+    ctx: &Arc<Context>,
+    work: &Arc<TargetWork<T>>,
+    obj: &Arc<K>,
+    r: &Resolved,
+    remote: &Remote,
+    run: W,
+    wake: impl FnOnce() + Send + 'static,
+) where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    T: Finished,
+    W: std::future::Future<Output = T> + Send + 'static,
+{
+    let generation = obj.meta().generation;
+    let job = Job { uid: record_owner(obj.as_ref()).uid, target: r.id.clone(), generation, width: remote.lanes };
+    let (c, o) = (ctx.clone(), obj.clone());
+    work.start(job, run, move |t: &T| task_due(&c, o.as_ref(), t.outcome()), wake);
+}
+
+/// What a resource shows for a target whose task has not reported for this spec: the task's last
+/// result, written again as it was (`wrote: false`); else the status entry of this generation
+/// (after a restart of the operator nothing else is known); else `Syncing`.
+pub fn meanwhile(previous: &[TargetSync], target: &str, generation: Option<i64>, last: Option<Outcome>) -> Outcome {
+    if let Some(last) = last {
+        return Outcome { wrote: false, by_task: true, ..last };
+    }
+    let entry = previous.iter().find(|e| e.target == target && e.observed_generation == generation);
+    let known = entry.and_then(|e| conditions::entry_reason(&e.reason).map(|r| (e, r)));
+    let outcome = match known {
+        Some((e, reason)) => {
+            Outcome { ready: e.ready, ..Outcome::failed(target, e.remote_id.clone(), reason, e.message.clone()) }
+        }
+        None => Outcome::failed(
+            target,
+            previous.iter().find(|e| e.target == target).and_then(|e| e.remote_id.clone()),
+            reason::SYNCING,
+            format!("syncing with target {target}"),
+        ),
+    };
+    Outcome { by_task: true, ..outcome }
+}
+
 /// When to reconcile `obj` again after `outcomes`: the shortest backoff of a failing target
 /// (each target keeps its own count, the default target the resource's own; Retry-After
-/// honoured), else, when a refusal stands, the refusal interval, else the resync.
-pub fn next_action<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, outcomes: &[Outcome]) -> Action {
+/// honoured), else, when a refusal stands, the refusal interval, else the resync. Outcomes of
+/// target tasks are timed by their tasks, and `tasks` is when the next of those is due.
+pub fn next_action<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    outcomes: &[Outcome],
+    tasks: Option<Duration>,
+) -> Action {
     let own = key(obj);
-    let key_of = |o: &Outcome| {
-        if o.target == TargetRef::default_target().id("") { own.clone() } else { format!("{own}@{}", o.target) }
-    };
     let mut retry: Option<Duration> = None;
     let mut stalled = false;
-    for o in outcomes {
+    for o in outcomes.iter().filter(|o| !o.by_task) {
+        let key_of = |o: &Outcome| target_key(&own, &o.target);
         if o.ready {
             ctx.succeeded(&key_of(o));
         } else if conditions::progress(o.reason) == conditions::Progress::Stalled {
@@ -567,14 +648,15 @@ pub fn next_action<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, outcom
             retry = Some(retry.map_or(wait, |r| r.min(wait)));
         }
     }
-    match retry {
-        Some(wait) => Action::requeue(wait),
-        None if stalled => ctx.refused_retry(&own, Duration::from_secs(300)),
+    let wait = match retry {
+        Some(wait) => wait,
+        None if stalled => ctx.refused_wait(&own, Duration::from_secs(300)),
         None => {
             ctx.succeeded(&own);
-            ctx.resync()
+            ctx.resync_wait()
         }
-    }
+    };
+    Action::requeue(tasks.map_or(wait, |t| t.min(wait)))
 }
 
 /// The owner of `obj` in the ownership records.
@@ -723,6 +805,31 @@ mod tests {
             brief(ready_condition(&[ok("a"), down("b"), conflict])),
             (false, reason::SCIM_UNAVAILABLE, "b: 503; c: taken".into())
         );
+    }
+
+    #[test]
+    fn a_target_whose_task_has_not_reported_shows_what_is_known_of_this_spec() {
+        let written = entries(&[], &[Outcome::synced("a", Some("7".into()), "provisioned", true)], Some(2), &t(0));
+        let brief = |o: Outcome| (o.ready, o.reason, o.remote_id, o.wrote, o.by_task);
+        // The task's last result, again, as written.
+        let last = Outcome::failed("a", Some("7".into()), reason::CONFLICT, "taken");
+        assert_eq!(
+            brief(meanwhile(&written, "a", Some(2), Some(last))),
+            (false, reason::CONFLICT, Some("7".into()), false, true)
+        );
+        // After a restart: the entry of this generation.
+        assert_eq!(
+            brief(meanwhile(&written, "a", Some(2), None)),
+            (true, reason::PROVISIONED, Some("7".into()), false, true)
+        );
+        // A new spec: syncing, and the remote id is still known.
+        let syncing = meanwhile(&written, "a", Some(3), None);
+        assert_eq!(brief(syncing.clone()), (false, reason::SYNCING, Some("7".into()), false, true));
+        assert_eq!(syncing.message, "syncing with target a");
+        assert_eq!(brief(meanwhile(&[], "b", Some(1), None)), (false, reason::SYNCING, None, false, true));
+        let mut odd = written.clone();
+        odd[0].reason = "SomethingAnOlderReleaseSaid".into();
+        assert_eq!(meanwhile(&odd, "a", Some(2), None).reason, reason::SYNCING, "an unknown reason is not repeated");
     }
 
     #[test]

@@ -283,6 +283,7 @@ async fn held(
 }
 
 /// What one target ended with, for the resource's status and events.
+#[derive(Debug, Clone)]
 pub struct Synced {
     pub outcome: Outcome,
     /// Members on the target after the sync.
@@ -293,8 +294,15 @@ pub struct Synced {
     pub note: Option<(&'static str, String)>,
 }
 
+impl super::super::target_work::Finished for Synced {
+    fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+}
+
 impl Synced {
-    fn only(outcome: Outcome) -> Self {
+    /// A sync that ended with `outcome` and nothing else to tell.
+    pub fn only(outcome: Outcome) -> Self {
         Self { outcome, count: None, pending: Vec::new(), note: None }
     }
 }
