@@ -158,9 +158,9 @@ pub async fn roles_for(ctx: &Context, obj: &ScimUser, target: &Resolved) -> Resu
         mapped_teams(&target.id, &teams, &mappings).iter().map(|t| t.namespace().unwrap_or_default()).collect();
     let mut standings = BTreeMap::from([(ns.clone(), target.standing)]);
     for team_ns in namespaces {
-        if !standings.contains_key(&team_ns) {
-            let standing = ctx.targets.standing_of(&target.target, &ns, &team_ns).await?;
-            standings.insert(team_ns, standing);
+        if let std::collections::btree_map::Entry::Vacant(e) = standings.entry(team_ns) {
+            let standing = ctx.targets.standing_of(&target.target, &ns, e.key()).await?;
+            e.insert(standing);
         }
     }
     let user =
