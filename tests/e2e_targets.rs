@@ -793,6 +793,35 @@ fn team_is(t: &ManagedTeam, status: &str, reason: &str, targets_ready: &str) -> 
         && s.and_then(|s| s.targets_ready.as_deref()) == Some(targets_ready)
 }
 
+/// scim2-server on a free port (stopped when the first value drops) as a ClusterScimTarget
+/// `scim2-<suffix>` that reads its token from the Secret `scim2` of `ops`, with `namespaces` as
+/// its `spec.namespaces`, once Ready: (the server, the peer, the target's name).
+async fn scim2_cluster_target(
+    client: &Client,
+    bin: &str,
+    ops: &str,
+    suffix: &str,
+    namespaces: Value,
+) -> (Scim2, Peer, String) {
+    let port = free_port();
+    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
+    let server = scim2_server(bin, port, &peer_token);
+    let peer = Peer {
+        base: format!("http://127.0.0.1:{port}"),
+        auth: Auth::Bearer(peer_token.clone()),
+        http: reqwest::Client::new(),
+    };
+    secret(client, ops, "scim2", json!({"token": peer_token})).await;
+    let cst = format!("scim2-{suffix}");
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
+        "spec": {"baseUrl": peer.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": namespaces}});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    (server, peer, cst)
+}
+
 fn managed_team(name: &str, spec: Value) -> ManagedTeam {
     serde_json::from_value(
         json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ManagedTeam", "metadata": {"name": name}, "spec": spec}),
@@ -818,24 +847,12 @@ async fn managed_teams_provision_into_their_targets() {
     let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
 
     // scim2-server as a ClusterScimTarget that allows both namespaces and trusts team_ns only.
-    let port = free_port();
-    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
-    let _scim2 = scim2_server(&bin, port, &peer_token);
-    let peer = Peer {
-        base: format!("http://127.0.0.1:{port}"),
-        auth: Auth::Bearer(peer_token.clone()),
-        http: reqwest::Client::new(),
-    };
-    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
-    let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let access =
+        json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": [team_ns.clone()]}});
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let (_scim2, peer, cst) = scim2_cluster_target(&client, &bin, &ops, &suffix, access).await;
     let cst_id = format!("ClusterScimTarget/{cst}");
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
-        "spec": {"baseUrl": peer.base, "profile": "Generic",
-            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
-            "namespaces": {"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
-    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
     let both = json!([{"name": "default"}, {"name": cst}]);
     let only_peer = json!([{"name": cst}]);
 
@@ -1310,25 +1327,11 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
     let (_dir, token_path) = token_file(&scim.token);
     let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 3600));
 
-    let port = free_port();
-    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
-    let _scim2 = scim2_server(&bin, port, &peer_token);
-    let peer = Peer {
-        base: format!("http://127.0.0.1:{port}"),
-        auth: Auth::Bearer(peer_token.clone()),
-        http: reqwest::Client::new(),
-    };
-    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
+    let access = |trusted: &[&String]| json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": trusted}});
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let cst = format!("scim2-{suffix}");
+    let (_scim2, peer, cst) = scim2_cluster_target(&client, &bin, &ops, &suffix, access(&[&team_ns])).await;
     let cst_id = format!("ClusterScimTarget/{cst}");
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let access = |trusted: &[&String]| json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": trusted}});
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
-        "spec": {"baseUrl": peer.base, "profile": "Generic",
-            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": access(&[&team_ns])}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
-    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
     let only_peer = json!([{"name": cst}]);
     let pp = PostParams::default();
 

@@ -131,6 +131,23 @@ fn user_trigger<K: Resource>(obj: &K) -> Option<u64> {
     Some(h.finish())
 }
 
+/// Runs the watch of every `K` of the cluster into a shared store (what the operator never reads
+/// dropped, see [`slim`]), retrying with backoff, until the task is aborted.
+fn spawn_watch<K>(api: Api<K>, writer: reflector::store::Writer<K>, kind: &'static str) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    tokio::spawn(
+        watcher(api, watcher::Config::default()).default_backoff().modify(slim).reflect_shared(writer).for_each(
+            move |r| async move {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, kind, "watch failed; retrying");
+                }
+            },
+        ),
+    )
+}
+
 /// Adds [`FINALIZER`] when it is missing on an object that is not being deleted, and returns
 /// the object as the API server answered, so that the same reconcile goes on to apply it (the
 /// finalizer helper of kube-runtime would end the reconcile there and wait for the watch to
@@ -521,45 +538,17 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let (users_store, users_writer) = reflector::store_shared(SHARED_BUFFER);
     let own_changes = users_writer.subscribe().context("subscribing to the ScimUser store")?;
     let member_events = users_writer.subscribe().context("subscribing to the ScimUser store")?;
-    let users_root = tokio::spawn(
-        watcher(users_api, watcher::Config::default()).default_backoff().reflect_shared(users_writer).for_each(
-            |r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "ScimUser watch failed; retrying");
-                }
-            },
-        ),
-    );
+    let users_root = spawn_watch(users_api, users_writer, "ScimUser");
     // ManagedTeams and RoleMappings: one watch and one store each, feeding their controllers
     // and the ScimUsers' roles on other targets (their triggers and computation).
     let (teams_store, teams_writer) = reflector::store_shared(SHARED_BUFFER);
     let team_events = teams_writer.subscribe().context("subscribing to the ManagedTeam store")?;
     let team_role_events = teams_writer.subscribe().context("subscribing to the ManagedTeam store")?;
-    let teams_root = tokio::spawn(
-        watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim)
-            .reflect_shared(teams_writer)
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "ManagedTeam watch failed; retrying");
-                }
-            }),
-    );
+    let teams_root = spawn_watch(Api::<ManagedTeam>::all(kube.clone()), teams_writer, "ManagedTeam");
     let (mappings_store, mappings_writer) = reflector::store_shared(SHARED_BUFFER);
     let mapping_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
     let mapping_role_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
-    let mappings_root = tokio::spawn(
-        watcher(Api::<RoleMapping>::all(kube.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim)
-            .reflect_shared(mappings_writer)
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "RoleMapping watch failed; retrying");
-                }
-            }),
-    );
+    let mappings_root = spawn_watch(Api::<RoleMapping>::all(kube.clone()), mappings_writer, "RoleMapping");
     // Target tasks that ended wake their resource (see [`target_work`]).
     let (wake_user, user_wakes) = futures::channel::mpsc::unbounded();
     let (wake_team, team_wakes) = futures::channel::mpsc::unbounded();
