@@ -84,6 +84,58 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// scim2-server behind a ClusterScimTarget `scim2-<random>` that is Ready: a bearer token of
+/// its own in Secret `scim2` of the operator's namespace, `namespaces` as the target's
+/// `spec.namespaces`. The server can be stopped and started again on its port.
+struct Scim2Target {
+    /// `None` while stopped (a Mutex so that the peer can be borrowed meanwhile).
+    server: std::sync::Mutex<Option<Scim2>>,
+    bin: String,
+    port: u16,
+    token: String,
+    /// The server's API, to read back what the operator wrote.
+    peer: Peer,
+    /// The ClusterScimTarget's name, and its id as resources' statuses and records name it.
+    name: String,
+    id: String,
+}
+
+impl Scim2Target {
+    async fn start(client: &Client, bin: &str, ops: &str, namespaces: Value) -> Self {
+        let port = free_port();
+        let token = format!("peer-{}", uuid::Uuid::new_v4().simple());
+        let server = std::sync::Mutex::new(Some(scim2_server(bin, port, &token)));
+        let peer = Peer {
+            base: format!("http://127.0.0.1:{port}"),
+            auth: Auth::Bearer(token.clone()),
+            http: reqwest::Client::new(),
+        };
+        secret(client, ops, "scim2", json!({"token": token})).await;
+        let name = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+        let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": name},
+            "spec": {"baseUrl": peer.base, "profile": "Generic",
+                "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": namespaces}});
+        clusters
+            .create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
+            .await
+            .expect("create the target");
+        wait_for(&clusters, &name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected"))
+            .await;
+        let id = format!("ClusterScimTarget/{name}");
+        Self { server, bin: bin.to_string(), port, token, peer, name, id }
+    }
+
+    fn stop(&self) {
+        *self.server.lock().unwrap() = None;
+    }
+
+    /// Started again, empty (scim2-server keeps its users in memory).
+    fn restart(&self) {
+        *self.server.lock().unwrap() = Some(scim2_server(&self.bin, self.port, &self.token));
+    }
+}
+
 /// The variable's value; `None` (the part is skipped) when unset, unless `required`.
 fn env_or_skip(var: &str, required: bool) -> Option<String> {
     match std::env::var(var) {
@@ -146,23 +198,10 @@ async fn targets_report_reachability_credentials_and_capabilities() {
     let (_dir, operator) = target_operator(&ops);
 
     // ---- a ClusterScimTarget to scim2-server, bearer token from the operator's namespace
-    let port = free_port();
-    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
-    let mut peer = Some(scim2_server(&bin, port, &peer_token));
-    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let cluster_name = format!("scim2-{suffix}");
+    let scim2 = Scim2Target::start(&client, &bin, &ops, json!({"allowed": {"names": [team.clone()]}})).await;
+    let (port, peer_token, cluster_name) = (scim2.port, scim2.token.clone(), scim2.name.clone());
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let spec = json!({"baseUrl": format!("http://127.0.0.1:{port}"), "profile": "Generic",
-        "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
-        "namespaces": {"allowed": {"names": [team.clone()]}}});
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget",
-        "metadata": {"name": cluster_name}, "spec": spec});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create");
-    let ready = wait_for(&clusters, &cluster_name, "Ready", |t| {
-        is(t.status.as_ref(), t.metadata.generation, "True", "Connected")
-    })
-    .await;
+    let ready = clusters.get(&cluster_name).await.unwrap();
     let status = ready.status.as_ref().unwrap();
     let caps = status.capabilities.as_ref().expect("capabilities discovered");
     assert!(caps.patch && caps.filter, "scim2-server announces PATCH and filtering: {caps:?}");
@@ -229,7 +268,7 @@ async fn targets_report_reachability_credentials_and_capabilities() {
     }
 
     // ---- the server stops: ScimUnavailable; started again: Ready, by itself
-    drop(peer.take());
+    scim2.stop();
     let down = wait_for(&clusters, &cluster_name, "ScimUnavailable", |t| {
         is(t.status.as_ref(), t.metadata.generation, "False", "ScimUnavailable")
     })
@@ -238,7 +277,7 @@ async fn targets_report_reachability_credentials_and_capabilities() {
     assert!(message.contains("does not answer"), "{message}");
     assert_eq!(condition(down.status.as_ref().unwrap(), "Reconciling"), ("True", "ScimUnavailable"));
     assert!(down.status.as_ref().unwrap().capabilities.is_some(), "what discovery found is kept");
-    let _peer = scim2_server(&bin, port, &peer_token);
+    scim2.restart();
     wait_for(&clusters, &cluster_name, "Ready again", |t| {
         is(t.status.as_ref(), t.metadata.generation, "True", "Connected")
     })
@@ -490,24 +529,11 @@ async fn scim_users_provision_into_their_targets() {
     let mut operator = start_operator_from(args.clone());
 
     // scim2-server as a ClusterScimTarget that allows team and rival and trusts team.
-    let port = free_port();
-    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
-    let mut scim2 = Some(scim2_server(&bin, port, &peer_token));
-    let peer = Peer {
-        base: format!("http://127.0.0.1:{port}"),
-        auth: Auth::Bearer(peer_token.clone()),
-        http: reqwest::Client::new(),
-    };
-    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
-    let cst = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let cst_id = format!("ClusterScimTarget/{cst}");
+    let namespaces = json!({"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}});
+    let scim2 = Scim2Target::start(&client, &bin, &ops, namespaces).await;
+    let (peer, peer_token) = (&scim2.peer, scim2.token.clone());
+    let (cst, cst_id) = (scim2.name.clone(), scim2.id.clone());
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
-        "spec": {"baseUrl": peer.base, "profile": "Generic",
-            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}},
-            "namespaces": {"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}}}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
-    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
     let both = json!([{"name": "default"}, {"name": cst}]);
     let only_peer = json!([{"name": cst}]);
 
@@ -612,7 +638,7 @@ async fn scim_users_provision_into_their_targets() {
     }
 
     let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
-    contest_and_adopt(&peer, &only_peer, &cst_id, &users, &rivals, "example.com").await;
+    contest_and_adopt(peer, &only_peer, &cst_id, &users, &rivals, "example.com").await;
 
     // ---- the peer taken out of spec.targets: the deletion policy there only
     let patch = json!({"spec": {"targets": [{"name": "default"}]}});
@@ -643,7 +669,7 @@ async fn scim_users_provision_into_their_targets() {
     let lin = scim_user("lin", json!({"userName": "lin@example.com", "title": "Engineer", "targets": both}));
     users.create(&PostParams::default(), &lin).await.unwrap();
     wait_for(&users, "lin", "Ready on both", |u| ready_on(u, 2)).await;
-    drop(scim2.take());
+    scim2.stop();
     let patch = json!({"spec": {"title": "Staff engineer"}});
     users.patch("lin", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     let down = wait_for(&users, "lin", "the peer's entry ScimUnavailable", |u| {
@@ -660,11 +686,10 @@ async fn scim_users_provision_into_their_targets() {
     assert_eq!(ours["title"], "Staff engineer", "the default target was synced while the peer was down");
     // scim2-server keeps its users in memory: started again, it is empty, and the user is
     // provisioned anew (its record's id answers 404).
-    scim2 = Some(scim2_server(&bin, port, &peer_token));
+    scim2.restart();
     wait_for(&users, "lin", "Ready on both again, by itself", |u| ready_on(u, 2)).await;
     let held = peer.users_named("lin@example.com").await;
     assert_eq!((held.len(), held[0]["title"].as_str()), (1, Some("Staff engineer")));
-    drop(scim2);
 
     // ---- clean up
     operator.stop().await;
@@ -793,35 +818,6 @@ fn team_is(t: &ManagedTeam, status: &str, reason: &str, targets_ready: &str) -> 
         && s.and_then(|s| s.targets_ready.as_deref()) == Some(targets_ready)
 }
 
-/// scim2-server on a free port (stopped when the first value drops) as a ClusterScimTarget
-/// `scim2-<suffix>` that reads its token from the Secret `scim2` of `ops`, with `namespaces` as
-/// its `spec.namespaces`, once Ready: (the server, the peer, the target's name).
-async fn scim2_cluster_target(
-    client: &Client,
-    bin: &str,
-    ops: &str,
-    suffix: &str,
-    namespaces: Value,
-) -> (Scim2, Peer, String) {
-    let port = free_port();
-    let peer_token = format!("peer-{}", uuid::Uuid::new_v4().simple());
-    let server = scim2_server(bin, port, &peer_token);
-    let peer = Peer {
-        base: format!("http://127.0.0.1:{port}"),
-        auth: Auth::Bearer(peer_token.clone()),
-        http: reqwest::Client::new(),
-    };
-    secret(client, ops, "scim2", json!({"token": peer_token})).await;
-    let cst = format!("scim2-{suffix}");
-    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
-        "spec": {"baseUrl": peer.base, "profile": "Generic",
-            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": namespaces}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
-    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
-    (server, peer, cst)
-}
-
 fn managed_team(name: &str, spec: Value) -> ManagedTeam {
     serde_json::from_value(
         json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ManagedTeam", "metadata": {"name": name}, "spec": spec}),
@@ -847,11 +843,10 @@ async fn managed_teams_provision_into_their_targets() {
     let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
 
     // scim2-server as a ClusterScimTarget that allows both namespaces and trusts team_ns only.
-    let access =
+    let namespaces =
         json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": [team_ns.clone()]}});
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let (_scim2, peer, cst) = scim2_cluster_target(&client, &bin, &ops, &suffix, access).await;
-    let cst_id = format!("ClusterScimTarget/{cst}");
+    let scim2 = Scim2Target::start(&client, &bin, &ops, namespaces).await;
+    let (peer, cst, cst_id) = (&scim2.peer, scim2.name.clone(), scim2.id.clone());
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
     let both = json!([{"name": "default"}, {"name": cst}]);
     let only_peer = json!([{"name": cst}]);
@@ -1150,20 +1145,8 @@ async fn keycloak_scim2_and_the_default_target_at_once() {
     let allowed = json!({"allowed": {"names": [team.clone()]}, "trusted": {"names": [team.clone()]}});
 
     // scim2-server, bearer token
-    let port = free_port();
-    let peer_token = format!("peer-{suffix}");
-    let _scim2 = scim2_server(&bin, port, &peer_token);
-    let scim2 = Peer {
-        base: format!("http://127.0.0.1:{port}"),
-        auth: Auth::Bearer(peer_token.clone()),
-        http: reqwest::Client::new(),
-    };
-    secret(&client, &ops, "scim2", json!({"token": peer_token})).await;
-    let scim2_cst = format!("scim2-{suffix}");
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": scim2_cst},
-        "spec": {"baseUrl": scim2.base, "profile": "Generic",
-            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": allowed}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.unwrap();
+    let scim2_target = Scim2Target::start(&client, &bin, &ops, allowed.clone()).await;
+    let (scim2, scim2_cst) = (&scim2_target.peer, scim2_target.name.clone());
 
     // Keycloak, OAuth client credentials
     let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
@@ -1176,9 +1159,7 @@ async fn keycloak_scim2_and_the_default_target_at_once() {
                 "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
             "namespaces": allowed}});
     clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.unwrap();
-    for name in [&scim2_cst, &kc_cst] {
-        wait_for(&clusters, name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
-    }
+    wait_for(&clusters, &kc_cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
     // The operator's first Keycloak token was fetched by the probe just now.
     let first_token_at = Instant::now();
     let keycloak = Peer {
@@ -1329,8 +1310,8 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
 
     let access = |trusted: &[&String]| json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": trusted}});
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let (_scim2, peer, cst) = scim2_cluster_target(&client, &bin, &ops, &suffix, access(&[&team_ns])).await;
-    let cst_id = format!("ClusterScimTarget/{cst}");
+    let scim2 = Scim2Target::start(&client, &bin, &ops, access(&[&team_ns])).await;
+    let (peer, cst, cst_id) = (&scim2.peer, scim2.name.clone(), scim2.id.clone());
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
     let only_peer = json!([{"name": cst}]);
     let pp = PostParams::default();
@@ -1341,7 +1322,7 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
     users.create(&pp, &ada).await.unwrap();
     let ready = wait_for(&users, "ada", "Ready on the peer", |u| ready_on(u, 1)).await;
     let ada_id = entry(&ready, &cst_id).and_then(|e| e.remote_id.clone()).expect("ada's id on the peer");
-    wait_roles(&peer, &ada_id, &["auditor"], "spec.roles on the peer").await;
+    wait_roles(peer, &ada_id, &["auditor"], "spec.roles on the peer").await;
     let message = &entry(&ready, &cst_id).unwrap().message;
     assert!(message.contains("roles sent: Auditor"), "the entry says which roles were sent: {message}");
     // An administrator gives ada a role on the peer directly.
@@ -1349,23 +1330,23 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
         "Operations": [{"op": "add", "path": "roles", "value": [{"value": "billing"}]}]});
     let (status, body) = peer.call(reqwest::Method::PATCH, &format!("/Users/{ada_id}"), Some(add)).await;
     assert!(status == 200 || status == 204, "{status} {body}");
-    wait_roles(&peer, &ada_id, &["auditor", "billing"], "the administrator's role added").await;
+    wait_roles(peer, &ada_id, &["auditor", "billing"], "the administrator's role added").await;
     // spec.roles emptied: the role this resource granted is withdrawn, the administrator's stays.
     users.patch("ada", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"roles": null}}))).await.unwrap();
-    wait_roles(&peer, &ada_id, &["billing"], "Auditor withdrawn, billing kept (spec.roles emptied)").await;
+    wait_roles(peer, &ada_id, &["billing"], "Auditor withdrawn, billing kept (spec.roles emptied)").await;
 
     // ---- (b) the namespace stops being trusted on the target: its roles are withdrawn
     let roles = json!({"spec": {"roles": ["Auditor"]}});
     users.patch("ada", &PatchParams::default(), &Patch::Merge(&roles)).await.unwrap();
-    wait_roles(&peer, &ada_id, &["auditor", "billing"], "Auditor granted again").await;
+    wait_roles(peer, &ada_id, &["auditor", "billing"], "Auditor granted again").await;
     let untrust = json!({"spec": {"namespaces": access(&[])}});
     clusters.patch(&cst, &PatchParams::default(), &Patch::Merge(&untrust)).await.unwrap();
-    wait_roles(&peer, &ada_id, &["billing"], "Auditor withdrawn (trust ended)").await;
+    wait_roles(peer, &ada_id, &["billing"], "Auditor withdrawn (trust ended)").await;
     let retrust = json!({"spec": {"namespaces": access(&[&team_ns])}});
     clusters.patch(&cst, &PatchParams::default(), &Patch::Merge(&retrust)).await.unwrap();
-    wait_roles(&peer, &ada_id, &["auditor", "billing"], "Auditor granted again (trusted again)").await;
+    wait_roles(peer, &ada_id, &["auditor", "billing"], "Auditor granted again (trusted again)").await;
     users.patch("ada", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"roles": null}}))).await.unwrap();
-    wait_roles(&peer, &ada_id, &["billing"], "Auditor withdrawn").await;
+    wait_roles(peer, &ada_id, &["billing"], "Auditor withdrawn").await;
 
     // ---- (c) a RoleMapping: a trusted team of a mapped name on the target gives its members
     // the mapped role; removing the member withdraws it.
@@ -1381,19 +1362,19 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
         json!({"displayName": ops_team, "members": [{"scimUserRef": "ada"}], "targets": only_peer}),
     );
     teams.create(&pp, &team).await.unwrap();
-    wait_roles(&peer, &ada_id, &["admin", "billing"], "admin from the RoleMapping").await;
+    wait_roles(peer, &ada_id, &["admin", "billing"], "admin from the RoleMapping").await;
     let ada_now = wait_for(&users, "ada", "the entry names the mapped role", |u| {
         entry(u, &cst_id).is_some_and(|e| e.message.contains("roles sent: admin"))
     })
     .await;
     assert!(ready_on(&ada_now, 1), "{:?}", ada_now.status);
     teams.patch("ops", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"members": null}}))).await.unwrap();
-    wait_roles(&peer, &ada_id, &["billing"], "admin withdrawn with the membership").await;
+    wait_roles(peer, &ada_id, &["billing"], "admin withdrawn with the membership").await;
     teams
         .patch("ops", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"members": [{"scimUserRef": "ada"}]}})))
         .await
         .unwrap();
-    wait_roles(&peer, &ada_id, &["admin", "billing"], "admin back with the membership").await;
+    wait_roles(peer, &ada_id, &["admin", "billing"], "admin back with the membership").await;
 
     // ---- (d) an untrusted namespace's team of the mapped name gives its members nothing,
     // whatever its spec says; nor do its own spec.roles.
@@ -1414,12 +1395,12 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
     let touch = json!({"spec": {"roles": ["admin"], "teams": [ops_team, format!("other-{suffix}")]}});
     mappings.patch(&mapping, &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(roles_on(&peer, &eve_id).await.is_empty(), "eve has no role on the peer");
-    assert_eq!(roles_on(&peer, &ada_id).await, ["admin", "billing"], "ada keeps hers");
+    assert!(roles_on(peer, &eve_id).await.is_empty(), "eve has no role on the peer");
+    assert_eq!(roles_on(peer, &ada_id).await, ["admin", "billing"], "ada keeps hers");
 
     // ---- the mapping deleted: the mapped role is withdrawn, the administrator's stays
     mappings.delete(&mapping, &DeleteParams::default()).await.unwrap();
-    wait_roles(&peer, &ada_id, &["billing"], "admin withdrawn with the mapping").await;
+    wait_roles(peer, &ada_id, &["billing"], "admin withdrawn with the mapping").await;
 
     operator.stop().await;
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;

@@ -25,7 +25,9 @@ use super::{Context, RELEASE_ANNOTATION, ReconcileError, key, now, reconcile_wit
 use crate::client::{ClientError, ScimObject};
 
 mod remote;
+mod wake;
 pub use remote::Synced as TargetSynced;
+pub use wake::wakes;
 
 /// Whether a label selector (matchLabels and matchExpressions) selects `labels`.
 pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {

@@ -408,6 +408,16 @@ pub fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!("{}/{}/{}", K::kind(&()), meta.namespace.as_deref().unwrap_or(""), meta.name.as_deref().unwrap_or(""))
 }
 
+/// The namespace of a namespaced resource (ScimUser, ManagedTeam). The API server always sets
+/// it: an object without one is an error, never the namespace "" (whose trust and targets
+/// would be judged as if it were a namespace).
+pub fn namespace_of<K: Resource<DynamicType = ()>>(obj: &K) -> Result<String, ReconcileError> {
+    obj.meta()
+        .namespace
+        .clone()
+        .ok_or_else(|| ReconcileError::Invalid(format!("{} {} has no namespace", K::kind(&()), obj.name_any())))
+}
+
 /// The cluster identity: the flag, else the uid of `kube-system`.
 async fn cluster_id(kube: &Client, flag: Option<&str>) -> Result<String> {
     if let Some(id) = flag.filter(|s| !s.trim().is_empty()) {
@@ -635,8 +645,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             .filter(move |t| futures::future::ready(own_teams.changed(t.as_ref(), resource_trigger(t.as_ref())))),
         teams_store.clone(),
     );
-    // A ScimUser that becomes ready or not (or changes labels or userName, or is deleted)
-    // reconciles the teams that may name it; its other changes do not concern teams.
+    // A ScimUser that becomes ready or not (or changes labels or userName, or is deleted, or
+    // its entry on a target does) reconciles the teams that may name it, on whichever target
+    // (see managed_team::wakes); its other changes do not concern teams.
     let members = ChangeFilter::new(ctx.users.clone());
     let member_changes = member_events
         .filter(move |u| futures::future::ready(members.changed(u.as_ref(), managed_team::member_trigger(u.as_ref()))));
@@ -651,7 +662,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
                 .state()
                 .into_iter()
                 .filter(|t| {
-                    managed_team::may_reference(t, trust.trusted(&t.namespace().unwrap_or_default()), user.as_ref())
+                    let default_trusted = t.meta().namespace.as_deref().is_some_and(|ns| trust.trusted(ns));
+                    managed_team::wakes(t, default_trusted, user.as_ref())
                 })
                 .map(|t| {
                     // The team's syncs on other targets read the member's record there: due now.

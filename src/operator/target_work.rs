@@ -80,6 +80,8 @@ struct Task<T> {
     state: State,
     /// The last result of this (resource, target), kept across runs to show meanwhile.
     last: Option<(Option<i64>, T)>,
+    /// Something the running task read changed meanwhile: it is due again as soon as it ends.
+    stale: bool,
 }
 
 enum State {
@@ -189,7 +191,7 @@ impl<T: Finished> TargetWork<T> {
                     task.state = State::Starting;
                 }
                 None => {
-                    tasks.insert(key.clone(), Task { generation, state: State::Starting, last: None });
+                    tasks.insert(key.clone(), Task { generation, state: State::Starting, last: None, stale: false });
                 }
             }
         }
@@ -206,7 +208,9 @@ impl<T: Finished> TargetWork<T> {
                 // Aborted (the entry was removed) while finishing: keep nothing.
                 if let Some(task) = tasks.get_mut(&finish_key) {
                     task.last = Some((task.generation, result));
-                    task.state = State::Done { reported: false, due: Instant::now() + after };
+                    let now = Instant::now();
+                    let due = if std::mem::take(&mut task.stale) { now } else { now + after };
+                    task.state = State::Done { reported: false, due };
                 }
             }
             wake();
@@ -234,15 +238,18 @@ impl<T: Finished> TargetWork<T> {
         });
     }
 
-    /// Makes the ended tasks of the resource `uid` due now: something they read changed (a
-    /// team's member became ready on a target, say), which no generation shows.
+    /// Makes the tasks of the resource `uid` due now, or as soon as they end if they run:
+    /// something they read changed (a team's member became ready on a target, say), which no
+    /// generation shows.
     pub fn expire(&self, uid: &str) {
         let now = Instant::now();
         for ((u, _), task) in self.tasks().iter_mut() {
-            if u == uid
-                && let State::Done { due, .. } = &mut task.state
-            {
-                *due = now;
+            if u != uid {
+                continue;
+            }
+            match &mut task.state {
+                State::Done { due, .. } => *due = now,
+                State::Running(_) | State::Starting => task.stale = true,
             }
         }
     }
@@ -351,6 +358,18 @@ mod tests {
         assert!(matches!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Wait { .. }), "another's");
         work.expire("u1");
         assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Start);
+        // Expired while it runs: due as soon as it ends.
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let run = async move {
+            let _ = held.await;
+            ok("t")
+        };
+        work.start(job("u1", "t"), run, |_| Duration::from_secs(300), || {});
+        work.expire("u1");
+        let _ = release.send(());
+        settle(&work, "u1", "t").await;
+        assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Report);
+        assert_eq!(work.poll("u1", "t", Some(1), Instant::now()).step, Step::Start, "due at once");
     }
 
     #[tokio::test]

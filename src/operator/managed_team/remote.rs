@@ -16,14 +16,14 @@
 //! Members are the target ids of the member ScimUsers on that target, as the ownership records
 //! say (owner uid and id), never as a ScimUser's status says: a status is no proof of ownership.
 
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use std::collections::BTreeSet;
 
 use super::super::conditions::reason;
 use super::super::crd::{ManagedTeam, MemberPolicy, Standing, TeamDeletionPolicy};
 use super::super::ownership::{self, Holder, ObjectKey, Origin, Record, Refusal, UserOwner};
 use super::super::targets::{Endpoint, Outcome, Remote, Resolved, record_owner};
-use super::super::{Context, ReconcileError};
+use super::super::{Context, ReconcileError, namespace_of};
 use super::{member_refusal, named_users};
 use crate::client::plan::{self, DesiredGroup, GroupRemoval, HeldGroup, PlanError};
 use crate::client::{ClientError, ScimClient};
@@ -144,20 +144,30 @@ impl From<ReconcileError> for Failed {
 /// of a team the target trusts are looked up on the target and added only when nobody owns
 /// them or a ScimUser of a namespace the target trusts does.
 async fn resolve(ctx: &Context, obj: &ManagedTeam, target: &Resolved, client: &ScimClient) -> Result<Members, Failed> {
-    let ns = obj.namespace().unwrap_or_default();
+    let ns = namespace_of(obj)?;
     let trusted = target.standing == Standing::Trusted;
     let named = named_users(obj, ctx, &ns, trusted);
     let mut out = Members { pending: named.missing_refs, not_allowed: named.missing_user_names, ..Members::default() };
     let records = &ctx.targets.records;
-    let reads = named.users.iter().map(|u| async move {
-        let record = records.get(&ObjectKey::user(&target.id, &u.user_name)).await?;
-        Ok::<_, ownership::RecordError>(MemberRecord {
-            name: u.name_any(),
-            uid: u.uid().unwrap_or_default(),
-            record: record.map(|r| (r.owner.uid, r.remote_id)),
-        })
+    let mut wanted = Vec::with_capacity(named.users.len());
+    for u in &named.users {
+        // The API server gives every object a uid; a cached ScimUser without one is a bug, and
+        // counting it as nobody's would make the member silently pending.
+        let uid = u
+            .meta()
+            .uid
+            .as_deref()
+            .ok_or_else(|| ReconcileError::Invalid(format!("member ScimUser {ns}/{} has no uid", u.name_any())))?;
+        wanted.push((ObjectKey::user(&target.id, &u.user_name), uid));
+    }
+    // One labelled LIST (per hundred members) of the members' records, not a GET per member.
+    let held = records.held_by(&wanted).await?;
+    let members = named.users.iter().zip(&wanted).zip(held).map(|((u, (_, uid)), record)| MemberRecord {
+        name: u.name_any(),
+        uid: uid.to_string(),
+        record: record.map(|r| (r.owner.uid, r.remote_id)),
     });
-    for m in futures::future::try_join_all(reads).await? {
+    for m in members {
         match member_id(&m) {
             Some(id) => {
                 out.ids.insert(id.to_string());
@@ -203,6 +213,8 @@ async fn group_by_id(client: &ScimClient, id: &str) -> Result<Option<HeldGroup>,
         Err(e) => return Err(e),
     };
     let members: BTreeSet<String> = client.group_members(id).await?.into_iter().collect();
+    // A group without a displayName (the target's doing) differs from the spec's: the plan then
+    // writes the name, which is the repair wanted, so an empty name stands for the missing one.
     let display_name = g.body.get("displayName").and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
     Ok(Some(HeldGroup { id: g.id, display_name, external_id: g.external_id, members }))
 }
@@ -225,7 +237,7 @@ async fn held(
     mine: Option<&Record>,
 ) -> Result<Result<Held, (&'static str, String)>, Failed> {
     let name = &obj.spec.display_name;
-    let ns = obj.namespace().unwrap_or_default();
+    let ns = namespace_of(obj)?;
     let records = &ctx.targets.records;
     let key = ObjectKey::group(&target.id, name);
     let owner = record_owner(obj);
@@ -317,7 +329,7 @@ pub async fn sync(
     mine: Option<&Record>,
 ) -> Result<Synced, ReconcileError> {
     let id = &target.id;
-    let ns = obj.namespace().unwrap_or_default();
+    let ns = namespace_of(obj)?;
     let known = mine.and_then(|r| r.remote_id.clone());
     let client = &remote.client;
     let failed = |e: Failed| match e {

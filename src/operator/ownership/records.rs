@@ -7,15 +7,19 @@
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::{Expression, Selector};
 use kube::{Api, Client};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Label every record carries.
 pub const RECORD_LABEL: &str = "scim.dev/ownership-record";
 /// Label with the owning resource's uid, to find a resource's records.
 pub const OWNER_UID_LABEL: &str = "scim.dev/owner-uid";
+/// Owner uids one LIST of [`OwnershipRecords::held_by`] selects at most, so that its URL stays
+/// a few KiB (a uid and its separator are 37 characters).
+const OWNERS_PER_LIST: usize = 100;
 
 /// Data key of the roles granted on the target ([`Record::granted_roles`]).
 const GRANTED_ROLES: &str = "grantedRoles";
@@ -283,10 +287,44 @@ impl OwnershipRecords {
         }
     }
 
+    /// The records of the resources with `uids`: one LIST per [`OWNERS_PER_LIST`] owners.
+    async fn of_owners<'a>(&self, uids: impl IntoIterator<Item = &'a str>) -> Result<Vec<ConfigMap>, RecordError> {
+        let uids: BTreeSet<&str> = uids.into_iter().collect();
+        let uids: Vec<&str> = uids.into_iter().collect();
+        let mut out = Vec::new();
+        for chunk in uids.chunks(OWNERS_PER_LIST) {
+            let selector = Selector::from_iter([
+                Expression::Equal(RECORD_LABEL.into(), "true".into()),
+                Expression::In(OWNER_UID_LABEL.into(), chunk.iter().map(|u| u.to_string()).collect()),
+            ]);
+            out.extend(self.api.list(&ListParams::default().labels_from(&selector)).await?.items);
+        }
+        Ok(out)
+    }
+
     /// Every record a resource holds (to apply its deletion policy on each target).
     pub async fn owned_by(&self, uid: &str) -> Result<Vec<Record>, RecordError> {
-        let lp = ListParams::default().labels(&format!("{RECORD_LABEL}=true,{OWNER_UID_LABEL}={uid}"));
-        self.api.list(&lp).await?.items.iter().map(Self::read).collect()
+        self.of_owners([uid]).await?.iter().map(Self::read).collect()
+    }
+
+    /// For each `(object, owner uid)`: the record of the object when that resource holds it,
+    /// `None` when nobody or another resource does. Read with one labelled LIST per
+    /// [`OWNERS_PER_LIST`] owners (a team's members on a target), not one GET per object; only
+    /// the records asked for are parsed, so a corrupt record fails only a read that asks for it.
+    pub async fn held_by(&self, wanted: &[(ObjectKey, &str)]) -> Result<Vec<Option<Record>>, RecordError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listed = self.of_owners(wanted.iter().map(|(_, uid)| *uid)).await?;
+        let by_name: HashMap<&str, &ConfigMap> =
+            listed.iter().filter_map(|cm| Some((cm.metadata.name.as_deref()?, cm))).collect();
+        wanted
+            .iter()
+            .map(|(object, uid)| match by_name.get(object.record_name().as_str()) {
+                Some(cm) => Self::read(cm).map(|r| (r.owner.uid == *uid).then_some(r)),
+                None => Ok(None),
+            })
+            .collect()
     }
 }
 

@@ -296,6 +296,14 @@ pub async fn remove(
                     None => client.fetch_user(&obj.spec.user_name).await.map_err(|e| hide(&e))?,
                 };
                 if let Some(user) = user {
+                    // Every request below addresses the user by its id: a document without one
+                    // cannot be acted on (the plan would refuse it too), so say so here.
+                    let id = user_id(&user).ok_or_else(|| {
+                        RemoveError::Target(format!(
+                            "target {target} answered user {} without an id; nothing was changed there",
+                            record.object.key
+                        ))
+                    })?;
                     let caps = client.capabilities();
                     let t = plan::Target::new(client.dialect(), &caps, remote.max_member_operations);
                     let plan = plan::user_removal(t, removal(policy), &user)
@@ -306,8 +314,7 @@ pub async fn remove(
                     }
                     let instead = plan.notices.contains(&Notice::DeactivatedInsteadOfDeleted);
                     note = Some(format!(
-                        "applied deletion policy {policy:?} to user {} on target {target}{}",
-                        user_id(&user).unwrap_or_default(),
+                        "applied deletion policy {policy:?} to user {id} on target {target}{}",
                         if instead { " (it cannot delete users: deactivated instead)" } else { "" }
                     ));
                 }

@@ -27,11 +27,22 @@ pub(super) enum Conn {
 pub(super) struct Query {
     sql: String,
     params: Vec<SqlValue>,
+    /// See [`q_positional`].
+    positional: bool,
 }
 
 /// A statement without parameters yet.
 pub(super) fn q(sql: String) -> Query {
-    Query { sql, params: Vec::new() }
+    Query { sql, params: Vec::new(), positional: false }
+}
+
+/// A generated statement whose SQL text has `$` only in its placeholders `$1`..`$n`, none
+/// missing. SQLite runs it with `?N` placeholders, which are slot N by definition, and binds its
+/// values by position: a `$N` placeholder is a named one, found by a walk of the statement's
+/// parameter list, so binding a multi-row INSERT by name costs the square of its parameters.
+/// PostgreSQL runs the text as it is.
+pub(super) fn q_positional(sql: String) -> Query {
+    Query { sql, params: Vec::new(), positional: true }
 }
 
 /// A statement with these parameters appended.
@@ -88,6 +99,7 @@ impl Query {
         match conn {
             Conn::SqlxTx(tx) => pg_execute(self, tx).await,
             Conn::SqlxPooled(c) => pg_execute(self, c).await,
+            Conn::Lite(s) if self.positional => Ok(Done { rows: s.execute_positional(&self.sql, &self.params)? }),
             Conn::Lite(s) => Ok(Done { rows: s.execute(&self.sql, &self.params)? }),
         }
     }

@@ -27,7 +27,7 @@ use super::filter_sql::{ResourceTable, SqlValue, sort_expression, translate};
 use super::*;
 use crate::scim::fold::{fold, fold_group_document, fold_user_document};
 use crate::scim::list::SortOrder;
-use exec::{Conn, Row, bind_all, q};
+use exec::{Conn, Row, bind_all, q, q_positional};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -362,6 +362,24 @@ impl Session {
         Ok(stmt.raw_execute()? as u64)
     }
 
+    /// Runs a statement of [`super::exec::q_positional`] (placeholders `$1`..`$n` only, `$` nowhere
+    /// else): as `?1`..`?n`, bound by position, linear in its parameters.
+    pub(super) fn execute_positional(&self, sql: &str, params: &[SqlValue]) -> StoreResult<u64> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(&sql.replace('$', "?"))?;
+        if stmt.parameter_count() != params.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the statement has {} parameters and {} values",
+                stmt.parameter_count(),
+                params.len()
+            )));
+        }
+        for (i, value) in params.iter().enumerate() {
+            bind_value(&mut stmt, i + 1, value)?;
+        }
+        Ok(stmt.raw_execute()? as u64)
+    }
+
     /// Runs a query; returns its rows.
     pub(super) fn query(&self, sql: &str, params: &[SqlValue]) -> StoreResult<Vec<Row>> {
         let conn = self.conn()?;
@@ -413,12 +431,18 @@ fn bind(stmt: &mut rusqlite::CachedStatement<'_>, params: &[SqlValue]) -> StoreR
         let value = params
             .get(n.wrapping_sub(1))
             .ok_or_else(|| StoreError::Corrupt(format!("statement parameter ${n} has no value")))?;
-        match value {
-            SqlValue::Text(s) => stmt.raw_bind_parameter(slot, s.as_str())?,
-            SqlValue::Int(i) => stmt.raw_bind_parameter(slot, *i)?,
-            SqlValue::Float(f) => stmt.raw_bind_parameter(slot, *f)?,
-            SqlValue::Null => stmt.raw_bind_parameter(slot, rusqlite::types::Null)?,
-        }
+        bind_value(stmt, slot, value)?;
+    }
+    Ok(())
+}
+
+/// Binds `value` to the parameter in `slot` (1-based).
+fn bind_value(stmt: &mut rusqlite::CachedStatement<'_>, slot: usize, value: &SqlValue) -> StoreResult<()> {
+    match value {
+        SqlValue::Text(s) => stmt.raw_bind_parameter(slot, s.as_str())?,
+        SqlValue::Int(i) => stmt.raw_bind_parameter(slot, *i)?,
+        SqlValue::Float(f) => stmt.raw_bind_parameter(slot, *f)?,
+        SqlValue::Null => stmt.raw_bind_parameter(slot, rusqlite::types::Null)?,
     }
     Ok(())
 }
