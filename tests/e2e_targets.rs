@@ -43,7 +43,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use scim_operator::operator::crd::{ClusterScimTarget, ManagedTeam, ScimTarget, ScimUser, TargetStatus, TargetSync};
+use scim_operator::operator::crd::{
+    ClusterScimTarget, ManagedTeam, RoleMapping, ScimTarget, ScimUser, TargetStatus, TargetSync,
+};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1261,5 +1263,147 @@ async fn keycloak_scim2_and_the_default_target_at_once() {
         let _ = clusters.delete(name, &DeleteParams::default()).await;
     }
     delete_namespaces(&client, &[&ops, &team]).await;
+    scim.stop().await;
+}
+
+// ---- roles on a target other than the default
+
+/// The role values the peer holds for the user `id`, lowercased and sorted.
+async fn roles_on(peer: &Peer, id: &str) -> Vec<String> {
+    let user = peer.user(id).await;
+    let mut roles: Vec<String> = user["roles"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["value"].as_str().map(str::to_lowercase)).collect())
+        .unwrap_or_default();
+    roles.sort();
+    roles
+}
+
+/// Waits until the peer holds exactly `want` as the roles of the user `id`.
+async fn wait_roles(peer: &Peer, id: &str, want: &[&str], what: &str) {
+    let want: Vec<String> = want.iter().map(|r| r.to_string()).collect();
+    wait_until(what, || async { roles_on(peer, id).await == want }).await;
+}
+
+/// Roles on a scim2-server ClusterScimTarget, computed by the operator: `spec.roles` of a
+/// namespace the target trusts are sent and withdrawn when the list is emptied or the trust
+/// ends; a RoleMapping's roles reach the members of a trusted ManagedTeam of a mapped name that
+/// names the target, and leave with the membership; an untrusted namespace's team of that name
+/// gives its members nothing; a role an administrator set on the target directly stays. The
+/// operator resyncs once an hour here, so every change is carried by a watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
+    if control_plane().is_none() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
+        return;
+    };
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "rtargets-ops").await;
+    let team_ns = namespace(&client, "rtargets-team").await;
+    let rival = namespace(&client, "rtargets-rival").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 3600));
+
+    let access = |trusted: &[&String]| json!({"allowed": {"names": [team_ns.clone(), rival.clone()]}, "trusted": {"names": trusted}});
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let scim2 = Scim2Target::start(&client, &bin, &ops, access(&[&team_ns])).await;
+    let (peer, cst, cst_id) = (&scim2.peer, scim2.name.clone(), scim2.id.clone());
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let only_peer = json!([{"name": cst}]);
+    let pp = PostParams::default();
+
+    // ---- (a) spec.roles of a trusted namespace are sent; an administrator's role stays
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let ada = scim_user("ada", json!({"userName": "ada@example.com", "roles": ["Auditor"], "targets": only_peer}));
+    users.create(&pp, &ada).await.unwrap();
+    let ready = wait_for(&users, "ada", "Ready on the peer", |u| ready_on(u, 1)).await;
+    let ada_id = entry(&ready, &cst_id).and_then(|e| e.remote_id.clone()).expect("ada's id on the peer");
+    wait_roles(peer, &ada_id, &["auditor"], "spec.roles on the peer").await;
+    let message = &entry(&ready, &cst_id).unwrap().message;
+    assert!(message.contains("roles sent: Auditor"), "the entry says which roles were sent: {message}");
+    // An administrator gives ada a role on the peer directly.
+    let add = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "roles", "value": [{"value": "billing"}]}]});
+    let (status, body) = peer.call(reqwest::Method::PATCH, &format!("/Users/{ada_id}"), Some(add)).await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    wait_roles(peer, &ada_id, &["auditor", "billing"], "the administrator's role added").await;
+    // spec.roles emptied: the role this resource granted is withdrawn, the administrator's stays.
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"roles": null}}))).await.unwrap();
+    wait_roles(peer, &ada_id, &["billing"], "Auditor withdrawn, billing kept (spec.roles emptied)").await;
+
+    // ---- (b) the namespace stops being trusted on the target: its roles are withdrawn
+    let roles = json!({"spec": {"roles": ["Auditor"]}});
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&roles)).await.unwrap();
+    wait_roles(peer, &ada_id, &["auditor", "billing"], "Auditor granted again").await;
+    let untrust = json!({"spec": {"namespaces": access(&[])}});
+    clusters.patch(&cst, &PatchParams::default(), &Patch::Merge(&untrust)).await.unwrap();
+    wait_roles(peer, &ada_id, &["billing"], "Auditor withdrawn (trust ended)").await;
+    let retrust = json!({"spec": {"namespaces": access(&[&team_ns])}});
+    clusters.patch(&cst, &PatchParams::default(), &Patch::Merge(&retrust)).await.unwrap();
+    wait_roles(peer, &ada_id, &["auditor", "billing"], "Auditor granted again (trusted again)").await;
+    users.patch("ada", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"roles": null}}))).await.unwrap();
+    wait_roles(peer, &ada_id, &["billing"], "Auditor withdrawn").await;
+
+    // ---- (c) a RoleMapping: a trusted team of a mapped name on the target gives its members
+    // the mapped role; removing the member withdraws it.
+    let ops_team = format!("ops-{suffix}");
+    let mappings: Api<RoleMapping> = Api::all(client.clone());
+    let mapping = format!("ops-admin-{suffix}");
+    let rm = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "RoleMapping", "metadata": {"name": mapping},
+        "spec": {"roles": ["admin"], "teams": [ops_team]}});
+    mappings.create(&pp, &serde_json::from_value(rm).unwrap()).await.unwrap();
+    let teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &team_ns);
+    let team = managed_team(
+        "ops",
+        json!({"displayName": ops_team, "members": [{"scimUserRef": "ada"}], "targets": only_peer}),
+    );
+    teams.create(&pp, &team).await.unwrap();
+    wait_roles(peer, &ada_id, &["admin", "billing"], "admin from the RoleMapping").await;
+    let ada_now = wait_for(&users, "ada", "the entry names the mapped role", |u| {
+        entry(u, &cst_id).is_some_and(|e| e.message.contains("roles sent: admin"))
+    })
+    .await;
+    assert!(ready_on(&ada_now, 1), "{:?}", ada_now.status);
+    teams.patch("ops", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"members": null}}))).await.unwrap();
+    wait_roles(peer, &ada_id, &["billing"], "admin withdrawn with the membership").await;
+    teams
+        .patch("ops", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"members": [{"scimUserRef": "ada"}]}})))
+        .await
+        .unwrap();
+    wait_roles(peer, &ada_id, &["admin", "billing"], "admin back with the membership").await;
+
+    // ---- (d) an untrusted namespace's team of the mapped name gives its members nothing,
+    // whatever its spec says; nor do its own spec.roles.
+    let rivals: Api<ScimUser> = Api::namespaced(client.clone(), &rival);
+    let eve = scim_user("eve", json!({"userName": "eve@example.com", "roles": ["admin"], "targets": only_peer}));
+    rivals.create(&pp, &eve).await.unwrap();
+    let rival_teams: Api<ManagedTeam> = Api::namespaced(client.clone(), &rival);
+    let fake = managed_team(
+        "ops",
+        json!({"displayName": ops_team, "members": [{"scimUserRef": "eve"}], "targets": only_peer}),
+    );
+    rival_teams.create(&pp, &fake).await.unwrap();
+    let eve_ready =
+        wait_for(&rivals, "eve", "eve on the peer", |u| entry(u, &cst_id).is_some_and(|e| e.remote_id.is_some())).await;
+    let eve_id = entry(&eve_ready, &cst_id).and_then(|e| e.remote_id.clone()).unwrap();
+    wait_for(&rival_teams, "ops", "the rival team reconciled", |t| team_entry(t, &cst_id).is_some()).await;
+    // A team change and the mapping's change reach eve too; give them time to act.
+    let touch = json!({"spec": {"roles": ["admin"], "teams": [ops_team, format!("other-{suffix}")]}});
+    mappings.patch(&mapping, &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(roles_on(peer, &eve_id).await.is_empty(), "eve has no role on the peer");
+    assert_eq!(roles_on(peer, &ada_id).await, ["admin", "billing"], "ada keeps hers");
+
+    // ---- the mapping deleted: the mapped role is withdrawn, the administrator's stays
+    mappings.delete(&mapping, &DeleteParams::default()).await.unwrap();
+    wait_roles(peer, &ada_id, &["billing"], "admin withdrawn with the mapping").await;
+
+    operator.stop().await;
+    let _ = clusters.delete(&cst, &DeleteParams::default()).await;
+    delete_namespaces(&client, &[&ops, &team_ns, &rival]).await;
     scim.stop().await;
 }

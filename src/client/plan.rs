@@ -238,6 +238,11 @@ pub fn user(target: Target<'_>, desired: &DesiredUser, held: Option<&Value>) -> 
                 if k.starts_with("urn:") {
                     // An extension is replaced as an object without a path (RFC 7644 §3.5.2.3).
                     json!({"op": "replace", "value": {k.clone(): v}})
+                } else if v.as_array().is_some_and(Vec::is_empty) {
+                    // Replacing with an empty list is not understood alike by every service
+                    // provider (RFC 7644 §3.5.2.3 leaves it open); removing the attribute is
+                    // (every role withdrawn).
+                    json!({"op": "remove", "path": k})
                 } else {
                     json!({"op": "replace", "path": k, "value": v})
                 }
@@ -475,6 +480,35 @@ mod tests {
             "name": {"familyName": "Lovelace", "givenName": "Ada"}, "emails": [{"value": "ada@example.com", "primary": true, "type": "work"}]});
         let plan = user(Target::new(&Keycloak, &caps, None), &desired(&[], None), Some(&kc_held)).unwrap();
         assert_eq!(plan.operations, vec![], "Keycloak is compared on what it keeps only");
+    }
+
+    #[test]
+    fn withdrawing_every_role_removes_the_attribute() {
+        let held = json!({"id": "u1", "userName": "ada.lovelace", "active": true,
+            "roles": [{"value": "admin"}, {"value": "billing"}]});
+        let want = |roles: &[&str]| DesiredUser {
+            document: json!({"schemas": [USER], "userName": "Ada.Lovelace",
+                "roles": roles.iter().map(|r| json!({"value": r})).collect::<Vec<_>>()}),
+            marker: None,
+            external_id: None,
+        };
+        let caps = patching();
+        let ops = |roles: &[&str]| match user(Target::new(&Generic, &caps, None), &want(roles), Some(&held)) {
+            Ok(Plan { operations, .. }) => operations,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            ops(&[]),
+            [Operation::PatchUser { id: "u1".into(), operations: vec![json!({"op": "remove", "path": "roles"})] }]
+        );
+        assert_eq!(
+            ops(&["billing"]),
+            [Operation::PatchUser {
+                id: "u1".into(),
+                operations: vec![json!({"op": "replace", "path": "roles", "value": [{"value": "billing"}]})]
+            }]
+        );
+        assert!(ops(&["billing", "admin"]).is_empty(), "the same roles in another order: nothing to send");
     }
 
     #[test]

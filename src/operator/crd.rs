@@ -143,9 +143,10 @@ pub struct ScimUserSpec {
     /// Roles to assign explicitly (names of the server's role catalog). Honoured only in
     /// trusted namespaces; elsewhere none is sent and the resource reports
     /// `RolesAllowed=False` (`RolesNotAllowed`). Roles follow this list: a role the operator
-    /// granted for this resource (recorded in `status.grantedRoles`) is withdrawn when the list
-    /// stops naming it, when the list is emptied or deleted, and when the namespace is no longer
-    /// trusted; the user then falls back to its mapped or default role. Roles an identity
+    /// granted for this resource (recorded in `status.grantedRoles` on the default target, in
+    /// the operator's ownership record on any other) is withdrawn when the list stops naming
+    /// it, when the list is emptied or deleted, and when the namespace is no longer trusted
+    /// there; the user then falls back to its mapped or default role. Roles an identity
     /// provider or an administrator granted are never touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
@@ -203,9 +204,10 @@ pub struct ScimUserStatus {
     /// Targets in sync out of those named, as `n/m`.
     #[serde(default)]
     pub targets_ready: Option<String>,
-    /// Roles the operator granted on the server for this resource (as `spec.roles` names them),
-    /// so that it withdraws exactly these when the spec stops asking, and never a role an
-    /// identity provider or an administrator granted. Recorded before a grant is sent. Unset
+    /// Roles the operator granted on the default target for this resource (as `spec.roles`
+    /// names them), so that it withdraws exactly these when the spec stops asking, and never a
+    /// role an identity provider or an administrator granted (other targets keep theirs in the
+    /// operator's ownership records). Recorded before a grant is sent. Unset
     /// on a status an earlier release wrote: the roles its spec names are then taken as granted
     /// by it (that release sent them).
     #[serde(default)]
@@ -354,7 +356,9 @@ pub struct ManagedTeamStatus {
 }
 
 /// Grants roles to the members of teams. Cluster-scoped, so only cluster administrators grant
-/// roles. Only a server mapping this resource created is replaced or deleted: one of the same
+/// roles. On this project's server the server applies it; on any other target that keeps
+/// roles, the operator computes them for the members of the ManagedTeams of those names that
+/// name that target, in namespaces trusted there, and withdraws them when that ends. Only a server mapping this resource created is replaced or deleted: one of the same
 /// name made another way is reported as `Conflict` and left as it is. Teams are named, so a mapping also reaches teams made later under that name: the
 /// operator lets no untrusted namespace create or link a team a mapping names.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

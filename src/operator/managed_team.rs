@@ -52,13 +52,7 @@ pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
 /// within it too, and, for a team of a trusted namespace (`team_trusted`), in any namespace, so
 /// that it reports at once a userName an untrusted namespace took.
 pub fn may_reference(team: &ManagedTeam, team_trusted: bool, user: &CachedUser) -> bool {
-    let same_namespace = team.namespace() == user.namespace();
-    let name = user.name_any();
-    team.spec.members.iter().any(|m| {
-        (same_namespace && m.scim_user_ref.as_deref() == Some(name.as_str()))
-            || ((same_namespace || team_trusted)
-                && m.user_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&user.user_name)))
-    }) || (same_namespace && team.spec.member_selector.as_ref().is_some_and(|s| selects(s, user.labels())))
+    super::target_roles::is_member(team, &super::target_roles::UserFacts::of_cached(user), team_trusted)
 }
 
 /// What teams read of a ScimUser: its SCIM id while Ready, its labels (selectors), its

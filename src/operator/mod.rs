@@ -16,6 +16,7 @@ pub mod ownership;
 mod role_mapping;
 mod scim_target;
 mod scim_user;
+mod target_roles;
 pub mod target_work;
 pub mod targets;
 pub mod user_cache;
@@ -41,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{ClientConfig, ScimClient};
-use crd::{ManagedTeam, RoleMapping};
+use crd::{ClusterScimTarget, ManagedTeam, RoleMapping};
 use user_cache::CachedUser;
 
 /// Finalizer the operator puts on its resources.
@@ -117,6 +118,34 @@ pub fn resource_trigger<K: Resource>(obj: &K) -> Option<u64> {
     meta.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
     meta.annotations.as_ref().and_then(|a| a.get(RELEASE_ANNOTATION)).hash(&mut h);
     Some(h.finish())
+}
+
+/// What the ScimUser controller acts on in a ScimUser: [`resource_trigger`], and its labels
+/// (a team's `memberSelector` may start or stop selecting it, which changes its roles on
+/// targets other than the default).
+fn user_trigger<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    resource_trigger(obj).hash(&mut h);
+    obj.meta().labels.hash(&mut h);
+    Some(h.finish())
+}
+
+/// Runs the watch of every `K` of the cluster into a shared store (what the operator never reads
+/// dropped, see [`slim`]), retrying with backoff, until the task is aborted.
+fn spawn_watch<K>(api: Api<K>, writer: reflector::store::Writer<K>, kind: &'static str) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    tokio::spawn(
+        watcher(api, watcher::Config::default()).default_backoff().modify(slim).reflect_shared(writer).for_each(
+            move |r| async move {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, kind, "watch failed; retrying");
+                }
+            },
+        ),
+    )
 }
 
 /// Adds [`FINALIZER`] when it is missing on an object that is not being deleted, and returns
@@ -258,6 +287,11 @@ pub struct Context {
     /// ScimUsers as the watch sees them (the facts teams read, see [`user_cache`]), for team
     /// member resolution.
     pub users: reflector::Store<CachedUser>,
+    /// ManagedTeams and RoleMappings as the watches see them, for the roles users hold on
+    /// targets other than the default ([`target_roles`]).
+    pub teams: reflector::Store<ManagedTeam>,
+    /// RoleMappings as the watch sees them (see `teams`).
+    pub mappings: reflector::Store<RoleMapping>,
     /// The cluster identity in ownership markers.
     pub cluster: String,
     /// Fair shares of the ScimUser workers among namespaces.
@@ -514,32 +548,60 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let (users_store, users_writer) = reflector::store_shared(SHARED_BUFFER);
     let own_changes = users_writer.subscribe().context("subscribing to the ScimUser store")?;
     let member_events = users_writer.subscribe().context("subscribing to the ScimUser store")?;
-    let users_root = tokio::spawn(
-        watcher(users_api, watcher::Config::default()).default_backoff().reflect_shared(users_writer).for_each(
-            |r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "ScimUser watch failed; retrying");
-                }
-            },
-        ),
-    );
-    // The controller is triggered only by changes it acts on, not by its own writes.
+    let users_root = spawn_watch(users_api, users_writer, "ScimUser");
+    // ManagedTeams and RoleMappings: one watch and one store each, feeding their controllers
+    // and the ScimUsers' roles on other targets (their triggers and computation).
+    let (teams_store, teams_writer) = reflector::store_shared(SHARED_BUFFER);
+    let team_events = teams_writer.subscribe().context("subscribing to the ManagedTeam store")?;
+    let team_role_events = teams_writer.subscribe().context("subscribing to the ManagedTeam store")?;
+    let teams_root = spawn_watch(Api::<ManagedTeam>::all(kube.clone()), teams_writer, "ManagedTeam");
+    let (mappings_store, mappings_writer) = reflector::store_shared(SHARED_BUFFER);
+    let mapping_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
+    let mapping_role_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
+    let mappings_root = spawn_watch(Api::<RoleMapping>::all(kube.clone()), mappings_writer, "RoleMapping");
     // Target tasks that ended wake their resource (see [`target_work`]).
     let (wake_user, user_wakes) = futures::channel::mpsc::unbounded();
     let (wake_team, team_wakes) = futures::channel::mpsc::unbounded();
+    let user_work: Arc<target_work::TargetWork<targets::Outcome>> = Arc::default();
+    // The controller is triggered only by changes it acts on, not by its own writes.
     let own = ChangeFilter::new(users_store.clone());
     let user_shares = fairness::Shares::new(usize::from(args.concurrency));
     let noted = user_shares.clone();
+    // A user's roles on targets other than the default follow its teams, the RoleMappings and
+    // who each target trusts: a change of these reconciles the users it may concern, their
+    // syncs on those targets due at once.
+    let roles = Arc::new(target_roles::RoleTriggers::new(users_store.clone(), teams_store.clone(), user_work.clone()));
+    let (by_team, by_mapping, by_target) = (roles.clone(), roles.clone(), roles);
+    let team_roles = ChangeFilter::new(teams_store.clone());
+    let team_changes = team_role_events.filter(move |t| {
+        futures::future::ready(team_roles.changed(t.as_ref(), target_roles::team_trigger(t.as_ref())))
+    });
+    let mapping_roles = ChangeFilter::new(mappings_store.clone());
+    let mapping_changes = mapping_role_events
+        .filter(move |m| futures::future::ready(mapping_roles.changed(m.as_ref(), resource_trigger(m.as_ref()))));
+    let target_changes = watcher(Api::<ClusterScimTarget>::all(kube.clone()), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(|t: &ClusterScimTarget| resource_trigger(t), PredicateConfig::default());
+    let relabelled = user_work.clone();
     let users_controller = Controller::for_shared_stream(
         own_changes.filter(move |u| {
-            let changed = own.changed(u.as_ref(), resource_trigger(u.as_ref()));
+            let changed = own.changed(u.as_ref(), user_trigger(u.as_ref()));
             if changed {
                 noted.note(&u.namespace().unwrap_or_default(), std::time::Instant::now());
+                // A change of labels alone shows in no generation: the syncs on other targets
+                // (whose roles may follow a member selector) are due at once.
+                if let Some(uid) = u.uid() {
+                    relabelled.expire(&uid);
+                }
             }
             futures::future::ready(changed)
         }),
         users_store.clone(),
-    );
+    )
+    .watches_shared_stream(team_changes, move |t: Arc<ManagedTeam>| by_team.of_team(&t))
+    .watches_shared_stream(mapping_changes, move |m: Arc<RoleMapping>| by_mapping.of_mapping(&m))
+    .watches_stream(target_changes, move |t: ClusterScimTarget| by_target.of_target(&t.name_any()));
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         scim,
@@ -548,6 +610,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         recorder,
         failures: Mutex::new(HashMap::new()),
         users: users_store,
+        teams: teams_store.clone(),
+        mappings: mappings_store.clone(),
         cluster,
         user_shares,
         team_shares: fairness::Shares::new(usize::from(args.concurrency)),
@@ -557,7 +621,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
             timing.request_timeout(),
             ctx_fence,
         )),
-        user_work: Arc::default(),
+        user_work,
         team_work: Arc::default(),
         wake_user,
         wake_team,
@@ -575,13 +639,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(scim_user::reconcile, |o, e, c| error_policy(o, e, c, "ScimUser"), ctx.clone())
         .for_each(|_| async {});
 
-    let teams_stream = watcher(Api::<ManagedTeam>::all(kube.clone()), watcher::Config::default()).modify(slim);
-    let (teams_store, teams_writer) = reflector::store();
-    let teams_controller = Controller::for_stream(
-        teams_stream
-            .reflect(teams_writer)
-            .applied_objects()
-            .predicate_filter(|t: &ManagedTeam| resource_trigger(t), PredicateConfig::default()),
+    let own_teams = ChangeFilter::new(teams_store.clone());
+    let teams_controller = Controller::for_shared_stream(
+        team_events
+            .filter(move |t| futures::future::ready(own_teams.changed(t.as_ref(), resource_trigger(t.as_ref())))),
         teams_store.clone(),
     );
     // A ScimUser that becomes ready or not (or changes labels or userName, or is deleted, or
@@ -617,7 +678,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(managed_team::reconcile, |o, e, c| error_policy(o, e, c, "ManagedTeam"), ctx.clone())
         .for_each(|_| async {});
 
-    let mappings = Controller::new(Api::<RoleMapping>::all(kube.clone()), watcher::Config::default())
+    let mappings = Controller::for_shared_stream(mapping_events, mappings_store)
         .with_config(config)
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
@@ -647,6 +708,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     }
     shutdown_task.abort();
     users_root.abort();
+    teams_root.abort();
+    mappings_root.abort();
     health.abort();
     Ok(())
 }

@@ -473,15 +473,10 @@ async fn apply(obj: Arc<ScimUser>, api: &Api<ScimUser>, ctx: &Arc<Context>) -> R
                      withdrawn"
                 )
             } else {
-                let default_too = roles_withheld.contains(&TargetRef::default_target().id(&ns));
                 format!(
-                    "namespace {ns} is not trusted to assign roles on {}: none is sent there{}",
-                    roles_withheld.join(", "),
-                    if default_too {
-                        ", and roles this resource granted on the default target are withdrawn"
-                    } else {
-                        ""
-                    }
+                    "namespace {ns} is not trusted to assign roles on {}: none is sent there, and roles this resource \
+                     granted there are withdrawn",
+                    roles_withheld.join(", ")
                 )
             };
             Desired { type_: conditions::ROLES_ALLOWED, status: false, reason: reason::ROLES_NOT_ALLOWED, message }

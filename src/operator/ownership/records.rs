@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::{Expression, Selector};
 use kube::{Api, Client};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -19,6 +20,9 @@ pub const OWNER_UID_LABEL: &str = "scim.dev/owner-uid";
 /// Owner uids one LIST of [`OwnershipRecords::held_by`] selects at most, so that its URL stays
 /// a few KiB (a uid and its separator are 37 characters).
 const OWNERS_PER_LIST: usize = 100;
+
+/// Data key of the roles granted on the target ([`Record::granted_roles`]).
+const GRANTED_ROLES: &str = "grantedRoles";
 
 /// The kind of object on a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +97,11 @@ pub struct Record {
     pub origin: Origin,
     /// The object's id on the target, once known.
     pub remote_id: Option<String>,
+    /// Roles the operator granted the user on the target for this resource (data key
+    /// `grantedRoles`, a JSON list), so that it withdraws exactly these and never a role an
+    /// identity provider or an administrator set there. Written before a grant is sent. `None`:
+    /// a record of an earlier release, or of a group.
+    pub granted_roles: Option<Vec<String>>,
 }
 
 impl Record {
@@ -108,6 +117,9 @@ impl Record {
         ]);
         if let Some(id) = &self.remote_id {
             data.insert("remoteId".into(), id.clone());
+        }
+        if let Some(roles) = &self.granted_roles {
+            data.insert(GRANTED_ROLES.into(), json!(roles).to_string());
         }
         let mut cm = ConfigMap { data: Some(data), ..Default::default() };
         cm.metadata.name = Some(self.object.record_name());
@@ -140,6 +152,13 @@ impl Record {
             },
             origin,
             remote_id: data.get("remoteId").cloned(),
+            granted_roles: match data.get(GRANTED_ROLES) {
+                Some(text) => Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| format!("the record's {GRANTED_ROLES} is not a list: {e}"))?,
+                ),
+                None => None,
+            },
         })
     }
 }
@@ -197,7 +216,9 @@ impl OwnershipRecords {
     /// name once, so of two claimants exactly one wins and keeps winning), and says who holds it.
     /// Call it before the object is created or adopted on the target.
     pub async fn claim(&self, object: &ObjectKey, owner: &RecordOwner, origin: Origin) -> Result<Holder, RecordError> {
-        let record = Record { object: object.clone(), owner: owner.clone(), origin, remote_id: None };
+        // A user's record starts with nothing granted; `None` stays for records of earlier releases.
+        let granted_roles = (object.kind == ObjectKind::User).then(Vec::new);
+        let record = Record { object: object.clone(), owner: owner.clone(), origin, remote_id: None, granted_roles };
         // A record released between our create and our read is claimed again, a few times.
         for _ in 0..3 {
             match self.api.create(&PostParams::default(), &record.to_config_map()).await {
@@ -222,6 +243,25 @@ impl OwnershipRecords {
         }
         let patch = serde_json::json!({"metadata": {"resourceVersion": cm.metadata.resource_version},
             "data": {"remoteId": id}});
+        self.api.patch(&object.record_name(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        Ok(true)
+    }
+
+    /// Records the roles granted on the target for `owner`, if it holds `object`: before a grant
+    /// is sent (what it granted plus what it is about to grant), and once the target answered.
+    /// Written at the version read, so a concurrent change fails it (and the reconcile retries).
+    pub async fn set_granted_roles(
+        &self,
+        object: &ObjectKey,
+        owner: &RecordOwner,
+        roles: &[String],
+    ) -> Result<bool, RecordError> {
+        let Some(cm) = self.api.get_opt(&object.record_name()).await? else { return Ok(false) };
+        if Self::read(&cm)?.owner.uid != owner.uid {
+            return Ok(false);
+        }
+        let patch = json!({"metadata": {"resourceVersion": cm.metadata.resource_version},
+            "data": {GRANTED_ROLES: json!(roles).to_string()}});
         self.api.patch(&object.record_name(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(true)
     }
@@ -311,6 +351,7 @@ mod tests {
             owner: RecordOwner { namespace: "team-a".into(), name: "platform".into(), uid: "u-1".into() },
             origin: Origin::Adopted,
             remote_id: Some("g-9".into()),
+            granted_roles: None,
         };
         let cm = r.to_config_map();
         assert_eq!(cm.metadata.labels.as_ref().unwrap()[OWNER_UID_LABEL], "u-1");
@@ -318,5 +359,16 @@ mod tests {
         let mut broken = cm.clone();
         broken.data.as_mut().unwrap().insert("origin".into(), "Stolen".into());
         assert!(Record::from_config_map(&broken).is_err());
+        let user = Record {
+            object: ObjectKey::user("ClusterScimTarget/kc", "ada@example.com"),
+            granted_roles: Some(vec!["admin".into(), "Auditor".into()]),
+            ..r
+        };
+        let cm = user.to_config_map();
+        assert_eq!(cm.data.as_ref().unwrap()[GRANTED_ROLES], r#"["admin","Auditor"]"#);
+        assert_eq!(Record::from_config_map(&cm).unwrap(), user);
+        let mut broken = cm.clone();
+        broken.data.as_mut().unwrap().insert(GRANTED_ROLES.into(), "admin".into());
+        assert!(Record::from_config_map(&broken).is_err(), "a record that cannot be read fails, never reads as none");
     }
 }

@@ -20,22 +20,23 @@ use serde_json::Value;
 use super::super::conditions::reason;
 use super::super::crd::{ScimUser, Standing, UserDeletionPolicy};
 use super::super::ownership::{Holder, ObjectKey, Origin, Record, RecordOwner};
+use super::super::target_roles::{roles_for, target_role_plan};
 pub use super::super::targets::record_owner;
 use super::super::targets::{Endpoint, Outcome, Remote, Resolved};
-use super::super::user_doc::desired;
+use super::super::user_doc::{desired, roles_of, with_roles};
 use super::super::{Context, ReconcileError};
 use crate::client::plan::{self, DesiredUser, Notice, PlanError, UserRemoval};
 use crate::client::{ClientError, ScimClient};
 
-/// The user as declared for a target where the namespace has `standing`: roles only where it is
-/// trusted, the ownership marker and the declared `externalId` for the dialect to choose from.
-fn desired_user(obj: &ScimUser, marker: &str, standing: Standing) -> DesiredUser {
-    let roles: &[String] = if standing == Standing::Trusted { &obj.spec.roles } else { &[] };
-    DesiredUser {
-        document: desired(&obj.spec, marker, roles),
-        marker: Some(marker.to_string()),
-        external_id: obj.spec.external_id.clone(),
+/// The user as declared for a target: its `roles` the whole list the target is to hold
+/// (absent when that is empty and the target holds none, so that nothing is sent for them), the
+/// ownership marker and the declared `externalId` for the dialect to choose from.
+fn desired_user(obj: &ScimUser, marker: &str, roles: &[String], held_roles: &[String]) -> DesiredUser {
+    let mut document = desired(&obj.spec, marker, &[]);
+    if !roles.is_empty() || !held_roles.is_empty() {
+        document = with_roles(document, Some(roles));
     }
+    DesiredUser { document, marker: Some(marker.to_string()), external_id: obj.spec.external_id.clone() }
 }
 
 /// Why the user is not written on this target: (reason, message).
@@ -145,8 +146,35 @@ fn user_id(user: &Value) -> Option<String> {
     user.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()).map(str::to_string)
 }
 
+/// The roles this resource granted on the target before, as `mine` records them. A record of
+/// an earlier release has none: that release sent `spec.roles` (where the namespace was
+/// trusted), so those count as granted.
+fn granted_before(obj: &ScimUser, mine: Option<&Record>) -> Vec<String> {
+    match mine {
+        Some(Record { granted_roles: Some(g), .. }) => g.clone(),
+        Some(_) => obj.spec.roles.clone(),
+        None => Vec::new(),
+    }
+}
+
+/// Records the roles granted on the target in this resource's record; a record that is gone
+/// or another's fails the reconcile (a grant is never sent unrecorded).
+async fn record_grants(ctx: &Context, obj: &ScimUser, id: &str, roles: &[String]) -> Result<(), ReconcileError> {
+    let key = ObjectKey::user(id, &obj.spec.user_name);
+    let what = |e: String| {
+        ReconcileError::Invalid(format!("recording the roles granted to user {} on {id}: {e}", obj.spec.user_name))
+    };
+    match ctx.targets.records.set_granted_roles(&key, &record_owner(obj), roles).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(what("the ownership record is not this resource's".into())),
+        Err(e) => Err(what(e.to_string())),
+    }
+}
+
 /// Brings the user on one remote target to the spec; `mine` is this resource's record there.
-/// Record API failures end the reconcile; everything the target answers is its entry.
+/// Its roles there are computed ([`roles_for`]) and only those this resource granted (recorded
+/// in its record before they are sent) are withdrawn. Record API failures end the reconcile;
+/// everything the target answers is its entry.
 pub async fn sync(
     ctx: &Context,
     obj: &ScimUser,
@@ -158,9 +186,9 @@ pub async fn sync(
     let known = mine.and_then(|r| r.remote_id.clone());
     let client = &remote.client;
     let marker = ctx.owner(obj);
-    let want = desired_user(obj, marker.marker(), target.standing);
+    let asked = roles_for(ctx, obj, target).await?;
     // Checked before anything is read or claimed: a user this target cannot take.
-    if let Err(e) = plan::user_document(client.dialect(), &want) {
+    if let Err(e) = plan::user_document(client.dialect(), &desired_user(obj, marker.marker(), &asked, &[])) {
         return Ok(Outcome::failed(id, known, reason::INVALID_SPEC, format!("target {id}: {e}")));
     }
     let held = match held(ctx, obj, target, client, mine).await {
@@ -169,6 +197,15 @@ pub async fn sync(
         Err(Failed::Client(e)) => return Ok(Outcome::error(id, known, &e, &remote.secrets)),
         Err(Failed::Records(e)) => return Err(e),
     };
+    let held_roles = held.user.as_ref().map(roles_of).unwrap_or_default();
+    let granted = granted_before(obj, mine);
+    let roles = target_role_plan(client.dialect().keeps_roles(), &held_roles, &granted, &asked);
+    // The intent first: a grant whose record were lost could never be withdrawn.
+    if let Some(intent) = &roles.intent {
+        record_grants(ctx, obj, id, intent).await?;
+    }
+    let recorded = roles.intent.as_deref().unwrap_or(&granted);
+    let want = desired_user(obj, marker.marker(), &roles.document, &held_roles);
     let caps = client.capabilities();
     let plan_target = plan::Target::new(client.dialect(), &caps, remote.max_member_operations);
     let plan = match plan::user(plan_target, &want, held.user.as_ref()) {
@@ -193,6 +230,9 @@ pub async fn sync(
             ReconcileError::Invalid(format!("recording the id of user {} on {id}: {e}", obj.spec.user_name))
         })?;
     }
+    if roles.granted.as_slice() != recorded || mine.is_some_and(|r| r.granted_roles.is_none()) {
+        record_grants(ctx, obj, id, &roles.granted).await?;
+    }
     let wrote = !plan.operations.is_empty();
     if plan.notices.contains(&Notice::RolesUnsupported) {
         return Ok(Outcome {
@@ -201,14 +241,14 @@ pub async fn sync(
                 id,
                 Some(remote_id),
                 reason::ROLES_UNSUPPORTED,
-                format!(
-                    "provisioned, but target {id} keeps no roles: spec.roles ({}) were not sent there",
-                    obj.spec.roles.join(", ")
-                ),
+                format!("provisioned, but target {id} keeps no roles: {} were not sent there", asked.join(", ")),
             )
         });
     }
     let mut message = format!("provisioned as user {remote_id}");
+    if !asked.is_empty() {
+        message.push_str(&format!("; roles sent: {}", asked.join(", ")));
+    }
     for n in &plan.notices {
         if let Notice::AttributesNotKept(attributes) = n {
             message.push_str(&format!(" (the target keeps no {}: not sent)", attributes.join(", ")));
