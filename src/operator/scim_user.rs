@@ -386,11 +386,20 @@ async fn sync_targets(
             }
         });
     }
-    let tasks_due = next_due(&polled.into_iter().map(|(_, _, p)| p).collect::<Vec<_>>(), now);
-    let mut default = if resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
-        Some(sync_default(api, obj, ctx, previous, status).await?)
-    } else {
-        None
+    // A reconcile that reports a target's task is, but for a coincidence, that task's wake: the
+    // default target was synced for this spec moments ago, so its entry stands (a resync that
+    // coincides is not lost: this reconcile requeues for the resync too).
+    let woken = polled.iter().any(|(_, _, p)| matches!(p.step, Step::Report { .. }));
+    let polled: Vec<_> = polled.into_iter().map(|(_, _, p)| p).collect();
+    let tasks_due = next_due(&polled, now);
+    let mut default = match resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
+        false => None,
+        true => match previous.targets.iter().find(|e| e.target == default_id) {
+            Some(e) if woken && e.ready && e.observed_generation == generation && status.scim_id.is_some() => {
+                Some(Outcome::synced(&default_id, e.remote_id.clone(), e.message.clone(), false))
+            }
+            _ => Some(sync_default(api, obj, ctx, previous, status).await?),
+        },
     };
     let mut remotes = remotes.into_iter();
     let mut outcomes: Vec<Outcome> = resolved
