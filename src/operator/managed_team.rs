@@ -540,29 +540,10 @@ async fn sync_targets(
         }
         Ok(r) => r,
     };
-    let default_id = TargetRef::default_target().id(&ns);
     let generation = obj.meta().generation;
-    // A task on a target the spec no longer names stops before its deletion policy applies.
-    for target in ctx.team_work.targets_of(&uid) {
-        if !resolved.iter().any(|r| r.id == target) {
-            ctx.team_work.abort(&uid, Some(&target));
-        }
-    }
     let now = Instant::now();
-    let polled: Vec<_> = resolved
-        .iter()
-        .filter_map(|r| match &r.endpoint {
-            Endpoint::Remote(remote) => Some((r, remote, ctx.team_work.poll(&uid, &r.id, generation, now))),
-            _ => None,
-        })
-        .collect();
-    // This resource's records, read only when a task starts or a target was dropped.
-    let dropped = previous.targets.iter().any(|e| e.target != default_id && !resolved.iter().any(|r| r.id == e.target));
-    let records = if dropped || polled.iter().any(|(_, _, p)| p.step == Step::Start) {
-        ctx.targets.records.owned_by(&uid).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?
-    } else {
-        Vec::new()
-    };
+    let (polled, records) =
+        targets::poll_tasks(ctx, &ctx.team_work, &uid, generation, &resolved, &previous.targets, now).await?;
     let dropped = drop_targets(ctx, obj.as_ref(), &resolved, &records, status).await?;
     let mut remotes = Vec::new();
     // Whether a target has no result for this spec yet (its pending members are not known).

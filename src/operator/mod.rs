@@ -570,7 +570,12 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     // A user's roles on targets other than the default follow its teams, the RoleMappings and
     // who each target trusts: a change of these reconciles the users it may concern, their
     // syncs on those targets due at once.
-    let roles = Arc::new(target_roles::RoleTriggers::new(users_store.clone(), teams_store.clone(), user_work.clone()));
+    let roles = Arc::new(target_roles::RoleTriggers::new(
+        users_store.clone(),
+        teams_store.clone(),
+        mappings_store.clone(),
+        user_work.clone(),
+    ));
     let (by_team, by_mapping, by_target) = (roles.clone(), roles.clone(), roles);
     let team_roles = ChangeFilter::new(teams_store.clone());
     let team_changes = team_role_events.filter(move |t| {

@@ -180,6 +180,9 @@ pub fn team_trigger(team: &ManagedTeam) -> Option<u64> {
     Some(h.finish())
 }
 
+/// A team as last seen by the triggers: its displayName and its members.
+type TeamSeen = (String, HashSet<ObjectRef<CachedUser>>);
+
 /// The ScimUsers whose roles on a target other than the default a change may concern, found in
 /// the operator's stores. Membership is taken widely here (a `userName` member of any
 /// namespace): a trigger only makes a user compute its roles again. The members and teams seen
@@ -187,18 +190,24 @@ pub fn team_trigger(team: &ManagedTeam) -> Option<u64> {
 pub struct RoleTriggers {
     users: Store<CachedUser>,
     teams: Store<ManagedTeam>,
+    mappings: Store<RoleMapping>,
     /// The users' syncs on targets other than the default: a trigger makes them due at once
     /// (the change shows in no generation of the user).
     work: Arc<TargetWork<Outcome>>,
-    /// Per team uid: its members when last seen.
-    members: Mutex<HashMap<String, HashSet<ObjectRef<CachedUser>>>>,
+    /// Per team uid: its displayName and members when last seen.
+    members: Mutex<HashMap<String, TeamSeen>>,
     /// Per RoleMapping uid: its teams when last seen.
     mapped: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 impl RoleTriggers {
-    pub fn new(users: Store<CachedUser>, teams: Store<ManagedTeam>, work: Arc<TargetWork<Outcome>>) -> Self {
-        Self { users, teams, work, members: Mutex::default(), mapped: Mutex::default() }
+    pub fn new(
+        users: Store<CachedUser>,
+        teams: Store<ManagedTeam>,
+        mappings: Store<RoleMapping>,
+        work: Arc<TargetWork<Outcome>>,
+    ) -> Self {
+        Self { users, teams, mappings, work, members: Mutex::default(), mapped: Mutex::default() }
     }
 
     /// The users to reconcile, their syncs on other targets made due.
@@ -229,9 +238,17 @@ impl RoleTriggers {
     pub fn of_team(&self, team: &ManagedTeam) -> Vec<ObjectRef<CachedUser>> {
         let now = self.members_of(team, &self.users.state());
         let uid = team.uid().unwrap_or_default();
+        let name = team.spec.display_name.clone();
         let mut last = self.members.lock().unwrap_or_else(|e| e.into_inner());
-        let before = last.insert(uid, now.clone()).unwrap_or_default();
+        let (name_before, before) = last.insert(uid, (name.clone(), now.clone())).unwrap_or_default();
         drop(last);
+        // Roles come through a team only where a RoleMapping names it: a team that no mapping
+        // names, by its name now or when last seen, changes nobody's roles (and creating
+        // thousands of teams wakes no user).
+        let mapped = self.mappings.state().iter().any(|m| m.spec.teams.iter().any(|t| *t == name || *t == name_before));
+        if !mapped {
+            return Vec::new();
+        }
         self.wake(now.union(&before).cloned())
     }
 

@@ -28,9 +28,10 @@ use super::crd::{
     ClusterScimTarget, ScimTarget, SecretKeyRef, Standing, TargetAccess, TargetEndpoint, TargetRef, TargetRefKind,
     TargetSync, secret_namespace,
 };
+use super::ownership::Record;
 use super::ownership::{OwnershipRecords, RecordOwner};
 use super::scim_target::{Refusal, TargetKind, check};
-use super::target_work::{Finished, Job, TargetWork};
+use super::target_work::{Finished, Job, Polled, Step, TargetWork};
 use super::{Context, ReconcileError, key};
 use crate::client::{ClientCredentialsGrant, Credentials, Fence, ScimClient, SecretSource, TargetConfig};
 
@@ -578,6 +579,45 @@ pub fn task_due<K: Resource<DynamicType = ()>>(ctx: &Context, obj: &K, outcome: 
     } else {
         ctx.backoff(&target, outcome.retry_after)
     }
+}
+
+/// A remote target of a reconcile, with what its task table said.
+pub type Turn<'a, T> = (&'a Resolved, &'a Remote, Polled<T>);
+
+/// The first steps of a reconcile's target tasks for the resource `uid` at `generation`: tasks on
+/// targets the spec no longer names are stopped (before their deletion policy applies), each
+/// remote target is polled, and the resource's ownership records are read, only when a task
+/// starts or a target was dropped (a default-only resource, or one whose tasks run, costs no
+/// request). `previous` are the status entries before this reconcile.
+pub async fn poll_tasks<'a, T: Finished>(
+    ctx: &Context,
+    work: &TargetWork<T>,
+    uid: &str,
+    generation: Option<i64>,
+    resolved: &'a [Resolved],
+    previous: &[TargetSync],
+    now: std::time::Instant,
+) -> Result<(Vec<Turn<'a, T>>, Vec<Record>), ReconcileError> {
+    for target in work.targets_of(uid) {
+        if !resolved.iter().any(|r| r.id == target) {
+            work.abort(uid, Some(&target));
+        }
+    }
+    let polled: Vec<Turn<'a, T>> = resolved
+        .iter()
+        .filter_map(|r| match &r.endpoint {
+            Endpoint::Remote(remote) => Some((r, remote, work.poll(uid, &r.id, generation, now))),
+            _ => None,
+        })
+        .collect();
+    let default_id = TargetRef::default_target().id("");
+    let dropped = previous.iter().any(|e| e.target != default_id && !resolved.iter().any(|r| r.id == e.target));
+    let records = if dropped || polled.iter().any(|(_, _, p)| p.step == Step::Start) {
+        ctx.targets.records.owned_by(uid).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    Ok((polled, records))
 }
 
 /// Starts the sync of `obj` on the remote target `r` as a task of `work` ([`super::target_work`]):
