@@ -83,16 +83,40 @@ fresh_control_plane() {
 
 common="\"commit\":\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo -dirty)\",\"custom_binary\":$([ -n "${BENCH_OP_BIN:-}" ] && echo true || echo false),\"users\":$users,\"teams\":$teams,\"members\":$members,\"concurrency\":$conc"
 
+# api_requests: the API server's request counter (apiserver_request_total) by verb and resource,
+# as JSON; api_delta BEFORE AFTER: what was asked in between, largest first.
+api_requests() {
+  $KUBECTL get --raw /metrics | python3 -c '
+import json, re, sys
+counts = {}
+for line in sys.stdin:
+    if not line.startswith("apiserver_request_total{"):
+        continue
+    labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", line))
+    key = labels.get("verb", "?") + " " + labels.get("resource", "?") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+    counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
+print(json.dumps(counts))'
+}
+api_delta() {
+  python3 -c '
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+d = {k: int(v - a.get(k, 0)) for k, v in b.items() if v - a.get(k, 0) >= 100}
+print(json.dumps(dict(sorted(d.items(), key=lambda kv: -kv[1]))))' "$1" "$2"
+}
+
 # --- ceiling: the load client writes the statuses itself, no operator
 fresh_control_plane ceiling
 say "ceiling: $users ScimUsers, $teams ManagedTeams of $members, concurrency $conc (load $(loadavg))"
 la=$(loadavg)
 procs=(etcd="$ETCD_PID" kube_apiserver="$KUBE_APISERVER_PID")
 s0=$(cpu_snapshot "${procs[@]}")
+a0=$(api_requests)
 out=$(run_load ceiling bench-ceiling "$users" "$teams" "$members" "$conc" "$timeout")
 cpu=$(cpu_json "$s0" "$(cpu_snapshot "${procs[@]}")")
-say "ceiling: $out; CPU seconds: $cpu"
-echo "{\"target\":\"kube_ceiling\",\"workload\":\"apply\",$common,\"loadavg_before\":\"$la\",\"result\":$out,\"cpu_s\":$cpu}" >> "$results"
+api=$(api_delta "$a0" "$(api_requests)")
+say "ceiling: $out; CPU seconds: $cpu; API requests: $api"
+echo "{\"target\":\"kube_ceiling\",\"workload\":\"apply\",$common,\"loadavg_before\":\"$la\",\"result\":$out,\"cpu_s\":$cpu,\"api_requests\":$api}" >> "$results"
 
 # --- the operator
 fresh_control_plane operator
@@ -112,10 +136,12 @@ la=$(loadavg)
 r0=$(reconciles "http://127.0.0.1:$mp")
 procs=(etcd="$ETCD_PID" kube_apiserver="$KUBE_APISERVER_PID" scim_server="$server" operator="$op")
 s0=$(cpu_snapshot "${procs[@]}")
+a0=$(api_requests)
 out=$(run_load apply bench-operator "$users" "$teams" "$members" "$conc" "$timeout")
 cpu=$(cpu_json "$s0" "$(cpu_snapshot "${procs[@]}")")
+api=$(api_delta "$a0" "$(api_requests)")
 r1=$(reconciles "http://127.0.0.1:$mp")
-say "operator: $out; CPU seconds: $cpu"
+say "operator: $out; CPU seconds: $cpu; API requests: $api"
 rss_busy=$(awk '/VmHWM/ {print $2}' "/proc/$op/status")
 say "idle for ${idle}s"
 c0=$(cpu_ticks "$op"); t0=$(date +%s.%N)
@@ -127,5 +153,5 @@ idle_pct=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN { 
 all=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["all_ready_s"])')
 rps=$(awk -v n=$((r1 - r0)) -v s="$all" 'BEGIN { printf "%.1f", n / s }')
 errors=$(curl -fsS "http://127.0.0.1:$mp/metrics" | awk '/^scim_operator_reconcile_errors_total/ {s += $2} END {print s + 0}')
-echo "{\"target\":\"operator\",\"workload\":\"apply\",$common,\"loadavg_before\":\"$la\",\"flags\":\"${tuning[*]}\",\"result\":$out,\"cpu_s\":$cpu,\"reconciles\":$((r1 - r0)),\"reconciles_per_s\":$rps,\"reconcile_errors\":$errors,\"peak_rss_kb_at_ready\":$rss_busy,\"peak_rss_kb\":$rss,\"idle_s\":$idle,\"idle_cpu_pct\":$idle_pct,\"idle_reconciles\":$((r2 - r1)),\"loadavg_after\":\"$(loadavg)\"}" >> "$results"
+echo "{\"target\":\"operator\",\"workload\":\"apply\",$common,\"loadavg_before\":\"$la\",\"flags\":\"${tuning[*]}\",\"result\":$out,\"cpu_s\":$cpu,\"api_requests\":$api,\"reconciles\":$((r1 - r0)),\"reconciles_per_s\":$rps,\"reconcile_errors\":$errors,\"peak_rss_kb_at_ready\":$rss_busy,\"peak_rss_kb\":$rss,\"idle_s\":$idle,\"idle_cpu_pct\":$idle_pct,\"idle_reconciles\":$((r2 - r1)),\"loadavg_after\":\"$(loadavg)\"}" >> "$results"
 say "operator: $((r1 - r0)) reconciles ($rps/s), $errors errors, peak RSS $((rss / 1024)) MiB, idle CPU $idle_pct% of a core"
