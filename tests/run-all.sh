@@ -65,13 +65,14 @@ bash tests/env/chromium.sh >/dev/null
 kc_dir=$(mktemp -d)
 bash tests/env/keycloak.sh start "$kc_dir" >/dev/null
 console_status=0
+# `set -e` does not act inside a subshell whose status a `||` tests: each command exits itself.
 (
   # shellcheck disable=SC1091
-  source "$kc_dir/env"
-  SCIM_BROWSER_REQUIRED=1 cargo test --locked --test console_web --test console_browser -- --test-threads=2
+  source "$kc_dir/env" || exit
+  SCIM_BROWSER_REQUIRED=1 cargo test --locked --test console_web --test console_browser -- --test-threads=2 || exit
   # The same Keycloak as a SCIM target of the operator (OAuth client credentials); the other
   # target scenarios (scim2-server) ran with the rest of the end-to-end tests above.
-  SCIM_TARGETS_REQUIRED=1 cargo test --locked --test e2e_targets keycloak -- --test-threads=2
+  SCIM_TARGETS_REQUIRED=1 cargo test --locked --test e2e_targets keycloak -- --test-threads=2 || exit
 ) || console_status=$?
 bash tests/env/keycloak.sh stop "$kc_dir"
 rm -rf "$kc_dir"
