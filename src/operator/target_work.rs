@@ -129,7 +129,8 @@ pub struct Job {
 
 /// The tasks of one resource kind, keyed by (resource uid, target id).
 pub struct TargetWork<T: Finished> {
-    tasks: Mutex<HashMap<(String, String), Task<T>>>,
+    /// By resource uid, then target id: a resource's tasks are found without a scan of all.
+    tasks: Mutex<HashMap<String, HashMap<String, Task<T>>>>,
     lanes: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
 }
 
@@ -140,7 +141,7 @@ impl<T: Finished> Default for TargetWork<T> {
 }
 
 impl<T: Finished> TargetWork<T> {
-    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Task<T>>> {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Task<T>>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -159,7 +160,7 @@ impl<T: Finished> TargetWork<T> {
     /// reported.
     pub fn poll(&self, uid: &str, target: &str, generation: Option<i64>, now: Instant) -> Polled<T> {
         let mut tasks = self.tasks();
-        let Some(task) = tasks.get_mut(&(uid.to_string(), target.to_string())) else {
+        let Some(task) = tasks.get_mut(uid).and_then(|t| t.get_mut(target)) else {
             return Polled { step: Step::Start, result: None };
         };
         let step = decide(Some(&task.seen()), generation, now);
@@ -182,23 +183,24 @@ impl<T: Finished> TargetWork<T> {
         F: FnOnce() + Send + 'static,
     {
         let Job { uid, target, generation, width } = job;
-        let key = (uid, target.clone());
         {
             let mut tasks = self.tasks();
-            match tasks.get_mut(&key) {
+            let of_resource = tasks.entry(uid.clone()).or_default();
+            match of_resource.get_mut(&target) {
                 Some(task) if matches!(task.state, State::Running(_) | State::Starting) => return,
                 Some(task) => {
                     task.generation = generation;
                     task.state = State::Starting;
                 }
                 None => {
-                    tasks.insert(key.clone(), Task { generation, state: State::Starting, last: None, stale: false });
+                    let task = Task { generation, state: State::Starting, last: None, stale: false };
+                    of_resource.insert(target.clone(), task);
                 }
             }
         }
         let lane = self.lane(&target, width);
         let this = self.clone();
-        let finish_key = key.clone();
+        let (finish_uid, finish_target) = (uid.clone(), target.clone());
         let handle = tokio::spawn(async move {
             // A closed semaphore is never closed here; without a permit the task still runs.
             let _permit = lane.acquire_owned().await.ok();
@@ -207,7 +209,7 @@ impl<T: Finished> TargetWork<T> {
             {
                 let mut tasks = this.tasks();
                 // Aborted (the entry was removed) while finishing: keep nothing.
-                if let Some(task) = tasks.get_mut(&finish_key) {
+                if let Some(task) = tasks.get_mut(&finish_uid).and_then(|t| t.get_mut(&finish_target)) {
                     task.last = Some((task.generation, result));
                     let now = Instant::now();
                     let due = if std::mem::take(&mut task.stale) { now } else { now + after };
@@ -217,7 +219,7 @@ impl<T: Finished> TargetWork<T> {
             wake();
         });
         let mut tasks = self.tasks();
-        match tasks.get_mut(&key) {
+        match tasks.get_mut(&uid).and_then(|t| t.get_mut(&target)) {
             // Still starting: it is running now (a task that already finished stays Done).
             Some(task) if matches!(task.state, State::Starting) => task.state = State::Running(handle.abort_handle()),
             Some(_) => {}
@@ -230,13 +232,17 @@ impl<T: Finished> TargetWork<T> {
     /// them.
     pub fn abort(&self, uid: &str, target: Option<&str>) {
         let mut tasks = self.tasks();
-        tasks.retain(|(u, t), task| {
-            let hit = u == uid && target.is_none_or(|x| x == t);
+        let Some(of_resource) = tasks.get_mut(uid) else { return };
+        of_resource.retain(|t, task| {
+            let hit = target.is_none_or(|x| x == t);
             if hit && let State::Running(h) = &task.state {
                 h.abort();
             }
             !hit
         });
+        if of_resource.is_empty() {
+            tasks.remove(uid);
+        }
     }
 
     /// Makes the tasks of the resource `uid` due now, or as soon as they end if they run:
@@ -244,10 +250,8 @@ impl<T: Finished> TargetWork<T> {
     /// generation shows.
     pub fn expire(&self, uid: &str) {
         let now = Instant::now();
-        for ((u, _), task) in self.tasks().iter_mut() {
-            if u != uid {
-                continue;
-            }
+        let mut tasks = self.tasks();
+        for task in tasks.get_mut(uid).into_iter().flat_map(|t| t.values_mut()) {
             match &mut task.state {
                 State::Done { due, .. } => *due = now,
                 State::Running(_) | State::Starting => task.stale = true,
@@ -257,7 +261,7 @@ impl<T: Finished> TargetWork<T> {
 
     /// The targets with a task (running or ended) for the resource `uid`.
     pub fn targets_of(&self, uid: &str) -> Vec<String> {
-        self.tasks().keys().filter(|(u, _)| u == uid).map(|(_, t)| t.clone()).collect()
+        self.tasks().get(uid).map(|t| t.keys().cloned().collect()).unwrap_or_default()
     }
 }
 
@@ -308,9 +312,9 @@ mod tests {
     }
 
     async fn settle(work: &Arc<TargetWork<Outcome>>, uid: &str, target: &str) {
-        let key = (uid.to_string(), target.to_string());
         for _ in 0..200 {
-            let done = matches!(work.tasks().get(&key).map(|t| &t.state), Some(State::Done { .. }));
+            let done =
+                matches!(work.tasks().get(uid).and_then(|t| t.get(target)).map(|t| &t.state), Some(State::Done { .. }));
             if done {
                 return;
             }
