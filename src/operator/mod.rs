@@ -28,7 +28,7 @@ pub use metrics::OperatorMetrics;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -148,6 +148,21 @@ where
     )
 }
 
+/// The merge patch that adds [`FINALIZER`] to an object of `meta`, computed from that version
+/// (it carries the resourceVersion, so a concurrent change fails it with 409 instead of being
+/// overwritten); `None` when the object has it or is being deleted.
+pub fn finalizer_patch(meta: &ObjectMeta) -> Option<serde_json::Value> {
+    let finalizers = meta.finalizers.as_deref().unwrap_or(&[]);
+    if meta.deletion_timestamp.is_some() || finalizers.iter().any(|f| f == FINALIZER) {
+        return None;
+    }
+    let mut finalizers = finalizers.to_vec();
+    finalizers.push(FINALIZER.to_string());
+    Some(serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": meta.resource_version}
+    }))
+}
+
 /// Adds [`FINALIZER`] when it is missing on an object that is not being deleted, and returns
 /// the object as the API server answered, so that the same reconcile goes on to apply it (the
 /// finalizer helper of kube-runtime would end the reconcile there and wait for the watch to
@@ -157,15 +172,7 @@ async fn ensure_finalizer<K>(api: &Api<K>, obj: Arc<K>) -> Result<Arc<K>, kube::
 where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    let meta = obj.meta();
-    let mut finalizers = meta.finalizers.clone().unwrap_or_default();
-    if meta.deletion_timestamp.is_some() || finalizers.iter().any(|f| f == FINALIZER) {
-        return Ok(obj);
-    }
-    finalizers.push(FINALIZER.to_string());
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": meta.resource_version}
-    });
+    let Some(patch) = finalizer_patch(obj.meta()) else { return Ok(obj) };
     let patched = api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(Arc::new(patched))
 }
@@ -820,6 +827,28 @@ mod tests {
         other.metadata.namespace = Some("other".into());
         assert!(filter.changed(&other, Some(2)), "same name and uid in another namespace");
         assert!(filter.changed(&a, None), "no hash: always through");
+    }
+
+    #[test]
+    fn the_finalizer_patch_adds_ours_at_the_version_read_and_only_when_missing() {
+        let meta = |finalizers: Option<Vec<&str>>, deleting: bool| ObjectMeta {
+            resource_version: Some("42".into()),
+            finalizers: finalizers.map(|f| f.into_iter().map(String::from).collect()),
+            deletion_timestamp: deleting.then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+            ..ObjectMeta::default()
+        };
+        let added = serde_json::json!({"metadata": {"finalizers": [FINALIZER], "resourceVersion": "42"}});
+        let kept = serde_json::json!({"metadata": {"finalizers": ["other/x", FINALIZER], "resourceVersion": "42"}});
+        let cases = [
+            (meta(None, false), Some(added.clone())),
+            (meta(Some(vec![]), false), Some(added)),
+            (meta(Some(vec!["other/x"]), false), Some(kept)),
+            (meta(Some(vec![FINALIZER]), false), None),
+            (meta(None, true), None),
+        ];
+        for (m, want) in cases {
+            assert_eq!(finalizer_patch(&m), want, "{m:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! least as new as the cached facts.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, GetParams};
+use kube::api::{Api, GetParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -20,8 +20,9 @@ use super::conditions;
 use super::crd::ScimUser;
 
 /// A ScimUser as the operator caches it. Its metadata keeps what identifies it (name,
-/// namespace, uid, resourceVersion) and what triggers read (generation, deletion, labels, the
-/// release annotation); the rest of the object is read when needed.
+/// namespace, uid, resourceVersion), what triggers read (generation, deletion, labels, the
+/// release annotation) and the finalizers (so that a worker adds [`FINALIZER`](super::FINALIZER) without reading
+/// the object first); the rest of the object is read when needed.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(from = "Wire")]
 pub struct CachedUser {
@@ -108,6 +109,8 @@ struct WireMeta {
     resource_version: Option<String>,
     generation: Option<i64>,
     deletion_timestamp: Option<Time>,
+    #[serde(default)]
+    finalizers: Option<Vec<String>>,
     labels: Option<BTreeMap<String, String>>,
     /// Only the release annotation is kept (see [`Release`]).
     #[serde(default)]
@@ -183,6 +186,7 @@ impl From<Wire> for CachedUser {
                 resource_version: m.resource_version,
                 generation: m.generation,
                 deletion_timestamp: m.deletion_timestamp,
+                finalizers: m.finalizers,
                 labels: m.labels,
                 annotations: release,
                 ..ObjectMeta::default()
@@ -195,10 +199,29 @@ impl From<Wire> for CachedUser {
     }
 }
 
-/// The whole ScimUser of `cached`, at least as new as the cached facts (from the API server's
-/// watch cache, like the watch itself), without what the operator never reads; `None` when it
-/// is gone.
+/// The whole ScimUser of `cached`, at least as new as the cached facts, without what the
+/// operator never reads; `None` when it is gone.
+///
+/// A ScimUser that still lacks [`FINALIZER`](super::FINALIZER) gets it here: the patch answers with the whole
+/// object, so a new ScimUser costs the API server one request before its status, not a read
+/// and a patch. When it changed since the watch saw it (409), it is read instead.
 pub async fn fetch(api: &Api<ScimUser>, cached: &CachedUser) -> Result<Option<ScimUser>, kube::Error> {
+    if let Some(patch) = super::finalizer_patch(cached.meta()) {
+        match api.patch(&cached.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(mut user) => {
+                super::slim(&mut user);
+                return Ok(Some(user));
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 || s.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    read(api, cached).await
+}
+
+/// The whole ScimUser of `cached` from the API server's watch cache (like the watch itself),
+/// at least as new as the cached facts; `None` when it is gone.
+async fn read(api: &Api<ScimUser>, cached: &CachedUser) -> Result<Option<ScimUser>, kube::Error> {
     // Not older than the version the watch delivered: a stale read would retry a finalizer patch
     // for nothing or merge conditions that were replaced already.
     let params = match cached.resource_version() {
@@ -274,7 +297,8 @@ mod tests {
         assert_eq!((&m.name, &m.namespace, &m.uid), (&f.name, &f.namespace, &f.uid));
         assert_eq!((&m.resource_version, m.generation, &m.labels), (&f.resource_version, f.generation, &f.labels));
         assert_eq!(cached.annotations().keys().collect::<Vec<_>>(), [RELEASE_ANNOTATION]);
-        assert!(m.managed_fields.is_none() && m.finalizers.is_none() && m.creation_timestamp.is_none());
+        assert_eq!(m.finalizers, f.finalizers);
+        assert!(m.managed_fields.is_none() && m.creation_timestamp.is_none());
         // The object reference (the stores' key) is the same as the full object's.
         use kube::runtime::reflector::ObjectRef;
         assert_eq!(ObjectRef::from_obj(&cached).erase(), ObjectRef::from_obj(&full).erase());
