@@ -367,16 +367,13 @@ async fn sync_targets(
             }
         });
     }
-    // A reconcile that reports a target's task is, but for a coincidence, that task's wake: the
-    // default target was synced for this spec moments ago, so its entry stands (a resync that
-    // coincides is not lost: this reconcile requeues for the resync too).
     let woken = polled.iter().any(|(_, _, p)| matches!(p.step, Step::Report { .. }));
     let polled: Vec<_> = polled.into_iter().map(|(_, _, p)| p).collect();
     let tasks_due = next_due(&polled, now);
     let mut default = match resolved.iter().any(|r| matches!(r.endpoint, Endpoint::Default)) {
         false => None,
         true => match previous.targets.iter().find(|e| e.target == default_id) {
-            Some(e) if woken && e.ready && e.observed_generation == generation && status.scim_id.is_some() => {
+            Some(e) if default_stands(woken, e, generation, status.scim_id.is_some()) => {
                 Some(Outcome::synced(&default_id, e.remote_id.clone(), e.message.clone(), false))
             }
             _ => Some(sync_default(api, obj, ctx, previous, status).await?),
@@ -395,6 +392,16 @@ async fn sync_targets(
         .collect();
     outcomes.append(&mut dropped);
     Ok((outcomes, tasks_due))
+}
+
+/// Whether a reconcile leaves the default target alone, its `entry` standing: when it reports
+/// a target's task (`woken`) it is, but for a coincidence, that task's wake, and the default
+/// target was synced for this spec moments ago; so when the entry is ready for the object's
+/// `generation` and the SCIM id is known, syncing it again would only repeat requests (a resync
+/// that coincides is not lost: that reconcile requeues for the resync too). Any other reconcile
+/// syncs it.
+fn default_stands(woken: bool, entry: &super::crd::TargetSync, generation: Option<i64>, has_scim_id: bool) -> bool {
+    woken && entry.ready && entry.observed_generation == generation && has_scim_id
 }
 
 /// Starts the user's sync on a target other than the default; the reconcile that follows its
@@ -562,4 +569,40 @@ async fn cleanup(obj: Arc<ScimUser>, ctx: &Context) -> Result<Action, ReconcileE
     }
     ctx.succeeded(&key(obj.as_ref()));
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every input of the decision: only a woken reconcile whose default entry is ready for
+    /// this generation, with the SCIM id known, leaves the default target alone.
+    #[test]
+    fn only_a_woken_reconcile_with_a_current_ready_default_entry_skips_the_default_target() {
+        let entry = |ready: bool, observed: Option<i64>| super::super::crd::TargetSync {
+            target: "ClusterScimTarget/default".into(),
+            remote_id: Some("u-1".into()),
+            ready,
+            observed_generation: observed,
+            ..Default::default()
+        };
+        // (woken, entry ready, entry's generation, object's generation, scimId known) -> skips
+        let table = [
+            ((true, true, Some(3), Some(3), true), true),
+            ((false, true, Some(3), Some(3), true), false),
+            ((true, false, Some(3), Some(3), true), false),
+            ((true, true, Some(2), Some(3), true), false),
+            ((true, true, None, Some(3), true), false),
+            ((true, true, Some(3), Some(3), false), false),
+            ((false, false, Some(2), Some(3), false), false),
+        ];
+        for ((woken, ready, observed, generation, has_id), skips) in table {
+            assert_eq!(
+                default_stands(woken, &entry(ready, observed), generation, has_id),
+                skips,
+                "woken {woken}, ready {ready}, entry of generation {observed:?}, object of {generation:?}, scimId \
+                 {has_id}"
+            );
+        }
+    }
 }
