@@ -31,6 +31,9 @@
 //!   its `KEYCLOAK_*` variables are set: Ready with the default target, update, a restart
 //!   without duplicate, `RolesUnsupported`, one winner of a contested userName, a user made on
 //!   Keycloak untouched without a trusted adopt, deactivated when Keycloak is taken out.
+//! - The reconcile a target's task wakes to report its result sends the default target nothing
+//!   when the default entry is ready for the generation (read from the default target's own
+//!   request log).
 //!
 //! Without a control plane (no KUBECONFIG) the test skips, unless `SCIM_E2E_REQUIRED` is set;
 //! without `SCIM_CONFORMANCE_BIN` (scim2-server, from `tests/env/python-tools.sh`) likewise.
@@ -695,6 +698,59 @@ async fn scim_users_provision_into_their_targets() {
     operator.stop().await;
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;
     delete_namespaces(&client, &[&ops, &team, &rival, &outside, &own]).await;
+    scim.stop().await;
+}
+
+/// The reconcile a target's task wakes to report its result leaves the default target alone
+/// when the default entry is ready for the generation: from the ScimUser's creation until a
+/// while after it is Ready on both targets, the default target (this project's server, whose
+/// request log names each request's path) receives the creating sync's requests only. Any sync
+/// of a user whose id is known reads `/scim/v2/Users/{id}` first, so a second sync would show
+/// there; scim2-server meanwhile holds what the task wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_reconcile_a_task_wakes_sends_nothing_to_the_default_target() {
+    if control_plane().is_none() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
+        return;
+    };
+    let client = fresh_cluster().await;
+    let ops = namespace(&client, "woken-ops").await;
+    let team = namespace(&client, "woken-team").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    // No periodic resync within the test: every reconcile is the creation's or the task's wake.
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 600));
+    let scim2 = Scim2Target::start(&client, &bin, &ops, json!({"allowed": {"names": [team.clone()]}})).await;
+
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let spec = json!({"userName": "woken@example.com", "title": "Engineer",
+        "targets": [{"name": "default"}, {"name": scim2.name}]});
+    users.create(&PostParams::default(), &scim_user("woken", spec)).await.expect("create the user");
+    // Ready on both is what the woken reconcile writes: the task's result is only reported there.
+    let ready = wait_for(&users, "woken", "Ready on both targets", |u| ready_on(u, 2)).await;
+    let id = ready.status.as_ref().and_then(|s| s.scim_id.clone()).expect("the default target's id");
+    let held = scim2.peer.users_named("woken@example.com").await;
+    assert_eq!((held.len(), held[0]["title"].as_str()), (1, Some("Engineer")), "the task's writes on scim2-server");
+    // A few seconds for any later reconcile, and for the request log (written in batches).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    let query = scim_operator::store::RequestQuery { limit: 1000, ..Default::default() };
+    let (log, _) = scim.directory.recent_requests(&query).await.expect("the request log");
+    let seen: Vec<String> = log.iter().rev().map(|r| format!("{} {} {}", r.method, r.path, r.status)).collect();
+    let created = log.iter().filter(|r| r.method == "POST" && r.path == "/scim/v2/Users").count();
+    assert_eq!(created, 1, "the creating sync's POST is logged: {seen:#?}");
+    let resynced: Vec<&String> = seen.iter().filter(|l| l.contains(&format!("/scim/v2/Users/{id} "))).collect();
+    assert!(resynced.is_empty(), "the default target was synced again for {id}: {seen:#?}");
+    let roles_read = seen.iter().filter(|l| l.contains(&format!("/users/{id}/access "))).count();
+    assert_eq!(roles_read, 1, "the user's roles read once, by the creating sync: {seen:#?}");
+
+    operator.stop().await;
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let _ = clusters.delete(&scim2.name, &DeleteParams::default()).await;
+    delete_namespaces(&client, &[&ops, &team]).await;
     scim.stop().await;
 }
 
