@@ -314,17 +314,12 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
     let team = namespace(&client, "targets-kc").await;
     let (_dir, operator) = target_operator(&ops);
     let targets: Api<ScimTarget> = Api::namespaced(client.clone(), &team);
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
-    secret(
-        &client,
-        &team,
-        "keycloak",
-        json!({"client-id": env("KEYCLOAK_SCIM_CLIENT_ID"), "client-secret": env("KEYCLOAK_SCIM_CLIENT_SECRET")}),
-    )
-    .await;
+    let (client_id, client_secret) =
+        (keycloak_env("KEYCLOAK_SCIM_CLIENT_ID"), keycloak_env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+    secret(&client, &team, "keycloak", json!({"client-id": client_id, "client-secret": client_secret})).await;
     let kc = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ScimTarget", "metadata": {"name": "keycloak"},
         "spec": {"baseUrl": scim_url, "profile": "Keycloak",
-            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
+            "credentials": {"oauth2": {"tokenUrl": keycloak_env("KEYCLOAK_TOKEN_URL"),
                 "clientId": {"name": "keycloak", "key": "client-id"},
                 "clientSecret": {"name": "keycloak", "key": "client-secret"}}}}});
     targets.create(&PostParams::default(), &serde_json::from_value(kc).unwrap()).await.expect("create");
@@ -335,11 +330,10 @@ async fn keycloak_target_with_oauth_client_credentials_is_ready() {
     assert!(caps.patch && !caps.etag, "{caps:?}");
     assert_eq!(caps.max_results, Some(100), "Keycloak announces pages of 100");
     let text = serde_json::to_string(&kc.status).unwrap();
-    assert!(!text.contains(&env("KEYCLOAK_SCIM_CLIENT_SECRET")), "{text}");
+    assert!(!text.contains(&client_secret), "{text}");
 
     // A wrong client secret: the token endpoint refuses the client.
-    secret(&client, &team, "keycloak", json!({"client-id": env("KEYCLOAK_SCIM_CLIENT_ID"), "client-secret": "wrong"}))
-        .await;
+    secret(&client, &team, "keycloak", json!({"client-id": client_id, "client-secret": "wrong"})).await;
     wait_for(&targets, "keycloak", "CredentialsRejected", |t| {
         is(t.status.as_ref(), t.metadata.generation, "False", "CredentialsRejected")
     })
@@ -414,6 +408,58 @@ impl Peer {
         let (status, body) = self.call(reqwest::Method::GET, &format!("/Users/{id}"), None).await;
         assert_eq!(status, 200, "{body}");
         body
+    }
+}
+
+/// A `KEYCLOAK_*` variable of `tests/env/keycloak.sh start`, which a test reads once it knows
+/// Keycloak runs (`KEYCLOAK_SCIM_URL` is set).
+fn keycloak_env(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is set with KEYCLOAK_SCIM_URL"))
+}
+
+/// Keycloak's realm at `scim_url` behind a ClusterScimTarget `keycloak-<suffix>` that is Ready:
+/// OAuth client credentials in Secret `keycloak` of the operator's namespace, `namespaces` as
+/// the target's `spec.namespaces`.
+struct KeycloakTarget {
+    /// Keycloak's SCIM API, with a token of the same client, to read back what the operator wrote.
+    peer: Peer,
+    /// The ClusterScimTarget's name, and its id as resources' statuses and records name it.
+    name: String,
+    id: String,
+    /// Random, for names no earlier run used: Keycloak keeps its users and groups between tests.
+    suffix: String,
+    /// The client secret, which no status may show.
+    client_secret: String,
+}
+
+impl KeycloakTarget {
+    async fn start(client: &Client, scim_url: &str, ops: &str, namespaces: Value) -> Self {
+        let (client_id, client_secret) =
+            (keycloak_env("KEYCLOAK_SCIM_CLIENT_ID"), keycloak_env("KEYCLOAK_SCIM_CLIENT_SECRET"));
+        secret(client, ops, "keycloak", json!({"client-id": client_id, "client-secret": client_secret})).await;
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let name = format!("keycloak-{suffix}");
+        let token_url = keycloak_env("KEYCLOAK_TOKEN_URL");
+        let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+        let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": name},
+            "spec": {"baseUrl": scim_url, "profile": "Keycloak",
+                "credentials": {"oauth2": {"tokenUrl": token_url,
+                    "clientId": {"name": "keycloak", "key": "client-id"},
+                    "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+                "namespaces": namespaces}});
+        clusters
+            .create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
+            .await
+            .expect("create the target");
+        wait_for(&clusters, &name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected"))
+            .await;
+        let peer = Peer {
+            base: scim_url.to_string(),
+            auth: Auth::ClientCredentials { token_url, id: client_id, secret: client_secret.clone() },
+            http: reqwest::Client::new(),
+        };
+        let id = format!("ClusterScimTarget/{name}");
+        Self { peer, name, id, suffix, client_secret }
     }
 }
 
@@ -762,7 +808,6 @@ async fn scim_users_provision_into_keycloak() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
     let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
     let client = fresh_cluster().await;
     let ops = namespace(&client, "ukc-ops").await;
     let team = namespace(&client, "ukc-team").await;
@@ -771,25 +816,10 @@ async fn scim_users_provision_into_keycloak() {
     let (_dir, token_path) = token_file(&scim.token);
     let args = operator_args(&scim.base, &token_path, &[], &ops, 2);
     let mut operator = start_operator_from(args.clone());
-    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
-    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let cst = format!("keycloak-{suffix}");
-    let cst_id = format!("ClusterScimTarget/{cst}");
+    let namespaces = json!({"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}});
+    let KeycloakTarget { peer, name: cst, id: cst_id, suffix, client_secret: secret_value } =
+        KeycloakTarget::start(&client, &scim_url, &ops, namespaces).await;
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
-        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
-            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
-                "clientId": {"name": "keycloak", "key": "client-id"},
-                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
-            "namespaces": {"allowed": {"names": [team.clone(), rival.clone()]}, "trusted": {"names": [team.clone()]}}}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
-    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
-    let peer = Peer {
-        base: scim_url.clone(),
-        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value.clone() },
-        http: reqwest::Client::new(),
-    };
     let domain = format!("{suffix}.example.com");
     let only_kc = json!([{"name": cst}]);
 
@@ -1084,32 +1114,16 @@ async fn managed_team_on_keycloak() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
     let Some(scim_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
     let client = fresh_cluster().await;
     let ops = namespace(&client, "tkc-ops").await;
     let team_ns = namespace(&client, "tkc-team").await;
     let scim = common::TestServer::start().await;
     let (_dir, token_path) = token_file(&scim.token);
     let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
-    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
-    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let cst = format!("keycloak-{suffix}");
-    let cst_id = format!("ClusterScimTarget/{cst}");
+    let namespaces = json!({"allowed": {"names": [team_ns.clone()]}, "trusted": {"names": [team_ns.clone()]}});
+    let KeycloakTarget { peer, name: cst, id: cst_id, suffix, .. } =
+        KeycloakTarget::start(&client, &scim_url, &ops, namespaces).await;
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": cst},
-        "spec": {"baseUrl": scim_url, "profile": "Keycloak",
-            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
-                "clientId": {"name": "keycloak", "key": "client-id"},
-                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
-            "namespaces": {"allowed": {"names": [team_ns.clone()]}, "trusted": {"names": [team_ns.clone()]}}}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
-    wait_for(&clusters, &cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
-    let peer = Peer {
-        base: scim_url.clone(),
-        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value },
-        http: reqwest::Client::new(),
-    };
     let group_members = |id: String| {
         let peer = &peer;
         async move {
@@ -1189,14 +1203,12 @@ async fn keycloak_scim2_and_the_default_target_at_once() {
     let required = std::env::var_os("SCIM_TARGETS_REQUIRED").is_some();
     let Some(kc_url) = env_or_skip("KEYCLOAK_SCIM_URL", required) else { return };
     let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", required) else { return };
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set with KEYCLOAK_SCIM_URL"));
     let client = fresh_cluster().await;
     let ops = namespace(&client, "three-ops").await;
     let team = namespace(&client, "three-team").await;
     let scim = common::TestServer::start().await;
     let (_dir, token_path) = token_file(&scim.token);
     let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 2));
-    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
     let allowed = json!({"allowed": {"names": [team.clone()]}, "trusted": {"names": [team.clone()]}});
 
@@ -1205,25 +1217,11 @@ async fn keycloak_scim2_and_the_default_target_at_once() {
     let (scim2, scim2_cst) = (&scim2_target.peer, scim2_target.name.clone());
 
     // Keycloak, OAuth client credentials
-    let (id, secret_value) = (env("KEYCLOAK_SCIM_CLIENT_ID"), env("KEYCLOAK_SCIM_CLIENT_SECRET"));
-    secret(&client, &ops, "keycloak", json!({"client-id": id, "client-secret": secret_value})).await;
-    let kc_cst = format!("keycloak-{suffix}");
-    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": kc_cst},
-        "spec": {"baseUrl": kc_url, "profile": "Keycloak",
-            "credentials": {"oauth2": {"tokenUrl": env("KEYCLOAK_TOKEN_URL"),
-                "clientId": {"name": "keycloak", "key": "client-id"},
-                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
-            "namespaces": allowed}});
-    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.unwrap();
-    wait_for(&clusters, &kc_cst, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    let KeycloakTarget { peer: keycloak, name: kc_cst, id: kc_id, suffix, .. } =
+        KeycloakTarget::start(&client, &kc_url, &ops, allowed).await;
     // The operator's first Keycloak token was fetched by the probe just now.
     let first_token_at = Instant::now();
-    let keycloak = Peer {
-        base: kc_url.clone(),
-        auth: Auth::ClientCredentials { token_url: env("KEYCLOAK_TOKEN_URL"), id, secret: secret_value.clone() },
-        http: reqwest::Client::new(),
-    };
-    let (scim2_id, kc_id) = (format!("ClusterScimTarget/{scim2_cst}"), format!("ClusterScimTarget/{kc_cst}"));
+    let scim2_id = scim2_target.id.clone();
     let all = json!([{"name": "default"}, {"name": scim2_cst}, {"name": kc_cst}]);
 
     // ---- two users and a team on all three
