@@ -87,6 +87,17 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Creates the ClusterScimTarget `name` with `spec` and waits until it is Ready (`Connected`);
+/// returns its id as resources' statuses and records name it.
+async fn ready_cluster_target(client: &Client, name: &str, spec: Value) -> String {
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": name},
+        "spec": spec});
+    clusters.create(&PostParams::default(), &serde_json::from_value(obj).unwrap()).await.expect("create the target");
+    wait_for(&clusters, name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected")).await;
+    format!("ClusterScimTarget/{name}")
+}
+
 /// scim2-server behind a ClusterScimTarget `scim2-<random>` that is Ready: a bearer token of
 /// its own in Secret `scim2` of the operator's namespace, `namespaces` as the target's
 /// `spec.namespaces`. The server can be stopped and started again on its port.
@@ -115,17 +126,9 @@ impl Scim2Target {
         };
         secret(client, ops, "scim2", json!({"token": token})).await;
         let name = format!("scim2-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-        let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": name},
-            "spec": {"baseUrl": peer.base, "profile": "Generic",
-                "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": namespaces}});
-        clusters
-            .create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
-            .await
-            .expect("create the target");
-        wait_for(&clusters, &name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected"))
-            .await;
-        let id = format!("ClusterScimTarget/{name}");
+        let spec = json!({"baseUrl": peer.base, "profile": "Generic",
+            "credentials": {"bearerToken": {"name": "scim2", "key": "token"}}, "namespaces": namespaces});
+        let id = ready_cluster_target(client, &name, spec).await;
         Self { server, bin: bin.to_string(), port, token, peer, name, id }
     }
 
@@ -137,6 +140,16 @@ impl Scim2Target {
     fn restart(&self) {
         *self.server.lock().unwrap() = Some(scim2_server(&self.bin, self.port, &self.token));
     }
+}
+
+/// A scim2-server test's start: its turn ([`ONE_AT_A_TIME`], kept while the guard lives),
+/// scim2-server's bin directory and a fresh cluster; `None` (the test skips) without a control
+/// plane, or without `SCIM_CONFORMANCE_BIN` unless `SCIM_E2E_REQUIRED` is set.
+async fn scim2_turn() -> Option<(tokio::sync::MutexGuard<'static, ()>, String, Client)> {
+    control_plane()?;
+    let serial = ONE_AT_A_TIME.lock().await;
+    let bin = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some())?;
+    Some((serial, bin, fresh_cluster().await))
 }
 
 /// The variable's value; `None` (the part is skipped) when unset, unless `required`.
@@ -187,14 +200,7 @@ fn target_operator(ops: &str) -> (tempfile::TempDir, Operator) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn targets_report_reachability_credentials_and_capabilities() {
-    if control_plane().is_none() {
-        return;
-    }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
-        return;
-    };
-    let client = fresh_cluster().await;
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
     let ops = namespace(&client, "targets-ops").await;
     let team = namespace(&client, "targets-team").await;
     let other = namespace(&client, "targets-other").await;
@@ -440,25 +446,17 @@ impl KeycloakTarget {
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let name = format!("keycloak-{suffix}");
         let token_url = keycloak_env("KEYCLOAK_TOKEN_URL");
-        let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
-        let obj = json!({"apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": name},
-            "spec": {"baseUrl": scim_url, "profile": "Keycloak",
-                "credentials": {"oauth2": {"tokenUrl": token_url,
-                    "clientId": {"name": "keycloak", "key": "client-id"},
-                    "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
-                "namespaces": namespaces}});
-        clusters
-            .create(&PostParams::default(), &serde_json::from_value(obj).unwrap())
-            .await
-            .expect("create the target");
-        wait_for(&clusters, &name, "Ready", |t| is(t.status.as_ref(), t.metadata.generation, "True", "Connected"))
-            .await;
+        let spec = json!({"baseUrl": scim_url, "profile": "Keycloak",
+            "credentials": {"oauth2": {"tokenUrl": token_url,
+                "clientId": {"name": "keycloak", "key": "client-id"},
+                "clientSecret": {"name": "keycloak", "key": "client-secret"}}},
+            "namespaces": namespaces});
+        let id = ready_cluster_target(client, &name, spec).await;
         let peer = Peer {
             base: scim_url.to_string(),
             auth: Auth::ClientCredentials { token_url, id: client_id, secret: client_secret.clone() },
             http: reqwest::Client::new(),
         };
-        let id = format!("ClusterScimTarget/{name}");
         Self { peer, name, id, suffix, client_secret }
     }
 }
@@ -559,14 +557,7 @@ async fn contest_and_adopt(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scim_users_provision_into_their_targets() {
-    if control_plane().is_none() {
-        return;
-    }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
-        return;
-    };
-    let client = fresh_cluster().await;
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
     let ops = namespace(&client, "utargets-ops").await;
     let team = namespace(&client, "utargets-team").await;
     let rival = namespace(&client, "utargets-rival").await;
@@ -755,14 +746,7 @@ async fn scim_users_provision_into_their_targets() {
 /// there; scim2-server meanwhile holds what the task wrote.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reconcile_a_task_wakes_sends_nothing_to_the_default_target() {
-    if control_plane().is_none() {
-        return;
-    }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
-        return;
-    };
-    let client = fresh_cluster().await;
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
     let ops = namespace(&client, "woken-ops").await;
     let team = namespace(&client, "woken-team").await;
     let scim = common::TestServer::start().await;
@@ -913,14 +897,7 @@ fn managed_team(name: &str, spec: Value) -> ManagedTeam {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn managed_teams_provision_into_their_targets() {
-    if control_plane().is_none() {
-        return;
-    }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
-        return;
-    };
-    let client = fresh_cluster().await;
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
     let ops = namespace(&client, "ttargets-ops").await;
     let team_ns = namespace(&client, "ttargets-team").await;
     let rival = namespace(&client, "ttargets-rival").await;
@@ -1347,14 +1324,7 @@ async fn wait_roles(peer: &Peer, id: &str, want: &[&str], what: &str) {
 /// operator resyncs once an hour here, so every change is carried by a watch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
-    if control_plane().is_none() {
-        return;
-    }
-    let _serial = ONE_AT_A_TIME.lock().await;
-    let Some(bin) = env_or_skip("SCIM_CONFORMANCE_BIN", std::env::var_os("SCIM_E2E_REQUIRED").is_some()) else {
-        return;
-    };
-    let client = fresh_cluster().await;
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
     let ops = namespace(&client, "rtargets-ops").await;
     let team_ns = namespace(&client, "rtargets-team").await;
     let rival = namespace(&client, "rtargets-rival").await;
