@@ -21,3 +21,15 @@ fn committed_crds_match_the_generated_ones() {
         }
     }
 }
+
+/// The chart's admission policy sets the finalizer the operator looks for, on the kinds that
+/// carry it (a rename in the code must reach the chart).
+#[test]
+fn the_chart_sets_the_operators_finalizer() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("charts/scim-operator/templates/finalizer-policy.yaml");
+    let policy = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let finalizer = scim_operator::operator::FINALIZER;
+    assert!(policy.contains(&format!("finalizers: [\"{finalizer}\"]")), "{} does not set {finalizer}", path.display());
+    assert!(policy.contains(r#"resources: ["scimusers", "managedteams", "rolemappings"]"#));
+}

@@ -34,7 +34,10 @@ trap cleanup EXIT
 
 step "control plane (kube-apiserver, etcd, kubectl, helm from Go modules; cached)"
 bash tests/env/control-plane.sh build
-bash tests/env/control-plane.sh start "$cp_dir" >/dev/null
+# MutatingAdmissionPolicy (GA in Kubernetes 1.36, beta here) so that the chart's finalizer policy
+# is installed and checked (tests/chart/test-chart.sh); no other test installs one.
+KUBE_APISERVER_EXTRA_FLAGS="--feature-gates=MutatingAdmissionPolicy=true --runtime-config=admissionregistration.k8s.io/v1beta1=true" \
+  bash tests/env/control-plane.sh start "$cp_dir" >/dev/null
 # shellcheck disable=SC1091
 source "$cp_dir/env"
 export SCIM_E2E_REQUIRED=1

@@ -16,6 +16,9 @@
 #   kubectl get ns
 #   tests/env/control-plane.sh stop "$dir"
 #
+# KUBE_APISERVER_EXTRA_FLAGS (space-separated) are added to the API server's flags, e.g.
+# feature gates a test or benchmark needs.
+#
 # --with-node (root only, one per machine) adds a Ready node "scim-node": kubelet,
 # kube-scheduler, kube-proxy, CoreDNS, containerd, CNI and hostPath PVs of a
 # default StorageClass; the API server then listens on the node's bridge
@@ -513,6 +516,8 @@ cmd_start() {
   local server="https://$bind_ip:$api_port" node_api_flags=(--endpoint-reconciler-type=none --disable-admission-plugins=ServiceAccount)
   # With a node: the `kubernetes` Service points at the bridge address, and pods get tokens.
   ((WITH_NODE)) && node_api_flags=(--endpoint-reconciler-type=lease --kubelet-preferred-address-types=InternalIP)
+  local extra_api_flags=()
+  read -ra extra_api_flags <<<"${KUBE_APISERVER_EXTRA_FLAGS:-}"
   launch kube-apiserver "$KUBE_BIN/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address="$bind_ip" \
@@ -529,7 +534,8 @@ cmd_start() {
     --service-account-signing-key-file="$START_DIR/pki/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --allow-privileged=true \
-    --profiling=false
+    --profiling=false \
+    "${extra_api_flags[@]}"
   local api_pid
   api_pid=$(pid_of "$START_DIR" kube-apiserver)
   write_kubeconfig "$START_DIR/kubeconfig" admin "$admin_token" "$server"
