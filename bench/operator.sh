@@ -19,7 +19,12 @@
 # --concurrency), BENCH_OP_RATE_LIMIT (1000: the operator's --rate-limit, SCIM requests/s),
 # BENCH_OP_MAX_IN_FLIGHT (16: the operator's --max-in-flight), BENCH_OP_IDLE (60 s),
 # BENCH_OP_TIMEOUT (3600 s to wait for Ready), BENCH_OP_BIN (the scim-operator binary to run;
-# default: the release build of this tree; set it to compare with another build).
+# default: the release build of this tree; set it to compare with another build),
+# BENCH_OP_FINALIZER_POLICY (1: both control planes serve MutatingAdmissionPolicy and the
+# operator run installs the chart's finalizer policy, as the chart does on Kubernetes 1.36;
+# 0: neither, the operator adds each finalizer with a PATCH, as on older clusters),
+# BENCH_OP_PROFILE (a directory: a 30 s CPU profile of the API server is taken 5 s into each
+# run, `go tool pprof -top` reads it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +39,16 @@ rate=${BENCH_OP_RATE_LIMIT:-1000}
 in_flight=${BENCH_OP_MAX_IN_FLIGHT:-16}
 idle=${BENCH_OP_IDLE:-60}
 timeout=${BENCH_OP_TIMEOUT:-3600}
+finalizer_policy=${BENCH_OP_FINALIZER_POLICY:-1}
+extra_flags=()
+[ "$finalizer_policy" = 1 ] && extra_flags+=(--feature-gates=MutatingAdmissionPolicy=true --runtime-config=admissionregistration.k8s.io/v1beta1=true)
+[ -n "${BENCH_OP_PROFILE:-}" ] && mkdir -p "$BENCH_OP_PROFILE" && extra_flags+=(--profiling=true)
+export KUBE_APISERVER_EXTRA_FLAGS="${extra_flags[*]}"
+# profile NAME: in the background, the API server's CPU profile from 5 s to 35 s from now.
+profile() {
+  [ -n "${BENCH_OP_PROFILE:-}" ] || return 0
+  (sleep 5 && $KUBECTL get --raw "/debug/pprof/profile?seconds=30" > "$BENCH_OP_PROFILE/apiserver-$1.pprof") &
+}
 work=$(mktemp -d)
 pids=()
 cp_dir=""
@@ -84,7 +99,7 @@ fresh_control_plane() {
 common="\"commit\":\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo -dirty)\",\"custom_binary\":$([ -n "${BENCH_OP_BIN:-}" ] && echo true || echo false),\"users\":$users,\"teams\":$teams,\"members\":$members,\"concurrency\":$conc"
 
 # api_requests: the API server's request counter (apiserver_request_total) by verb and resource,
-# as JSON; api_delta BEFORE AFTER: what was asked in between, largest first.
+# as JSON; api_delta BEFORE AFTER: what was asked in between (10 or more), largest first.
 api_requests() {
   $KUBECTL get --raw /metrics | python3 -c '
 import json, re, sys
@@ -101,7 +116,7 @@ api_delta() {
   python3 -c '
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-d = {k: int(v - a.get(k, 0)) for k, v in b.items() if v - a.get(k, 0) >= 100}
+d = {k: int(v - a.get(k, 0)) for k, v in b.items() if v - a.get(k, 0) >= 10}
 print(json.dumps(dict(sorted(d.items(), key=lambda kv: -kv[1]))))' "$1" "$2"
 }
 
@@ -112,6 +127,7 @@ la=$(loadavg)
 procs=(etcd="$ETCD_PID" kube_apiserver="$KUBE_APISERVER_PID")
 s0=$(cpu_snapshot "${procs[@]}")
 a0=$(api_requests)
+profile ceiling
 out=$(run_load ceiling bench-ceiling "$users" "$teams" "$members" "$conc" "$timeout")
 cpu=$(cpu_json "$s0" "$(cpu_snapshot "${procs[@]}")")
 api=$(api_delta "$a0" "$(api_requests)")
@@ -127,6 +143,11 @@ server=$!; pids+=($server)
 wait_http "http://127.0.0.1:$p/readyz"
 mp=$(port)
 tuning=(--concurrency "$conc" --rate-limit "$rate" --max-in-flight "$in_flight")
+if [ "$finalizer_policy" = 1 ]; then
+  # The chart's own manifest, as `helm install` renders it on a cluster that serves the API.
+  $HELM template bench charts/scim-operator --show-only templates/finalizer-policy.yaml \
+    --api-versions admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy | $KUBECTL apply -f - >/dev/null
+fi
 "$bin" controller --scim-url "http://127.0.0.1:$p/scim/v2" --token-file "$work/token" \
   --metrics-listen "127.0.0.1:$mp" "${tuning[@]}" > "$work/operator.log" 2>&1 &
 op=$!; pids+=($op)
@@ -137,6 +158,7 @@ r0=$(reconciles "http://127.0.0.1:$mp")
 procs=(etcd="$ETCD_PID" kube_apiserver="$KUBE_APISERVER_PID" scim_server="$server" operator="$op")
 s0=$(cpu_snapshot "${procs[@]}")
 a0=$(api_requests)
+profile operator
 out=$(run_load apply bench-operator "$users" "$teams" "$members" "$conc" "$timeout")
 cpu=$(cpu_json "$s0" "$(cpu_snapshot "${procs[@]}")")
 api=$(api_delta "$a0" "$(api_requests)")
@@ -153,5 +175,5 @@ idle_pct=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" -v s="$t0" -v e="$t1" 'BEGIN { 
 all=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["all_ready_s"])')
 rps=$(awk -v n=$((r1 - r0)) -v s="$all" 'BEGIN { printf "%.1f", n / s }')
 errors=$(curl -fsS "http://127.0.0.1:$mp/metrics" | awk '/^scim_operator_reconcile_errors_total/ {s += $2} END {print s + 0}')
-echo "{\"target\":\"operator\",\"workload\":\"apply\",$common,\"loadavg_before\":\"$la\",\"flags\":\"${tuning[*]}\",\"result\":$out,\"cpu_s\":$cpu,\"api_requests\":$api,\"reconciles\":$((r1 - r0)),\"reconciles_per_s\":$rps,\"reconcile_errors\":$errors,\"peak_rss_kb_at_ready\":$rss_busy,\"peak_rss_kb\":$rss,\"idle_s\":$idle,\"idle_cpu_pct\":$idle_pct,\"idle_reconciles\":$((r2 - r1)),\"loadavg_after\":\"$(loadavg)\"}" >> "$results"
+echo "{\"target\":\"operator\",\"workload\":\"apply\",$common,\"loadavg_before\":\"$la\",\"flags\":\"${tuning[*]}\",\"finalizer_policy\":$([ "$finalizer_policy" = 1 ] && echo true || echo false),\"result\":$out,\"cpu_s\":$cpu,\"api_requests\":$api,\"reconciles\":$((r1 - r0)),\"reconciles_per_s\":$rps,\"reconcile_errors\":$errors,\"peak_rss_kb_at_ready\":$rss_busy,\"peak_rss_kb\":$rss,\"idle_s\":$idle,\"idle_cpu_pct\":$idle_pct,\"idle_reconciles\":$((r2 - r1)),\"loadavg_after\":\"$(loadavg)\"}" >> "$results"
 say "operator: $((r1 - r0)) reconciles ($rps/s), $errors errors, peak RSS $((rss / 1024)) MiB, idle CPU $idle_pct% of a core"
