@@ -148,23 +148,39 @@ pub fn roles_on_target(
     out
 }
 
+/// The namespaces whose standing on target `id` [`roles_on_target`] reads for `user`: the
+/// namespaces of the mapped teams naming it that have the user as a member (by their spec, a
+/// `userName` member of another namespace counting only when `user_trusted`, as there), less
+/// the user's own (whose standing is known). Teams the user is no member of give no role
+/// whatever their namespace's standing, so theirs is never asked.
+pub fn namespaces_to_ask(
+    id: &str,
+    user: &UserFacts<'_>,
+    user_trusted: bool,
+    teams: &[impl Borrow<ManagedTeam>],
+    mappings: &[impl Borrow<RoleMapping>],
+) -> BTreeSet<String> {
+    mapped_teams(id, teams, mappings)
+        .into_iter()
+        .filter(|t| is_member(t, user, user_trusted))
+        .filter_map(|t| t.namespace())
+        .filter(|ns| ns != user.namespace)
+        .collect()
+}
+
 /// The roles `obj` should hold on the resolved `target`, from the ManagedTeams and RoleMappings
-/// the operator watches; the standing of each mapped team's namespace on the target is asked
-/// of [`super::targets::Targets::standing_of`] (the user's own is the one it was resolved with).
+/// the operator watches; the standings of the namespaces of the mapped teams it is a member of
+/// ([`namespaces_to_ask`]) are asked of [`super::targets::Targets::standings_of`] (the user's
+/// own is the one it was resolved with).
 pub async fn roles_for(ctx: &Context, obj: &ScimUser, target: &Resolved) -> Result<Vec<String>, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
     let (teams, mappings) = (ctx.teams.state(), ctx.mappings.state());
-    let namespaces: BTreeSet<String> =
-        mapped_teams(&target.id, &teams, &mappings).iter().map(|t| t.namespace().unwrap_or_default()).collect();
-    let mut standings = BTreeMap::from([(ns.clone(), target.standing)]);
-    for team_ns in namespaces {
-        if let std::collections::btree_map::Entry::Vacant(e) = standings.entry(team_ns) {
-            let standing = ctx.targets.standing_of(&target.target, &ns, e.key()).await?;
-            e.insert(standing);
-        }
-    }
-    let user =
-        UserFacts { namespace: &ns, name: &obj.name_any(), user_name: &obj.spec.user_name, labels: obj.labels() };
+    let name = obj.name_any();
+    let user = UserFacts { namespace: &ns, name: &name, user_name: &obj.spec.user_name, labels: obj.labels() };
+    let user_trusted = target.standing == Standing::Trusted;
+    let namespaces = namespaces_to_ask(&target.id, &user, user_trusted, &teams, &mappings);
+    let mut standings = ctx.targets.standings_of(&target.target, &ns, &namespaces).await?;
+    standings.insert(ns.clone(), target.standing);
     Ok(roles_on_target(&target.id, &user, &obj.spec.roles, &standings, &teams, &mappings))
 }
 
@@ -428,6 +444,69 @@ mod tests {
         gone.metadata.deletion_timestamp = Some(crate::operator::now());
         let teams = vec![team("platform", "ops", on_t, by_ref)];
         assert!(roles_on_target(T, &ada, &[], &both, &teams, &[gone]).is_empty());
+    }
+
+    #[test]
+    fn only_the_namespaces_of_mapped_teams_the_user_is_a_member_of_are_asked() {
+        let labels: BTreeMap<String, String> = [("team".to_string(), "sre".to_string())].into();
+        let ada = UserFacts { namespace: "platform", name: "ada", user_name: "ada@x.test", labels: &labels };
+        let on_t = json!([{"name": "kc"}]);
+        let mappings = vec![mapping("m", &["ops", "auditors", "sre"], &["admin"])];
+        // (what, teams, user trusted, namespaces asked)
+        type Row<'a> = (&'a str, Vec<ManagedTeam>, bool, &'a [&'a str]);
+        let rows: Vec<Row<'_>> = vec![
+            ("no team", vec![], true, &[]),
+            (
+                "a member by scimUserRef elsewhere is none",
+                vec![team("dev", "ops", on_t.clone(), json!([{"scimUserRef": "ada"}]))],
+                true,
+                &[],
+            ),
+            (
+                "a member by userName elsewhere",
+                vec![team("dev", "ops", on_t.clone(), json!([{"userName": "ADA@x.test"}]))],
+                true,
+                &["dev"],
+            ),
+            (
+                "a userName member elsewhere counts only for a trusted user",
+                vec![team("dev", "ops", on_t.clone(), json!([{"userName": "ada@x.test"}]))],
+                false,
+                &[],
+            ),
+            (
+                "the user's own namespace is known already",
+                vec![team("platform", "ops", on_t.clone(), json!([{"scimUserRef": "ada"}]))],
+                true,
+                &[],
+            ),
+            (
+                "teams the user is no member of are not asked",
+                vec![
+                    team("dev", "ops", on_t.clone(), json!([{"userName": "bob@x.test"}])),
+                    team("qa", "auditors", on_t.clone(), json!([{"userName": "ada@x.test"}])),
+                    team("sales", "sre", on_t.clone(), json!([])),
+                ],
+                true,
+                &["qa"],
+            ),
+            (
+                "a team not mapped is not asked",
+                vec![team("dev", "unmapped", on_t.clone(), json!([{"userName": "ada@x.test"}]))],
+                true,
+                &[],
+            ),
+            (
+                "a team of another target is not asked",
+                vec![team("dev", "ops", json!([{"name": "other"}]), json!([{"userName": "ada@x.test"}]))],
+                true,
+                &[],
+            ),
+        ];
+        for (what, teams, user_trusted, want) in rows {
+            let got = namespaces_to_ask(T, &ada, user_trusted, teams.as_slice(), &mappings);
+            assert_eq!(got, want.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(), "{what}");
+        }
     }
 
     #[test]

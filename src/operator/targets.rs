@@ -439,33 +439,58 @@ impl Targets {
     }
 
     /// The standing of `namespace` on `target` (as a resource of `from` names it), for judging
-    /// an object another namespace's resource owns there: a ScimTarget trusts its own namespace
-    /// only; a ClusterScimTarget says so in its `spec.namespaces` (a target that is gone, or
-    /// whose selectors cannot be read, stands nobody: fail closed).
+    /// an object another namespace's resource owns there: see [`Targets::standings_of`].
     pub async fn standing_of(
         &self,
         target: &TargetRef,
         from: &str,
         namespace: &str,
     ) -> Result<Standing, ReconcileError> {
+        let standings =
+            self.standings_of(target, from, &std::collections::BTreeSet::from([namespace.to_string()])).await?;
+        Ok(standings.get(namespace).copied().unwrap_or(Standing::NotAllowed))
+    }
+
+    /// The standing of each of `namespaces` on `target` (as a resource of `from` names it), the
+    /// target read once: a ScimTarget trusts its own namespace only; a ClusterScimTarget says so
+    /// in its `spec.namespaces` (a target that is gone, or whose selectors cannot be read, stands
+    /// nobody: fail closed).
+    pub async fn standings_of(
+        &self,
+        target: &TargetRef,
+        from: &str,
+        namespaces: &std::collections::BTreeSet<String>,
+    ) -> Result<BTreeMap<String, Standing>, ReconcileError> {
+        let mut out = BTreeMap::new();
         match target.kind {
             TargetRefKind::ScimTarget => {
-                Ok(if target.namespace_in(from) == namespace { Standing::Trusted } else { Standing::NotAllowed })
+                let own = target.namespace_in(from);
+                for ns in namespaces {
+                    out.insert(ns.clone(), if own == ns.as_str() { Standing::Trusted } else { Standing::NotAllowed });
+                }
             }
             TargetRefKind::ClusterScimTarget => {
-                let Some(Object::Cluster(c)) = self.object(target, namespace).await? else {
-                    return Ok(Standing::NotAllowed);
+                if namespaces.is_empty() {
+                    return Ok(out);
+                }
+                let c = match self.object(target, from).await? {
+                    Some(Object::Cluster(c)) => c,
+                    _ => return Ok(namespaces.iter().map(|ns| (ns.clone(), Standing::NotAllowed)).collect()),
                 };
                 let access = &c.spec.namespaces;
-                let labels = if access.allowed.selector.is_some() || access.trusted.selector.is_some() {
-                    let ns = Api::<Namespace>::all(self.kube.clone()).get_opt(namespace).await?;
-                    ns.and_then(|n| n.metadata.labels).unwrap_or_default()
-                } else {
-                    BTreeMap::new()
-                };
-                Ok(access.standing(namespace, &labels).unwrap_or(Standing::NotAllowed))
+                let selects = access.allowed.selector.is_some() || access.trusted.selector.is_some();
+                for ns in namespaces {
+                    let labels = if selects {
+                        let found = Api::<Namespace>::all(self.kube.clone()).get_opt(ns).await?;
+                        found.and_then(|n| n.metadata.labels).unwrap_or_default()
+                    } else {
+                        BTreeMap::new()
+                    };
+                    out.insert(ns.clone(), access.standing(ns, &labels).unwrap_or(Standing::NotAllowed));
+                }
             }
         }
+        Ok(out)
     }
 
     /// The client of the target `id` (as records name it), for removing what a resource owns
