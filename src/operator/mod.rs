@@ -33,7 +33,6 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::utils::PredicateConfig;
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
@@ -42,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::client::{ClientConfig, ScimClient};
-use crd::{ClusterScimTarget, ManagedTeam, RoleMapping};
+use crd::{ClusterScimTarget, ManagedTeam, RoleMapping, ScimTarget};
 use user_cache::CachedUser;
 
 /// Finalizer the operator puts on its resources.
@@ -137,15 +136,46 @@ fn spawn_watch<K>(api: Api<K>, writer: reflector::store::Writer<K>, kind: &'stat
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
+    spawn_watch_then(api, writer, kind, |_| {})
+}
+
+/// [`spawn_watch`], calling `deleted` with each object the watch sees deleted (a shared store's
+/// subscribers hear of objects applied only).
+fn spawn_watch_then<K>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    kind: &'static str,
+    deleted: impl Fn(&K) + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
     tokio::spawn(
         watcher(api, watcher::Config::default()).default_backoff().modify(slim).reflect_shared(writer).for_each(
-            move |r| async move {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, kind, "watch failed; retrying");
+            move |r| {
+                match r {
+                    Ok(watcher::Event::Delete(obj)) => deleted(&obj),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, kind, "watch failed; retrying"),
                 }
+                futures::future::ready(())
             },
         ),
     )
+}
+
+/// Waits until `store` holds the first list of its watch (logging while it does not), so that
+/// nothing is judged missing that is merely not listed yet.
+async fn listed<K>(store: &reflector::Store<K>, kind: &str) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), store.wait_until_ready()).await {
+            Ok(r) => return r.with_context(|| format!("the {kind} watch stopped before its first list")),
+            Err(_) => tracing::warn!(kind, "still waiting for the first list (may the operator list and watch them?)"),
+        }
+    }
 }
 
 /// The merge patch that adds [`FINALIZER`] to an object of `meta`, computed from that version
@@ -566,6 +596,42 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let mapping_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
     let mapping_role_events = mappings_writer.subscribe().context("subscribing to the RoleMapping store")?;
     let mappings_root = spawn_watch(Api::<RoleMapping>::all(kube.clone()), mappings_writer, "RoleMapping");
+    // ClusterScimTargets, ScimTargets and the namespaces' labels (metadata only): one watch and
+    // one store each, read by the resolution of every resource's targets and by the target
+    // controller, so that a reconcile reads no target from the API server.
+    let (clusters_store, clusters_writer) = reflector::store_shared(SHARED_BUFFER);
+    let cluster_events = clusters_writer.subscribe().context("subscribing to the ClusterScimTarget store")?;
+    let cluster_role_events = clusters_writer.subscribe().context("subscribing to the ClusterScimTarget store")?;
+    let (scoped_store, scoped_writer) = reflector::store_shared(SHARED_BUFFER);
+    let scoped_events = scoped_writer.subscribe().context("subscribing to the ScimTarget store")?;
+    let (namespaces_store, namespaces_writer) = reflector::store_shared(SHARED_BUFFER);
+    let target_stores =
+        targets::TargetStores { clusters: clusters_store, scoped: scoped_store, namespaces: namespaces_store };
+    let targets = Arc::new(targets::Targets::new(
+        kube.clone(),
+        target_stores.clone(),
+        args.operator_namespace(&kube),
+        timing.request_timeout(),
+        ctx_fence,
+    ));
+    // A target deleted: its client forgotten, and (ClusterScimTargets) the users provisioned
+    // there reconciled (a shared store's subscribers hear of no deletion).
+    let (target_gone, targets_gone) = futures::channel::mpsc::unbounded::<String>();
+    let forget = targets.clone();
+    let clusters_root =
+        spawn_watch_then(Api::<ClusterScimTarget>::all(kube.clone()), clusters_writer, "ClusterScimTarget", move |t| {
+            forget.forget(&targets::cache_key(t));
+            let _ = target_gone.unbounded_send(t.name_any());
+        });
+    let forget = targets.clone();
+    let scoped_root = spawn_watch_then(Api::<ScimTarget>::all(kube.clone()), scoped_writer, "ScimTarget", move |t| {
+        forget.forget(&targets::cache_key(t))
+    });
+    let namespaces_root = spawn_watch(
+        Api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>::all(kube.clone()),
+        namespaces_writer,
+        "Namespace",
+    );
     // Target tasks that ended wake their resource (see [`target_work`]).
     let (wake_user, user_wakes) = futures::channel::mpsc::unbounded();
     let (wake_team, team_wakes) = futures::channel::mpsc::unbounded();
@@ -583,7 +649,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         mappings_store.clone(),
         user_work.clone(),
     ));
-    let (by_team, by_mapping, by_target) = (roles.clone(), roles.clone(), roles);
+    let (by_team, by_mapping, by_target, by_gone) = (roles.clone(), roles.clone(), roles.clone(), roles);
     let team_roles = ChangeFilter::new(teams_store.clone());
     let team_changes = team_role_events.filter(move |t| {
         futures::future::ready(team_roles.changed(t.as_ref(), target_roles::team_trigger(t.as_ref())))
@@ -591,10 +657,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let mapping_roles = ChangeFilter::new(mappings_store.clone());
     let mapping_changes = mapping_role_events
         .filter(move |m| futures::future::ready(mapping_roles.changed(m.as_ref(), resource_trigger(m.as_ref()))));
-    let target_changes = watcher(Api::<ClusterScimTarget>::all(kube.clone()), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(|t: &ClusterScimTarget| resource_trigger(t), PredicateConfig::default());
+    let target_roles = ChangeFilter::new(target_stores.clusters.clone());
+    let target_changes = cluster_role_events
+        .filter(move |t| futures::future::ready(target_roles.changed(t.as_ref(), resource_trigger(t.as_ref()))));
     let relabelled = user_work.clone();
     let users_controller = Controller::for_shared_stream(
         own_changes.filter(move |u| {
@@ -613,7 +678,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     )
     .watches_shared_stream(team_changes, move |t: Arc<ManagedTeam>| by_team.of_team(&t))
     .watches_shared_stream(mapping_changes, move |m: Arc<RoleMapping>| by_mapping.of_mapping(&m))
-    .watches_stream(target_changes, move |t: ClusterScimTarget| by_target.of_target(&t.name_any()));
+    .watches_shared_stream(target_changes, move |t: Arc<ClusterScimTarget>| by_target.of_target(&t.name_any()))
+    .reconcile_on(targets_gone.flat_map(move |name| futures::stream::iter(by_gone.of_target(&name))));
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         scim,
@@ -627,17 +693,23 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         cluster,
         user_shares,
         team_shares: fairness::Shares::new(usize::from(args.concurrency)),
-        targets: Arc::new(targets::Targets::new(
-            kube.clone(),
-            args.operator_namespace(&kube),
-            timing.request_timeout(),
-            ctx_fence,
-        )),
+        targets,
         user_work,
         team_work: Arc::default(),
         wake_user,
         wake_team,
     });
+    // No target may look missing, nor a namespace unlabelled, because its watch has not listed
+    // it yet: the controllers start once the target stores hold their first list.
+    let mut stop = stop_rx.clone();
+    tokio::select! {
+        r = async {
+            listed(&target_stores.clusters, "ClusterScimTarget").await?;
+            listed(&target_stores.scoped, "ScimTarget").await?;
+            listed(&target_stores.namespaces, "Namespace").await
+        } => r?,
+        _ = stop.wait_for(|s| *s) => return Ok(()),
+    }
     let config = controller::Config::default().concurrency(args.concurrency);
     let stopped = |rx: tokio::sync::watch::Receiver<bool>| async move {
         let mut rx = rx;
@@ -696,7 +768,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         .run(role_mapping::reconcile, |o, e, c| error_policy(o, e, c, "RoleMapping"), ctx.clone())
         .for_each(|_| async {});
 
-    let targets = scim_target::run(ctx.clone(), || stopped(stop_rx.clone()));
+    let targets = scim_target::run(ctx.clone(), scoped_events, cluster_events, || stopped(stop_rx.clone()));
 
     tracing::info!(scim = %args.scim_url, "controllers running");
     tokio::select! {
@@ -722,6 +794,9 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     users_root.abort();
     teams_root.abort();
     mappings_root.abort();
+    clusters_root.abort();
+    scoped_root.abort();
+    namespaces_root.abort();
     health.abort();
     Ok(())
 }

@@ -24,8 +24,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::utils::PredicateConfig;
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -34,8 +33,8 @@ use std::time::Duration;
 
 use super::conditions::{self, Desired, reason};
 use super::crd::{ClusterScimTarget, ScimTarget, TargetAccess, TargetEndpoint, TargetStatus, secret_namespace};
-use super::targets::{Connection, FetchError, cache_key};
-use super::{Context, ReconcileError, now, resource_trigger, slim};
+use super::targets::{Connection, FetchError};
+use super::{ChangeFilter, Context, ReconcileError, now, resource_trigger};
 use crate::client::{Capabilities, ClientError, Health};
 
 /// What the two target kinds have in common for this controller.
@@ -345,31 +344,23 @@ fn naming<K: TargetKind>(
         .collect()
 }
 
-/// One controller of `K`: its own watch (reconciled on spec changes, not its own status
-/// writes), Secret changes of `secrets` mapped to the targets naming them, probes on a timer.
+/// One controller of `K`: the operator's store of `K` (shared with the resolution of resources'
+/// targets, see [`super::targets::TargetStores`]) and its `events`, reconciled on spec changes,
+/// not its own status writes; Secret changes of `secrets` mapped to the targets naming them;
+/// probes on a timer.
 fn controller<K: TargetKind>(
     tc: Arc<TargetContext>,
-    api: Api<K>,
+    store: reflector::Store<K>,
+    events: ReflectHandle<K>,
     secrets: Api<PartialObjectMeta<Secret>>,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> impl std::future::Future<Output = ()> {
-    let (store, writer) = reflector::store();
-    let gone = tc.clone();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(slim)
-        .reflect(writer)
-        .inspect(move |e| {
-            if let Ok(watcher::Event::Delete(t)) = e {
-                gone.ctx.targets.forget(&cache_key(t));
-            }
-        })
-        .applied_objects()
-        .predicate_filter(|t: &K| resource_trigger(t), PredicateConfig::default());
+    let own = ChangeFilter::new(store.clone());
+    let changes = events.filter(move |t| futures::future::ready(own.changed(t.as_ref(), resource_trigger(t.as_ref()))));
     let operator_ns = tc.operator_namespace.clone();
     let targets = store.clone();
     let secret_changes = watcher(secrets, watcher::Config::default()).default_backoff().touched_objects();
-    Controller::for_stream(stream, store)
+    Controller::for_shared_stream(changes, store)
         .watches_stream(secret_changes, move |s: PartialObjectMeta<Secret>| {
             naming(&targets, &operator_ns, &s.namespace().unwrap_or_default(), &s.name_any())
         })
@@ -379,22 +370,24 @@ fn controller<K: TargetKind>(
         .for_each(|_| async {})
 }
 
-/// Runs both target controllers until `stop` resolves. Secrets are watched metadata-only: across
-/// the cluster for `ScimTarget`s, in the operator's namespace for `ClusterScimTarget`s.
-pub async fn run<S>(ctx: Arc<Context>, stop: impl Fn() -> S)
-where
+/// Runs both target controllers until `stop` resolves, on the target stores of `ctx` and these
+/// subscriptions to them. Secrets are watched metadata-only: across the cluster for
+/// `ScimTarget`s, in the operator's namespace for `ClusterScimTarget`s.
+pub async fn run<S>(
+    ctx: Arc<Context>,
+    scoped: ReflectHandle<ScimTarget>,
+    clusters: ReflectHandle<ClusterScimTarget>,
+    stop: impl Fn() -> S,
+) where
     S: std::future::Future<Output = ()> + Send + Sync + 'static,
 {
     let operator_namespace = ctx.targets.operator_namespace().to_string();
     let kube = ctx.kube.clone();
+    let stores = ctx.targets.stores.clone();
     let tc = Arc::new(TargetContext { ctx, operator_namespace });
-    let namespaced = controller::<ScimTarget>(tc.clone(), Api::all(kube.clone()), Api::all(kube.clone()), stop());
-    let cluster = controller::<ClusterScimTarget>(
-        tc.clone(),
-        Api::all(kube.clone()),
-        Api::namespaced(kube, &tc.operator_namespace),
-        stop(),
-    );
+    let namespaced = controller(tc.clone(), stores.scoped, scoped, Api::all(kube.clone()), stop());
+    let cluster =
+        controller(tc.clone(), stores.clusters, clusters, Api::namespaced(kube, &tc.operator_namespace), stop());
     futures::future::join(namespaced, cluster).await;
 }
 

@@ -170,7 +170,7 @@ pub fn namespaces_to_ask(
 
 /// The roles `obj` should hold on the resolved `target`, from the ManagedTeams and RoleMappings
 /// the operator watches; the standings of the namespaces of the mapped teams it is a member of
-/// ([`namespaces_to_ask`]) are asked of [`super::targets::Targets::standings_of`] (the user's
+/// ([`namespaces_to_ask`]) are asked of [`super::targets::TargetStores::standings_of`] (the user's
 /// own is the one it was resolved with).
 pub async fn roles_for(ctx: &Context, obj: &ScimUser, target: &Resolved) -> Result<Vec<String>, ReconcileError> {
     let ns = obj.namespace().unwrap_or_default();
@@ -179,7 +179,7 @@ pub async fn roles_for(ctx: &Context, obj: &ScimUser, target: &Resolved) -> Resu
     let user = UserFacts { namespace: &ns, name: &name, user_name: &obj.spec.user_name, labels: obj.labels() };
     let user_trusted = target.standing == Standing::Trusted;
     let namespaces = namespaces_to_ask(&target.id, &user, user_trusted, &teams, &mappings);
-    let mut standings = ctx.targets.standings_of(&target.target, &ns, &namespaces).await?;
+    let mut standings = ctx.targets.stores.standings_of(&target.target, &ns, &namespaces);
     standings.insert(ns.clone(), target.standing);
     Ok(roles_on_target(&target.id, &user, &obj.spec.roles, &standings, &teams, &mappings))
 }

@@ -16,7 +16,9 @@
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -70,10 +72,76 @@ struct Cached {
     secrets: Arc<Vec<String>>,
 }
 
-/// The targets of the cluster as the controllers reach them: one client per target, and the
-/// ownership records.
+/// The operator's caches of the target objects and of the namespaces' labels, each fed by one
+/// watch of the cluster (the target controller reads the same stores). Resolving a resource's
+/// targets reads them, never the API server: a reconcile that only reports a finished task
+/// costs no GET of its targets.
+#[derive(Clone)]
+pub struct TargetStores {
+    pub clusters: Store<ClusterScimTarget>,
+    pub scoped: Store<ScimTarget>,
+    /// Namespaces, metadata only (the labels a ClusterScimTarget's selectors read).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
+impl TargetStores {
+    /// The labels of `namespace` as the watch last saw them (none when it is not listed).
+    pub fn labels_of(&self, namespace: &str) -> BTreeMap<String, String> {
+        self.namespaces.get(&ObjectRef::new(namespace)).and_then(|n| n.metadata.labels.clone()).unwrap_or_default()
+    }
+
+    /// The object `target` names (a ScimTarget of `namespace` when it names none), from the
+    /// stores.
+    fn object(&self, target: &TargetRef, namespace: &str) -> Option<Object> {
+        match target.kind {
+            TargetRefKind::ClusterScimTarget => self.clusters.get(&ObjectRef::new(&target.name)).map(Object::Cluster),
+            TargetRefKind::ScimTarget => self
+                .scoped
+                .get(&ObjectRef::new(&target.name).within(target.namespace_in(namespace)))
+                .map(Object::Namespaced),
+        }
+    }
+
+    /// The standing of `namespace` on `target` (as a resource of `from` names it), for judging
+    /// an object another namespace's resource owns there: see [`TargetStores::standings_of`].
+    pub fn standing_of(&self, target: &TargetRef, from: &str, namespace: &str) -> Standing {
+        let standings = self.standings_of(target, from, &std::collections::BTreeSet::from([namespace.to_string()]));
+        standings.get(namespace).copied().unwrap_or(Standing::NotAllowed)
+    }
+
+    /// The standing of each of `namespaces` on `target` (as a resource of `from` names it), from
+    /// the stores: a ScimTarget trusts its own namespace only; a ClusterScimTarget says so in its
+    /// `spec.namespaces` (a target that is gone, or whose selectors cannot be read, stands
+    /// nobody: fail closed).
+    pub fn standings_of(
+        &self,
+        target: &TargetRef,
+        from: &str,
+        namespaces: &std::collections::BTreeSet<String>,
+    ) -> BTreeMap<String, Standing> {
+        let cluster = match target.kind {
+            TargetRefKind::ScimTarget => None,
+            TargetRefKind::ClusterScimTarget => match self.object(target, from) {
+                Some(Object::Cluster(c)) => Some(c),
+                _ => return namespaces.iter().map(|ns| (ns.clone(), Standing::NotAllowed)).collect(),
+            },
+        };
+        let own = target.namespace_in(from);
+        let standing = |ns: &str| match &cluster {
+            None if own == ns => Standing::Trusted,
+            None => Standing::NotAllowed,
+            Some(c) => c.spec.namespaces.standing(ns, &self.labels_of(ns)).unwrap_or(Standing::NotAllowed),
+        };
+        namespaces.iter().map(|ns| (ns.clone(), standing(ns))).collect()
+    }
+}
+
+/// The targets of the cluster as the controllers reach them: one client per target, the
+/// ownership records, and the stores targets are resolved from.
 pub struct Targets {
     kube: Client,
+    /// Target objects and namespace labels, as the watches see them.
+    pub stores: TargetStores,
     /// The namespace a `ClusterScimTarget` reads its Secrets from, which also keeps the
     /// ownership records.
     operator_namespace: String,
@@ -163,11 +231,17 @@ fn credentials(
 }
 
 impl Targets {
-    /// The targets reached with `kube`, Secrets of cluster targets and the ownership records in
-    /// `operator_namespace`, requests under `fence` with `timeout`.
-    pub fn new(kube: Client, operator_namespace: String, timeout: Duration, fence: Option<Fence>) -> Self {
+    /// The targets reached with `kube`, looked up in `stores`, Secrets of cluster targets and
+    /// the ownership records in `operator_namespace`, requests under `fence` with `timeout`.
+    pub fn new(
+        kube: Client,
+        stores: TargetStores,
+        operator_namespace: String,
+        timeout: Duration,
+        fence: Option<Fence>,
+    ) -> Self {
         let records = OwnershipRecords::new(kube.clone(), &operator_namespace);
-        Self { kube, operator_namespace, timeout, fence, clients: Mutex::new(HashMap::new()), records }
+        Self { kube, stores, operator_namespace, timeout, fence, clients: Mutex::new(HashMap::new()), records }
     }
 
     /// The namespace a `ClusterScimTarget` reads its Secrets from.
@@ -352,23 +426,11 @@ pub fn foreign(target: &TargetRef, namespace: &str) -> Option<TargetRefusal> {
 
 /// The object behind a reference, if it exists.
 enum Object {
-    Cluster(ClusterScimTarget),
-    Namespaced(ScimTarget),
+    Cluster(Arc<ClusterScimTarget>),
+    Namespaced(Arc<ScimTarget>),
 }
 
 impl Targets {
-    async fn object(&self, target: &TargetRef, namespace: &str) -> Result<Option<Object>, kube::Error> {
-        Ok(match target.kind {
-            TargetRefKind::ClusterScimTarget => {
-                Api::<ClusterScimTarget>::all(self.kube.clone()).get_opt(&target.name).await?.map(Object::Cluster)
-            }
-            TargetRefKind::ScimTarget => Api::<ScimTarget>::namespaced(self.kube.clone(), namespace)
-                .get_opt(&target.name)
-                .await?
-                .map(Object::Namespaced),
-        })
-    }
-
     /// The client of a target object, or why there is none now.
     async fn endpoint_of<K: TargetKind>(&self, obj: &K) -> Result<Endpoint, ReconcileError> {
         let connection = self.connect(obj, false).await.map_err(|e| ReconcileError::Invalid(e.to_string()))?;
@@ -395,7 +457,6 @@ impl Targets {
     ) -> Result<Result<Vec<Resolved>, Vec<TargetRefusal>>, ReconcileError> {
         let mut resolved = Vec::new();
         let mut refused = Vec::new();
-        let mut labels: Option<BTreeMap<String, String>> = None;
         for target in super::crd::effective_targets(declared) {
             let id = target.id(namespace);
             if target.is_default() {
@@ -407,21 +468,14 @@ impl Targets {
                 refused.push(r);
                 continue;
             }
-            let object = self.object(&target, namespace).await?;
-            // The namespace's labels are read once, and only for a selector to match.
-            let selects = matches!(&object, Some(Object::Cluster(c))
-                if c.spec.namespaces.allowed.selector.is_some() || c.spec.namespaces.trusted.selector.is_some());
-            if selects && labels.is_none() {
-                let ns = Api::<Namespace>::all(self.kube.clone()).get_opt(namespace).await?;
-                labels = Some(ns.and_then(|n| n.metadata.labels).unwrap_or_default());
-            }
-            let empty = BTreeMap::new();
+            let object = self.stores.object(&target, namespace);
+            let labels = self.stores.labels_of(namespace);
             let found = match &object {
                 None => None,
                 Some(Object::Cluster(c)) => Some(Found::Cluster(&c.spec.namespaces)),
                 Some(Object::Namespaced(_)) => Some(Found::Namespaced),
             };
-            let standing = match standing(&id, namespace, labels.as_ref().unwrap_or(&empty), found) {
+            let standing = match standing(&id, namespace, &labels, found) {
                 Ok(s) => s,
                 Err(r) => {
                     refused.push(r);
@@ -429,68 +483,13 @@ impl Targets {
                 }
             };
             let endpoint = match &object {
-                Some(Object::Cluster(c)) => self.endpoint_of(c).await?,
-                Some(Object::Namespaced(t)) => self.endpoint_of(t).await?,
+                Some(Object::Cluster(c)) => self.endpoint_of(c.as_ref()).await?,
+                Some(Object::Namespaced(t)) => self.endpoint_of(t.as_ref()).await?,
                 None => continue,
             };
             resolved.push(Resolved { target, id, standing, endpoint });
         }
         Ok(if refused.is_empty() { Ok(resolved) } else { Err(refused) })
-    }
-
-    /// The standing of `namespace` on `target` (as a resource of `from` names it), for judging
-    /// an object another namespace's resource owns there: see [`Targets::standings_of`].
-    pub async fn standing_of(
-        &self,
-        target: &TargetRef,
-        from: &str,
-        namespace: &str,
-    ) -> Result<Standing, ReconcileError> {
-        let standings =
-            self.standings_of(target, from, &std::collections::BTreeSet::from([namespace.to_string()])).await?;
-        Ok(standings.get(namespace).copied().unwrap_or(Standing::NotAllowed))
-    }
-
-    /// The standing of each of `namespaces` on `target` (as a resource of `from` names it), the
-    /// target read once: a ScimTarget trusts its own namespace only; a ClusterScimTarget says so
-    /// in its `spec.namespaces` (a target that is gone, or whose selectors cannot be read, stands
-    /// nobody: fail closed).
-    pub async fn standings_of(
-        &self,
-        target: &TargetRef,
-        from: &str,
-        namespaces: &std::collections::BTreeSet<String>,
-    ) -> Result<BTreeMap<String, Standing>, ReconcileError> {
-        let mut out = BTreeMap::new();
-        match target.kind {
-            TargetRefKind::ScimTarget => {
-                let own = target.namespace_in(from);
-                for ns in namespaces {
-                    out.insert(ns.clone(), if own == ns.as_str() { Standing::Trusted } else { Standing::NotAllowed });
-                }
-            }
-            TargetRefKind::ClusterScimTarget => {
-                if namespaces.is_empty() {
-                    return Ok(out);
-                }
-                let c = match self.object(target, from).await? {
-                    Some(Object::Cluster(c)) => c,
-                    _ => return Ok(namespaces.iter().map(|ns| (ns.clone(), Standing::NotAllowed)).collect()),
-                };
-                let access = &c.spec.namespaces;
-                let selects = access.allowed.selector.is_some() || access.trusted.selector.is_some();
-                for ns in namespaces {
-                    let labels = if selects {
-                        let found = Api::<Namespace>::all(self.kube.clone()).get_opt(ns).await?;
-                        found.and_then(|n| n.metadata.labels).unwrap_or_default()
-                    } else {
-                        BTreeMap::new()
-                    };
-                    out.insert(ns.clone(), access.standing(ns, &labels).unwrap_or(Standing::NotAllowed));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// The client of the target `id` (as records name it), for removing what a resource owns
@@ -512,10 +511,10 @@ impl Targets {
             return Ok(Some(Endpoint::Default));
         }
         let namespace = target.namespace.clone().unwrap_or_default();
-        Ok(match self.object(&target, &namespace).await? {
+        Ok(match self.stores.object(&target, &namespace) {
             None => None,
-            Some(Object::Cluster(c)) => Some(self.endpoint_of(&c).await?),
-            Some(Object::Namespaced(t)) => Some(self.endpoint_of(&t).await?),
+            Some(Object::Cluster(c)) => Some(self.endpoint_of(c.as_ref()).await?),
+            Some(Object::Namespaced(t)) => Some(self.endpoint_of(t.as_ref()).await?),
         })
     }
 }
@@ -832,6 +831,54 @@ mod tests {
         let mut both = access.clone();
         both.allowed.names.push("platform".into());
         assert_eq!(standing(id, "platform", &labels(&[]), Some(Found::Cluster(&both))), Ok(Standing::Trusted));
+    }
+
+    #[test]
+    fn standings_are_read_from_the_stores_and_follow_namespace_labels() {
+        use kube::runtime::{reflector, watcher};
+        let (clusters, mut cw) = reflector::store::<ClusterScimTarget>();
+        let (scoped, _sw) = reflector::store::<ScimTarget>();
+        let (namespaces, mut nw) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let stores = TargetStores { clusters, scoped, namespaces };
+        let kc: ClusterScimTarget = serde_json::from_value(serde_json::json!({
+            "apiVersion": "scim.dev/v1alpha1", "kind": "ClusterScimTarget", "metadata": {"name": "kc"},
+            "spec": {"baseUrl": "https://kc.example/scim/v2", "credentials": {"bearerToken": {"name": "s", "key": "k"}},
+                "namespaces": {"allowed": {"names": ["team-a", "team-b"]}, "trusted": {"selector": {"matchLabels": {"scim": "trusted"}}}}}
+        }))
+        .expect("a ClusterScimTarget");
+        cw.apply_watcher_event(&watcher::Event::Apply(kc));
+        let ns = |name: &str, l: &[(&str, &str)]| {
+            let mut n = PartialObjectMeta::<Namespace>::default();
+            n.metadata.name = Some(name.to_string());
+            n.metadata.labels = Some(labels(l));
+            watcher::Event::Apply(n)
+        };
+        nw.apply_watcher_event(&ns("team-a", &[("scim", "trusted")]));
+        nw.apply_watcher_event(&ns("team-b", &[]));
+        let kc_ref = TargetRef { kind: TargetRefKind::ClusterScimTarget, name: "kc".into(), namespace: None };
+        let all: std::collections::BTreeSet<String> =
+            ["team-a", "team-b", "team-c"].iter().map(|s| s.to_string()).collect();
+        let want = |pairs: &[(&str, Standing)]| -> BTreeMap<String, Standing> {
+            pairs.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+        };
+        assert_eq!(
+            stores.standings_of(&kc_ref, "team-a", &all),
+            want(&[("team-a", Standing::Trusted), ("team-b", Standing::Allowed), ("team-c", Standing::NotAllowed)])
+        );
+        // The label given to team-b is seen at the next look, without any read of the API server.
+        nw.apply_watcher_event(&ns("team-b", &[("scim", "trusted")]));
+        assert_eq!(stores.standing_of(&kc_ref, "team-a", "team-b"), Standing::Trusted);
+        // A target the store does not hold stands nobody (fail closed).
+        let gone = TargetRef { name: "gone".into(), ..kc_ref.clone() };
+        assert_eq!(stores.standing_of(&gone, "team-a", "team-a"), Standing::NotAllowed);
+        // A ScimTarget trusts its own namespace only.
+        let st = TargetRef { kind: TargetRefKind::ScimTarget, name: "grafana".into(), namespace: None };
+        assert_eq!(
+            stores.standings_of(&st, "team-a", &all),
+            want(&[("team-a", Standing::Trusted), ("team-b", Standing::NotAllowed), ("team-c", Standing::NotAllowed)])
+        );
+        assert!(matches!(stores.object(&kc_ref, "any"), Some(Object::Cluster(_))));
+        assert!(stores.object(&st, "team-a").is_none(), "no ScimTarget listed");
     }
 
     #[test]

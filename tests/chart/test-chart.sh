@@ -141,7 +141,7 @@ can() { $KUBECTL auth can-i --as="$sa" "$@" 2>/dev/null || true; }
 for yes in "watch scimusers.scim.dev --all-namespaces" "patch managedteams.scim.dev -n any" "patch scimusers.scim.dev --subresource=status -n any" \
            "update rolemappings.scim.dev --subresource=finalizers" "create events.events.k8s.io -n any" \
            "watch scimtargets.scim.dev --all-namespaces" "patch clusterscimtargets.scim.dev --subresource=status" \
-           "get secrets -n any" "get namespaces" "create configmaps -n scim-system" "delete configmaps -n scim-system"; do
+           "get secrets -n any" "get namespaces" "watch namespaces" "create configmaps -n scim-system" "delete configmaps -n scim-system"; do
   # shellcheck disable=SC2086
   [ "$(can $yes)" = yes ] || fail "operator cannot: $yes"
 done

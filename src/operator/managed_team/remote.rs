@@ -185,7 +185,7 @@ async fn resolve(ctx: &Context, obj: &ManagedTeam, target: &Resolved, client: &S
             let record = records.get(&ObjectKey::user(&target.id, &user_name)).await?;
             let owner_trusted = match &record {
                 Some(r) if r.owner.namespace == ns => true,
-                Some(r) => ctx.targets.standing_of(&target.target, &ns, &r.owner.namespace).await? == Standing::Trusted,
+                Some(r) => ctx.targets.stores.standing_of(&target.target, &ns, &r.owner.namespace) == Standing::Trusted,
                 None => false,
             };
             let owner = match &record {
