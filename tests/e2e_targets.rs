@@ -34,6 +34,9 @@
 //! - The reconcile a target's task wakes to report its result sends the default target nothing
 //!   when the default entry is ready for the generation (read from the default target's own
 //!   request log).
+//! - A ClusterScimTarget allowing and trusting namespaces by label selector: labelling a
+//!   namespace allowed provisions its refused ScimUser, labelling it trusted sends its roles,
+//!   taking the label off withdraws them, each within moments (the operator resyncs hourly).
 //!
 //! Without a control plane (no KUBECONFIG) the test skips, unless `SCIM_E2E_REQUIRED` is set;
 //! without `SCIM_CONFORMANCE_BIN` (scim2-server, from `tests/env/python-tools.sh`) likewise.
@@ -1430,4 +1433,91 @@ async fn roles_are_computed_sent_and_withdrawn_on_a_target() {
     let _ = clusters.delete(&cst, &DeleteParams::default()).await;
     delete_namespaces(&client, &[&ops, &team_ns, &rival]).await;
     scim.stop().await;
+}
+
+// ---- namespace labels that a target's selectors read
+
+/// Seconds between resyncs of the operator in [`namespace_labels_reach_their_users_at_once`]:
+/// every change it shows within [`WAIT`] (40 s) was carried by a watch, not a resync (nor the
+/// retry of a refused resource, at most 300 s).
+const LABELS_RESYNC_SECONDS: u64 = 3600;
+
+/// `RolesAllowed`'s (status, reason), for the current generation.
+fn roles_allowed(u: &ScimUser) -> Option<(String, String)> {
+    let s = u.status.as_ref().filter(|s| s.observed_generation == u.metadata.generation)?;
+    s.conditions.iter().find(|c| c.type_ == "RolesAllowed").map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// A ClusterScimTarget that allows and trusts namespaces by label selector: a ScimUser with
+/// `spec.roles` in a namespace without the labels is refused (`TargetNotAllowed`); labelled
+/// allowed, it is provisioned without its roles (`RolesNotAllowed`); labelled trusted, its roles
+/// are sent; the trust label removed, they are withdrawn. Each step shows within moments of the
+/// label change, where the operator resyncs once an hour: the Namespace's watch carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn namespace_labels_reach_their_users_at_once() {
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
+    let ops = namespace(&client, "ltargets-ops").await;
+    let team_ns = namespace(&client, "ltargets-team").await;
+    let (_dir, token_path) = token_file("unused");
+    let operator =
+        start_operator_from(operator_args("http://127.0.0.1:9/scim/v2", &token_path, &[], &ops, LABELS_RESYNC_SECONDS));
+    let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let (allow, trust) = (format!("scim-e2e/allow-{suffix}"), format!("scim-e2e/trust-{suffix}"));
+    let access = json!({"allowed": {"selector": {"matchLabels": {allow.clone(): "yes"}}},
+        "trusted": {"selector": {"matchLabels": {trust.clone(): "yes"}}}});
+    let scim2 = Scim2Target::start(&client, &bin, &ops, access).await;
+    let (peer, cst_id) = (&scim2.peer, scim2.id.clone());
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team_ns);
+    let ada = scim_user(
+        "ada",
+        json!({"userName": "ada@example.com", "roles": ["Auditor"], "targets": [{"name": scim2.name}]}),
+    );
+    users.create(&PostParams::default(), &ada).await.unwrap();
+    wait_for(&users, "ada", "refused without the labels", |u| refused_for(u, "TargetNotAllowed")).await;
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let label = |key: &str, value: Option<&str>| {
+        let patch = json!({"metadata": {"labels": {key: value}}});
+        let (namespaces, team_ns) = (namespaces.clone(), team_ns.clone());
+        async move { namespaces.patch(&team_ns, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap() }
+    };
+    let well_before_a_resync = |step: &str, since: Instant| {
+        let took = since.elapsed();
+        eprintln!("{step}: {took:?} after the label change (resync: {LABELS_RESYNC_SECONDS} s)");
+        assert!(took < Duration::from_secs(LABELS_RESYNC_SECONDS / 60), "{step} took {took:?}");
+    };
+
+    // ---- allowed by label: provisioned, its roles withheld (not trusted)
+    let since = Instant::now();
+    label(&allow, Some("yes")).await;
+    let provisioned = wait_for(&users, "ada", "provisioned once allowed, roles withheld", |u| {
+        ready_on(u, 1) && roles_allowed(u) == Some(("False".into(), "RolesNotAllowed".into()))
+    })
+    .await;
+    well_before_a_resync("allowed", since);
+    let ada_id = entry(&provisioned, &cst_id).and_then(|e| e.remote_id.clone()).expect("ada's id on the peer");
+    assert!(roles_on(peer, &ada_id).await.is_empty(), "no role sent from a namespace not trusted");
+
+    // ---- trusted by label: its roles are sent
+    let since = Instant::now();
+    label(&trust, Some("yes")).await;
+    let trusted = wait_for(&users, "ada", "roles sent once trusted", |u| {
+        roles_allowed(u) == Some(("True".into(), "TrustedNamespace".into()))
+            && entry(u, &cst_id).is_some_and(|e| e.ready && e.message.contains("roles sent: Auditor"))
+    })
+    .await;
+    well_before_a_resync("trusted", since);
+    assert!(ready_on(&trusted, 1), "{:?}", trusted.status);
+    wait_roles(peer, &ada_id, &["auditor"], "Auditor on the peer").await;
+
+    // ---- the trust label removed: the role is withdrawn
+    let since = Instant::now();
+    label(&trust, None).await;
+    wait_roles(peer, &ada_id, &[], "Auditor withdrawn once the trust label is gone").await;
+    well_before_a_resync("untrusted", since);
+
+    operator.stop().await;
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    let _ = clusters.delete(&scim2.name, &DeleteParams::default()).await;
+    delete_namespaces(&client, &[&ops, &team_ns]).await;
 }

@@ -12,6 +12,7 @@ pub mod fairness;
 mod leader;
 mod managed_team;
 mod metrics;
+mod namespace_labels;
 pub mod ownership;
 mod role_mapping;
 mod scim_target;
@@ -605,6 +606,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let (scoped_store, scoped_writer) = reflector::store_shared(SHARED_BUFFER);
     let scoped_events = scoped_writer.subscribe().context("subscribing to the ScimTarget store")?;
     let (namespaces_store, namespaces_writer) = reflector::store_shared(SHARED_BUFFER);
+    let namespace_user_events = namespaces_writer.subscribe().context("subscribing to the Namespace store")?;
+    let namespace_team_events = namespaces_writer.subscribe().context("subscribing to the Namespace store")?;
     let target_stores =
         targets::TargetStores { clusters: clusters_store, scoped: scoped_store, namespaces: namespaces_store };
     let targets = Arc::new(targets::Targets::new(
@@ -649,7 +652,8 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
         mappings_store.clone(),
         user_work.clone(),
     ));
-    let (by_team, by_mapping, by_target, by_gone) = (roles.clone(), roles.clone(), roles.clone(), roles);
+    let (by_team, by_mapping, by_target, by_gone, by_labels) =
+        (roles.clone(), roles.clone(), roles.clone(), roles.clone(), roles);
     let team_roles = ChangeFilter::new(teams_store.clone());
     let team_changes = team_role_events.filter(move |t| {
         futures::future::ready(team_roles.changed(t.as_ref(), target_roles::team_trigger(t.as_ref())))
@@ -679,7 +683,28 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     .watches_shared_stream(team_changes, move |t: Arc<ManagedTeam>| by_team.of_team(&t))
     .watches_shared_stream(mapping_changes, move |m: Arc<RoleMapping>| by_mapping.of_mapping(&m))
     .watches_shared_stream(target_changes, move |t: Arc<ClusterScimTarget>| by_target.of_target(&t.name_any()))
-    .reconcile_on(targets_gone.flat_map(move |name| futures::stream::iter(by_gone.of_target(&name))));
+    .reconcile_on(targets_gone.flat_map(move |name| futures::stream::iter(by_gone.of_target(&name))))
+    // A namespace's labels that move its standing on a target (its selectors): the namespace's
+    // users naming that target, and the members of its teams naming it (roles may come through
+    // them), reconciled at once.
+    .watches_shared_stream(namespace_user_events, {
+        let changes =
+            namespace_labels::LabelChanges::new(target_stores.clusters.clone(), target_stores.namespaces.clone());
+        let (users, teams) = (users_store.clone(), teams_store.clone());
+        move |n: Arc<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>| {
+            let (ns, changed) = changes.of(&n);
+            if changed.is_empty() {
+                return Vec::new();
+            }
+            let users = users.state();
+            let mut out = by_labels
+                .wake(namespace_labels::users_concerned(&ns, &changed, &users).into_iter().map(ObjectRef::from_obj));
+            for team in namespace_labels::teams_concerned(&ns, &changed, &teams.state()) {
+                out.extend(by_labels.of_team(team));
+            }
+            out
+        }
+    });
     let ctx = Arc::new(Context {
         kube: kube.clone(),
         scim,
@@ -736,6 +761,10 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
     let member_changes = member_events
         .filter(move |u| futures::future::ready(members.changed(u.as_ref(), managed_team::member_trigger(u.as_ref()))));
     let trust = ctx.clone();
+    let relabelled = ctx.clone();
+    let label_changes =
+        namespace_labels::LabelChanges::new(target_stores.clusters.clone(), target_stores.namespaces.clone());
+    let labelled_teams = teams_store.clone();
     let teams = teams_controller
         // Users of one team often become ready within moments of each other: reconcile the team
         // once they settle rather than once per user.
@@ -755,6 +784,20 @@ pub async fn run(args: ControllerArgs, shutdown: impl std::future::Future<Output
                         trust.team_work.expire(&uid);
                     }
                     ObjectRef::from_obj(t.as_ref())
+                })
+                .collect::<Vec<_>>()
+        })
+        // A namespace's labels that move its standing on a target: its teams naming that target,
+        // their syncs there due at once.
+        .watches_shared_stream(namespace_team_events, move |n| {
+            let (ns, changed) = label_changes.of(&n);
+            namespace_labels::teams_concerned(&ns, &changed, &labelled_teams.state())
+                .into_iter()
+                .map(|t| {
+                    if let Some(uid) = t.uid() {
+                        relabelled.team_work.expire(&uid);
+                    }
+                    ObjectRef::from_obj(t)
                 })
                 .collect::<Vec<_>>()
         })

@@ -227,7 +227,7 @@ impl RoleTriggers {
     }
 
     /// The users to reconcile, their syncs on other targets made due.
-    fn wake(&self, users: impl IntoIterator<Item = ObjectRef<CachedUser>>) -> Vec<ObjectRef<CachedUser>> {
+    pub fn wake(&self, users: impl IntoIterator<Item = ObjectRef<CachedUser>>) -> Vec<ObjectRef<CachedUser>> {
         users
             .into_iter()
             .inspect(|u| {
