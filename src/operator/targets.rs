@@ -4,8 +4,9 @@
 //! request budget and its rate-limit state; it is rebuilt when the target's spec or a Secret it
 //! reads changes).
 //!
-//! Resolution is all-or-nothing: every named target is looked up and checked before anything
-//! is written to any of them. A target that does not exist (`TargetNotFound`) or that the
+//! Resolution is all-or-nothing: every named target is looked up (in the operator's stores of
+//! targets and namespace labels, [`TargetStores`], never with a request) and checked before
+//! anything is written to any of them. A target that does not exist (`TargetNotFound`) or that the
 //! namespace may not use (`TargetNotAllowed`) is a refusal for the whole resource. A target that
 //! exists and may be used but cannot be spoken to right now (a missing Secret) only fails its own
 //! entry (`TargetNotReady`).
