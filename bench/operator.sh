@@ -98,7 +98,8 @@ fresh_control_plane() {
 
 common="\"commit\":\"$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock || echo -dirty)\",\"custom_binary\":$([ -n "${BENCH_OP_BIN:-}" ] && echo true || echo false),\"users\":$users,\"teams\":$teams,\"members\":$members,\"concurrency\":$conc"
 
-# api_requests: the API server's request counter (apiserver_request_total) by verb and resource,
+# api_requests: the API server's request counter (apiserver_request_total) by verb and resource
+# (and by code when it is an error),
 # as JSON; api_delta BEFORE AFTER: what was asked in between (10 or more), largest first.
 api_requests() {
   $KUBECTL get --raw /metrics | python3 -c '
@@ -109,6 +110,8 @@ for line in sys.stdin:
         continue
     labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", line))
     key = labels.get("verb", "?") + " " + labels.get("resource", "?") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+    if labels.get("code", "200")[0] in "45":
+        key += " " + labels["code"]
     counts[key] = counts.get(key, 0) + float(line.rsplit(" ", 1)[1])
 print(json.dumps(counts))'
 }

@@ -141,6 +141,11 @@ if op or ceil:
     if op:
         out.append(f"Operator flags: `{op['flags']}` (commit {op.get('commit', '?')}); load average before the "
                    f"operator run: {op['loadavg_before']}, after it: {op.get('loadavg_after', '?')}.")
+        if "finalizer_policy" in op:
+            out.append("The chart's finalizer policy (a MutatingAdmissionPolicy; `BENCH_OP_FINALIZER_POLICY`) was "
+                       + ("installed: the API server set each object's finalizer at its creation."
+                          if op["finalizer_policy"] else
+                          "not installed: the operator added each object's finalizer with a PATCH."))
     if ceil:
         out.append(f"Load average before the ceiling run: {ceil['loadavg_before']}.")
     out += ["", "| Measure | operator | ceiling (direct client) |", "| --- | --- | --- |"]
