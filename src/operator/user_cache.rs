@@ -21,8 +21,8 @@ use super::crd::ScimUser;
 
 /// A ScimUser as the operator caches it. Its metadata keeps what identifies it (name,
 /// namespace, uid, resourceVersion), what triggers read (generation, deletion, labels, the
-/// release annotation) and the finalizers (so that a worker adds [`FINALIZER`](super::FINALIZER) without reading
-/// the object first); the rest of the object is read when needed.
+/// release annotation) and whether it carries [`FINALIZER`](super::FINALIZER) (so that a worker
+/// adds it without reading the object first); the rest of the object is read when needed.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(from = "Wire")]
 pub struct CachedUser {
@@ -33,6 +33,10 @@ pub struct CachedUser {
     pub scim_id: Option<String>,
     /// Whether the `Ready` condition is `True`.
     pub ready: bool,
+    /// Whether the metadata lists [`FINALIZER`](super::FINALIZER). Only while it does not are
+    /// the finalizers kept (the patch that adds it keeps the others): once it is there, as on
+    /// almost every cached user, the list is not held.
+    pub has_finalizer: bool,
     /// Where `status.targets` says it stands on each target: the target, the id there and
     /// whether it is in sync (a team's trigger reads them).
     pub targets: Vec<TargetFact>,
@@ -172,6 +176,7 @@ struct WireCondition {
 impl From<Wire> for CachedUser {
     fn from(w: Wire) -> Self {
         let m = w.metadata;
+        let has_finalizer = m.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == super::FINALIZER));
         let release = m.annotations.and_then(|r| r.0).map(|v| BTreeMap::from([(RELEASE_ANNOTATION.to_string(), v)]));
         let status = w.status;
         let ready = status
@@ -186,7 +191,7 @@ impl From<Wire> for CachedUser {
                 resource_version: m.resource_version,
                 generation: m.generation,
                 deletion_timestamp: m.deletion_timestamp,
-                finalizers: m.finalizers,
+                finalizers: if has_finalizer { None } else { m.finalizers },
                 labels: m.labels,
                 annotations: release,
                 ..ObjectMeta::default()
@@ -194,6 +199,7 @@ impl From<Wire> for CachedUser {
             user_name: w.spec.user_name,
             scim_id,
             ready,
+            has_finalizer,
             targets,
         }
     }
@@ -206,7 +212,7 @@ impl From<Wire> for CachedUser {
 /// object, so a new ScimUser costs the API server one request before its status, not a read
 /// and a patch. When it changed since the watch saw it (409), it is read instead.
 pub async fn fetch(api: &Api<ScimUser>, cached: &CachedUser) -> Result<Option<ScimUser>, kube::Error> {
-    if let Some(patch) = super::finalizer_patch(cached.meta()) {
+    if let Some(patch) = super::finalizer_patch(cached.meta()).filter(|_| !cached.has_finalizer) {
         match api.patch(&cached.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(mut user) => {
                 super::slim(&mut user);
@@ -297,7 +303,7 @@ mod tests {
         assert_eq!((&m.name, &m.namespace, &m.uid), (&f.name, &f.namespace, &f.uid));
         assert_eq!((&m.resource_version, m.generation, &m.labels), (&f.resource_version, f.generation, &f.labels));
         assert_eq!(cached.annotations().keys().collect::<Vec<_>>(), [RELEASE_ANNOTATION]);
-        assert_eq!(m.finalizers, f.finalizers);
+        assert!(cached.has_finalizer && m.finalizers.is_none(), "ours is there: the list is not held");
         assert!(m.managed_fields.is_none() && m.creation_timestamp.is_none());
         // The object reference (the stores' key) is the same as the full object's.
         use kube::runtime::reflector::ObjectRef;
@@ -305,6 +311,22 @@ mod tests {
         assert_eq!(CachedUser::kind(&()), "ScimUser");
         assert_eq!(CachedUser::plural(&()), "scimusers");
         assert_eq!(CachedUser::api_version(&()), "scim.dev/v1alpha1");
+    }
+
+    #[test]
+    fn without_our_finalizer_the_others_are_kept_for_the_patch_that_adds_it() {
+        let mut new = wire();
+        new["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        let cached: CachedUser = serde_json::from_value(new).expect("a cached ScimUser");
+        assert!(!cached.has_finalizer);
+        let patch = super::super::finalizer_patch(cached.meta()).expect("ours is missing");
+        assert_eq!(patch["metadata"]["finalizers"], json!(["example.com/keep", super::super::FINALIZER]));
+        assert_eq!(patch["metadata"]["resourceVersion"], json!("4711"));
+
+        let mut none = wire();
+        none["metadata"].as_object_mut().expect("metadata").remove("finalizers");
+        let cached: CachedUser = serde_json::from_value(none).expect("a cached ScimUser");
+        assert!(!cached.has_finalizer && super::super::finalizer_patch(cached.meta()).is_some());
     }
 
     #[test]
