@@ -57,20 +57,19 @@ const TEAM_DEBOUNCE: Duration = Duration::from_secs(1);
 /// Watch events a shared store buffers for a subscriber that lags.
 const SHARED_BUFFER: usize = 1024;
 
-/// A predicate filter for shared streams: remembers a hash of what matters per object and lets
-/// an object through when it changed (or was not seen before). Objects that left the store are
-/// forgotten once the memory exceeds twice the store.
+/// The value last seen of each object of a store (what matters of it, or a hash of that).
+/// Objects that left the store are forgotten once the memory exceeds twice the store.
 ///
-/// Keyed by the object's uid, hashed: 16 bytes an object, where an `ObjectRef` key would keep
-/// copies of the name, namespace, uid and resourceVersion (the operator holds one entry per
-/// ScimUser in each of two filters). A collision of two uids' 64-bit hashes could hold back a
-/// trigger until the next resync, at odds of about n²/2⁶⁵.
-struct ChangeFilter<K: Resource<DynamicType = ()> + Clone + 'static> {
-    seen: Mutex<HashMap<u64, u64>>,
+/// Keyed by the object's uid, namespace and name, hashed: 8 bytes of key an object, where an
+/// `ObjectRef` key would keep copies of the name, namespace, uid and resourceVersion (the
+/// operator holds one entry per ScimUser in each of two filters). A collision of two objects'
+/// 64-bit hashes could hold back a trigger until the next resync, at odds of about n²/2⁶⁵.
+struct LastSeen<K: Resource<DynamicType = ()> + Clone + 'static, V> {
+    seen: Mutex<HashMap<u64, V>>,
     store: reflector::Store<K>,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> ChangeFilter<K> {
+impl<K: Resource<DynamicType = ()> + Clone + 'static, V> LastSeen<K, V> {
     fn new(store: reflector::Store<K>) -> Self {
         Self { seen: Mutex::new(HashMap::new()), store }
     }
@@ -85,14 +84,30 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ChangeFilter<K> {
         h.finish()
     }
 
-    fn changed(&self, obj: &K, hash: Option<u64>) -> bool {
-        let Some(hash) = hash else { return true };
+    /// Keeps `value` as what was seen of `obj`, and returns what was seen before (`None` the
+    /// first time).
+    fn swap(&self, obj: &K, value: V) -> Option<V> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() > 2 * self.store.len() + 1024 {
             let live: std::collections::HashSet<u64> = self.store.state().iter().map(|o| Self::key(o)).collect();
             seen.retain(|k, _| live.contains(k));
         }
-        seen.insert(Self::key(obj), hash) != Some(hash)
+        seen.insert(Self::key(obj), value)
+    }
+}
+
+/// A predicate filter for shared streams: remembers a hash of what matters per object and lets
+/// an object through when it changed (or was not seen before).
+struct ChangeFilter<K: Resource<DynamicType = ()> + Clone + 'static>(LastSeen<K, u64>);
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> ChangeFilter<K> {
+    fn new(store: reflector::Store<K>) -> Self {
+        Self(LastSeen::new(store))
+    }
+
+    fn changed(&self, obj: &K, hash: Option<u64>) -> bool {
+        let Some(hash) = hash else { return true };
+        self.0.swap(obj, hash) != Some(hash)
     }
 }
 

@@ -12,9 +12,9 @@ use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::LastSeen;
 use super::crd::{ClusterScimTarget, ManagedTeam, Standing, TargetRef, TargetRefKind, effective_targets};
 use super::user_cache::CachedUser;
 
@@ -74,13 +74,12 @@ pub fn teams_concerned<'a>(
 /// other updates (and from the watch's relists). One per subscriber of the namespace watch.
 pub struct LabelChanges {
     clusters: Store<ClusterScimTarget>,
-    namespaces: Store<PartialObjectMeta<Namespace>>,
-    seen: Mutex<HashMap<String, Labels>>,
+    seen: LastSeen<PartialObjectMeta<Namespace>, Labels>,
 }
 
 impl LabelChanges {
     pub fn new(clusters: Store<ClusterScimTarget>, namespaces: Store<PartialObjectMeta<Namespace>>) -> Self {
-        Self { clusters, namespaces, seen: Mutex::default() }
+        Self { clusters, seen: LastSeen::new(namespaces) }
     }
 
     /// The namespace `ns` as the watch delivers it: its name and the targets on which its
@@ -89,16 +88,7 @@ impl LabelChanges {
     pub fn of(&self, ns: &PartialObjectMeta<Namespace>) -> (String, BTreeSet<String>) {
         let name = ns.name_any();
         let after = ns.metadata.labels.clone().unwrap_or_default();
-        let before = {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            // Namespaces deleted are forgotten once the memory outgrows the store.
-            if seen.len() > 2 * self.namespaces.len() + 1024 {
-                let live: BTreeSet<String> = self.namespaces.state().iter().map(|n| n.name_any()).collect();
-                seen.retain(|k, _| live.contains(k));
-            }
-            seen.insert(name.clone(), after.clone())
-        };
-        let changed = match before {
+        let changed = match self.seen.swap(ns, after.clone()) {
             Some(before) if before != after => targets_changed(&name, &before, &after, &self.clusters.state()),
             _ => BTreeSet::new(),
         };

@@ -212,7 +212,9 @@ impl From<Wire> for CachedUser {
 /// object, so a new ScimUser costs the API server one request before its status, not a read
 /// and a patch. When it changed since the watch saw it (409), it is read instead.
 pub async fn fetch(api: &Api<ScimUser>, cached: &CachedUser) -> Result<Option<ScimUser>, kube::Error> {
-    if let Some(patch) = super::finalizer_patch(cached.meta()).filter(|_| !cached.has_finalizer) {
+    if !cached.has_finalizer
+        && let Some(patch) = super::finalizer_patch(cached.meta())
+    {
         match api.patch(&cached.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(mut user) => {
                 super::slim(&mut user);
