@@ -787,6 +787,39 @@ async fn the_reconcile_a_task_wakes_sends_nothing_to_the_default_target() {
     scim.stop().await;
 }
 
+/// A ClusterScimTarget deleted reaches at once the users naming it (the shared store of targets
+/// tells its subscribers of no deletion; the watch's delete hook does): their entry there turns
+/// `TargetNotFound`, with the operator's resync an hour away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_target_reaches_its_users_at_once() {
+    let Some((_serial, bin, client)) = scim2_turn().await else { return };
+    let ops = namespace(&client, "gone-ops").await;
+    let team = namespace(&client, "gone-team").await;
+    let scim = common::TestServer::start().await;
+    let (_dir, token_path) = token_file(&scim.token);
+    let operator = start_operator_from(operator_args(&scim.base, &token_path, &[], &ops, 3600));
+    let scim2 = Scim2Target::start(&client, &bin, &ops, json!({"allowed": {"names": [team.clone()]}})).await;
+
+    let users: Api<ScimUser> = Api::namespaced(client.clone(), &team);
+    let spec = json!({"userName": "gone@example.com", "targets": [{"name": "default"}, {"name": scim2.name}]});
+    users.create(&PostParams::default(), &scim_user("gone", spec)).await.expect("create the user");
+    wait_for(&users, "gone", "Ready on both targets", |u| ready_on(u, 2)).await;
+
+    let clusters: Api<ClusterScimTarget> = Api::all(client.clone());
+    clusters.delete(&scim2.name, &DeleteParams::default()).await.expect("delete the target");
+    let deleted = Instant::now();
+    let id = format!("ClusterScimTarget/{}", scim2.name);
+    wait_for(&users, "gone", "refused for the deleted target", |u| {
+        refused_for(u, "TargetNotFound") && entry(u, &id).is_some_and(|e| e.reason == "TargetNotFound")
+    })
+    .await;
+    assert!(deleted.elapsed() < Duration::from_secs(60), "seen after {:?}, not at once", deleted.elapsed());
+
+    operator.stop().await;
+    delete_namespaces(&client, &[&ops, &team]).await;
+    scim.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scim_users_provision_into_keycloak() {
     if control_plane().is_none() {
